@@ -1,0 +1,118 @@
+//! One module per subcommand. These add context to the library's typed
+//! errors (anyhow) and print what a person needs to know.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use polars::prelude::*;
+
+pub mod generate;
+pub mod run;
+pub mod score;
+pub mod train;
+pub mod validate;
+
+/// Sales Velocity ICP: learn which accounts become fast, successful, retained
+/// customers from CRM history, score every account 0-100 with reasons, and
+/// write segment files for a workflow engine.
+#[derive(Debug, Parser)]
+#[command(name = "icp", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load, check, train, evaluate on a time-based holdout, score every account
+    /// and write a run directory (scores, segments, model, rejects, manifest).
+    Run(run::Args),
+    /// Check a data directory: write rejects.csv and a readiness report, nothing else.
+    Validate(validate::Args),
+    /// Train and evaluate a model; write the model artifact (model.json).
+    Train(train::Args),
+    /// Score accounts with an existing model artifact; write scores, segments, manifest.
+    Score(score::Args),
+    /// Write a synthetic CRM with a known ground truth (for tests and demos).
+    Generate(generate::Args),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => run::run(a).map(|_| ()),
+        Command::Validate(a) => validate::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Generate(a) => generate::run(a),
+    }
+}
+
+/// Options shared by the commands that read a data directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Data directory with accounts and opportunities (.csv or .parquet),
+    /// optionally customers and triggers.
+    #[arg(long, default_value = "data/sample")]
+    pub data: PathBuf,
+    /// TOML config mapping the CRM's column and stage names onto the contract
+    /// and setting the knobs (see data/examples/). Defaults apply without one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl DataArgs {
+    pub fn config(&self) -> anyhow::Result<icp_config::ValidConfig> {
+        Ok(icp_config::ValidConfig::load(self.config.as_deref())?)
+    }
+}
+
+use crate::config as icp_config;
+
+/// Read a generator truth file (account_id, p_velocity_win_true).
+pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|r| r.finish())
+        .with_context(|| format!("{}: cannot read the truth file", path.display()))?;
+    for c in ["account_id", "p_velocity_win_true"] {
+        if df.column(c).is_err() {
+            anyhow::bail!("{}: truth file lacks the column `{c}`", path.display());
+        }
+    }
+    Ok(df.lazy().select([col("account_id").cast(DataType::String), col("p_velocity_win_true")]).collect()?)
+}
+
+/// "12,345"
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Lines saying how many rows each input had, used and rejected.
+pub fn input_lines(inputs: &[crate::load::InputFile]) -> Vec<String> {
+    inputs
+        .iter()
+        .map(|i| {
+            format!(
+                "  {:<14} {:>10} rows read, {:>10} used, {:>8} rejected  ({})",
+                i.table,
+                thousands(i.rows),
+                thousands(i.used),
+                thousands(i.rejected),
+                i.file
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,106 @@
+//! `icp score`: apply an existing model artifact to an accounts file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use polars::prelude::*;
+
+use crate::cmd::{input_lines, thousands};
+use crate::config::ValidConfig;
+use crate::load;
+use crate::model::ModelArtifact;
+use crate::publish::{RunWriter, new_run_dir, point_latest};
+use crate::score;
+use crate::segments;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Model artifact (model.json of a run or of `icp train`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Accounts file to score (.csv or .parquet).
+    #[arg(long, default_value = "data/sample/accounts.csv")]
+    pub accounts: PathBuf,
+    /// TOML config for the accounts file's column names; by default the
+    /// mapping the model was trained with.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write the output directory here instead of a new directory under --reports.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Also write scores.parquet.
+    #[arg(long)]
+    pub parquet: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Write scores, segment files and rejects; returns the counts for the manifest.
+pub fn write_scoring(
+    w: &mut RunWriter,
+    scores: &DataFrame,
+    rejects: &DataFrame,
+    parquet: bool,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    w.csv("scores.csv", scores)?;
+    if parquet {
+        w.parquet("scores.parquet", scores)?;
+    }
+    let mut counts = vec![("accounts_scored".to_string(), scores.height())];
+    for t in segments::THRESHOLDS {
+        let seg = segments::segment(scores, t)?;
+        counts.push((format!("score_gte_{t}"), seg.height()));
+        w.csv(&segments::file_name(t), &seg)?;
+    }
+    for (b, n) in segments::band_counts(scores)? {
+        counts.push((format!("band_{b}"), n));
+    }
+    w.csv("rejects.csv", rejects)?;
+    counts.push(("rejects".into(), rejects.height()));
+    Ok(counts)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let artifact = ModelArtifact::read(&args.model)?;
+    let cfg = match &args.config {
+        Some(p) => ValidConfig::load(Some(p))?,
+        None => artifact.config.clone(),
+    };
+    let data = load::load_files(&args.accounts, None, None, None, &cfg, Some(&artifact.extra_column_kinds))
+        .with_context(|| format!("loading {}", args.accounts.display()))?;
+    let scores = score::score(&artifact, &data.accounts.df)?;
+    let dest = match &args.out {
+        Some(o) => o.clone(),
+        None => new_run_dir(&args.reports, &format!("score-{}", artifact.model_id)),
+    };
+    let mut w = RunWriter::create(&dest)?;
+    let counts = match write_scoring(&mut w, &scores, &data.rejects, args.parquet) {
+        Ok(c) => c,
+        Err(e) => {
+            w.abandon();
+            return Err(e);
+        }
+    };
+    let dir = w.finish("score", Some(artifact.model_id.clone()), data.inputs(), counts.clone())?;
+    if args.out.is_none() {
+        point_latest(&args.reports, &dir)?;
+    }
+    if !args.quiet {
+        println!("icp score: model {}", artifact.model_id);
+        for l in input_lines(&data.inputs()) {
+            println!("{l}");
+        }
+        let c = |k: &str| counts.iter().find(|x| x.0 == k).map(|x| x.1).unwrap_or(0);
+        println!(
+            "accounts: {} high, {} medium, {} low, {} unscored",
+            thousands(c("band_high")),
+            thousands(c("band_medium")),
+            thousands(c("band_low")),
+            thousands(c("band_unscored"))
+        );
+        println!("outputs: {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `icp validate`: check a data directory and say whether it can train a model.
+
+use std::path::PathBuf;
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::cmd::{DataArgs, input_lines, thousands};
+use crate::label;
+use crate::load::{self, Need};
+use crate::publish::RunWriter;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Directory for rejects.csv, readiness.json and manifest.json.
+    #[arg(long, default_value = "reports/validation")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready_to_train: bool,
+    pub problems: Vec<String>,
+    pub closed_deals: usize,
+    pub won: usize,
+    pub lost: usize,
+    pub churned: usize,
+    pub open: usize,
+    pub velocity_window_days: Option<i64>,
+    pub velocity_wins: Option<usize>,
+    pub holdout_from: Option<String>,
+    pub has_customers: bool,
+    pub has_triggers: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = args.data.config()?;
+    let data = load::load_dir(&args.data.data, &cfg, Need::Training)?;
+    let opps = &data.opportunities.as_ref().expect("training load has opportunities").df;
+    let count = |o: &str| -> anyhow::Result<usize> {
+        Ok(opps.clone().lazy().filter(col("outcome").eq(lit(o))).collect()?.height())
+    };
+    let (won, lost, churned, open) = (count("won")?, count("lost")?, count("churned")?, count("open")?);
+    let mut problems = Vec::new();
+    let (mut window, mut wins, mut from) = (None, None, None);
+    match label::label(&data, &cfg) {
+        Ok(l) => {
+            window = Some(l.window.days);
+            wins = Some(l.df.column("label")?.bool()?.sum().unwrap_or(0) as usize);
+            from = Some(l.cutoff.to_string());
+            let ev = &cfg.evidence;
+            let y: Vec<bool> = l.df.column("label")?.bool()?.into_no_null_iter().collect();
+            let tp = y[..l.n_train].iter().filter(|b| **b).count();
+            let hp = y[l.n_train..].iter().filter(|b| **b).count();
+            if tp < ev.min_train_positives {
+                problems.push(format!("{tp} velocity wins before the holdout (need {})", ev.min_train_positives));
+            }
+            if l.n_train - tp < ev.min_train_negatives {
+                problems.push(format!("{} other closed deals before the holdout (need {})", l.n_train - tp, ev.min_train_negatives));
+            }
+            if hp < ev.min_holdout_per_class || l.n_holdout - hp < ev.min_holdout_per_class {
+                problems.push(format!(
+                    "holdout has {hp} velocity wins and {} other deals (need {} of each)",
+                    l.n_holdout - hp,
+                    ev.min_holdout_per_class
+                ));
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    let r = Readiness {
+        ready_to_train: problems.is_empty(),
+        problems,
+        closed_deals: won + lost + churned,
+        won,
+        lost,
+        churned,
+        open,
+        velocity_window_days: window,
+        velocity_wins: wins,
+        holdout_from: from,
+        has_customers: data.customers.is_some(),
+        has_triggers: data.triggers.is_some(),
+    };
+    let mut w = RunWriter::create(&args.out)?;
+    w.csv("rejects.csv", &data.rejects)?;
+    w.json("readiness.json", &r)?;
+    let dir = w.finish("validate", None, data.inputs(), vec![("rejects".into(), data.rejects.height())])?;
+    if !args.data.quiet {
+        println!("icp validate: {}", args.data.data.display());
+        for l in input_lines(&data.inputs()) {
+            println!("{l}");
+        }
+        println!(
+            "closed deals: {} ({} won, {} lost, {} churned); {} open",
+            thousands(r.closed_deals),
+            thousands(won),
+            thousands(lost),
+            thousands(churned),
+            thousands(open)
+        );
+        if let (Some(w), Some(v)) = (r.velocity_window_days, r.velocity_wins) {
+            println!("velocity window: {w} days; {} velocity wins", thousands(v));
+        }
+        if r.ready_to_train {
+            println!("ready to train: yes");
+        } else {
+            println!("ready to train: NO");
+            for p in &r.problems {
+                println!("  - {p}");
+            }
+        }
+        println!("report: {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! The run configuration: parsed from TOML once, checked into a [`ValidConfig`]
+//! and passed inward already valid (the linfa `Params` -> `ValidParams` idea).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IcpError, Result};
+
+/// What a user writes in the TOML file. Every field is optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub files: Files,
+    #[serde(default)]
+    pub columns: Columns,
+    /// CRM stage name -> canonical outcome (won, lost, churned, open).
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, String>,
+    /// canonical numeric column -> factor applied on load (e.g. revenue in millions).
+    #[serde(default)]
+    pub scale: BTreeMap<String, f64>,
+    /// chrono format of dates when they are not ISO 8601 (e.g. "%m/%d/%Y").
+    pub date_format: Option<String>,
+    #[serde(default)]
+    pub features: FeaturesToml,
+    #[serde(default)]
+    pub label: LabelToml,
+    #[serde(default)]
+    pub model: ModelToml,
+    #[serde(default)]
+    pub score: ScoreToml,
+    #[serde(default)]
+    pub evidence: EvidenceToml,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Files {
+    pub accounts: Option<String>,
+    pub opportunities: Option<String>,
+    pub customers: Option<String>,
+    pub triggers: Option<String>,
+}
+
+/// Per table: canonical column name -> the CRM's column name.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    #[serde(default)]
+    pub accounts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub opportunities: BTreeMap<String, String>,
+    #[serde(default)]
+    pub customers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub triggers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesToml {
+    pub exclude: Option<Vec<String>>,
+    pub min_level_count: Option<usize>,
+    pub max_levels: Option<usize>,
+    pub numeric_bins: Option<usize>,
+    pub interactions: Option<bool>,
+    pub min_interaction_count: Option<usize>,
+    pub max_features: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelToml {
+    pub velocity_window_days: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelToml {
+    pub holdout_fraction: Option<f64>,
+    pub cv_folds: Option<usize>,
+    pub lambdas: Option<Vec<f64>>,
+    pub max_iterations: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreToml {
+    pub min_feature_coverage: Option<f64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceToml {
+    pub min_train_positives: Option<usize>,
+    pub min_train_negatives: Option<usize>,
+    pub min_holdout_per_class: Option<usize>,
+}
+
+/// Canonical outcome of an opportunity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Won,
+    Lost,
+    Churned,
+    Open,
+}
+
+impl Outcome {
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "won" => Some(Outcome::Won),
+            "lost" => Some(Outcome::Lost),
+            "churned" => Some(Outcome::Churned),
+            "open" => Some(Outcome::Open),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Won => "won",
+            Outcome::Lost => "lost",
+            Outcome::Churned => "churned",
+            Outcome::Open => "open",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureParams {
+    /// account columns never used as features (in addition to the identifiers).
+    pub exclude: Vec<String>,
+    /// a category level needs this many training rows, else it joins "(other)".
+    pub min_level_count: usize,
+    /// at most this many levels per categorical column (the most frequent).
+    pub max_levels: usize,
+    pub numeric_bins: usize,
+    pub interactions: bool,
+    pub min_interaction_count: usize,
+    pub max_features: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelParams {
+    pub holdout_fraction: f64,
+    pub cv_folds: usize,
+    /// L2 penalty per training row; alpha given to linfa is lambda * n.
+    pub lambdas: Vec<f64>,
+    pub max_iterations: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvidenceParams {
+    pub min_train_positives: usize,
+    pub min_train_negatives: usize,
+    pub min_holdout_per_class: usize,
+}
+
+/// A configuration whose every value has been checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValidConfig {
+    pub files: Files,
+    pub columns: Columns,
+    /// lower-cased CRM value -> outcome
+    pub outcomes: BTreeMap<String, Outcome>,
+    pub scale: BTreeMap<String, f64>,
+    pub date_format: Option<String>,
+    pub features: FeatureParams,
+    pub velocity_window_days: Option<i64>,
+    pub model: ModelParams,
+    pub min_feature_coverage: f64,
+    pub evidence: EvidenceParams,
+}
+
+impl Default for ValidConfig {
+    fn default() -> Self {
+        Config::default()
+            .check(Path::new("(defaults)"))
+            .expect("the default configuration is valid")
+    }
+}
+
+/// Canonical names of the opportunity columns that the contract defines.
+pub const OPPORTUNITY_COLUMNS: &[&str] = &[
+    "opportunity_id",
+    "account_id",
+    "created_date",
+    "closed_date",
+    "outcome",
+    "amount",
+    "loss_reason",
+    "product",
+    "source",
+    "owner",
+];
+pub const CUSTOMER_COLUMNS: &[&str] = &[
+    "account_id",
+    "status",
+    "churn_date",
+    "delivery_fit",
+    "gross_margin",
+    "notes",
+];
+pub const TRIGGER_COLUMNS: &[&str] = &["account_id", "trigger", "date"];
+pub const NUMERIC_ACCOUNT_COLUMNS: &[&str] = &["employees", "annual_revenue", "founded_year"];
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<ValidConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| IcpError::Config {
+            path: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let raw: Config = toml::from_str(&text).map_err(|e| IcpError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        raw.check(path)
+    }
+
+    /// Check every value once; inner stages trust a `ValidConfig`.
+    pub fn check(self, path: &Path) -> Result<ValidConfig> {
+        let bad = |message: String| IcpError::Config {
+            path: PathBuf::from(path),
+            message,
+        };
+        let mut outcomes = BTreeMap::new();
+        for (from, to) in &self.outcomes {
+            let o = Outcome::parse(to).ok_or_else(|| {
+                bad(format!(
+                    "[outcomes] \"{from}\" = \"{to}\": expected one of won, lost, churned, open"
+                ))
+            })?;
+            outcomes.insert(from.trim().to_lowercase(), o);
+        }
+        let known = |table: &str, allowed: &[&str], map: &BTreeMap<String, String>| {
+            for k in map.keys() {
+                if !allowed.contains(&k.as_str()) {
+                    return Err(bad(format!(
+                        "[columns.{table}] `{k}` is not a canonical column; expected one of {}",
+                        allowed.join(", ")
+                    )));
+                }
+            }
+            Ok(())
+        };
+        known("opportunities", OPPORTUNITY_COLUMNS, &self.columns.opportunities)?;
+        known("customers", CUSTOMER_COLUMNS, &self.columns.customers)?;
+        known("triggers", TRIGGER_COLUMNS, &self.columns.triggers)?;
+        for (col, f) in &self.scale {
+            if !(f.is_finite() && *f > 0.0) {
+                return Err(bad(format!("[scale] {col} = {f}: expected a positive number")));
+            }
+        }
+        let f = self.features;
+        let features = FeatureParams {
+            exclude: f.exclude.unwrap_or_default(),
+            min_level_count: f.min_level_count.unwrap_or(30).max(1),
+            max_levels: f.max_levels.unwrap_or(30),
+            numeric_bins: f.numeric_bins.unwrap_or(6),
+            interactions: f.interactions.unwrap_or(true),
+            min_interaction_count: f.min_interaction_count.unwrap_or(200).max(1),
+            max_features: f.max_features.unwrap_or(400),
+        };
+        if !(2..=20).contains(&features.numeric_bins) {
+            return Err(bad(format!(
+                "[features] numeric_bins = {}: expected 2 to 20",
+                features.numeric_bins
+            )));
+        }
+        if features.max_levels < 1 || features.max_features < 4 {
+            return Err(bad("[features] max_levels must be >= 1 and max_features >= 4".into()));
+        }
+        if let Some(w) = self.label.velocity_window_days {
+            if w < 1 {
+                return Err(bad(format!(
+                    "[label] velocity_window_days = {w}: expected a whole number of days >= 1"
+                )));
+            }
+        }
+        let m = self.model;
+        let model = ModelParams {
+            holdout_fraction: m.holdout_fraction.unwrap_or(0.2),
+            cv_folds: m.cv_folds.unwrap_or(3),
+            lambdas: m
+                .lambdas
+                .unwrap_or_else(|| vec![1e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
+            max_iterations: m.max_iterations.unwrap_or(300),
+        };
+        if !(model.holdout_fraction > 0.0 && model.holdout_fraction < 0.5) {
+            return Err(bad(format!(
+                "[model] holdout_fraction = {}: expected more than 0 and less than 0.5",
+                model.holdout_fraction
+            )));
+        }
+        if !(1..=10).contains(&model.cv_folds) {
+            return Err(bad(format!("[model] cv_folds = {}: expected 1 to 10", model.cv_folds)));
+        }
+        if model.lambdas.is_empty() || model.lambdas.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
+            return Err(bad("[model] lambdas: expected a non-empty list of positive numbers".into()));
+        }
+        let min_feature_coverage = self.score.min_feature_coverage.unwrap_or(0.5);
+        if !(0.0..=1.0).contains(&min_feature_coverage) {
+            return Err(bad(format!(
+                "[score] min_feature_coverage = {min_feature_coverage}: expected 0 to 1"
+            )));
+        }
+        let e = self.evidence;
+        let evidence = EvidenceParams {
+            min_train_positives: e.min_train_positives.unwrap_or(20),
+            min_train_negatives: e.min_train_negatives.unwrap_or(20),
+            min_holdout_per_class: e.min_holdout_per_class.unwrap_or(10),
+        };
+        Ok(ValidConfig {
+            files: self.files,
+            columns: self.columns,
+            outcomes,
+            scale: self.scale,
+            date_format: self.date_format,
+            features,
+            velocity_window_days: self.label.velocity_window_days,
+            model,
+            min_feature_coverage,
+            evidence,
+        })
+    }
+}
+
+impl ValidConfig {
+    pub fn load(path: Option<&Path>) -> Result<ValidConfig> {
+        match path {
+            Some(p) => Config::from_file(p),
+            None => Ok(ValidConfig::default()),
+        }
+    }
+
+    /// The CRM's name for a canonical column of `table`.
+    pub fn source<'a>(&'a self, table: &str, canonical: &'a str) -> &'a str {
+        let map = match table {
+            "accounts" => &self.columns.accounts,
+            "opportunities" => &self.columns.opportunities,
+            "customers" => &self.columns.customers,
+            _ => &self.columns.triggers,
+        };
+        map.get(canonical).map(String::as_str).unwrap_or(canonical)
+    }
+
+    pub fn outcome(&self, raw: &str) -> Option<Outcome> {
+        self.outcomes
+            .get(&raw.trim().to_lowercase())
+            .copied()
+            .or_else(|| Outcome::parse(raw))
+    }
+}

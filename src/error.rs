@@ -1,0 +1,65 @@
+//! Typed errors of the library. The binary adds context with `anyhow`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IcpError {
+    #[error("{path}: cannot read file: {message}")]
+    Read { path: PathBuf, message: String },
+
+    #[error("{path}: required column `{column}` is missing (expected {expected}); columns found: {found}")]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("{dir}: no {what} file found (expected {expected})")]
+    MissingInput {
+        dir: PathBuf,
+        what: String,
+        expected: String,
+    },
+
+    #[error("config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("not enough evidence to train: {0}")]
+    NotEnoughEvidence(String),
+
+    #[error("model artifact {path}: {message}")]
+    Artifact { path: PathBuf, message: String },
+
+    #[error("cannot fit the model: {0}")]
+    Fit(String),
+
+    #[error("{path}: cannot write: {message}")]
+    Write { path: PathBuf, message: String },
+
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+
+    #[error("data frame engine: {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = IcpError> = std::result::Result<T, E>;
+
+impl IcpError {
+    pub fn write(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        IcpError::Write {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+    pub fn read(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        IcpError::Read {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+}

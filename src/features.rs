@@ -1,0 +1,588 @@
+//! Stage 3: the feature transformation, learned from training rows and frozen
+//! into the model artifact so that scoring applies exactly the same one.
+//!
+//! Each input column becomes a *variable*: a categorical one gets an indicator
+//! per frequent level plus "(other)" and "(missing)"; a numeric one gets a
+//! standardised value, quantile-bin indicators (the best-fit size is often a
+//! band) and a missing indicator. Interactions between a category level and a
+//! numeric band are screened on the training rows with a score test against
+//! the main-effects model, so only combinations the data support get a term.
+//!
+//! Every feature is a polars expression, so training and scoring share one
+//! code path and the same expressions can be shown as SQL.
+
+use std::collections::BTreeMap;
+
+use ndarray::{Array2, ShapeBuilder};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::FeatureParams;
+use crate::error::{IcpError, Result};
+use crate::load::ColumnKind;
+
+pub const MISSING: &str = "(missing)";
+pub const OTHER: &str = "(other)";
+
+/// One input column and how it is encoded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Variable {
+    Categorical {
+        column: String,
+        /// kept levels, most frequent first
+        levels: Vec<String>,
+        has_other: bool,
+        has_missing: bool,
+    },
+    Numeric {
+        column: String,
+        /// "age" variables are derived from a year: reference_year - value
+        derived_age: bool,
+        log: bool,
+        /// imputation value on the transformed scale (training median)
+        median: f64,
+        mean: f64,
+        sd: f64,
+        /// inner bin edges on the transformed scale
+        edges: Vec<f64>,
+        has_missing: bool,
+    },
+}
+
+impl Variable {
+    pub fn column(&self) -> &str {
+        match self {
+            Variable::Categorical { column, .. } | Variable::Numeric { column, .. } => column,
+        }
+    }
+    /// The name people read: founded_year is shown as company age.
+    pub fn display_name(&self) -> String {
+        match self {
+            Variable::Numeric { derived_age: true, .. } => "company age".into(),
+            v => v.column().replace('_', " "),
+        }
+    }
+}
+
+/// A single indicator cell of a variable (used by interactions and signals).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Cell {
+    Level { var: usize, level: String },
+    Bin { var: usize, bin: usize },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Interaction {
+    pub a: Cell,
+    pub b: Cell,
+    /// training accounts in the cell
+    pub support: usize,
+    /// score-test statistic against the main-effects model
+    pub chi2: f64,
+}
+
+/// What one design-matrix column is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Feature {
+    Level { var: usize, level: String },
+    Other { var: usize },
+    Missing { var: usize },
+    Linear { var: usize },
+    Bin { var: usize, bin: usize },
+    Interaction { index: usize },
+}
+
+impl Feature {
+    /// The reason group this feature's contribution belongs to.
+    pub fn group(&self, n_vars: usize) -> usize {
+        match self {
+            Feature::Level { var, .. }
+            | Feature::Other { var }
+            | Feature::Missing { var }
+            | Feature::Linear { var }
+            | Feature::Bin { var, .. } => *var,
+            Feature::Interaction { index } => n_vars + index,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureSpec {
+    /// year that company age is measured from (latest closed deal's year)
+    pub reference_year: i32,
+    pub variables: Vec<Variable>,
+    pub interactions: Vec<Interaction>,
+    pub features: Vec<Feature>,
+    /// feature means over the training rows (contributions are centred on them)
+    pub means: Vec<f64>,
+    /// columns seen but not used, with the reason
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Columns that identify an account and are never features.
+const IDENTIFIERS: &[&str] = &["account_id", "account_name", "domain"];
+
+fn is_skewed_name(c: &str) -> bool {
+    matches!(c, "employees" | "annual_revenue")
+}
+
+impl FeatureSpec {
+    pub fn n_groups(&self) -> usize {
+        self.variables.len() + self.interactions.len()
+    }
+
+    /// Columns of the accounts table the model reads.
+    pub fn input_columns(&self) -> Vec<String> {
+        self.variables.iter().map(|v| v.column().to_string()).collect()
+    }
+
+    /// Expression of a numeric variable on its transformed, imputed scale.
+    fn numeric_value(&self, v: &Variable) -> (Expr, Expr) {
+        let Variable::Numeric { column, derived_age, log, median, .. } = v else {
+            unreachable!("numeric_value on a categorical variable")
+        };
+        let mut x = col(column.as_str()).cast(DataType::Float64);
+        if *derived_age {
+            x = (lit(self.reference_year as f64) - x).clip(lit(0.0), lit(f64::MAX));
+        }
+        if *log {
+            x = x.clip(lit(0.0), lit(f64::MAX)).log1p();
+        }
+        (x.clone().fill_null(lit(*median)), x.is_null())
+    }
+
+    pub fn cell_expr(&self, cell: &Cell) -> Expr {
+        match cell {
+            Cell::Level { var, level } => {
+                let c = self.variables[*var].column();
+                col(c).cast(DataType::String).eq(lit(level.clone())).fill_null(lit(false))
+            }
+            Cell::Bin { var, bin } => {
+                let v = &self.variables[*var];
+                let Variable::Numeric { edges, .. } = v else {
+                    unreachable!("bin of a categorical variable")
+                };
+                let (x, _) = self.numeric_value(v);
+                bin_expr(x, edges, *bin)
+            }
+        }
+    }
+
+    /// One boolean-or-float expression per feature, in design order.
+    pub fn exprs(&self) -> Vec<Expr> {
+        self.features
+            .iter()
+            .enumerate()
+            .map(|(j, f)| self.feature_expr(f).cast(DataType::Float64).alias(format!("f{j}")))
+            .collect()
+    }
+
+    fn feature_expr(&self, f: &Feature) -> Expr {
+        match f {
+            Feature::Level { var, level } => self.cell_expr(&Cell::Level {
+                var: *var,
+                level: level.clone(),
+            }),
+            Feature::Other { var } => {
+                let Variable::Categorical { column, levels, .. } = &self.variables[*var] else {
+                    unreachable!()
+                };
+                let s = col(column.as_str()).cast(DataType::String);
+                let mut e = s.clone().is_not_null();
+                for l in levels {
+                    e = e.and(s.clone().neq(lit(l.clone())));
+                }
+                e.fill_null(lit(false))
+            }
+            Feature::Missing { var } => col(self.variables[*var].column()).is_null(),
+            Feature::Linear { var } => {
+                let v = &self.variables[*var];
+                let Variable::Numeric { mean, sd, .. } = v else { unreachable!() };
+                let (x, _) = self.numeric_value(v);
+                (x - lit(*mean)) / lit(*sd)
+            }
+            Feature::Bin { var, bin } => self.cell_expr(&Cell::Bin { var: *var, bin: *bin }),
+            Feature::Interaction { index } => {
+                let it = &self.interactions[*index];
+                self.cell_expr(&it.a).and(self.cell_expr(&it.b))
+            }
+        }
+    }
+
+    /// The design matrix (column-major, as linfa's optimiser prefers).
+    pub fn design(&self, df: &DataFrame) -> Result<Array2<f64>> {
+        let out = df.clone().lazy().select(self.exprs()).collect()?;
+        frame_to_array(&out)
+    }
+
+    /// Plain words for a cell: "industry = Logistics", "employees 50-200".
+    pub fn describe_cell(&self, cell: &Cell) -> String {
+        match cell {
+            Cell::Level { var, level } => {
+                format!("{} = {}", self.variables[*var].display_name(), level)
+            }
+            Cell::Bin { var, bin } => self.describe_bin(*var, *bin),
+        }
+    }
+
+    pub fn describe_bin(&self, var: usize, bin: usize) -> String {
+        let v = &self.variables[var];
+        let Variable::Numeric { edges, log, column, .. } = v else {
+            return v.display_name();
+        };
+        let back = |e: f64| if *log { e.exp_m1() } else { e };
+        let fmt = |x: f64| format_quantity(column, x);
+        let name = v.display_name();
+        let lo = if bin == 0 { None } else { Some(back(edges[bin - 1])) };
+        let hi = edges.get(bin).map(|e| back(*e));
+        match (lo, hi) {
+            (None, Some(h)) => format!("{name} under {}", fmt(h)),
+            (Some(l), None) => format!("{name} {} or more", fmt(l)),
+            (Some(l), Some(h)) => format!("{name} {} to under {}", fmt(l), fmt(h)),
+            (None, None) => name,
+        }
+    }
+
+    pub fn describe_feature(&self, j: usize) -> String {
+        match &self.features[j] {
+            Feature::Level { var, level } => self.describe_cell(&Cell::Level {
+                var: *var,
+                level: level.clone(),
+            }),
+            Feature::Other { var } => format!("{} = a rare value", self.variables[*var].display_name()),
+            Feature::Missing { var } => format!("{} unknown", self.variables[*var].display_name()),
+            Feature::Linear { var } => format!("{} (linear trend)", self.variables[*var].display_name()),
+            Feature::Bin { var, bin } => self.describe_bin(*var, *bin),
+            Feature::Interaction { index } => {
+                let it = &self.interactions[*index];
+                format!("{} and {}", self.describe_cell(&it.a), self.describe_cell(&it.b))
+            }
+        }
+    }
+}
+
+/// Human format of a numeric value of `column`.
+pub fn format_quantity(column: &str, x: f64) -> String {
+    let r = if x.abs() >= 100.0 { x.round() } else { (x * 10.0).round() / 10.0 };
+    let body = if r.abs() >= 1e9 {
+        format!("{:.1}B", r / 1e9)
+    } else if r.abs() >= 1e6 {
+        format!("{:.1}M", r / 1e6)
+    } else if r.abs() >= 1e4 {
+        format!("{:.0}k", r / 1e3)
+    } else if r.fract() == 0.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    };
+    match column {
+        "annual_revenue" => format!("${body}"),
+        "founded_year" => format!("{body} years"),
+        _ => body,
+    }
+}
+
+fn bin_expr(x: Expr, edges: &[f64], bin: usize) -> Expr {
+    let lower = if bin == 0 { None } else { Some(edges[bin - 1]) };
+    let upper = edges.get(bin).copied();
+    match (lower, upper) {
+        (None, Some(u)) => x.lt(lit(u)),
+        (Some(l), None) => x.gt_eq(lit(l)),
+        (Some(l), Some(u)) => x.clone().gt_eq(lit(l)).and(x.lt(lit(u))),
+        (None, None) => lit(true),
+    }
+}
+
+/// Copy a frame of Float64 columns into a column-major matrix.
+pub fn frame_to_array(df: &DataFrame) -> Result<Array2<f64>> {
+    let (n, p) = (df.height(), df.width());
+    let mut x = Array2::<f64>::zeros((n, p).f());
+    for (j, c) in df.get_columns().iter().enumerate() {
+        let s = c.as_materialized_series().rechunk();
+        let ca = s.f64()?;
+        if ca.null_count() > 0 {
+            return Err(IcpError::Fit(format!("feature column {j} has nulls after imputation")));
+        }
+        let slice = ca
+            .cont_slice()
+            .map_err(|e| IcpError::Fit(format!("feature column {j}: {e}")))?;
+        x.column_mut(j)
+            .as_slice_mut()
+            .expect("column-major columns are contiguous")
+            .copy_from_slice(slice);
+    }
+    Ok(x)
+}
+
+/// Learn the main-effects encoding from the distinct training accounts.
+pub fn fit_main_effects(
+    accounts: &DataFrame,
+    extra: &BTreeMap<String, ColumnKind>,
+    params: &FeatureParams,
+    reference_year: i32,
+) -> Result<FeatureSpec> {
+    let mut variables = Vec::new();
+    let mut skipped = Vec::new();
+    let names: Vec<String> = accounts
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|s| !s.starts_with("__"))
+        .collect();
+    for name in &names {
+        if IDENTIFIERS.contains(&name.as_str()) {
+            continue;
+        }
+        if params.exclude.iter().any(|x| x == name) {
+            skipped.push((name.clone(), "excluded by the config".into()));
+            continue;
+        }
+        let numeric = matches!(name.as_str(), "employees" | "annual_revenue" | "founded_year")
+            || extra.get(name) == Some(&ColumnKind::Numeric);
+        let s = accounts.column(name)?.as_materialized_series().clone();
+        let n_missing = s.null_count();
+        if n_missing == s.len() {
+            skipped.push((name.clone(), "no values in the training accounts".into()));
+            continue;
+        }
+        if numeric {
+            let derived_age = name == "founded_year";
+            let raw: Vec<f64> = s.cast(&DataType::Float64)?.f64()?.into_no_null_iter().collect();
+            let mut t: Vec<f64> = raw
+                .iter()
+                .map(|&v| if derived_age { (reference_year as f64 - v).max(0.0) } else { v })
+                .collect();
+            let min = t.iter().cloned().fold(f64::INFINITY, f64::min);
+            let log = (is_skewed_name(name) || skewed(&t)) && min >= 0.0;
+            if log {
+                t.iter_mut().for_each(|v| *v = v.max(0.0).ln_1p());
+            }
+            t.sort_by(f64::total_cmp);
+            let median = crate::label::median_sorted(&t);
+            let mean = t.iter().sum::<f64>() / t.len() as f64;
+            let var = t.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / t.len() as f64;
+            if var <= 0.0 || !var.is_finite() {
+                skipped.push((name.clone(), "a single value in the training accounts".into()));
+                continue;
+            }
+            let mut edges: Vec<f64> = (1..params.numeric_bins)
+                .map(|k| quantile_sorted(&t, k as f64 / params.numeric_bins as f64))
+                .collect();
+            edges.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+            // a lower edge equal to the minimum makes an empty first bin
+            edges.retain(|e| *e > t[0]);
+            variables.push(Variable::Numeric {
+                column: name.clone(),
+                derived_age,
+                log,
+                median,
+                mean,
+                sd: var.sqrt(),
+                edges,
+                has_missing: n_missing > 0,
+            });
+        } else {
+            let counts = s
+                .cast(&DataType::String)?
+                .value_counts(true, true, "n".into(), false)?;
+            let vals = counts.column(name)?.str()?.clone();
+            let ns = counts.column("n")?.cast(&DataType::UInt64)?;
+            let ns = ns.u64()?;
+            let mut levels = Vec::new();
+            let mut other = 0u64;
+            for (v, n) in vals.into_iter().zip(ns.into_iter()) {
+                let (Some(v), Some(n)) = (v, n) else { continue };
+                if n as usize >= params.min_level_count && levels.len() < params.max_levels {
+                    levels.push(v.to_string());
+                } else {
+                    other += n;
+                }
+            }
+            if levels.is_empty() && other > 0 && n_missing == 0 {
+                skipped.push((
+                    name.clone(),
+                    format!("no value reaches {} training accounts", params.min_level_count),
+                ));
+                continue;
+            }
+            if other > 0 && levels.len() >= params.max_levels {
+                skipped.push((
+                    name.clone(),
+                    format!("capped at its {} most frequent values; the rest count as (other)", params.max_levels),
+                ));
+            }
+            variables.push(Variable::Categorical {
+                column: name.clone(),
+                levels,
+                has_other: other > 0,
+                has_missing: n_missing > 0,
+            });
+        }
+    }
+    let mut features = Vec::new();
+    for (i, v) in variables.iter().enumerate() {
+        match v {
+            Variable::Categorical { levels, has_other, has_missing, .. } => {
+                features.extend(levels.iter().map(|l| Feature::Level { var: i, level: l.clone() }));
+                if *has_other {
+                    features.push(Feature::Other { var: i });
+                }
+                if *has_missing {
+                    features.push(Feature::Missing { var: i });
+                }
+            }
+            Variable::Numeric { edges, has_missing, .. } => {
+                features.push(Feature::Linear { var: i });
+                features.extend((0..=edges.len()).map(|b| Feature::Bin { var: i, bin: b }));
+                if *has_missing {
+                    features.push(Feature::Missing { var: i });
+                }
+            }
+        }
+    }
+    let mut spec = FeatureSpec {
+        reference_year,
+        variables,
+        interactions: Vec::new(),
+        features,
+        means: Vec::new(),
+        skipped,
+    };
+    spec.means = column_means(&spec.design(accounts)?);
+    Ok(spec)
+}
+
+pub fn column_means(x: &Array2<f64>) -> Vec<f64> {
+    let n = x.nrows().max(1) as f64;
+    x.columns().into_iter().map(|c| c.sum() / n).collect()
+}
+
+fn skewed(sorted_or_not: &[f64]) -> bool {
+    let mut v = sorted_or_not.to_vec();
+    v.sort_by(f64::total_cmp);
+    let med = quantile_sorted(&v, 0.5);
+    let p99 = quantile_sorted(&v, 0.99);
+    med > 0.0 && p99 / med > 20.0
+}
+
+pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// Every (category level, numeric band) pair of the spec: the candidate interactions.
+pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
+    let mut out = Vec::new();
+    for (i, a) in spec.variables.iter().enumerate() {
+        let Variable::Categorical { levels, .. } = a else { continue };
+        for (k, b) in spec.variables.iter().enumerate() {
+            let Variable::Numeric { edges, .. } = b else { continue };
+            for l in levels {
+                for bin in 0..=edges.len() {
+                    out.push((
+                        Cell::Level { var: i, level: l.clone() },
+                        Cell::Bin { var: k, bin },
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Add the interactions that a score test on the training rows supports.
+///
+/// `rows` are the training examples (one per closed deal, with account
+/// columns), `y` their labels and `p` the main-effects model's probabilities.
+/// A cell is kept when it holds at least `min_interaction_count` distinct
+/// accounts and its score statistic exceeds `chi2_threshold`.
+pub fn add_interactions(
+    mut spec: FeatureSpec,
+    rows: &DataFrame,
+    accounts: &DataFrame,
+    y: &[bool],
+    p: &[f64],
+    params: &FeatureParams,
+    chi2_threshold: f64,
+) -> Result<FeatureSpec> {
+    if !params.interactions {
+        return Ok(spec);
+    }
+    let cands = candidate_cells(&spec);
+    if cands.is_empty() {
+        return Ok(spec);
+    }
+    let exprs: Vec<Expr> = cands
+        .iter()
+        .enumerate()
+        .map(|(k, (a, b))| {
+            spec.cell_expr(a)
+                .and(spec.cell_expr(b))
+                .cast(DataType::Float64)
+                .alias(format!("c{k}"))
+        })
+        .collect();
+    let support = accounts.clone().lazy().select(exprs.iter().map(|e| e.clone().sum()).collect::<Vec<_>>()).collect()?;
+    let keep: Vec<usize> = (0..cands.len())
+        .filter(|k| {
+            support
+                .column(&format!("c{k}"))
+                .ok()
+                .and_then(|c| c.get(0).ok())
+                .and_then(|v| v.extract::<f64>())
+                .unwrap_or(0.0)
+                >= params.min_interaction_count as f64
+        })
+        .collect();
+    if keep.is_empty() {
+        return Ok(spec);
+    }
+    let x = frame_to_array(
+        &rows
+            .clone()
+            .lazy()
+            .select(keep.iter().map(|&k| exprs[k].clone()).collect::<Vec<_>>())
+            .collect()?,
+    )?;
+    let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();
+    let w: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
+    let mut scored: Vec<(f64, usize, usize)> = Vec::new();
+    for (col_idx, &k) in keep.iter().enumerate() {
+        let c = x.column(col_idx);
+        let (mut u, mut i) = (0.0, 0.0);
+        for r in 0..c.len() {
+            if c[r] != 0.0 {
+                u += resid[r];
+                i += w[r];
+            }
+        }
+        if i > 0.0 {
+            let chi2 = u * u / i;
+            if chi2 > chi2_threshold {
+                let s = support
+                    .column(&format!("c{k}"))?
+                    .get(0)?
+                    .extract::<f64>()
+                    .unwrap_or(0.0) as usize;
+                scored.push((chi2, k, s));
+            }
+        }
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let budget = params.max_features.saturating_sub(spec.features.len());
+    for (chi2, k, support) in scored.into_iter().take(budget) {
+        let (a, b) = cands[k].clone();
+        spec.features.push(Feature::Interaction { index: spec.interactions.len() });
+        spec.interactions.push(Interaction { a, b, support, chi2 });
+    }
+    spec.means = column_means(&spec.design(accounts)?);
+    Ok(spec)
+}

@@ -1,0 +1,177 @@
+//! Stage 2: turn closed opportunities into labelled examples.
+//!
+//! A *velocity win* is a won deal, whose customer has not churned, that closed
+//! within the velocity window (closed - created <= window days). Lost and
+//! churned deals are negatives. Open deals carry no label.
+//!
+//! The window defaults to the median sales cycle of the won deals in the
+//! *training* part of the time split, so the holdout never shapes the label.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ValidConfig;
+use crate::error::{IcpError, Result};
+use crate::load::Dataset;
+
+/// The labelled, time-ordered closed opportunities and how they were split.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    /// opportunity_id, account_id, created_date, closed_date, outcome (effective),
+    /// cycle_days, amount, label, holdout; sorted by closed_date, opportunity_id.
+    pub df: DataFrame,
+    pub window: Window,
+    /// first closed_date of the holdout
+    pub cutoff: NaiveDate,
+    pub n_train: usize,
+    pub n_holdout: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Window {
+    pub days: i64,
+    /// "config" or how it was derived from the data
+    pub source: String,
+}
+
+pub fn epoch_days_to_date(d: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(d + 719_163).unwrap_or(NaiveDate::MIN)
+}
+
+/// Label the closed opportunities and split them by time.
+pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
+    let opps = data
+        .opportunities
+        .as_ref()
+        .ok_or_else(|| IcpError::NotEnoughEvidence("no opportunities file".into()))?;
+    let mut lf = opps.df.clone().lazy().filter(col("outcome").neq(lit("open")));
+    // A won deal whose account churned (customers.status) counts as churned.
+    if let Some(c) = &data.customers {
+        let churned = c
+            .df
+            .clone()
+            .lazy()
+            .filter(col("status").eq(lit("churned")))
+            .select([col("account_id"), col("churn_date"), lit(true).alias("__churned")]);
+        lf = lf
+            .join(churned, [col("account_id")], [col("account_id")], JoinArgs::new(JoinType::Left))
+            .with_column(
+                when(
+                    col("outcome").eq(lit("won")).and(col("__churned").is_not_null()).and(
+                        col("churn_date")
+                            .is_null()
+                            .or(col("churn_date").gt_eq(col("closed_date"))),
+                    ),
+                )
+                .then(lit("churned"))
+                .otherwise(col("outcome"))
+                .alias("outcome"),
+            );
+    }
+    let df = lf
+        .with_column(
+            (col("closed_date").cast(DataType::Int32) - col("created_date").cast(DataType::Int32))
+                .cast(DataType::Int64)
+                .alias("cycle_days"),
+        )
+        .sort(
+            ["closed_date", "opportunity_id"],
+            SortMultipleOptions::default(),
+        )
+        .select([
+            col("opportunity_id"),
+            col("account_id"),
+            col("created_date"),
+            col("closed_date"),
+            col("outcome"),
+            col("cycle_days"),
+            col("amount"),
+        ])
+        .collect()?;
+    let n = df.height();
+    if n < 2 {
+        return Err(IcpError::NotEnoughEvidence(format!(
+            "{n} closed opportunities (won, lost or churned); a model needs a history of closed deals"
+        )));
+    }
+    // Time split: the most recent `holdout_fraction` of closed deals, whole days together.
+    let closed: Vec<i32> = df
+        .column("closed_date")?
+        .cast(&DataType::Int32)?
+        .i32()?
+        .into_no_null_iter()
+        .collect();
+    let idx = ((n as f64) * (1.0 - cfg.model.holdout_fraction)).floor() as usize;
+    let cutoff = closed[idx.min(n - 1)];
+    let n_train = closed.iter().filter(|&&d| d < cutoff).count();
+    let n_holdout = n - n_train;
+    if n_train == 0 {
+        return Err(IcpError::NotEnoughEvidence(
+            "every closed opportunity closed on the same day; a time-based holdout needs history before it".into(),
+        ));
+    }
+    let window = match cfg.velocity_window_days {
+        Some(days) => Window {
+            days,
+            source: "config ([label] velocity_window_days)".into(),
+        },
+        None => {
+            let won = df
+                .clone()
+                .lazy()
+                .filter(
+                    col("closed_date")
+                        .cast(DataType::Int32)
+                        .lt(lit(cutoff))
+                        .and(col("outcome").eq(lit("won")).or(col("outcome").eq(lit("churned")))),
+                )
+                .select([col("cycle_days").cast(DataType::Float64)])
+                .collect()?;
+            let mut v: Vec<f64> = won.column("cycle_days")?.f64()?.into_no_null_iter().collect();
+            if v.is_empty() {
+                return Err(IcpError::NotEnoughEvidence(
+                    "no won deal before the holdout, so there is no sales cycle to derive the velocity window from".into(),
+                ));
+            }
+            v.sort_by(f64::total_cmp);
+            let median = median_sorted(&v);
+            Window {
+                days: (median.ceil() as i64).max(1),
+                source: format!(
+                    "median sales cycle of the {} won deals before the holdout",
+                    v.len()
+                ),
+            }
+        }
+    };
+    let df = df
+        .lazy()
+        .with_columns([
+            col("outcome")
+                .eq(lit("won"))
+                .and(col("cycle_days").lt_eq(lit(window.days)))
+                .alias("label"),
+            col("closed_date").cast(DataType::Int32).gt_eq(lit(cutoff)).alias("holdout"),
+        ])
+        .collect()?;
+    Ok(Labels {
+        df,
+        window,
+        cutoff: epoch_days_to_date(cutoff),
+        n_train,
+        n_holdout,
+    })
+}
+
+pub fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}

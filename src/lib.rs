@@ -1,0 +1,22 @@
+//! Sales Velocity ICP: score accounts by how likely they are to become fast,
+//! successful, retained customers, and explain why.
+//!
+//! Data flows one way, one module per stage:
+//! [`load`] -> [`label`] -> [`features`] -> [`model`] -> [`score`] -> [`segments`],
+//! with [`publish`] writing run directories atomically and [`cmd`] holding
+//! one module per subcommand of the `icp` binary.
+
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod features;
+pub mod label;
+pub mod load;
+pub mod metrics;
+pub mod model;
+pub mod publish;
+pub mod score;
+pub mod segments;
+pub mod synth;
+
+pub use error::{IcpError, Result};

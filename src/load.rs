@@ -1,0 +1,754 @@
+//! Stage 1: read the data directory, map the CRM's columns onto the contract,
+//! check every row, and split rows into *used* and *rejected* (with a reason).
+//!
+//! Every check is a polars expression; a row's reason is the first check it
+//! fails, so each input row appears at most once in `rejects.csv`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::config::{CUSTOMER_COLUMNS, OPPORTUNITY_COLUMNS, TRIGGER_COLUMNS, ValidConfig};
+use crate::error::{IcpError, Result};
+
+/// Name of the column that carries each row's position in its file.
+pub const ROW: &str = "__row";
+
+/// The account columns the contract names; all others are extra features.
+pub const ACCOUNT_COLUMNS: &[&str] = &[
+    "account_id",
+    "account_name",
+    "domain",
+    "industry",
+    "country",
+    "employees",
+    "annual_revenue",
+    "founded_year",
+];
+
+/// The fingerprint and row accounting of one input file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct InputFile {
+    pub table: String,
+    pub file: String,
+    pub sha256: String,
+    pub rows: usize,
+    pub used: usize,
+    pub rejected: usize,
+}
+
+/// One checked table: only valid rows, canonical names and types.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub df: DataFrame,
+    pub input: InputFile,
+}
+
+/// Everything read from a data directory.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub accounts: Table,
+    pub opportunities: Option<Table>,
+    pub customers: Option<Table>,
+    pub triggers: Option<Table>,
+    /// file, row, column, value, reason
+    pub rejects: DataFrame,
+    /// extra account columns (beyond the contract's) and whether they are numeric
+    pub extra_columns: BTreeMap<String, ColumnKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    Numeric,
+    Categorical,
+}
+
+impl Dataset {
+    pub fn inputs(&self) -> Vec<InputFile> {
+        [
+            Some(&self.accounts),
+            self.opportunities.as_ref(),
+            self.customers.as_ref(),
+            self.triggers.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.input.clone())
+        .collect()
+    }
+}
+
+/// What the loader must find: a training run needs opportunities, scoring does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Training,
+    ScoringOnly,
+}
+
+/// Load and check a data directory.
+pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
+    if !dir.is_dir() {
+        return Err(IcpError::read(dir, "not a directory (expected a data directory holding accounts.csv and opportunities.csv, or .parquet)"));
+    }
+    let acc_path = locate(dir, "accounts", cfg.files.accounts.as_deref())?.ok_or_else(|| {
+        IcpError::MissingInput {
+            dir: dir.into(),
+            what: "accounts".into(),
+            expected: "accounts.csv or accounts.parquet".into(),
+        }
+    })?;
+    let opp_path = locate(dir, "opportunities", cfg.files.opportunities.as_deref())?;
+    if need == Need::Training && opp_path.is_none() {
+        return Err(IcpError::MissingInput {
+            dir: dir.into(),
+            what: "opportunities".into(),
+            expected: "opportunities.csv or opportunities.parquet".into(),
+        });
+    }
+    let cust_path = locate(dir, "customers", cfg.files.customers.as_deref())?;
+    let trig_path = locate(dir, "triggers", cfg.files.triggers.as_deref())?;
+    load_files(&acc_path, opp_path.as_deref(), cust_path.as_deref(), trig_path.as_deref(), cfg, None)
+}
+
+/// Load explicit files. `numeric_hints` forces extra account columns to a
+/// kind (scoring with a model must read them as the model was trained).
+pub fn load_files(
+    accounts: &Path,
+    opportunities: Option<&Path>,
+    customers: Option<&Path>,
+    triggers: Option<&Path>,
+    cfg: &ValidConfig,
+    kind_hints: Option<&BTreeMap<String, ColumnKind>>,
+) -> Result<Dataset> {
+    let mut rejects = Vec::new();
+    let (accounts, extra_columns) = load_accounts(accounts, cfg, kind_hints, &mut rejects)?;
+    let ids = accounts.df.select(["account_id"])?;
+    let opportunities = opportunities
+        .map(|p| load_opportunities(p, cfg, &ids, &mut rejects))
+        .transpose()?;
+    let customers = customers
+        .map(|p| load_customers(p, cfg, &ids, &mut rejects))
+        .transpose()?;
+    let triggers = triggers
+        .map(|p| load_triggers(p, cfg, &ids, &mut rejects))
+        .transpose()?;
+    let rejects = if rejects.is_empty() {
+        empty_rejects()
+    } else {
+        let lfs: Vec<LazyFrame> = rejects.into_iter().map(|d: DataFrame| d.lazy()).collect();
+        concat(lfs, UnionArgs::default())?.collect()?
+    };
+    Ok(Dataset {
+        accounts,
+        opportunities,
+        customers,
+        triggers,
+        rejects,
+        extra_columns,
+    })
+}
+
+pub fn empty_rejects() -> DataFrame {
+    DataFrame::new(
+        0,
+        vec![
+            Column::new_empty("file".into(), &DataType::String),
+            Column::new_empty("row".into(), &DataType::UInt64),
+            Column::new_empty("column".into(), &DataType::String),
+            Column::new_empty("value".into(), &DataType::String),
+            Column::new_empty("reason".into(), &DataType::String),
+        ],
+    )
+    .expect("static schema")
+}
+
+/// Find `stem.csv` / `stem.parquet` in `dir`, or the file the config names.
+fn locate(dir: &Path, stem: &str, configured: Option<&str>) -> Result<Option<PathBuf>> {
+    if let Some(name) = configured {
+        let p = dir.join(name);
+        if !p.is_file() {
+            return Err(IcpError::MissingInput {
+                dir: dir.into(),
+                what: stem.into(),
+                expected: format!("{name} (named in the config's [files])"),
+            });
+        }
+        return Ok(Some(p));
+    }
+    let csv = dir.join(format!("{stem}.csv"));
+    let pq = dir.join(format!("{stem}.parquet"));
+    match (csv.is_file(), pq.is_file()) {
+        (true, true) => Err(IcpError::read(
+            dir,
+            format!("both {stem}.csv and {stem}.parquet exist; keep one, or name it in the config's [files]"),
+        )),
+        (true, false) => Ok(Some(csv)),
+        (false, true) => Ok(Some(pq)),
+        (false, false) => Ok(None),
+    }
+}
+
+/// sha256 of a file's bytes, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| IcpError::read(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Read a file with every column as text, plus its row number as users count
+/// them (CSV: the line, header = 1; Parquet: 1-based row).
+fn read_raw(path: &Path) -> Result<DataFrame> {
+    let is_parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let df = if is_parquet {
+        let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
+        let df = ParquetReader::new(f)
+            .finish()
+            .map_err(|e| IcpError::read(path, e))?;
+        let names: Vec<PlSmallStr> = df.get_column_names_owned();
+        df.lazy()
+            .with_row_index(ROW, Some(1))
+            .with_columns(
+                names
+                    .iter()
+                    .map(|n| col(n.clone()).cast(DataType::String))
+                    .collect::<Vec<_>>(),
+            )
+            .collect()
+            .map_err(|e| IcpError::read(path, e))?
+    } else {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .with_row_index(Some(RowIndex {
+                name: ROW.into(),
+                offset: 2,
+            }))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .map_err(|e| IcpError::read(path, e))?
+            .finish()
+            .map_err(|e| IcpError::read(path, e))?
+    };
+    Ok(df)
+}
+
+/// Trim text, and turn empty cells into nulls.
+fn clean(name: &str) -> Expr {
+    let t = col(name).str().strip_chars(lit(NULL));
+    when(t.clone().str().len_bytes().eq(lit(0)))
+        .then(lit(NULL).cast(DataType::String))
+        .otherwise(t)
+}
+
+/// A row check: rows where `bad` is true are rejected for `reason` on `column`.
+struct Check {
+    column: String,
+    bad: Expr,
+    reason: String,
+}
+
+fn check(column: &str, bad: Expr, reason: impl Into<String>) -> Check {
+    Check {
+        column: column.to_string(),
+        bad: bad.fill_null(lit(false)),
+        reason: reason.into(),
+    }
+}
+
+/// Nest the checks into one `when` chain: the first failing check wins.
+fn first_failure(checks: &[Check], value_of: impl Fn(&str) -> Expr) -> [Expr; 3] {
+    let null = || lit(NULL).cast(DataType::String);
+    let mut reason = null();
+    let mut column = null();
+    let mut value = null();
+    for c in checks.iter().rev() {
+        reason = when(c.bad.clone()).then(lit(c.reason.clone())).otherwise(reason);
+        column = when(c.bad.clone()).then(lit(c.column.clone())).otherwise(column);
+        value = when(c.bad.clone())
+            .then(value_of(&c.column).cast(DataType::String).str().head(lit(200)))
+            .otherwise(value);
+    }
+    [reason.alias("reason"), column.alias("column"), value.alias("value")]
+}
+
+/// Map configured source columns onto canonical names. Returns the selected
+/// expressions, the source columns consumed and the canonical columns present.
+fn map_columns<'a>(
+    raw: &DataFrame,
+    path: &Path,
+    table: &str,
+    canonical: &[&'a str],
+    required: &[&str],
+    cfg: &ValidConfig,
+) -> Result<(Vec<Expr>, Vec<String>, Vec<&'a str>)> {
+    let present: Vec<String> = raw
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut exprs = vec![col(ROW)];
+    let mut used = Vec::new();
+    let mut mapped = Vec::new();
+    for &c in canonical {
+        let src = cfg.source(table, c);
+        if present.iter().any(|p| p == src) {
+            exprs.push(col(src).alias(c));
+            used.push(src.to_string());
+            mapped.push(c);
+        } else if required.contains(&c) {
+            let found: Vec<&str> = present
+                .iter()
+                .filter(|p| p.as_str() != ROW)
+                .map(String::as_str)
+                .collect();
+            let expected = if src == c {
+                format!("the {table} column `{c}`")
+            } else {
+                format!("the {table} column `{src}`, mapped to `{c}` by the config")
+            };
+            return Err(IcpError::MissingColumn {
+                path: path.into(),
+                column: src.into(),
+                expected,
+                found: found.join(", "),
+            });
+        }
+    }
+    Ok((exprs, used, mapped))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Split a checked frame into used rows and reject rows.
+fn split(
+    lf: LazyFrame,
+    checks: &[Check],
+    path: &Path,
+    table: &str,
+    raw_rows: usize,
+    keep: Vec<Expr>,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<Table> {
+    let [reason, column, value] = first_failure(checks, |c| col(format!("__raw_{c}")));
+    let df = lf
+        .with_columns([reason, column, value])
+        .collect()
+        .map_err(|e| IcpError::read(path, e))?;
+    let name = file_name(path);
+    let rej = df
+        .clone()
+        .lazy()
+        .filter(col("reason").is_not_null())
+        .select([
+            lit(name.clone()).alias("file"),
+            col(ROW).cast(DataType::UInt64).alias("row"),
+            col("column"),
+            col("value"),
+            col("reason"),
+        ])
+        .sort([ "row" ], SortMultipleOptions::default())
+        .collect()?;
+    let used = df
+        .lazy()
+        .filter(col("reason").is_null())
+        .sort([ROW], SortMultipleOptions::default())
+        .select(keep)
+        .collect()?;
+    let input = InputFile {
+        table: table.into(),
+        file: name,
+        sha256: sha256_file(path)?,
+        rows: raw_rows,
+        used: used.height(),
+        rejected: rej.height(),
+    };
+    rejects.push(rej);
+    Ok(Table { df: used, input })
+}
+
+fn parse_number(name: &str) -> Expr {
+    col(name).cast(DataType::Float64)
+}
+
+fn parse_date(name: &str, cfg: &ValidConfig) -> Expr {
+    let (src, format) = match &cfg.date_format {
+        Some(f) => (col(name), f.clone()),
+        // ISO 8601: a time part, if any, is ignored.
+        None => (col(name).str().head(lit(10)), "%Y-%m-%d".to_string()),
+    };
+    src.str().to_date(StrptimeOptions {
+        format: Some(format.into()),
+        strict: false,
+        exact: true,
+        cache: true,
+    })
+}
+
+/// Dates a CRM can plausibly hold.
+fn impossible_date(d: Expr) -> Expr {
+    let lo = 1900i32; // days from 1970: year bounds, checked through the year
+    let hi = 2100i32;
+    d.clone().dt().year().lt(lit(lo)).or(d.dt().year().gt(lit(hi)))
+}
+
+fn expected_date(cfg: &ValidConfig) -> String {
+    match &cfg.date_format {
+        Some(f) => format!("expected a date in the format {f}"),
+        None => "expected an ISO 8601 date (YYYY-MM-DD)".into(),
+    }
+}
+
+/// Raw (pre-parse) copies of every checked column, so rejects show what the user wrote.
+fn with_raw(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
+    lf.with_columns(
+        cols.iter()
+            .map(|c| col(*c).alias(format!("__raw_{c}")))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn duplicate(id: &str) -> Expr {
+    col(id).is_not_null().and(
+        col(ROW)
+            .min()
+            .over([col(id)])
+            .neq(col(ROW)),
+    )
+}
+
+fn load_accounts(
+    path: &Path,
+    cfg: &ValidConfig,
+    kind_hints: Option<&BTreeMap<String, ColumnKind>>,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<(Table, BTreeMap<String, ColumnKind>)> {
+    let raw = read_raw(path)?;
+    let rows = raw.height();
+    let (mut exprs, used, present) =
+        map_columns(&raw, path, "accounts", ACCOUNT_COLUMNS, &["account_id"], cfg)?;
+    let mut extras: Vec<String> = Vec::new();
+    for name in raw.get_column_names() {
+        let n = name.as_str();
+        if n == ROW || used.iter().any(|u| u == n) || ACCOUNT_COLUMNS.contains(&n) {
+            continue;
+        }
+        if cfg.features.exclude.iter().any(|x| x == n) {
+            continue;
+        }
+        exprs.push(col(n));
+        extras.push(n.to_string());
+    }
+    let mut lf = raw.lazy().select(exprs);
+    let text_cols: Vec<String> = present
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extras.iter().cloned())
+        .collect();
+    lf = lf.with_columns(text_cols.iter().map(|c| clean(c)).collect::<Vec<_>>());
+    lf = with_raw(lf, &present);
+
+    // Decide the kind of each extra column: numeric when every value parses.
+    let mut kinds = BTreeMap::new();
+    if !extras.is_empty() {
+        let probe = lf
+            .clone()
+            .select(
+                extras
+                    .iter()
+                    .map(|c| {
+                        (col(c.as_str()).is_not_null().and(parse_number(c).is_null()))
+                            .or(parse_number(c).is_nan())
+                            .sum()
+                            .alias(c.as_str())
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .collect()
+            .map_err(|e| IcpError::read(path, e))?;
+        let nonnull = lf
+            .clone()
+            .select(extras.iter().map(|c| col(c.as_str()).count().alias(c.as_str())).collect::<Vec<_>>())
+            .collect()?;
+        for c in &extras {
+            let bad = probe.column(c)?.get(0)?.extract::<u64>().unwrap_or(1);
+            let n = nonnull.column(c)?.get(0)?.extract::<u64>().unwrap_or(0);
+            let kind = match kind_hints.and_then(|h| h.get(c)) {
+                Some(k) => *k,
+                None if n > 0 && bad == 0 => ColumnKind::Numeric,
+                None => ColumnKind::Categorical,
+            };
+            kinds.insert(c.clone(), kind);
+        }
+    }
+
+    let mut checks = vec![
+        check("account_id", col("account_id").is_null(), "missing account_id (required, must be non-empty)"),
+        check("account_id", duplicate("account_id"), "duplicate account_id (an earlier row has the same id; the first is kept)"),
+    ];
+    let this_year = chrono::Datelike::year(&chrono::Utc::now()) as f64;
+    let mut typed = Vec::new();
+    for &c in &["employees", "annual_revenue", "founded_year"] {
+        if !present.contains(&c) {
+            continue;
+        }
+        let v = parse_number(c);
+        let scale = cfg.scale.get(c).copied().unwrap_or(1.0);
+        let cname = c;
+        checks.push(check(cname, col(c).is_not_null().and(v.clone().is_null()), "expected a number"));
+        checks.push(check(cname, v.clone().is_finite().not(), "expected a finite number"));
+        match c {
+            "employees" => {
+                checks.push(check(cname, v.clone().lt(lit(0.0)), "expected a whole number >= 0"));
+                checks.push(check(cname, v.clone().neq(v.clone().floor()), "expected a whole number >= 0"));
+            }
+            "annual_revenue" => checks.push(check(cname, v.clone().lt(lit(0.0)), "expected a number >= 0")),
+            _ => checks.push(check(
+                cname,
+                v.clone().lt(lit(1600.0)).or(v.clone().gt(lit(this_year + 1.0))).or(v.clone().neq(v.clone().floor())),
+                format!("expected a whole year between 1600 and {}", this_year as i64 + 1),
+            )),
+        }
+        typed.push((v * lit(scale)).alias(c));
+    }
+    for c in &extras {
+        if kinds.get(c) == Some(&ColumnKind::Numeric) {
+            let v = parse_number(c);
+            checks.push(check(
+                c,
+                col(c.as_str()).is_not_null().and(v.clone().is_null().or(v.clone().is_finite().not())),
+                "expected a number (this extra column is numeric)",
+            ));
+            typed.push(v.alias(c.as_str()));
+        }
+    }
+    lf = with_raw(lf, &extras.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let lf = lf.with_columns(typed);
+    let mut keep: Vec<Expr> = vec![col(ROW)];
+    keep.extend(present.iter().map(|c| col(*c)));
+    keep.extend(extras.iter().map(|c| col(c.as_str())));
+    let table = split(lf, &checks, path, "accounts", rows, keep, rejects)?;
+    Ok((table, kinds))
+}
+
+/// Known account ids, for the unknown-account check (a left join, not a row loop).
+fn known_flag(lf: LazyFrame, ids: &DataFrame) -> LazyFrame {
+    let known = ids
+        .clone()
+        .lazy()
+        .select([col("account_id"), lit(true).alias("__known")]);
+    lf.join(
+        known,
+        [col("account_id")],
+        [col("account_id")],
+        JoinArgs::new(JoinType::Left),
+    )
+}
+
+fn load_opportunities(
+    path: &Path,
+    cfg: &ValidConfig,
+    ids: &DataFrame,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<Table> {
+    let raw = read_raw(path)?;
+    let rows = raw.height();
+    let required = ["opportunity_id", "account_id", "created_date", "outcome"];
+    let (exprs, _, present) =
+        map_columns(&raw, path, "opportunities", OPPORTUNITY_COLUMNS, &required, cfg)?;
+    let mut lf = raw.lazy().select(exprs);
+    lf = lf.with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
+    lf = with_raw(lf, &present);
+    lf = known_flag(lf, ids);
+
+    // outcome: the config's stage names first, then the canonical words.
+    let lower = col("outcome").str().to_lowercase();
+    let mut outcome = lit(NULL).cast(DataType::String);
+    let mut pairs: Vec<(String, &str)> = cfg
+        .outcomes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str()))
+        .collect();
+    for w in ["won", "lost", "churned", "open"] {
+        if !cfg.outcomes.contains_key(w) {
+            pairs.push((w.to_string(), w));
+        }
+    }
+    for (from, to) in pairs.iter().rev() {
+        outcome = when(lower.clone().eq(lit(from.clone()))).then(lit(*to)).otherwise(outcome);
+    }
+    let created = parse_date("created_date", cfg);
+    let has_closed = present.contains(&"closed_date");
+    let closed = if has_closed {
+        parse_date("closed_date", cfg)
+    } else {
+        lit(NULL).cast(DataType::Date)
+    };
+    let closed_outcome = outcome.clone().neq(lit("open"));
+    let mut checks = vec![
+        check("opportunity_id", col("opportunity_id").is_null(), "missing opportunity_id"),
+        check("opportunity_id", duplicate("opportunity_id"), "duplicate opportunity_id (an earlier row has the same id; the first is kept)"),
+        check("account_id", col("account_id").is_null(), "missing account_id"),
+        check("account_id", col("__known").is_null(), "unknown account_id (not among the valid rows of the accounts file)"),
+        check("created_date", col("created_date").is_null(), "missing created_date"),
+        check("created_date", created.clone().is_null(), expected_date(cfg)),
+        check("created_date", impossible_date(created.clone()), "impossible date (expected a year from 1900 to 2100)"),
+        check("outcome", col("outcome").is_null(), "missing outcome"),
+        check("outcome", outcome.clone().is_null(), "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])"),
+    ];
+    if has_closed {
+        checks.push(check("closed_date", closed_outcome.clone().and(col("closed_date").is_null()), "missing closed_date (required for won, lost and churned)"));
+        checks.push(check("closed_date", col("closed_date").is_not_null().and(closed.clone().is_null()), expected_date(cfg)));
+        checks.push(check("closed_date", impossible_date(closed.clone()), "impossible date (expected a year from 1900 to 2100)"));
+        checks.push(check("closed_date", closed.clone().lt(created.clone()), "closed before created (closed_date is earlier than created_date)"));
+    } else {
+        checks.push(check("closed_date", closed_outcome.clone(), "missing closed_date (required for won, lost and churned; the file has no closed_date column)"));
+    }
+    let mut typed = vec![
+        outcome.alias("outcome"),
+        created.alias("created_date"),
+        closed.alias("closed_date"),
+    ];
+    if present.contains(&"amount") {
+        let v = parse_number("amount");
+        let scale = cfg.scale.get("amount").copied().unwrap_or(1.0);
+        checks.push(check("amount", col("amount").is_not_null().and(v.clone().is_null()), "expected a number"));
+        checks.push(check("amount", v.clone().is_finite().not(), "expected a finite number"));
+        checks.push(check("amount", v.clone().lt(lit(0.0)), "negative amount (expected a number >= 0)"));
+        typed.push((v * lit(scale)).alias("amount"));
+    } else {
+        typed.push(lit(NULL).cast(DataType::Float64).alias("amount"));
+    }
+    let lf = lf.with_columns(typed);
+    let mut keep = vec![
+        col(ROW),
+        col("opportunity_id"),
+        col("account_id"),
+        col("created_date"),
+        col("closed_date"),
+        col("outcome"),
+        col("amount"),
+    ];
+    for c in ["loss_reason", "product", "source", "owner"] {
+        if present.contains(&c) {
+            keep.push(col(c));
+        } else {
+            keep.push(lit(NULL).cast(DataType::String).alias(c));
+        }
+    }
+    split(lf, &checks, path, "opportunities", rows, keep, rejects)
+}
+
+fn load_customers(
+    path: &Path,
+    cfg: &ValidConfig,
+    ids: &DataFrame,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<Table> {
+    let raw = read_raw(path)?;
+    let rows = raw.height();
+    let (exprs, _, present) =
+        map_columns(&raw, path, "customers", CUSTOMER_COLUMNS, &["account_id", "status"], cfg)?;
+    let mut lf = raw.lazy().select(exprs);
+    lf = lf.with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
+    lf = with_raw(lf, &present);
+    lf = known_flag(lf, ids);
+    let status = col("status").str().to_lowercase();
+    let mut checks = vec![
+        check("account_id", col("account_id").is_null(), "missing account_id"),
+        check("account_id", duplicate("account_id"), "duplicate account_id (one customers row per account; the first is kept)"),
+        check("account_id", col("__known").is_null(), "unknown account_id (not among the valid rows of the accounts file)"),
+        check("status", col("status").is_null(), "missing status (expected active or churned)"),
+        check("status", status.clone().neq(lit("active")).and(status.clone().neq(lit("churned"))), "unknown status (expected active or churned)"),
+    ];
+    let mut typed = vec![status.alias("status")];
+    if present.contains(&"churn_date") {
+        let d = parse_date("churn_date", cfg);
+        checks.push(check("churn_date", col("churn_date").is_not_null().and(d.clone().is_null()), expected_date(cfg)));
+        checks.push(check("churn_date", impossible_date(d.clone()), "impossible date (expected a year from 1900 to 2100)"));
+        typed.push(d.alias("churn_date"));
+    } else {
+        typed.push(lit(NULL).cast(DataType::Date).alias("churn_date"));
+    }
+    if present.contains(&"delivery_fit") {
+        let v = parse_number("delivery_fit");
+        checks.push(check(
+            "delivery_fit",
+            col("delivery_fit").is_not_null().and(
+                v.clone().is_null().or(v.clone().lt(lit(1.0))).or(v.clone().gt(lit(5.0))).or(v.clone().neq(v.clone().floor())),
+            ),
+            "expected a whole number from 1 to 5",
+        ));
+        typed.push(v.alias("delivery_fit"));
+    } else {
+        typed.push(lit(NULL).cast(DataType::Float64).alias("delivery_fit"));
+    }
+    if present.contains(&"gross_margin") {
+        let v = parse_number("gross_margin");
+        checks.push(check(
+            "gross_margin",
+            col("gross_margin").is_not_null().and(
+                v.clone().is_null().or(v.clone().is_nan()).or(v.clone().lt(lit(0.0))).or(v.clone().gt(lit(1.0))),
+            ),
+            "expected a number from 0 to 1",
+        ));
+        typed.push(v.alias("gross_margin"));
+    } else {
+        typed.push(lit(NULL).cast(DataType::Float64).alias("gross_margin"));
+    }
+    let lf = lf.with_columns(typed);
+    let mut keep = vec![col(ROW), col("account_id"), col("status"), col("churn_date"), col("delivery_fit"), col("gross_margin")];
+    if present.contains(&"notes") {
+        keep.push(col("notes"));
+    } else {
+        keep.push(lit(NULL).cast(DataType::String).alias("notes"));
+    }
+    split(lf, &checks, path, "customers", rows, keep, rejects)
+}
+
+fn load_triggers(
+    path: &Path,
+    cfg: &ValidConfig,
+    ids: &DataFrame,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<Table> {
+    let raw = read_raw(path)?;
+    let rows = raw.height();
+    let (exprs, _, _) = map_columns(&raw, path, "triggers", TRIGGER_COLUMNS, TRIGGER_COLUMNS, cfg)?;
+    let mut lf = raw.lazy().select(exprs);
+    lf = lf.with_columns(TRIGGER_COLUMNS.iter().map(|c| clean(c)).collect::<Vec<_>>());
+    lf = with_raw(lf, TRIGGER_COLUMNS);
+    lf = known_flag(lf, ids);
+    let d = parse_date("date", cfg);
+    let checks = vec![
+        check("account_id", col("account_id").is_null(), "missing account_id"),
+        check("account_id", col("__known").is_null(), "unknown account_id (not among the valid rows of the accounts file)"),
+        check("trigger", col("trigger").is_null(), "missing trigger"),
+        check("date", col("date").is_null(), "missing date"),
+        check("date", d.clone().is_null(), expected_date(cfg)),
+        check("date", impossible_date(d.clone()), "impossible date (expected a year from 1900 to 2100)"),
+    ];
+    let lf = lf.with_columns([d.alias("date")]);
+    let keep = vec![col(ROW), col("account_id"), col("trigger").str().to_lowercase(), col("date")];
+    split(lf, &checks, path, "triggers", rows, keep, rejects)
+}

@@ -1,0 +1,576 @@
+//! Stage 4: the sales-velocity model. L2-regularised logistic regression
+//! (linfa-logistic), penalty chosen by time-ordered cross-validation,
+//! evaluated on a time-based holdout, then refitted on all labelled deals.
+
+use std::collections::BTreeMap;
+
+use linfa::prelude::*;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, ArrayView2, s};
+use polars::prelude::*;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::ValidConfig;
+use crate::error::{IcpError, Result};
+use crate::features::{self, FeatureSpec};
+use crate::label::{self, Labels, Window};
+use crate::load::{ColumnKind, Dataset, InputFile};
+use crate::metrics::{self, CalibrationBin};
+
+pub const ARTIFACT_FORMAT: &str = "icp-model/1";
+/// A holdout AUC whose 95% interval reaches down to this is "near chance".
+pub const MIN_RELIABLE_AUC_LOWER: f64 = 0.55;
+/// Score-test threshold for adding an interaction (about p < 0.0001).
+const INTERACTION_CHI2: f64 = 16.0;
+
+/// A fitted linear predictor: the frozen features and their weights.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinearModel {
+    pub spec: FeatureSpec,
+    pub coefficients: Vec<f64>,
+    pub intercept: f64,
+}
+
+impl LinearModel {
+    /// Intercept of the centred form: logit = base + sum of group contributions.
+    pub fn base(&self) -> f64 {
+        self.intercept
+            + self
+                .coefficients
+                .iter()
+                .zip(&self.spec.means)
+                .map(|(w, m)| w * m)
+                .sum::<f64>()
+    }
+
+    /// One expression per reason group (`g0`, `g1`, ...): the group's
+    /// contribution to the logit relative to the typical training account.
+    pub fn group_exprs(&self) -> Vec<Expr> {
+        let feats = self.spec.exprs();
+        let n_vars = self.spec.variables.len();
+        let mut groups: Vec<Option<Expr>> = vec![None; self.spec.n_groups()];
+        for (j, f) in self.spec.features.iter().enumerate() {
+            let w = self.coefficients[j];
+            let term = (feats[j].clone() - lit(self.spec.means[j])) * lit(w);
+            let g = f.group(n_vars);
+            groups[g] = Some(match groups[g].take() {
+                Some(e) => e + term,
+                None => term,
+            });
+        }
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(g, e)| e.unwrap_or(lit(0.0)).alias(format!("g{g}")))
+            .collect()
+    }
+
+    /// Logits of every row of `df`, through the same expressions as scoring.
+    pub fn logits(&self, df: &DataFrame) -> Result<Vec<f64>> {
+        let n = self.spec.n_groups();
+        let out = df
+            .clone()
+            .lazy()
+            .select(self.group_exprs())
+            .select([logit_from_groups(self.base(), n).alias("logit")])
+            .collect()?;
+        Ok(out.column("logit")?.f64()?.into_no_null_iter().collect())
+    }
+}
+
+/// base + g0 + g1 + ..., summed in a fixed order.
+pub fn logit_from_groups(base: f64, n_groups: usize) -> Expr {
+    (0..n_groups).fold(lit(base), |acc, g| acc + col(format!("g{g}")))
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Fit one logistic regression. `lambda` is the L2 penalty per row.
+pub fn fit_logistic(
+    x: ArrayView2<f64>,
+    y: &[bool],
+    lambda: f64,
+    max_iterations: u64,
+) -> Result<(Vec<f64>, f64)> {
+    let n = x.nrows();
+    let pos = y.iter().filter(|&&b| b).count();
+    if pos == 0 || pos == n {
+        return Err(IcpError::NotEnoughEvidence(format!(
+            "all {n} training deals have the same label ({}); the model needs both velocity wins and other outcomes",
+            if pos == 0 { "no velocity win" } else { "all velocity wins" }
+        )));
+    }
+    let targets = Array1::from(y.to_vec());
+    let ds = linfa::Dataset::new(x, targets);
+    let model = LogisticRegression::default()
+        .alpha(lambda * n as f64)
+        .gradient_tolerance(1e-6 * n as f64)
+        .max_iterations(max_iterations)
+        .fit(&ds)
+        .map_err(|e| IcpError::Fit(e.to_string()))?;
+    // linfa calls the more frequent class "positive": make it ours.
+    let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
+    let coef = model.params().iter().map(|w| sign * w).collect();
+    Ok((coef, sign * model.intercept()))
+}
+
+fn predict(x: ArrayView2<f64>, coef: &[f64], b: f64) -> Vec<f64> {
+    let w = Array1::from(coef.to_vec());
+    x.dot(&w).iter().map(|z| sigmoid(z + b)).collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CvResult {
+    pub lambda: f64,
+    pub folds: usize,
+    pub mean_log_loss: f64,
+    pub mean_auc: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BandStats {
+    pub band: String,
+    pub deals: usize,
+    pub win_rate: f64,
+    pub velocity_win_share: f64,
+    pub median_cycle_days_won: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OracleComparison {
+    pub deals: usize,
+    pub model_auc: f64,
+    pub oracle_auc: f64,
+    pub unseen_deals: usize,
+    pub unseen_model_auc: Option<f64>,
+    pub unseen_oracle_auc: Option<f64>,
+}
+
+/// How well the model did on deals it never saw.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evaluation {
+    pub train_deals: usize,
+    pub train_velocity_wins: usize,
+    pub holdout_deals: usize,
+    pub holdout_velocity_wins: usize,
+    pub holdout_from: String,
+    pub train_accounts: usize,
+    pub holdout_accounts_unseen: usize,
+    pub lambda: f64,
+    pub cross_validation: Vec<CvResult>,
+    pub auc: f64,
+    pub auc_ci95: (f64, f64),
+    pub unseen_accounts_auc: Option<f64>,
+    pub brier: f64,
+    pub brier_base_rate: f64,
+    pub base_rate: f64,
+    pub calibration: Vec<CalibrationBin>,
+    pub bands: Vec<BandStats>,
+    pub reliable: bool,
+    pub verdict: String,
+    pub oracle: Option<OracleComparison>,
+}
+
+/// Everything `icp score` needs, and the evidence of how it was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelArtifact {
+    pub format: String,
+    pub model_id: String,
+    pub program_version: String,
+    pub training_fingerprint: String,
+    pub inputs: Vec<InputFile>,
+    pub velocity_window: Window,
+    pub model: LinearModel,
+    pub extra_column_kinds: BTreeMap<String, ColumnKind>,
+    /// logit cut points at the 1st..100th percentile of the accounts scored at training
+    pub reference: Vec<f64>,
+    pub min_feature_coverage: f64,
+    pub evaluation: Evaluation,
+    /// column and stage mapping used at training; `icp score` reuses it
+    pub config: ValidConfig,
+}
+
+impl ModelArtifact {
+    pub fn read(path: &std::path::Path) -> Result<ModelArtifact> {
+        let text = std::fs::read_to_string(path).map_err(|e| IcpError::Artifact {
+            path: path.into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let a: ModelArtifact = serde_json::from_str(&text).map_err(|e| IcpError::Artifact {
+            path: path.into(),
+            message: format!("not a model artifact of this program: {e}"),
+        })?;
+        if a.format != ARTIFACT_FORMAT {
+            return Err(IcpError::Artifact {
+                path: path.into(),
+                message: format!("format {} is not {ARTIFACT_FORMAT}", a.format),
+            });
+        }
+        Ok(a)
+    }
+}
+
+/// The result of training: the artifact and the labelled deals behind it.
+pub struct TrainOutcome {
+    pub artifact: ModelArtifact,
+    pub labels: Labels,
+    /// labelled deals joined with their account columns
+    pub rows: DataFrame,
+}
+
+/// Labelled deals with their accounts' columns, in time order.
+fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
+    Ok(labels
+        .df
+        .clone()
+        .lazy()
+        .join(
+            data.accounts.df.clone().lazy(),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Inner).with_suffix(Some("_account".into())),
+        )
+        .sort(["closed_date", "opportunity_id"], SortMultipleOptions::default())
+        .collect()?)
+}
+
+fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
+    Ok(df.column(name)?.bool()?.into_no_null_iter().collect())
+}
+
+fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame> {
+    let ids = rows.clone().lazy().select([col("account_id")]).unique_stable(None, UniqueKeepStrategy::First);
+    Ok(accounts
+        .clone()
+        .lazy()
+        .join(ids, [col("account_id")], [col("account_id")], JoinArgs::new(JoinType::Semi))
+        .collect()?)
+}
+
+/// Learn the encoding (main effects, then screened interactions) from `rows`.
+fn fit_spec(
+    rows: &DataFrame,
+    y: &[bool],
+    data: &Dataset,
+    cfg: &ValidConfig,
+    reference_year: i32,
+) -> Result<FeatureSpec> {
+    let accounts = distinct_accounts(rows, &data.accounts.df)?;
+    let spec = features::fit_main_effects(&accounts, &data.extra_columns, &cfg.features, reference_year)?;
+    if !cfg.features.interactions {
+        return Ok(spec);
+    }
+    let x = spec.design(rows)?;
+    let (coef, b) = fit_logistic(x.view(), y, 1e-3, cfg.model.max_iterations)?;
+    let p = predict(x.view(), &coef, b);
+    features::add_interactions(spec, rows, &accounts, y, &p, &cfg.features, INTERACTION_CHI2)
+}
+
+/// Reference cut points: the 1st..100th percentiles of `logits`.
+pub fn reference_cutpoints(logits: &[f64]) -> Vec<f64> {
+    let mut v = logits.to_vec();
+    v.sort_by(f64::total_cmp);
+    (1..=100)
+        .map(|k| features::quantile_sorted(&v, k as f64 / 100.0))
+        .collect()
+}
+
+/// Percentile score 0-100: how many reference cut points the logit reaches.
+pub fn percentile_score(logit: f64, reference: &[f64]) -> u8 {
+    reference.partition_point(|&c| c <= logit) as u8
+}
+
+pub fn band(score: u8) -> &'static str {
+    match score {
+        70..=100 => "high",
+        40..=69 => "medium",
+        _ => "low",
+    }
+}
+
+/// Train, evaluate on the time-based holdout, refit on everything.
+pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Result<TrainOutcome> {
+    let labels = label::label(data, cfg)?;
+    let rows = training_rows(&labels, data)?;
+    let holdout = bools(&rows, "holdout")?;
+    let y_all = bools(&rows, "label")?;
+    let n_train = holdout.iter().filter(|h| !**h).count();
+    let ev = &cfg.evidence;
+    let (train_pos, test_pos) = (
+        y_all[..n_train].iter().filter(|b| **b).count(),
+        y_all[n_train..].iter().filter(|b| **b).count(),
+    );
+    let (train_neg, test_neg) = (n_train - train_pos, y_all.len() - n_train - test_pos);
+    let mut short = Vec::new();
+    if train_pos < ev.min_train_positives {
+        short.push(format!("{train_pos} velocity wins before the holdout (need {})", ev.min_train_positives));
+    }
+    if train_neg < ev.min_train_negatives {
+        short.push(format!("{train_neg} other closed deals before the holdout (need {})", ev.min_train_negatives));
+    }
+    if test_pos < ev.min_holdout_per_class || test_neg < ev.min_holdout_per_class {
+        short.push(format!(
+            "the holdout (deals closed from {}) has {test_pos} velocity wins and {test_neg} other deals (need {} of each)",
+            labels.cutoff, ev.min_holdout_per_class
+        ));
+    }
+    if !short.is_empty() {
+        return Err(IcpError::NotEnoughEvidence(format!(
+            "{} (velocity window {} days). Add more closed deals, or lower the limits in the config's [evidence] section.",
+            short.join("; "),
+            labels.window.days
+        )));
+    }
+    let reference_year = {
+        let last = labels.df.column("closed_date")?.cast(&DataType::Int32)?;
+        let d = last.i32()?.max().unwrap_or(0);
+        chrono::Datelike::year(&label::epoch_days_to_date(d))
+    };
+
+    // --- fit on the training part only, choose the penalty by time-ordered CV
+    let train_rows = rows.slice(0, n_train);
+    let test_rows = rows.slice(n_train as i64, rows.height() - n_train);
+    let (y_train, y_test) = (&y_all[..n_train], &y_all[n_train..]);
+    let spec_train = fit_spec(&train_rows, y_train, data, cfg, reference_year)?;
+    let x_train = spec_train.design(&train_rows)?;
+    let cv = cross_validate(x_train.view(), y_train, cfg)?;
+    let best = cv
+        .iter()
+        .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
+        .map(|c| c.lambda)
+        .unwrap_or(cfg.model.lambdas[0]);
+    let (coef, b) = fit_logistic(x_train.view(), y_train, best, cfg.model.max_iterations)?;
+    let train_model = LinearModel {
+        spec: spec_train,
+        coefficients: coef,
+        intercept: b,
+    };
+    let p_test: Vec<f64> = train_model.logits(&test_rows)?.into_iter().map(sigmoid).collect();
+    let universe_train = train_model.logits(&data.accounts.df)?;
+    let ref_train = reference_cutpoints(&universe_train);
+    let evaluation = evaluate(
+        &rows, n_train, y_test, &p_test, &train_model, &ref_train, best, cv, &labels, truth,
+    )?;
+
+    // --- refit on every labelled deal for scoring
+    let spec_all = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
+    let x_all = spec_all.design(&rows)?;
+    let (coef, b) = fit_logistic(x_all.view(), &y_all, best, cfg.model.max_iterations)?;
+    let model = LinearModel {
+        spec: spec_all,
+        coefficients: coef,
+        intercept: b,
+    };
+    let reference = reference_cutpoints(&model.logits(&data.accounts.df)?);
+    let inputs = data.inputs();
+    let training_fingerprint = {
+        let mut h = Sha256::new();
+        for i in &inputs {
+            h.update(i.table.as_bytes());
+            h.update(i.sha256.as_bytes());
+        }
+        h.update(serde_json::to_vec(cfg).unwrap_or_default());
+        crate::load::hex(&h.finalize())
+    };
+    let mut artifact = ModelArtifact {
+        format: ARTIFACT_FORMAT.into(),
+        model_id: String::new(),
+        program_version: env!("CARGO_PKG_VERSION").into(),
+        training_fingerprint,
+        inputs,
+        velocity_window: labels.window.clone(),
+        model,
+        extra_column_kinds: data.extra_columns.clone(),
+        reference,
+        min_feature_coverage: cfg.min_feature_coverage,
+        evaluation,
+        config: cfg.clone(),
+    };
+    artifact.model_id = model_id(&artifact);
+    Ok(TrainOutcome { artifact, labels, rows })
+}
+
+/// A content id: the same training inputs and settings give the same id.
+fn model_id(a: &ModelArtifact) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&a.model).unwrap_or_default());
+    h.update(serde_json::to_vec(&a.reference).unwrap_or_default());
+    h.update(a.training_fingerprint.as_bytes());
+    h.update(a.program_version.as_bytes());
+    format!("m-{}", &crate::load::hex(&h.finalize())[..12])
+}
+
+/// Expanding-window CV in time order: fold k trains on blocks 0..k and
+/// validates on block k, so no fold ever sees its future.
+fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<Vec<CvResult>> {
+    let n = x.nrows();
+    let k = cfg.model.cv_folds;
+    let bounds: Vec<usize> = (0..=k + 1).map(|i| i * n / (k + 1)).collect();
+    let jobs: Vec<(usize, usize)> = (0..cfg.model.lambdas.len())
+        .flat_map(|l| (1..=k).map(move |f| (l, f)))
+        .collect();
+    let results: Vec<Option<(usize, f64, Option<f64>)>> = jobs
+        .par_iter()
+        .map(|&(l, f)| {
+            let (end, stop) = (bounds[f], bounds[f + 1]);
+            let (yt, yv) = (&y[..end], &y[end..stop]);
+            let pos = yt.iter().filter(|b| **b).count();
+            if end == 0 || stop <= end || pos == 0 || pos == yt.len() {
+                return None;
+            }
+            let (coef, b) = fit_logistic(x.slice(s![..end, ..]), yt, cfg.model.lambdas[l], cfg.model.max_iterations).ok()?;
+            let p = predict(x.slice(s![end..stop, ..]), &coef, b);
+            Some((l, metrics::log_loss(&p, yv), metrics::auc(&p, yv)))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (l, &lambda) in cfg.model.lambdas.iter().enumerate() {
+        let mine: Vec<_> = results.iter().flatten().filter(|r| r.0 == l).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let aucs: Vec<f64> = mine.iter().filter_map(|r| r.2).collect();
+        out.push(CvResult {
+            lambda,
+            folds: mine.len(),
+            mean_log_loss: mine.iter().map(|r| r.1).sum::<f64>() / mine.len() as f64,
+            mean_auc: if aucs.is_empty() { f64::NAN } else { aucs.iter().sum::<f64>() / aucs.len() as f64 },
+        });
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    rows: &DataFrame,
+    n_train: usize,
+    y: &[bool],
+    p: &[f64],
+    model: &LinearModel,
+    reference: &[f64],
+    lambda: f64,
+    cv: Vec<CvResult>,
+    labels: &Labels,
+    truth: Option<&DataFrame>,
+) -> Result<Evaluation> {
+    let test = rows.slice(n_train as i64, rows.height() - n_train);
+    let n_pos = y.iter().filter(|b| **b).count();
+    let auc = metrics::auc(p, y).unwrap_or(f64::NAN);
+    let ci = metrics::auc_ci(auc, n_pos, y.len() - n_pos);
+    let base_rate = n_pos as f64 / y.len() as f64;
+    let brier_base = metrics::brier(&vec![base_rate; y.len()], y);
+
+    // accounts of holdout deals that had no deal in the training part
+    let train_ids: std::collections::HashSet<String> = rows
+        .column("account_id")?
+        .str()?
+        .into_no_null_iter()
+        .take(n_train)
+        .map(str::to_string)
+        .collect();
+    let test_ids: Vec<String> = test.column("account_id")?.str()?.into_no_null_iter().map(str::to_string).collect();
+    let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a)).collect();
+    let pick = |v: &[f64], mask: &[bool]| -> Vec<f64> { v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect() };
+    let pick_b = |v: &[bool], mask: &[bool]| -> Vec<bool> { v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect() };
+    let unseen_auc = metrics::auc(&pick(p, &unseen), &pick_b(y, &unseen));
+    let unseen_accounts: std::collections::BTreeSet<&String> =
+        test_ids.iter().zip(&unseen).filter(|x| *x.1).map(|x| x.0).collect();
+
+    // band statistics on the holdout, scored like accounts are
+    let outcome: Vec<String> = test.column("outcome")?.str()?.into_no_null_iter().map(str::to_string).collect();
+    let cycle: Vec<i64> = test.column("cycle_days")?.i64()?.into_no_null_iter().collect();
+    let mut bands = Vec::new();
+    for name in ["high", "medium", "low"] {
+        let idx: Vec<usize> = (0..y.len())
+            .filter(|&i| band(percentile_score(logit(p[i]), reference)) == name)
+            .collect();
+        let won: Vec<usize> = idx.iter().copied().filter(|&i| outcome[i] != "lost").collect();
+        let mut cyc: Vec<f64> = won.iter().map(|&i| cycle[i] as f64).collect();
+        cyc.sort_by(f64::total_cmp);
+        let n = idx.len().max(1) as f64;
+        bands.push(BandStats {
+            band: name.into(),
+            deals: idx.len(),
+            win_rate: won.len() as f64 / n,
+            velocity_win_share: idx.iter().filter(|&&i| y[i]).count() as f64 / n,
+            median_cycle_days_won: (!cyc.is_empty()).then(|| label::median_sorted(&cyc)),
+        });
+    }
+
+    let oracle = match truth {
+        None => None,
+        Some(t) => {
+            let joined = test
+                .clone()
+                .lazy()
+                .select([col("account_id")])
+                .with_row_index("__i", None)
+                .join(
+                    t.clone().lazy().select([col("account_id"), col("p_velocity_win_true").cast(DataType::Float64)]),
+                    [col("account_id")],
+                    [col("account_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .sort(["__i"], SortMultipleOptions::default())
+                .collect()?;
+            let idx: Vec<usize> = joined.column("__i")?.idx()?.into_no_null_iter().map(|i| i as usize).collect();
+            let pt: Vec<f64> = joined.column("p_velocity_win_true")?.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+            let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
+            let pm: Vec<f64> = idx.iter().map(|&i| p[i]).collect();
+            let un: Vec<bool> = idx.iter().map(|&i| unseen[i]).collect();
+            Some(OracleComparison {
+                deals: idx.len(),
+                model_auc: metrics::auc(&pm, &ys).unwrap_or(f64::NAN),
+                oracle_auc: metrics::auc(&pt, &ys).unwrap_or(f64::NAN),
+                unseen_deals: un.iter().filter(|b| **b).count(),
+                unseen_model_auc: metrics::auc(&pick(&pm, &un), &pick_b(&ys, &un)),
+                unseen_oracle_auc: metrics::auc(&pick(&pt, &un), &pick_b(&ys, &un)),
+            })
+        }
+    };
+    let reliable = ci.0 > MIN_RELIABLE_AUC_LOWER;
+    let verdict = if reliable {
+        format!(
+            "signal: holdout AUC {auc:.3} (95% CI {:.3}-{:.3}) on {} deals the model never saw",
+            ci.0,
+            ci.1,
+            y.len()
+        )
+    } else {
+        format!(
+            "no reliable signal: holdout AUC {auc:.3} (95% CI {:.3}-{:.3}) is near chance (0.5); \
+             the firmographics in this data do not tell velocity wins apart, so do not target on these scores",
+            ci.0, ci.1
+        )
+    };
+    Ok(Evaluation {
+        train_deals: n_train,
+        train_velocity_wins: labels.df.column("label")?.bool()?.into_no_null_iter().take(n_train).filter(|b| *b).count(),
+        holdout_deals: y.len(),
+        holdout_velocity_wins: n_pos,
+        holdout_from: labels.cutoff.to_string(),
+        train_accounts: train_ids.len(),
+        holdout_accounts_unseen: unseen_accounts.len(),
+        lambda,
+        cross_validation: cv,
+        auc,
+        auc_ci95: ci,
+        unseen_accounts_auc: unseen_auc,
+        brier: metrics::brier(p, y),
+        brier_base_rate: brier_base,
+        base_rate,
+        calibration: metrics::calibration(p, y),
+        bands,
+        reliable,
+        verdict,
+        oracle,
+    })
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}

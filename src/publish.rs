@@ -1,0 +1,201 @@
+//! Writing a run directory: every file goes into a temporary directory that
+//! is renamed into place at the end, so a reader never sees half a run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{IcpError, Result};
+use crate::load::{InputFile, hex};
+
+pub const MANIFEST_FORMAT: &str = "icp-run/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputFile {
+    pub path: String,
+    /// data rows (CSV without header; JSON lines or 1 for documents)
+    pub rows: usize,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub run_id: String,
+    pub kind: String,
+    pub model_id: Option<String>,
+    pub program_version: String,
+    pub inputs: Vec<InputFile>,
+    pub counts: Vec<(String, usize)>,
+    pub files: Vec<OutputFile>,
+}
+
+/// A run directory being written.
+pub struct RunWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    files: Vec<OutputFile>,
+}
+
+impl RunWriter {
+    pub fn create(dest: &Path) -> Result<RunWriter> {
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| IcpError::write(parent, e))?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| IcpError::Invalid(format!("{}: not a directory name", dest.display())))?
+            .to_string_lossy();
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| IcpError::write(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| IcpError::write(&tmp, e))?;
+        Ok(RunWriter {
+            tmp,
+            dest: dest.to_path_buf(),
+            files: Vec::new(),
+        })
+    }
+
+    fn record(&mut self, rel: &str, rows: usize) -> Result<()> {
+        let path = self.tmp.join(rel);
+        let bytes = fs::read(&path).map_err(|e| IcpError::write(&path, e))?;
+        self.files.push(OutputFile {
+            path: rel.into(),
+            rows,
+            sha256: hex(&Sha256::digest(&bytes)),
+        });
+        Ok(())
+    }
+
+    fn open(&self, rel: &str) -> Result<(PathBuf, fs::File)> {
+        let path = self.tmp.join(rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| IcpError::write(dir, e))?;
+        }
+        let f = fs::File::create(&path).map_err(|e| IcpError::write(&path, e))?;
+        Ok((path, f))
+    }
+
+    pub fn csv(&mut self, rel: &str, df: &DataFrame) -> Result<()> {
+        let (path, mut f) = self.open(rel)?;
+        let mut df = df.clone();
+        CsvWriter::new(&mut f)
+            .include_header(true)
+            .finish(&mut df)
+            .map_err(|e| IcpError::write(&path, e))?;
+        self.record(rel, df.height())
+    }
+
+    pub fn parquet(&mut self, rel: &str, df: &DataFrame) -> Result<()> {
+        let (path, f) = self.open(rel)?;
+        let mut df = df.clone();
+        ParquetWriter::new(f)
+            .finish(&mut df)
+            .map_err(|e| IcpError::write(&path, e))?;
+        self.record(rel, df.height())
+    }
+
+    pub fn json<T: Serialize>(&mut self, rel: &str, value: &T) -> Result<()> {
+        let text = serde_json::to_string_pretty(value).map_err(|e| IcpError::write(rel, e))?;
+        self.text(rel, &(text + "\n"))
+    }
+
+    pub fn text(&mut self, rel: &str, text: &str) -> Result<()> {
+        let (path, _) = self.open(rel)?;
+        fs::write(&path, text).map_err(|e| IcpError::write(&path, e))?;
+        self.record(rel, 1)
+    }
+
+    /// Write the manifest and move the run into place. Returns the final path.
+    pub fn finish(
+        mut self,
+        kind: &str,
+        model_id: Option<String>,
+        inputs: Vec<InputFile>,
+        counts: Vec<(String, usize)>,
+    ) -> Result<PathBuf> {
+        // A content id: same inputs, settings and outputs give the same id.
+        let mut h = Sha256::new();
+        h.update(kind.as_bytes());
+        for i in &inputs {
+            h.update(i.sha256.as_bytes());
+        }
+        for f in &self.files {
+            h.update(f.path.as_bytes());
+            h.update(f.sha256.as_bytes());
+        }
+        let run_id = format!("r-{}", &hex(&h.finalize())[..12]);
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            run_id,
+            kind: kind.into(),
+            model_id,
+            program_version: env!("CARGO_PKG_VERSION").into(),
+            inputs,
+            counts,
+            files: std::mem::take(&mut self.files),
+        };
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| IcpError::write("manifest.json", e))?;
+        let mpath = self.tmp.join("manifest.json");
+        fs::write(&mpath, text + "\n").map_err(|e| IcpError::write(&mpath, e))?;
+        sync_dir(&self.tmp);
+        if self.dest.exists() {
+            // Replace: move the old run aside first, so the new one appears whole.
+            let old = self.tmp.with_extension("old");
+            fs::rename(&self.dest, &old).map_err(|e| IcpError::write(&self.dest, e))?;
+            fs::rename(&self.tmp, &self.dest).map_err(|e| IcpError::write(&self.dest, e))?;
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            fs::rename(&self.tmp, &self.dest).map_err(|e| IcpError::write(&self.dest, e))?;
+        }
+        Ok(self.dest.clone())
+    }
+
+    /// Give up: remove the temporary directory.
+    pub fn abandon(self) {
+        let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sync_dir(&p);
+            } else if let Ok(f) = fs::File::open(&p) {
+                let _ = f.sync_all();
+            }
+        }
+    }
+}
+
+/// Point `reports/latest` at `run` (a symlink swapped in with a rename).
+pub fn point_latest(reports: &Path, run: &Path) -> Result<()> {
+    let name = run
+        .file_name()
+        .ok_or_else(|| IcpError::Invalid("run directory has no name".into()))?;
+    let link = reports.join("latest");
+    let tmp = reports.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(name, &tmp).map_err(|e| IcpError::write(&tmp, e))?;
+    #[cfg(not(unix))]
+    fs::write(&tmp, name.to_string_lossy().as_bytes()).map_err(|e| IcpError::write(&tmp, e))?;
+    fs::rename(&tmp, &link).map_err(|e| IcpError::write(&link, e))?;
+    Ok(())
+}
+
+/// A fresh run directory name under `reports`: UTC time plus the model id.
+pub fn new_run_dir(reports: &Path, tag: &str) -> PathBuf {
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    reports.join(format!("run-{now}-{tag}"))
+}

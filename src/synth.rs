@@ -1,0 +1,478 @@
+//! `icp generate`: a synthetic CRM in the contract's format with a known,
+//! documented ground truth (see README, "The synthetic ground truth").
+//!
+//! Deterministic per seed whatever the thread count: accounts are made in
+//! fixed-size chunks, each with its own RNG seeded from (seed, chunk).
+
+use std::path::Path;
+
+use chrono::{Duration, NaiveDate};
+use polars::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::{IcpError, Result};
+
+const CHUNK: usize = 50_000;
+
+pub const INDUSTRIES: &[(&str, f64, f64)] = &[
+    // name, share, effect on the log-odds of winning
+    ("Software", 0.14, 0.9),
+    ("Logistics", 0.08, 1.1),
+    ("Healthcare", 0.11, 0.0),
+    ("Manufacturing", 0.12, 0.2),
+    ("Retail", 0.12, -0.9),
+    ("Financial Services", 0.09, 0.3),
+    ("Education", 0.07, -0.4),
+    ("Government", 0.06, -1.2),
+    ("Media", 0.06, -0.2),
+    ("Construction", 0.06, 0.1),
+    ("Energy", 0.04, 0.0),
+    ("Hospitality", 0.05, -0.6),
+];
+pub const COUNTRIES: &[(&str, f64, f64)] = &[
+    ("United States", 0.40, 0.15),
+    ("United Kingdom", 0.12, 0.0),
+    ("Germany", 0.10, 0.0),
+    ("France", 0.07, 0.0),
+    ("Canada", 0.07, 0.0),
+    ("Australia", 0.05, 0.0),
+    ("Netherlands", 0.05, 0.0),
+    ("Brazil", 0.05, -0.2),
+    ("India", 0.05, -0.2),
+    ("Japan", 0.04, 0.0),
+];
+pub const OWNERSHIP: &[(&str, f64, f64)] = &[
+    ("private", 0.70, 0.0),
+    ("pe_backed", 0.15, 0.3),
+    ("public", 0.15, -0.1),
+];
+/// trigger, share of accounts with it, probability of a deal afterwards
+pub const TRIGGERS: &[(&str, f64, f64)] = &[
+    ("funding_round", 0.08, 0.85),
+    ("new_executive", 0.10, 0.70),
+    ("hiring_surge", 0.10, 0.70),
+    ("office_move", 0.07, 0.45),
+];
+/// probability that an account with no trigger ever has a deal
+const BASE_DEAL_PROBABILITY: f64 = 0.42;
+const MISSING_RATE: f64 = 0.03;
+const PAINFUL_REVENUE: f64 = 500e6;
+
+pub fn history_start() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2022, 1, 1).expect("valid date")
+}
+pub fn as_of() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 6, 30).expect("valid date")
+}
+
+/// The true model of one account (before missing values are punched in).
+#[derive(Debug, Clone)]
+pub struct Truth {
+    pub win_logit: f64,
+    pub cycle_mu: f64,
+    pub churn: f64,
+}
+
+pub const CYCLE_SIGMA: f64 = 0.55;
+
+pub fn truth_of(industry: usize, country: usize, ownership: usize, employees: f64, revenue: f64, age: f64) -> Truth {
+    let ind = INDUSTRIES[industry].0;
+    let mut z = -0.3 + INDUSTRIES[industry].2 + COUNTRIES[country].2 + OWNERSHIP[ownership].2;
+    z += match employees {
+        e if e < 10.0 => -0.8,
+        e if e < 50.0 => -0.2,
+        e if e < 500.0 => 0.7,
+        e if e < 5000.0 => 0.0,
+        _ => -0.5,
+    };
+    if ind == "Healthcare" && (200.0..2000.0).contains(&employees) {
+        z += 1.5;
+    }
+    if age < 3.0 {
+        z -= 0.5;
+    }
+    let mut mu = 40f64.ln();
+    if revenue >= PAINFUL_REVENUE {
+        mu += 0.6;
+    }
+    match ind {
+        "Government" => mu += 0.25,
+        "Software" => mu -= 0.15,
+        _ => {}
+    }
+    let mut churn: f64 = 0.06;
+    if employees < 20.0 {
+        churn += 0.30;
+    }
+    if revenue >= PAINFUL_REVENUE {
+        churn += 0.25;
+    }
+    if ind == "Hospitality" {
+        churn += 0.08;
+    }
+    Truth { win_logit: z, cycle_mu: mu, churn }
+}
+
+/// P(velocity win) for a deal of this account under window `w` days.
+pub fn p_velocity_win(t: &Truth, w: i64) -> f64 {
+    let p_win = 1.0 / (1.0 + (-t.win_logit).exp());
+    // cycle = round(lognormal) <= w  <=>  lognormal < w + 0.5
+    let zc = (((w as f64) + 0.5).ln() - t.cycle_mu) / CYCLE_SIGMA;
+    let p_fast = 0.5 * (1.0 + libm::erf(zc / std::f64::consts::SQRT_2));
+    p_win * p_fast * (1.0 - t.churn)
+}
+
+fn pick(rng: &mut ChaCha8Rng, table: &[(&str, f64, f64)]) -> usize {
+    let total: f64 = table.iter().map(|t| t.1).sum();
+    let mut u = rng.r#gen::<f64>() * total;
+    for (i, t) in table.iter().enumerate() {
+        if u < t.1 {
+            return i;
+        }
+        u -= t.1;
+    }
+    table.len() - 1
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.r#gen::<f64>().max(1e-300);
+    let u2: f64 = rng.r#gen();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+const SYL: &[&str] = &[
+    "ac", "bel", "cor", "dan", "el", "fer", "gal", "hor", "ist", "jun", "kal", "lum", "mer", "nor",
+    "ov", "pax", "quin", "ros", "sol", "tri", "ul", "ver", "wex", "yor", "zen",
+];
+const SUFFIX: &[&str] = &["Inc", "Ltd", "GmbH", "Group", "Labs", "Systems", "Partners", "Co"];
+
+#[derive(Default)]
+struct Chunk {
+    acc_id: Vec<String>,
+    acc_name: Vec<String>,
+    domain: Vec<String>,
+    industry: Vec<Option<&'static str>>,
+    country: Vec<Option<&'static str>>,
+    employees: Vec<Option<i64>>,
+    revenue: Vec<Option<f64>>,
+    founded: Vec<Option<i32>>,
+    ownership: Vec<Option<&'static str>>,
+    truth: Vec<Truth>,
+    // opportunities
+    opp_id: Vec<String>,
+    opp_acc: Vec<String>,
+    created: Vec<NaiveDate>,
+    closed: Vec<Option<NaiveDate>>,
+    outcome: Vec<&'static str>,
+    amount: Vec<f64>,
+    loss_reason: Vec<Option<&'static str>>,
+    product: Vec<&'static str>,
+    source: Vec<&'static str>,
+    owner: Vec<String>,
+    cycle_won: Vec<i64>,
+    // customers
+    cust_acc: Vec<String>,
+    cust_status: Vec<&'static str>,
+    churn_date: Vec<Option<NaiveDate>>,
+    delivery_fit: Vec<i64>,
+    margin: Vec<f64>,
+    // triggers
+    trig_acc: Vec<String>,
+    trig: Vec<&'static str>,
+    trig_date: Vec<NaiveDate>,
+}
+
+fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut c = Chunk::default();
+    let (h0, h1) = (history_start(), as_of());
+    let span = (h1 - h0).num_days();
+    for a in start..end {
+        let id = format!("A{a:07}");
+        let n_syl = 2 + (rng.r#gen::<u8>() % 2) as usize;
+        let mut name: String = (0..n_syl).map(|_| SYL[rng.gen_range(0..SYL.len())]).collect();
+        name[..1].make_ascii_uppercase();
+        let slug = name.to_lowercase();
+        let full = if a % 997 == 13 {
+            format!("{name}, {} & Sons", SUFFIX[rng.gen_range(0..SUFFIX.len())])
+        } else {
+            format!("{name} {}", SUFFIX[rng.gen_range(0..SUFFIX.len())])
+        };
+        let domain = format!("{slug}{}.{}", a % 1000, ["com", "io", "net", "co"][rng.gen_range(0..4)]);
+        let ind = pick(&mut rng, INDUSTRIES);
+        let cty = pick(&mut rng, COUNTRIES);
+        let own = pick(&mut rng, OWNERSHIP);
+        let employees = ((120f64).ln() + 1.6 * normal(&mut rng)).exp().round().max(1.0);
+        let revenue = (employees * ((150_000f64).ln() + 0.5 * normal(&mut rng)).exp()).round();
+        let age = ((15f64).ln() + 0.8 * normal(&mut rng)).exp().floor().min(120.0);
+        let founded = h1.format("%Y").to_string().parse::<i32>().unwrap_or(2025) - age as i32;
+        let t = truth_of(ind, cty, own, employees, revenue, age);
+        let blank = rng.r#gen::<f64>() < 0.01; // a few accounts we know almost nothing about
+        let miss = |rng: &mut ChaCha8Rng| blank || rng.r#gen::<f64>() < MISSING_RATE;
+        c.acc_id.push(id.clone());
+        c.acc_name.push(full);
+        c.domain.push(domain);
+        c.industry.push((!miss(&mut rng)).then_some(INDUSTRIES[ind].0));
+        c.country.push((!miss(&mut rng)).then_some(COUNTRIES[cty].0));
+        c.employees.push((!miss(&mut rng)).then_some(employees as i64));
+        c.revenue.push((!miss(&mut rng)).then_some(revenue));
+        c.founded.push((!miss(&mut rng)).then_some(founded));
+        c.ownership.push((!miss(&mut rng)).then_some(OWNERSHIP[own].0));
+
+        // buying trigger, then perhaps a deal that follows it
+        let mut deal_prob = BASE_DEAL_PROBABILITY;
+        let mut first_created = None;
+        let mut tu = rng.r#gen::<f64>();
+        for (name, share, p_deal) in TRIGGERS {
+            if tu < *share {
+                let d = h0 + Duration::days(rng.gen_range(0..span - 30));
+                c.trig_acc.push(id.clone());
+                c.trig.push(name);
+                c.trig_date.push(d);
+                deal_prob = *p_deal;
+                if rng.r#gen::<f64>() < (p_deal - BASE_DEAL_PROBABILITY).max(0.0) / p_deal {
+                    first_created = Some(d + Duration::days(rng.gen_range(7..90)));
+                }
+                break;
+            }
+            tu -= share;
+        }
+        let has_deal = first_created.is_some() || rng.r#gen::<f64>() < deal_prob;
+        if !has_deal {
+            c.truth.push(t);
+            continue;
+        }
+        let n_deals = if rng.r#gen::<f64>() < 0.2 { 2 } else { 1 };
+        let mut won_any = false;
+        let mut churn_date = None;
+        for k in 0..n_deals {
+            let created = match (k, first_created) {
+                (0, Some(d)) => d,
+                _ => h0 + Duration::days(rng.gen_range(0..span - 10)),
+            };
+            let won = rng.r#gen::<f64>() < 1.0 / (1.0 + (-t.win_logit).exp());
+            let cycle = if won {
+                (t.cycle_mu + CYCLE_SIGMA * normal(&mut rng)).exp().round().max(1.0) as i64
+            } else {
+                ((30f64).ln() + 0.7 * normal(&mut rng)).exp().round().max(1.0) as i64
+            };
+            let closed = created + Duration::days(cycle);
+            let amount = ((8000.0 * (employees / 50.0).powf(0.35)).ln() + 0.4 * normal(&mut rng)).exp();
+            c.opp_id.push(format!("O{a:07}{k}"));
+            c.opp_acc.push(id.clone());
+            c.created.push(created);
+            c.amount.push((amount * 100.0).round() / 100.0);
+            c.product.push(["Core", "Pro", "Enterprise"][rng.gen_range(0..3)]);
+            c.source.push(["inbound", "outbound", "partner", "event"][rng.gen_range(0..4)]);
+            c.owner.push(format!("rep_{:02}", rng.gen_range(1..13)));
+            let churn_u: f64 = rng.r#gen();
+            let churn_lag = rng.gen_range(30..120);
+            let reason_u: f64 = rng.r#gen();
+            if closed > h1 {
+                c.closed.push(None);
+                c.outcome.push("open");
+                c.loss_reason.push(None);
+                continue;
+            }
+            c.closed.push(Some(closed));
+            if won {
+                c.cycle_won.push(cycle);
+                won_any = true;
+                let cd = closed + Duration::days(churn_lag);
+                if churn_u < t.churn && cd <= h1 {
+                    churn_date = Some(cd);
+                    c.outcome.push("churned");
+                } else {
+                    c.outcome.push("won");
+                }
+                c.loss_reason.push(None);
+            } else {
+                c.outcome.push("lost");
+                c.loss_reason.push(match reason_u {
+                    u if u < 0.25 => Some("price"),
+                    u if u < 0.50 => Some("competitor"),
+                    u if u < 0.70 => Some("no decision"),
+                    u if u < 0.80 => Some("timing"),
+                    u if u < 0.90 => Some("product fit"),
+                    _ => None,
+                });
+            }
+        }
+        if won_any {
+            let ind_name = INDUSTRIES[ind].0;
+            let mut fit = 4.2 + 0.7 * normal(&mut rng);
+            let mut margin = 0.62 + 0.06 * normal(&mut rng);
+            if revenue >= PAINFUL_REVENUE {
+                fit -= 1.5;
+                margin -= 0.15;
+            }
+            if ind_name == "Government" {
+                fit -= 1.2;
+                margin -= 0.10;
+            }
+            if ind_name == "Hospitality" {
+                fit -= 0.5;
+            }
+            c.cust_acc.push(id.clone());
+            let churned = churn_date.is_some();
+            c.cust_status.push(if churned { "churned" } else { "active" });
+            c.churn_date.push(if churned { churn_date } else { None });
+            c.delivery_fit.push(fit.round().clamp(1.0, 5.0) as i64);
+            c.margin.push((margin.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
+        }
+        c.truth.push(t);
+    }
+    c
+}
+
+/// A generated CRM and its ground truth.
+pub struct Synthetic {
+    pub accounts: DataFrame,
+    pub opportunities: DataFrame,
+    pub customers: DataFrame,
+    pub triggers: DataFrame,
+    /// account_id, p_velocity_win_true (for the window below)
+    pub truth: DataFrame,
+    pub window_days: i64,
+}
+
+fn dates(name: &str, v: Vec<Option<NaiveDate>>) -> Result<Column> {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let days: Vec<Option<i32>> = v.iter().map(|d| d.map(|d| (d - epoch).num_days() as i32)).collect();
+    Ok(Column::new(name.into(), days).cast(&DataType::Date)?)
+}
+
+pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
+    if n_accounts == 0 {
+        return Err(IcpError::Invalid("--accounts must be at least 1".into()));
+    }
+    let chunks: Vec<Chunk> = (0..n_accounts.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|k| make_chunk(seed, k, k * CHUNK, ((k + 1) * CHUNK).min(n_accounts)))
+        .collect();
+    let mut all = Chunk::default();
+    for c in chunks {
+        macro_rules! app { ($($f:ident),*) => { $( all.$f.extend(c.$f); )* } }
+        app!(acc_id, acc_name, domain, industry, country, employees, revenue, founded, ownership, truth,
+             opp_id, opp_acc, created, closed, outcome, amount, loss_reason, product, source, owner, cycle_won,
+             cust_acc, cust_status, churn_date, delivery_fit, margin, trig_acc, trig, trig_date);
+    }
+    // The window the pipeline derives by default: median cycle of won deals.
+    let mut cyc = all.cycle_won.clone();
+    cyc.sort_unstable();
+    let window_days = if cyc.is_empty() {
+        1
+    } else if cyc.len() % 2 == 1 {
+        cyc[cyc.len() / 2]
+    } else {
+        ((cyc[cyc.len() / 2 - 1] + cyc[cyc.len() / 2]) as f64 / 2.0).ceil() as i64
+    };
+    let n = all.acc_id.len();
+    let p_true: Vec<f64> = all.truth.par_iter().map(|t| p_velocity_win(t, window_days)).collect();
+    let accounts = DataFrame::new(
+        n,
+        vec![
+            Column::new("account_id".into(), &all.acc_id),
+            Column::new("account_name".into(), &all.acc_name),
+            Column::new("domain".into(), &all.domain),
+            Column::new("industry".into(), &all.industry),
+            Column::new("country".into(), &all.country),
+            Column::new("employees".into(), &all.employees),
+            Column::new("annual_revenue".into(), &all.revenue),
+            Column::new("founded_year".into(), &all.founded),
+            Column::new("ownership".into(), &all.ownership),
+        ],
+    )?;
+    let m = all.opp_id.len();
+    let opportunities = DataFrame::new(
+        m,
+        vec![
+            Column::new("opportunity_id".into(), &all.opp_id),
+            Column::new("account_id".into(), &all.opp_acc),
+            dates("created_date", all.created.iter().map(|d| Some(*d)).collect())?,
+            dates("closed_date", all.closed)?,
+            Column::new("outcome".into(), &all.outcome),
+            Column::new("amount".into(), &all.amount),
+            Column::new("loss_reason".into(), &all.loss_reason),
+            Column::new("product".into(), &all.product),
+            Column::new("source".into(), &all.source),
+            Column::new("owner".into(), &all.owner),
+        ],
+    )?;
+    let customers = DataFrame::new(
+        all.cust_acc.len(),
+        vec![
+            Column::new("account_id".into(), &all.cust_acc),
+            Column::new("status".into(), &all.cust_status),
+            dates("churn_date", all.churn_date)?,
+            Column::new("delivery_fit".into(), &all.delivery_fit),
+            Column::new("gross_margin".into(), &all.margin),
+        ],
+    )?;
+    let triggers = DataFrame::new(
+        all.trig_acc.len(),
+        vec![
+            Column::new("account_id".into(), &all.trig_acc),
+            Column::new("trigger".into(), &all.trig),
+            dates("date", all.trig_date.iter().map(|d| Some(*d)).collect())?,
+        ],
+    )?;
+    let truth = DataFrame::new(
+        n,
+        vec![
+            Column::new("account_id".into(), &all.acc_id),
+            Column::new("p_velocity_win_true".into(), p_true),
+        ],
+    )?;
+    Ok(Synthetic {
+        accounts,
+        opportunities,
+        customers,
+        triggers,
+        truth,
+        window_days,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+/// Write the four tables into `dir` and the truth to `truth_path` (outside `dir`).
+pub fn write(s: &Synthetic, dir: &Path, truth_path: &Path, format: Format) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| IcpError::write(dir, e))?;
+    let ext = match format {
+        Format::Csv => "csv",
+        Format::Parquet => "parquet",
+    };
+    for (name, df) in [
+        ("accounts", &s.accounts),
+        ("opportunities", &s.opportunities),
+        ("customers", &s.customers),
+        ("triggers", &s.triggers),
+    ] {
+        write_frame(&dir.join(format!("{name}.{ext}")), df, format)?;
+    }
+    if let Some(p) = truth_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p).map_err(|e| IcpError::write(p, e))?;
+    }
+    write_frame(truth_path, &s.truth, Format::Csv)
+}
+
+/// Write a frame to `path` through a temporary file and a rename.
+pub fn write_frame(path: &Path, df: &DataFrame, format: Format) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| IcpError::write(&tmp, e))?;
+    let mut df = df.clone();
+    match format {
+        Format::Csv => CsvWriter::new(&mut f).finish(&mut df),
+        Format::Parquet => ParquetWriter::new(&mut f).finish(&mut df).map(|_| ()),
+    }
+    .map_err(|e| IcpError::write(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| IcpError::write(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,87 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use polars::prelude::*;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+pub fn icp(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_icp"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the icp binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A generated data set shared by the tests of one process: (dir, truth).
+pub fn generated(n: usize, seed: u64) -> (PathBuf, PathBuf) {
+    static CACHE: OnceLock<std::sync::Mutex<Vec<(usize, u64, PathBuf, PathBuf)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(hit) = c.iter().find(|x| x.0 == n && x.1 == seed) {
+        return (hit.2.clone(), hit.3.clone());
+    }
+    let base = tempfile::tempdir().expect("tempdir").keep();
+    let dir = base.join("data");
+    let truth = base.join("truth.csv");
+    let s = icp::synth::generate(n, seed).expect("generate");
+    icp::synth::write(&s, &dir, &truth, icp::synth::Format::Csv).expect("write");
+    c.push((n, seed, dir.clone(), truth.clone()));
+    (dir, truth)
+}
+
+pub fn read_csv(path: &Path) -> DataFrame {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .expect("open csv")
+        .finish()
+        .expect("read csv")
+}
+
+pub fn strings(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c)
+        .expect("column")
+        .cast(&DataType::String)
+        .expect("cast")
+        .str()
+        .expect("str")
+        .into_iter()
+        .map(|v| v.unwrap_or("").to_string())
+        .collect()
+}
+
+/// Every file under `dir`, relative path -> bytes.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(d).expect("read_dir").flatten().collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).expect("prefix").display().to_string();
+                out.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}

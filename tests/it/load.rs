@@ -1,0 +1,143 @@
+//! Loading and labelling: a tiny hand-made data set with known rejects and labels.
+
+use icp::config::{Config, ValidConfig};
+use icp::load::{Need, load_dir};
+use polars::prelude::*;
+
+use crate::common::{fixture, strings};
+
+fn tiny_config() -> ValidConfig {
+    let cfg: Config = toml::from_str("[label]\nvelocity_window_days = 30\n").expect("toml");
+    cfg.check(std::path::Path::new("test")).expect("valid")
+}
+
+#[test]
+fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
+    let data = load_dir(&fixture("tiny"), &tiny_config(), Need::Training).expect("loads");
+    let r = &data.rejects;
+    let got: Vec<String> = (0..r.height())
+        .map(|i| {
+            format!(
+                "{} {} {}",
+                strings(r, "file")[i],
+                strings(r, "row")[i],
+                strings(r, "column")[i]
+            )
+        })
+        .collect();
+    let want = [
+        "accounts.csv 5 account_id",
+        "accounts.csv 6 employees",
+        "accounts.csv 8 account_id",
+        "accounts.csv 9 annual_revenue",
+        "accounts.csv 10 founded_year",
+        "opportunities.csv 7 account_id",
+        "opportunities.csv 8 created_date",
+        "opportunities.csv 9 closed_date",
+        "opportunities.csv 10 amount",
+        "opportunities.csv 11 outcome",
+        "opportunities.csv 12 opportunity_id",
+        "opportunities.csv 13 account_id",
+        "opportunities.csv 14 closed_date",
+        "customers.csv 4 delivery_fit",
+        "triggers.csv 3 account_id",
+        "triggers.csv 4 date",
+    ];
+    assert_eq!(got, want);
+    let reasons = strings(r, "reason");
+    assert!(reasons[0].starts_with("duplicate account_id"), "{}", reasons[0]);
+    assert!(reasons[1].contains("expected a number"));
+    assert!(reasons[2].starts_with("missing account_id"));
+    assert!(reasons[3].contains(">= 0"));
+    assert!(reasons[4].contains("whole year"));
+    assert!(reasons[5].starts_with("unknown account_id"));
+    assert!(reasons[6].contains("ISO 8601"));
+    assert!(reasons[7].starts_with("closed before created"));
+    assert!(reasons[8].starts_with("negative amount"));
+    assert!(reasons[9].starts_with("unknown outcome"));
+    assert!(reasons[10].starts_with("duplicate opportunity_id"));
+    // A4 was rejected in accounts, so its deal has no valid account
+    assert!(reasons[11].starts_with("unknown account_id"));
+    assert!(reasons[12].starts_with("missing closed_date"));
+    // the raw value is shown as written
+    assert_eq!(strings(r, "value")[1], "abc");
+}
+
+#[test]
+fn every_row_is_used_or_rejected() {
+    let data = load_dir(&fixture("tiny"), &tiny_config(), Need::Training).expect("loads");
+    let files = strings(&data.rejects, "file");
+    for input in data.inputs() {
+        let listed = files.iter().filter(|f| **f == input.file).count();
+        assert_eq!(input.used + input.rejected, input.rows, "{input:?}");
+        assert_eq!(listed, input.rejected, "{input:?}");
+    }
+    assert_eq!(data.accounts.input.rows, 9);
+    assert_eq!(data.accounts.input.used, 4);
+}
+
+#[test]
+fn labels_follow_the_definition() {
+    let data = load_dir(&fixture("tiny"), &tiny_config(), Need::Training).expect("loads");
+    let l = icp::label::label(&data, &tiny_config()).expect("labels");
+    assert_eq!(l.window.days, 30);
+    let df = l
+        .df
+        .sort(["opportunity_id"], SortMultipleOptions::default())
+        .expect("sort");
+    let ids = strings(&df, "opportunity_id");
+    let labels = strings(&df, "label");
+    let outcome = strings(&df, "outcome");
+    let got: Vec<String> = (0..ids.len()).map(|i| format!("{} {} {}", ids[i], outcome[i], labels[i])).collect();
+    assert_eq!(
+        got,
+        [
+            "O1 won true",      // 19 days, within the window
+            "O13 churned false", // churned is negative
+            "O2 won false",     // 90 days: won but slow
+            "O3 lost false",
+            "O4 churned false", // won, but customers.csv says the account churned after
+        ]
+    );
+}
+
+#[test]
+fn missing_required_column_names_file_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("accounts.csv"), "id,name\nA1,x\n").expect("write");
+    std::fs::write(dir.path().join("opportunities.csv"), "opportunity_id\nO1\n").expect("write");
+    let err = load_dir(dir.path(), &ValidConfig::default(), Need::Training).expect_err("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("accounts.csv"), "{msg}");
+    assert!(msg.contains("`account_id`"), "{msg}");
+    assert!(msg.contains("columns found: id, name"), "{msg}");
+}
+
+#[test]
+fn config_rejects_unknown_canonical_names_and_bad_values() {
+    let bad: Config = toml::from_str("[columns.opportunities]\nstage = \"x\"\n").expect("toml");
+    let e = bad.check(std::path::Path::new("c.toml")).expect_err("unknown column");
+    assert!(e.to_string().contains("`stage` is not a canonical column"), "{e}");
+    let bad: Config = toml::from_str("[outcomes]\n\"Closed Won\" = \"victory\"\n").expect("toml");
+    let e = bad.check(std::path::Path::new("c.toml")).expect_err("bad outcome");
+    assert!(e.to_string().contains("Closed Won"), "{e}");
+    assert!(toml::from_str::<Config>("[model]\nfolds = 3\n").is_err(), "unknown keys are refused");
+}
+
+#[test]
+fn parquet_inputs_load_like_csv() {
+    let (dir, _) = crate::common::generated(2000, 3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for t in ["accounts", "opportunities", "customers", "triggers"] {
+        let df = crate::common::read_csv(&dir.join(format!("{t}.csv")));
+        icp::synth::write_frame(&tmp.path().join(format!("{t}.parquet")), &df, icp::synth::Format::Parquet)
+            .expect("write parquet");
+    }
+    let cfg = ValidConfig::default();
+    let a = load_dir(&dir, &cfg, Need::Training).expect("csv");
+    let b = load_dir(tmp.path(), &cfg, Need::Training).expect("parquet");
+    assert_eq!(a.accounts.df.height(), b.accounts.df.height());
+    let (ao, bo) = (a.opportunities.expect("o"), b.opportunities.expect("o"));
+    assert_eq!(ao.df.height(), bo.df.height());
+    assert_eq!(ao.input.rejected, bo.input.rejected);
+}

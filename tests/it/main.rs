@@ -1,0 +1,10 @@
+//! Integration tests, one module per command, in one test crate (each test
+//! binary links all of polars, so there is only one).
+
+mod common;
+mod generate;
+mod load;
+mod run;
+mod score;
+mod segments;
+mod validate;

@@ -1,0 +1,40 @@
+//! `icp score`: a model artifact re-scores accounts exactly as the run did.
+
+use crate::common::{generated, icp, root, stderr, tree};
+
+#[test]
+fn rescoring_with_the_runs_model_gives_the_same_scores() {
+    let (data, _) = generated(4000, 11);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = tmp.path().join("run");
+    let o = icp(&["run", "--quiet", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap()], &root());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sc = tmp.path().join("score");
+    let o = icp(
+        &[
+            "score",
+            "--model",
+            run.join("model.json").to_str().unwrap(),
+            "--accounts",
+            data.join("accounts.csv").to_str().unwrap(),
+            "--out",
+            sc.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (tree(&run), tree(&sc));
+    for f in ["scores.csv", "segments/score_gte_70.csv"] {
+        let x = a.iter().find(|x| x.0 == f).unwrap();
+        let y = b.iter().find(|y| y.0 == f).unwrap();
+        assert!(x.1 == y.1, "{f} differs between run and score");
+    }
+}
+
+#[test]
+fn a_missing_model_file_is_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let o = icp(&["score", "--model", "nowhere/model.json", "--out", tmp.path().join("o").to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nowhere/model.json"), "{}", stderr(&o));
+}
