@@ -387,16 +387,21 @@ pub fn fit_main_effects(
         } else {
             let counts = s
                 .cast(&DataType::String)?
-                .value_counts(true, true, "n".into(), false)?;
+                .value_counts(false, false, "__count".into(), false)?;
             let vals = counts.column(name)?.str()?.clone();
-            let ns = counts.column("n")?.cast(&DataType::UInt64)?;
-            let ns = ns.u64()?;
+            let ns = counts.column("__count")?.cast(&DataType::UInt64)?;
+            // most frequent first, ties by value, so the vocabulary is deterministic
+            let mut pairs: Vec<(u64, String)> = vals
+                .into_iter()
+                .zip(ns.u64()?.into_iter())
+                .filter_map(|(v, n)| Some((n?, v?.to_string())))
+                .collect();
+            pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
             let mut levels = Vec::new();
             let mut other = 0u64;
-            for (v, n) in vals.into_iter().zip(ns.into_iter()) {
-                let (Some(v), Some(n)) = (v, n) else { continue };
+            for (n, v) in pairs {
                 if n as usize >= params.min_level_count && levels.len() < params.max_levels {
-                    levels.push(v.to_string());
+                    levels.push(v);
                 } else {
                     other += n;
                 }

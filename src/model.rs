@@ -105,7 +105,7 @@ pub fn fit_logistic(
         )));
     }
     let targets = Array1::from(y.to_vec());
-    let ds = linfa::Dataset::new(x, targets);
+    let ds = linfa::DatasetBase::new(x, targets);
     let model = LogisticRegression::default()
         .alpha(lambda * n as f64)
         .gradient_tolerance(1e-6 * n as f64)
@@ -248,6 +248,7 @@ fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame
         .clone()
         .lazy()
         .join(ids, [col("account_id")], [col("account_id")], JoinArgs::new(JoinType::Semi))
+        .sort(["account_id"], SortMultipleOptions::default())
         .collect()?)
 }
 
@@ -349,11 +350,12 @@ pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Re
         coefficients: coef,
         intercept: b,
     };
-    let p_test: Vec<f64> = train_model.logits(&test_rows)?.into_iter().map(sigmoid).collect();
+    let z_test = train_model.logits(&test_rows)?;
+    let p_test: Vec<f64> = z_test.iter().copied().map(sigmoid).collect();
     let universe_train = train_model.logits(&data.accounts.df)?;
     let ref_train = reference_cutpoints(&universe_train);
     let evaluation = evaluate(
-        &rows, n_train, y_test, &p_test, &train_model, &ref_train, best, cv, &labels, truth,
+        &rows, n_train, y_test, &z_test, &p_test, &ref_train, best, cv, &labels, truth,
     )?;
 
     // --- refit on every labelled deal for scoring
@@ -449,8 +451,8 @@ fn evaluate(
     rows: &DataFrame,
     n_train: usize,
     y: &[bool],
+    z: &[f64],
     p: &[f64],
-    model: &LinearModel,
     reference: &[f64],
     lambda: f64,
     cv: Vec<CvResult>,
@@ -486,7 +488,7 @@ fn evaluate(
     let mut bands = Vec::new();
     for name in ["high", "medium", "low"] {
         let idx: Vec<usize> = (0..y.len())
-            .filter(|&i| band(percentile_score(logit(p[i]), reference)) == name)
+            .filter(|&i| band(percentile_score(z[i], reference)) == name)
             .collect();
         let won: Vec<usize> = idx.iter().copied().filter(|&i| outcome[i] != "lost").collect();
         let mut cyc: Vec<f64> = won.iter().map(|&i| cycle[i] as f64).collect();
@@ -549,7 +551,7 @@ fn evaluate(
     };
     Ok(Evaluation {
         train_deals: n_train,
-        train_velocity_wins: labels.df.column("label")?.bool()?.into_no_null_iter().take(n_train).filter(|b| *b).count(),
+        train_velocity_wins: labels.df.column("label")?.bool()?.into_no_null_iter().filter(|b| *b).count() - n_pos,
         holdout_deals: y.len(),
         holdout_velocity_wins: n_pos,
         holdout_from: labels.cutoff.to_string(),
@@ -569,8 +571,4 @@ fn evaluate(
         verdict,
         oracle,
     })
-}
-
-fn logit(p: f64) -> f64 {
-    (p / (1.0 - p)).ln()
 }

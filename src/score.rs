@@ -58,14 +58,13 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         cell_cols.push(spec.cell_expr(&it.a).and(spec.cell_expr(&it.b)).alias(format!("__i{k}")));
     }
     sel.extend(cell_cols);
-    let df = accounts
+    let mut df = accounts
         .clone()
         .lazy()
         .select(sel)
         .with_column(logit_from_groups(model.base(), n_groups).alias("__logit"))
-        .collect()?
-        .as_single_chunk_par()
-        .clone();
+        .collect()?;
+    df.rechunk_mut_par();
 
     let n = df.height();
     let logit: Vec<f64> = df.column("__logit")?.f64()?.into_no_null_iter().collect();
@@ -81,7 +80,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         .collect::<Result<_>>()?;
 
     let min_cov = artifact.min_feature_coverage;
-    let per_row: Vec<(Option<u8>, Option<f64>, String, String, String)> = (0..n)
+    let per_row: Vec<(Option<i64>, Option<f64>, String, String, String)> = (0..n)
         .into_par_iter()
         .map(|i| {
             if cover[i] < min_cov {
@@ -115,7 +114,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
                 })
                 .collect();
             (
-                Some(s),
+                Some(s as i64),
                 Some((p * 1e6).round() / 1e6),
                 band(s).to_string(),
                 STATUS_SCORED.to_string(),
@@ -123,7 +122,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             )
         })
         .collect();
-    let score: Vec<Option<u8>> = per_row.iter().map(|r| r.0).collect();
+    let score: Vec<Option<i64>> = per_row.iter().map(|r| r.0).collect();
     let prob: Vec<Option<f64>> = per_row.iter().map(|r| r.1).collect();
     let bands: Vec<&str> = per_row.iter().map(|r| r.2.as_str()).collect();
     let status: Vec<&str> = per_row.iter().map(|r| r.3.as_str()).collect();

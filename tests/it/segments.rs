@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 fn scores_frame(rows: &[(u32, Option<u8>)]) -> DataFrame {
     let ids: Vec<String> = rows.iter().map(|r| format!("A{:03}", r.0)).collect();
-    let scores: Vec<Option<u8>> = rows.iter().map(|r| r.1).collect();
+    let scores: Vec<Option<i64>> = rows.iter().map(|r| r.1.map(i64::from)).collect();
     let status: Vec<&str> = rows.iter().map(|r| if r.1.is_some() { "scored" } else { "insufficient_data: 0 of 5 model inputs known" }).collect();
     let band: Vec<&str> = rows
         .iter()
@@ -42,7 +42,7 @@ proptest! {
             let got: Vec<(String, u8)> = (0..seg.height())
                 .map(|i| {
                     let id = seg.column("account_id").unwrap().str().unwrap().get(i).unwrap().to_string();
-                    let s = seg.column("score").unwrap().cast(&DataType::UInt8).unwrap().u8().unwrap().get(i).unwrap();
+                    let s = seg.column("score").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(i).unwrap() as u8;
                     (id, s)
                 })
                 .collect();
