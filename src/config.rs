@@ -247,12 +247,23 @@ impl Config {
             }
             Ok(())
         };
-        known("opportunities", OPPORTUNITY_COLUMNS, &self.columns.opportunities)?;
+        known(
+            "accounts",
+            crate::load::ACCOUNT_COLUMNS,
+            &self.columns.accounts,
+        )?;
+        known(
+            "opportunities",
+            OPPORTUNITY_COLUMNS,
+            &self.columns.opportunities,
+        )?;
         known("customers", CUSTOMER_COLUMNS, &self.columns.customers)?;
         known("triggers", TRIGGER_COLUMNS, &self.columns.triggers)?;
         for (col, f) in &self.scale {
             if !(f.is_finite() && *f > 0.0) {
-                return Err(bad(format!("[scale] {col} = {f}: expected a positive number")));
+                return Err(bad(format!(
+                    "[scale] {col} = {f}: expected a positive number"
+                )));
             }
         }
         let f = self.features;
@@ -272,7 +283,9 @@ impl Config {
             )));
         }
         if features.max_levels < 1 || features.max_features < 4 {
-            return Err(bad("[features] max_levels must be >= 1 and max_features >= 4".into()));
+            return Err(bad(
+                "[features] max_levels must be >= 1 and max_features >= 4".into(),
+            ));
         }
         if let Some(w) = self.label.velocity_window_days {
             if w < 1 {
@@ -297,10 +310,15 @@ impl Config {
             )));
         }
         if !(1..=10).contains(&model.cv_folds) {
-            return Err(bad(format!("[model] cv_folds = {}: expected 1 to 10", model.cv_folds)));
+            return Err(bad(format!(
+                "[model] cv_folds = {}: expected 1 to 10",
+                model.cv_folds
+            )));
         }
         if model.lambdas.is_empty() || model.lambdas.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
-            return Err(bad("[model] lambdas: expected a non-empty list of positive numbers".into()));
+            return Err(bad(
+                "[model] lambdas: expected a non-empty list of positive numbers".into(),
+            ));
         }
         let min_feature_coverage = self.score.min_feature_coverage.unwrap_or(0.5);
         if !(0.0..=1.0).contains(&min_feature_coverage) {

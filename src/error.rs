@@ -7,7 +7,9 @@ pub enum IcpError {
     #[error("{path}: cannot read file: {message}")]
     Read { path: PathBuf, message: String },
 
-    #[error("{path}: required column `{column}` is missing (expected {expected}); columns found: {found}")]
+    #[error(
+        "{path}: required column `{column}` is missing (expected {expected}); columns found: {found}"
+    )]
     MissingColumn {
         path: PathBuf,
         column: String,

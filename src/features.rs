@@ -59,7 +59,9 @@ impl Variable {
     /// The name people read: founded_year is shown as company age.
     pub fn display_name(&self) -> String {
         match self {
-            Variable::Numeric { derived_age: true, .. } => "company age".into(),
+            Variable::Numeric {
+                derived_age: true, ..
+            } => "company age".into(),
             v => v.column().replace('_', " "),
         }
     }
@@ -136,12 +138,22 @@ impl FeatureSpec {
 
     /// Columns of the accounts table the model reads.
     pub fn input_columns(&self) -> Vec<String> {
-        self.variables.iter().map(|v| v.column().to_string()).collect()
+        self.variables
+            .iter()
+            .map(|v| v.column().to_string())
+            .collect()
     }
 
     /// Expression of a numeric variable on its transformed, imputed scale.
     fn numeric_value(&self, v: &Variable) -> (Expr, Expr) {
-        let Variable::Numeric { column, derived_age, log, median, .. } = v else {
+        let Variable::Numeric {
+            column,
+            derived_age,
+            log,
+            median,
+            ..
+        } = v
+        else {
             unreachable!("numeric_value on a categorical variable")
         };
         let mut x = col(column.as_str()).cast(DataType::Float64);
@@ -158,7 +170,10 @@ impl FeatureSpec {
         match cell {
             Cell::Level { var, level } => {
                 let c = self.variables[*var].column();
-                col(c).cast(DataType::String).eq(lit(level.clone())).fill_null(lit(false))
+                col(c)
+                    .cast(DataType::String)
+                    .eq(lit(level.clone()))
+                    .fill_null(lit(false))
             }
             Cell::Bin { var, bin } => {
                 let v = &self.variables[*var];
@@ -176,7 +191,11 @@ impl FeatureSpec {
         self.features
             .iter()
             .enumerate()
-            .map(|(j, f)| self.feature_expr(f).cast(DataType::Float64).alias(format!("f{j}")))
+            .map(|(j, f)| {
+                self.feature_expr(f)
+                    .cast(DataType::Float64)
+                    .alias(format!("f{j}"))
+            })
             .collect()
     }
 
@@ -200,11 +219,16 @@ impl FeatureSpec {
             Feature::Missing { var } => col(self.variables[*var].column()).is_null(),
             Feature::Linear { var } => {
                 let v = &self.variables[*var];
-                let Variable::Numeric { mean, sd, .. } = v else { unreachable!() };
+                let Variable::Numeric { mean, sd, .. } = v else {
+                    unreachable!()
+                };
                 let (x, _) = self.numeric_value(v);
                 (x - lit(*mean)) / lit(*sd)
             }
-            Feature::Bin { var, bin } => self.cell_expr(&Cell::Bin { var: *var, bin: *bin }),
+            Feature::Bin { var, bin } => self.cell_expr(&Cell::Bin {
+                var: *var,
+                bin: *bin,
+            }),
             Feature::Interaction { index } => {
                 let it = &self.interactions[*index];
                 self.cell_expr(&it.a).and(self.cell_expr(&it.b))
@@ -230,13 +254,20 @@ impl FeatureSpec {
 
     pub fn describe_bin(&self, var: usize, bin: usize) -> String {
         let v = &self.variables[var];
-        let Variable::Numeric { edges, log, column, .. } = v else {
+        let Variable::Numeric {
+            edges, log, column, ..
+        } = v
+        else {
             return v.display_name();
         };
         let back = |e: f64| if *log { e.exp_m1() } else { e };
         let fmt = |x: f64| format_quantity(column, x);
         let name = v.display_name();
-        let lo = if bin == 0 { None } else { Some(back(edges[bin - 1])) };
+        let lo = if bin == 0 {
+            None
+        } else {
+            Some(back(edges[bin - 1]))
+        };
         let hi = edges.get(bin).map(|e| back(*e));
         match (lo, hi) {
             (None, Some(h)) => format!("{name} under {}", fmt(h)),
@@ -252,13 +283,21 @@ impl FeatureSpec {
                 var: *var,
                 level: level.clone(),
             }),
-            Feature::Other { var } => format!("{} = a rare value", self.variables[*var].display_name()),
+            Feature::Other { var } => {
+                format!("{} = a rare value", self.variables[*var].display_name())
+            }
             Feature::Missing { var } => format!("{} unknown", self.variables[*var].display_name()),
-            Feature::Linear { var } => format!("{} (linear trend)", self.variables[*var].display_name()),
+            Feature::Linear { var } => {
+                format!("{} (linear trend)", self.variables[*var].display_name())
+            }
             Feature::Bin { var, bin } => self.describe_bin(*var, *bin),
             Feature::Interaction { index } => {
                 let it = &self.interactions[*index];
-                format!("{} and {}", self.describe_cell(&it.a), self.describe_cell(&it.b))
+                format!(
+                    "{} and {}",
+                    self.describe_cell(&it.a),
+                    self.describe_cell(&it.b)
+                )
             }
         }
     }
@@ -266,7 +305,11 @@ impl FeatureSpec {
 
 /// Human format of a numeric value of `column`.
 pub fn format_quantity(column: &str, x: f64) -> String {
-    let r = if x.abs() >= 100.0 { x.round() } else { (x * 10.0).round() / 10.0 };
+    let r = if x.abs() >= 100.0 {
+        x.round()
+    } else {
+        (x * 10.0).round() / 10.0
+    };
     let body = if r.abs() >= 1e9 {
         format!("{:.1}B", r / 1e9)
     } else if r.abs() >= 1e6 {
@@ -304,7 +347,9 @@ pub fn frame_to_array(df: &DataFrame) -> Result<Array2<f64>> {
         let s = c.as_materialized_series().rechunk();
         let ca = s.f64()?;
         if ca.null_count() > 0 {
-            return Err(IcpError::Fit(format!("feature column {j} has nulls after imputation")));
+            return Err(IcpError::Fit(format!(
+                "feature column {j} has nulls after imputation"
+            )));
         }
         let slice = ca
             .cont_slice()
@@ -340,8 +385,10 @@ pub fn fit_main_effects(
             skipped.push((name.clone(), "excluded by the config".into()));
             continue;
         }
-        let numeric = matches!(name.as_str(), "employees" | "annual_revenue" | "founded_year")
-            || extra.get(name) == Some(&ColumnKind::Numeric);
+        let numeric = matches!(
+            name.as_str(),
+            "employees" | "annual_revenue" | "founded_year"
+        ) || extra.get(name) == Some(&ColumnKind::Numeric);
         let s = accounts.column(name)?.as_materialized_series().clone();
         let n_missing = s.null_count();
         if n_missing == s.len() {
@@ -350,10 +397,20 @@ pub fn fit_main_effects(
         }
         if numeric {
             let derived_age = name == "founded_year";
-            let raw: Vec<f64> = s.cast(&DataType::Float64)?.f64()?.into_no_null_iter().collect();
+            let raw: Vec<f64> = s
+                .cast(&DataType::Float64)?
+                .f64()?
+                .into_no_null_iter()
+                .collect();
             let mut t: Vec<f64> = raw
                 .iter()
-                .map(|&v| if derived_age { (reference_year as f64 - v).max(0.0) } else { v })
+                .map(|&v| {
+                    if derived_age {
+                        (reference_year as f64 - v).max(0.0)
+                    } else {
+                        v
+                    }
+                })
                 .collect();
             let min = t.iter().cloned().fold(f64::INFINITY, f64::min);
             let log = (is_skewed_name(name) || skewed(&t)) && min >= 0.0;
@@ -365,7 +422,10 @@ pub fn fit_main_effects(
             let mean = t.iter().sum::<f64>() / t.len() as f64;
             let var = t.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / t.len() as f64;
             if var <= 0.0 || !var.is_finite() {
-                skipped.push((name.clone(), "a single value in the training accounts".into()));
+                skipped.push((
+                    name.clone(),
+                    "a single value in the training accounts".into(),
+                ));
                 continue;
             }
             let mut edges: Vec<f64> = (1..params.numeric_bins)
@@ -385,9 +445,9 @@ pub fn fit_main_effects(
                 has_missing: n_missing > 0,
             });
         } else {
-            let counts = s
-                .cast(&DataType::String)?
-                .value_counts(false, false, "__count".into(), false)?;
+            let counts =
+                s.cast(&DataType::String)?
+                    .value_counts(false, false, "__count".into(), false)?;
             let vals = counts.column(name)?.str()?.clone();
             let ns = counts.column("__count")?.cast(&DataType::UInt64)?;
             // most frequent first, ties by value, so the vocabulary is deterministic
@@ -409,14 +469,20 @@ pub fn fit_main_effects(
             if levels.is_empty() && other > 0 && n_missing == 0 {
                 skipped.push((
                     name.clone(),
-                    format!("no value reaches {} training accounts", params.min_level_count),
+                    format!(
+                        "no value reaches {} training accounts",
+                        params.min_level_count
+                    ),
                 ));
                 continue;
             }
             if other > 0 && levels.len() >= params.max_levels {
                 skipped.push((
                     name.clone(),
-                    format!("capped at its {} most frequent values; the rest count as (other)", params.max_levels),
+                    format!(
+                        "capped at its {} most frequent values; the rest count as (other)",
+                        params.max_levels
+                    ),
                 ));
             }
             variables.push(Variable::Categorical {
@@ -430,8 +496,16 @@ pub fn fit_main_effects(
     let mut features = Vec::new();
     for (i, v) in variables.iter().enumerate() {
         match v {
-            Variable::Categorical { levels, has_other, has_missing, .. } => {
-                features.extend(levels.iter().map(|l| Feature::Level { var: i, level: l.clone() }));
+            Variable::Categorical {
+                levels,
+                has_other,
+                has_missing,
+                ..
+            } => {
+                features.extend(levels.iter().map(|l| Feature::Level {
+                    var: i,
+                    level: l.clone(),
+                }));
                 if *has_other {
                     features.push(Feature::Other { var: i });
                 }
@@ -439,7 +513,9 @@ pub fn fit_main_effects(
                     features.push(Feature::Missing { var: i });
                 }
             }
-            Variable::Numeric { edges, has_missing, .. } => {
+            Variable::Numeric {
+                edges, has_missing, ..
+            } => {
                 features.push(Feature::Linear { var: i });
                 features.extend((0..=edges.len()).map(|b| Feature::Bin { var: i, bin: b }));
                 if *has_missing {
@@ -487,13 +563,20 @@ pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
 pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
     let mut out = Vec::new();
     for (i, a) in spec.variables.iter().enumerate() {
-        let Variable::Categorical { levels, .. } = a else { continue };
+        let Variable::Categorical { levels, .. } = a else {
+            continue;
+        };
         for (k, b) in spec.variables.iter().enumerate() {
-            let Variable::Numeric { edges, .. } = b else { continue };
+            let Variable::Numeric { edges, .. } = b else {
+                continue;
+            };
             for l in levels {
                 for bin in 0..=edges.len() {
                     out.push((
-                        Cell::Level { var: i, level: l.clone() },
+                        Cell::Level {
+                            var: i,
+                            level: l.clone(),
+                        },
                         Cell::Bin { var: k, bin },
                     ));
                 }
@@ -535,7 +618,11 @@ pub fn add_interactions(
                 .alias(format!("c{k}"))
         })
         .collect();
-    let support = accounts.clone().lazy().select(exprs.iter().map(|e| e.clone().sum()).collect::<Vec<_>>()).collect()?;
+    let support = accounts
+        .clone()
+        .lazy()
+        .select(exprs.iter().map(|e| e.clone().sum()).collect::<Vec<_>>())
+        .collect()?;
     let keep: Vec<usize> = (0..cands.len())
         .filter(|k| {
             support
@@ -585,8 +672,15 @@ pub fn add_interactions(
     let budget = params.max_features.saturating_sub(spec.features.len());
     for (chi2, k, support) in scored.into_iter().take(budget) {
         let (a, b) = cands[k].clone();
-        spec.features.push(Feature::Interaction { index: spec.interactions.len() });
-        spec.interactions.push(Interaction { a, b, support, chi2 });
+        spec.features.push(Feature::Interaction {
+            index: spec.interactions.len(),
+        });
+        spec.interactions.push(Interaction {
+            a,
+            b,
+            support,
+            chi2,
+        });
     }
     spec.means = column_means(&spec.design(accounts)?);
     Ok(spec)

@@ -45,24 +45,39 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
         .opportunities
         .as_ref()
         .ok_or_else(|| IcpError::NotEnoughEvidence("no opportunities file".into()))?;
-    let mut lf = opps.df.clone().lazy().filter(col("outcome").neq(lit("open")));
+    let mut lf = opps
+        .df
+        .clone()
+        .lazy()
+        .filter(col("outcome").neq(lit("open")));
     // A won deal whose account churned (customers.status) counts as churned.
     if let Some(c) = &data.customers {
-        let churned = c
-            .df
-            .clone()
-            .lazy()
-            .filter(col("status").eq(lit("churned")))
-            .select([col("account_id"), col("churn_date"), lit(true).alias("__churned")]);
+        let churned =
+            c.df.clone()
+                .lazy()
+                .filter(col("status").eq(lit("churned")))
+                .select([
+                    col("account_id"),
+                    col("churn_date"),
+                    lit(true).alias("__churned"),
+                ]);
         lf = lf
-            .join(churned, [col("account_id")], [col("account_id")], JoinArgs::new(JoinType::Left))
+            .join(
+                churned,
+                [col("account_id")],
+                [col("account_id")],
+                JoinArgs::new(JoinType::Left),
+            )
             .with_column(
                 when(
-                    col("outcome").eq(lit("won")).and(col("__churned").is_not_null()).and(
-                        col("churn_date")
-                            .is_null()
-                            .or(col("churn_date").gt_eq(col("closed_date"))),
-                    ),
+                    col("outcome")
+                        .eq(lit("won"))
+                        .and(col("__churned").is_not_null())
+                        .and(
+                            col("churn_date")
+                                .is_null()
+                                .or(col("churn_date").gt_eq(col("closed_date"))),
+                        ),
                 )
                 .then(lit("churned"))
                 .otherwise(col("outcome"))
@@ -124,11 +139,19 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
                     col("closed_date")
                         .cast(DataType::Int32)
                         .lt(lit(cutoff))
-                        .and(col("outcome").eq(lit("won")).or(col("outcome").eq(lit("churned")))),
+                        .and(
+                            col("outcome")
+                                .eq(lit("won"))
+                                .or(col("outcome").eq(lit("churned"))),
+                        ),
                 )
                 .select([col("cycle_days").cast(DataType::Float64)])
                 .collect()?;
-            let mut v: Vec<f64> = won.column("cycle_days")?.f64()?.into_no_null_iter().collect();
+            let mut v: Vec<f64> = won
+                .column("cycle_days")?
+                .f64()?
+                .into_no_null_iter()
+                .collect();
             if v.is_empty() {
                 return Err(IcpError::NotEnoughEvidence(
                     "no won deal before the holdout, so there is no sales cycle to derive the velocity window from".into(),
@@ -152,7 +175,10 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
                 .eq(lit("won"))
                 .and(col("cycle_days").lt_eq(lit(window.days)))
                 .alias("label"),
-            col("closed_date").cast(DataType::Int32).gt_eq(lit(cutoff)).alias("holdout"),
+            col("closed_date")
+                .cast(DataType::Int32)
+                .gt_eq(lit(cutoff))
+                .alias("holdout"),
         ])
         .collect()?;
     Ok(Labels {

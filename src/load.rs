@@ -92,7 +92,10 @@ pub enum Need {
 /// Load and check a data directory.
 pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
     if !dir.is_dir() {
-        return Err(IcpError::read(dir, "not a directory (expected a data directory holding accounts.csv and opportunities.csv, or .parquet)"));
+        return Err(IcpError::read(
+            dir,
+            "not a directory (expected a data directory holding accounts.csv and opportunities.csv, or .parquet)",
+        ));
     }
     let acc_path = locate(dir, "accounts", cfg.files.accounts.as_deref())?.ok_or_else(|| {
         IcpError::MissingInput {
@@ -111,7 +114,14 @@ pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
     }
     let cust_path = locate(dir, "customers", cfg.files.customers.as_deref())?;
     let trig_path = locate(dir, "triggers", cfg.files.triggers.as_deref())?;
-    load_files(&acc_path, opp_path.as_deref(), cust_path.as_deref(), trig_path.as_deref(), cfg, None)
+    load_files(
+        &acc_path,
+        opp_path.as_deref(),
+        cust_path.as_deref(),
+        trig_path.as_deref(),
+        cfg,
+        None,
+    )
 }
 
 /// Load explicit files. `numeric_hints` forces extra account columns to a
@@ -184,7 +194,9 @@ fn locate(dir: &Path, stem: &str, configured: Option<&str>) -> Result<Option<Pat
     match (csv.is_file(), pq.is_file()) {
         (true, true) => Err(IcpError::read(
             dir,
-            format!("both {stem}.csv and {stem}.parquet exist; keep one, or name it in the config's [files]"),
+            format!(
+                "both {stem}.csv and {stem}.parquet exist; keep one, or name it in the config's [files]"
+            ),
         )),
         (true, false) => Ok(Some(csv)),
         (false, true) => Ok(Some(pq)),
@@ -279,13 +291,26 @@ fn first_failure(checks: &[Check], value_of: impl Fn(&str) -> Expr) -> [Expr; 3]
     let mut column = null();
     let mut value = null();
     for c in checks.iter().rev() {
-        reason = when(c.bad.clone()).then(lit(c.reason.clone())).otherwise(reason);
-        column = when(c.bad.clone()).then(lit(c.column.clone())).otherwise(column);
+        reason = when(c.bad.clone())
+            .then(lit(c.reason.clone()))
+            .otherwise(reason);
+        column = when(c.bad.clone())
+            .then(lit(c.column.clone()))
+            .otherwise(column);
         value = when(c.bad.clone())
-            .then(value_of(&c.column).cast(DataType::String).str().head(lit(200)))
+            .then(
+                value_of(&c.column)
+                    .cast(DataType::String)
+                    .str()
+                    .head(lit(200)),
+            )
             .otherwise(value);
     }
-    [reason.alias("reason"), column.alias("column"), value.alias("value")]
+    [
+        reason.alias("reason"),
+        column.alias("column"),
+        value.alias("value"),
+    ]
 }
 
 /// Map configured source columns onto canonical names. Returns the selected
@@ -367,7 +392,7 @@ fn split(
             col("value"),
             col("reason"),
         ])
-        .sort([ "row" ], SortMultipleOptions::default())
+        .sort(["row"], SortMultipleOptions::default())
         .collect()?;
     let used = df
         .lazy()
@@ -409,7 +434,11 @@ fn parse_date(name: &str, cfg: &ValidConfig) -> Expr {
 fn impossible_date(d: Expr) -> Expr {
     let lo = 1900i32; // days from 1970: year bounds, checked through the year
     let hi = 2100i32;
-    d.clone().dt().year().lt(lit(lo)).or(d.dt().year().gt(lit(hi)))
+    d.clone()
+        .dt()
+        .year()
+        .lt(lit(lo))
+        .or(d.dt().year().gt(lit(hi)))
 }
 
 fn expected_date(cfg: &ValidConfig) -> String {
@@ -429,12 +458,9 @@ fn with_raw(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
 }
 
 fn duplicate(id: &str) -> Expr {
-    col(id).is_not_null().and(
-        col(ROW)
-            .min()
-            .over([col(id)])
-            .neq(col(ROW)),
-    )
+    col(id)
+        .is_not_null()
+        .and(col(ROW).min().over([col(id)]).neq(col(ROW)))
 }
 
 fn load_accounts(
@@ -445,8 +471,14 @@ fn load_accounts(
 ) -> Result<(Table, BTreeMap<String, ColumnKind>)> {
     let raw = read_raw(path)?;
     let rows = raw.height();
-    let (mut exprs, used, present) =
-        map_columns(&raw, path, "accounts", ACCOUNT_COLUMNS, &["account_id"], cfg)?;
+    let (mut exprs, used, present) = map_columns(
+        &raw,
+        path,
+        "accounts",
+        ACCOUNT_COLUMNS,
+        &["account_id"],
+        cfg,
+    )?;
     let mut extras: Vec<String> = Vec::new();
     for name in raw.get_column_names() {
         let n = name.as_str();
@@ -488,7 +520,12 @@ fn load_accounts(
             .map_err(|e| IcpError::read(path, e))?;
         let nonnull = lf
             .clone()
-            .select(extras.iter().map(|c| col(c.as_str()).count().alias(c.as_str())).collect::<Vec<_>>())
+            .select(
+                extras
+                    .iter()
+                    .map(|c| col(c.as_str()).count().alias(c.as_str()))
+                    .collect::<Vec<_>>(),
+            )
             .collect()?;
         for c in &extras {
             let bad = probe.column(c)?.get(0)?.extract::<u64>().unwrap_or(1);
@@ -503,8 +540,16 @@ fn load_accounts(
     }
 
     let mut checks = vec![
-        check("account_id", col("account_id").is_null(), "missing account_id (required, must be non-empty)"),
-        check("account_id", duplicate("account_id"), "duplicate account_id (an earlier row has the same id; the first is kept)"),
+        check(
+            "account_id",
+            col("account_id").is_null(),
+            "missing account_id (required, must be non-empty)",
+        ),
+        check(
+            "account_id",
+            duplicate("account_id"),
+            "duplicate account_id (an earlier row has the same id; the first is kept)",
+        ),
     ];
     let this_year = chrono::Datelike::year(&chrono::Utc::now()) as f64;
     let mut typed = Vec::new();
@@ -515,18 +560,44 @@ fn load_accounts(
         let v = parse_number(c);
         let scale = cfg.scale.get(c).copied().unwrap_or(1.0);
         let cname = c;
-        checks.push(check(cname, col(c).is_not_null().and(v.clone().is_null()), "expected a number"));
-        checks.push(check(cname, v.clone().is_finite().not(), "expected a finite number"));
+        checks.push(check(
+            cname,
+            col(c).is_not_null().and(v.clone().is_null()),
+            "expected a number",
+        ));
+        checks.push(check(
+            cname,
+            v.clone().is_finite().not(),
+            "expected a finite number",
+        ));
         match c {
             "employees" => {
-                checks.push(check(cname, v.clone().lt(lit(0.0)), "expected a whole number >= 0"));
-                checks.push(check(cname, v.clone().neq(v.clone().floor()), "expected a whole number >= 0"));
+                checks.push(check(
+                    cname,
+                    v.clone().lt(lit(0.0)),
+                    "expected a whole number >= 0",
+                ));
+                checks.push(check(
+                    cname,
+                    v.clone().neq(v.clone().floor()),
+                    "expected a whole number >= 0",
+                ));
             }
-            "annual_revenue" => checks.push(check(cname, v.clone().lt(lit(0.0)), "expected a number >= 0")),
+            "annual_revenue" => checks.push(check(
+                cname,
+                v.clone().lt(lit(0.0)),
+                "expected a number >= 0",
+            )),
             _ => checks.push(check(
                 cname,
-                v.clone().lt(lit(1600.0)).or(v.clone().gt(lit(this_year + 1.0))).or(v.clone().neq(v.clone().floor())),
-                format!("expected a whole year between 1600 and {}", this_year as i64 + 1),
+                v.clone()
+                    .lt(lit(1600.0))
+                    .or(v.clone().gt(lit(this_year + 1.0)))
+                    .or(v.clone().neq(v.clone().floor())),
+                format!(
+                    "expected a whole year between 1600 and {}",
+                    this_year as i64 + 1
+                ),
             )),
         }
         typed.push((v * lit(scale)).alias(c));
@@ -536,7 +607,9 @@ fn load_accounts(
             let v = parse_number(c);
             checks.push(check(
                 c,
-                col(c.as_str()).is_not_null().and(v.clone().is_null().or(v.clone().is_finite().not())),
+                col(c.as_str())
+                    .is_not_null()
+                    .and(v.clone().is_null().or(v.clone().is_finite().not())),
                 "expected a number (this extra column is numeric)",
             ));
             typed.push(v.alias(c.as_str()));
@@ -574,8 +647,14 @@ fn load_opportunities(
     let raw = read_raw(path)?;
     let rows = raw.height();
     let required = ["opportunity_id", "account_id", "created_date", "outcome"];
-    let (exprs, _, present) =
-        map_columns(&raw, path, "opportunities", OPPORTUNITY_COLUMNS, &required, cfg)?;
+    let (exprs, _, present) = map_columns(
+        &raw,
+        path,
+        "opportunities",
+        OPPORTUNITY_COLUMNS,
+        &required,
+        cfg,
+    )?;
     let mut lf = raw.lazy().select(exprs);
     lf = lf.with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
     lf = with_raw(lf, &present);
@@ -595,7 +674,9 @@ fn load_opportunities(
         }
     }
     for (from, to) in pairs.iter().rev() {
-        outcome = when(lower.clone().eq(lit(from.clone()))).then(lit(*to)).otherwise(outcome);
+        outcome = when(lower.clone().eq(lit(from.clone())))
+            .then(lit(*to))
+            .otherwise(outcome);
     }
     let created = parse_date("created_date", cfg);
     let has_closed = present.contains(&"closed_date");
@@ -606,21 +687,71 @@ fn load_opportunities(
     };
     let closed_outcome = outcome.clone().neq(lit("open"));
     let mut checks = vec![
-        check("opportunity_id", col("opportunity_id").is_null(), "missing opportunity_id"),
-        check("opportunity_id", duplicate("opportunity_id"), "duplicate opportunity_id (an earlier row has the same id; the first is kept)"),
-        check("account_id", col("account_id").is_null(), "missing account_id"),
-        check("account_id", col("__known").is_null(), "unknown account_id (not among the valid rows of the accounts file)"),
-        check("created_date", col("created_date").is_null(), "missing created_date"),
-        check("created_date", created.clone().is_null(), expected_date(cfg)),
-        check("created_date", impossible_date(created.clone()), "impossible date (expected a year from 1900 to 2100)"),
+        check(
+            "opportunity_id",
+            col("opportunity_id").is_null(),
+            "missing opportunity_id",
+        ),
+        check(
+            "opportunity_id",
+            duplicate("opportunity_id"),
+            "duplicate opportunity_id (an earlier row has the same id; the first is kept)",
+        ),
+        check(
+            "account_id",
+            col("account_id").is_null(),
+            "missing account_id",
+        ),
+        check(
+            "account_id",
+            col("__known").is_null(),
+            "unknown account_id (not among the valid rows of the accounts file)",
+        ),
+        check(
+            "created_date",
+            col("created_date").is_null(),
+            "missing created_date",
+        ),
+        check(
+            "created_date",
+            created.clone().is_null(),
+            expected_date(cfg),
+        ),
+        check(
+            "created_date",
+            impossible_date(created.clone()),
+            "impossible date (expected a year from 1900 to 2100)",
+        ),
         check("outcome", col("outcome").is_null(), "missing outcome"),
-        check("outcome", outcome.clone().is_null(), "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])"),
+        check(
+            "outcome",
+            outcome.clone().is_null(),
+            "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])",
+        ),
     ];
     if has_closed {
-        checks.push(check("closed_date", closed_outcome.clone().and(col("closed_date").is_null()), "missing closed_date (required for won, lost and churned)"));
-        checks.push(check("closed_date", col("closed_date").is_not_null().and(closed.clone().is_null()), expected_date(cfg)));
-        checks.push(check("closed_date", impossible_date(closed.clone()), "impossible date (expected a year from 1900 to 2100)"));
-        checks.push(check("closed_date", closed.clone().lt(created.clone()), "closed before created (closed_date is earlier than created_date)"));
+        checks.push(check(
+            "closed_date",
+            closed_outcome.clone().and(col("closed_date").is_null()),
+            "missing closed_date (required for won, lost and churned)",
+        ));
+        checks.push(check(
+            "closed_date",
+            col("closed_date")
+                .is_not_null()
+                .and(closed.clone().is_null()),
+            expected_date(cfg),
+        ));
+        checks.push(check(
+            "closed_date",
+            impossible_date(closed.clone()),
+            "impossible date (expected a year from 1900 to 2100)",
+        ));
+        checks.push(check(
+            "closed_date",
+            closed.clone().lt(created.clone()),
+            "closed before created (closed_date is earlier than created_date)",
+        ));
     } else {
         checks.push(check("closed_date", closed_outcome.clone(), "missing closed_date (required for won, lost and churned; the file has no closed_date column)"));
     }
@@ -632,9 +763,21 @@ fn load_opportunities(
     if present.contains(&"amount") {
         let v = parse_number("amount");
         let scale = cfg.scale.get("amount").copied().unwrap_or(1.0);
-        checks.push(check("amount", col("amount").is_not_null().and(v.clone().is_null()), "expected a number"));
-        checks.push(check("amount", v.clone().is_finite().not(), "expected a finite number"));
-        checks.push(check("amount", v.clone().lt(lit(0.0)), "negative amount (expected a number >= 0)"));
+        checks.push(check(
+            "amount",
+            col("amount").is_not_null().and(v.clone().is_null()),
+            "expected a number",
+        ));
+        checks.push(check(
+            "amount",
+            v.clone().is_finite().not(),
+            "expected a finite number",
+        ));
+        checks.push(check(
+            "amount",
+            v.clone().lt(lit(0.0)),
+            "negative amount (expected a number >= 0)",
+        ));
         typed.push((v * lit(scale)).alias("amount"));
     } else {
         typed.push(lit(NULL).cast(DataType::Float64).alias("amount"));
@@ -667,25 +810,62 @@ fn load_customers(
 ) -> Result<Table> {
     let raw = read_raw(path)?;
     let rows = raw.height();
-    let (exprs, _, present) =
-        map_columns(&raw, path, "customers", CUSTOMER_COLUMNS, &["account_id", "status"], cfg)?;
+    let (exprs, _, present) = map_columns(
+        &raw,
+        path,
+        "customers",
+        CUSTOMER_COLUMNS,
+        &["account_id", "status"],
+        cfg,
+    )?;
     let mut lf = raw.lazy().select(exprs);
     lf = lf.with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
     lf = with_raw(lf, &present);
     lf = known_flag(lf, ids);
     let status = col("status").str().to_lowercase();
     let mut checks = vec![
-        check("account_id", col("account_id").is_null(), "missing account_id"),
-        check("account_id", duplicate("account_id"), "duplicate account_id (one customers row per account; the first is kept)"),
-        check("account_id", col("__known").is_null(), "unknown account_id (not among the valid rows of the accounts file)"),
-        check("status", col("status").is_null(), "missing status (expected active or churned)"),
-        check("status", status.clone().neq(lit("active")).and(status.clone().neq(lit("churned"))), "unknown status (expected active or churned)"),
+        check(
+            "account_id",
+            col("account_id").is_null(),
+            "missing account_id",
+        ),
+        check(
+            "account_id",
+            duplicate("account_id"),
+            "duplicate account_id (one customers row per account; the first is kept)",
+        ),
+        check(
+            "account_id",
+            col("__known").is_null(),
+            "unknown account_id (not among the valid rows of the accounts file)",
+        ),
+        check(
+            "status",
+            col("status").is_null(),
+            "missing status (expected active or churned)",
+        ),
+        check(
+            "status",
+            status
+                .clone()
+                .neq(lit("active"))
+                .and(status.clone().neq(lit("churned"))),
+            "unknown status (expected active or churned)",
+        ),
     ];
     let mut typed = vec![status.alias("status")];
     if present.contains(&"churn_date") {
         let d = parse_date("churn_date", cfg);
-        checks.push(check("churn_date", col("churn_date").is_not_null().and(d.clone().is_null()), expected_date(cfg)));
-        checks.push(check("churn_date", impossible_date(d.clone()), "impossible date (expected a year from 1900 to 2100)"));
+        checks.push(check(
+            "churn_date",
+            col("churn_date").is_not_null().and(d.clone().is_null()),
+            expected_date(cfg),
+        ));
+        checks.push(check(
+            "churn_date",
+            impossible_date(d.clone()),
+            "impossible date (expected a year from 1900 to 2100)",
+        ));
         typed.push(d.alias("churn_date"));
     } else {
         typed.push(lit(NULL).cast(DataType::Date).alias("churn_date"));
@@ -695,7 +875,11 @@ fn load_customers(
         checks.push(check(
             "delivery_fit",
             col("delivery_fit").is_not_null().and(
-                v.clone().is_null().or(v.clone().lt(lit(1.0))).or(v.clone().gt(lit(5.0))).or(v.clone().neq(v.clone().floor())),
+                v.clone()
+                    .is_null()
+                    .or(v.clone().lt(lit(1.0)))
+                    .or(v.clone().gt(lit(5.0)))
+                    .or(v.clone().neq(v.clone().floor())),
             ),
             "expected a whole number from 1 to 5",
         ));
@@ -708,7 +892,11 @@ fn load_customers(
         checks.push(check(
             "gross_margin",
             col("gross_margin").is_not_null().and(
-                v.clone().is_null().or(v.clone().is_nan()).or(v.clone().lt(lit(0.0))).or(v.clone().gt(lit(1.0))),
+                v.clone()
+                    .is_null()
+                    .or(v.clone().is_nan())
+                    .or(v.clone().lt(lit(0.0)))
+                    .or(v.clone().gt(lit(1.0))),
             ),
             "expected a number from 0 to 1",
         ));
@@ -717,7 +905,14 @@ fn load_customers(
         typed.push(lit(NULL).cast(DataType::Float64).alias("gross_margin"));
     }
     let lf = lf.with_columns(typed);
-    let mut keep = vec![col(ROW), col("account_id"), col("status"), col("churn_date"), col("delivery_fit"), col("gross_margin")];
+    let mut keep = vec![
+        col(ROW),
+        col("account_id"),
+        col("status"),
+        col("churn_date"),
+        col("delivery_fit"),
+        col("gross_margin"),
+    ];
     if present.contains(&"notes") {
         keep.push(col("notes"));
     } else {
@@ -734,21 +929,45 @@ fn load_triggers(
 ) -> Result<Table> {
     let raw = read_raw(path)?;
     let rows = raw.height();
-    let (exprs, _, _) = map_columns(&raw, path, "triggers", TRIGGER_COLUMNS, TRIGGER_COLUMNS, cfg)?;
+    let (exprs, _, _) = map_columns(
+        &raw,
+        path,
+        "triggers",
+        TRIGGER_COLUMNS,
+        TRIGGER_COLUMNS,
+        cfg,
+    )?;
     let mut lf = raw.lazy().select(exprs);
     lf = lf.with_columns(TRIGGER_COLUMNS.iter().map(|c| clean(c)).collect::<Vec<_>>());
     lf = with_raw(lf, TRIGGER_COLUMNS);
     lf = known_flag(lf, ids);
     let d = parse_date("date", cfg);
     let checks = vec![
-        check("account_id", col("account_id").is_null(), "missing account_id"),
-        check("account_id", col("__known").is_null(), "unknown account_id (not among the valid rows of the accounts file)"),
+        check(
+            "account_id",
+            col("account_id").is_null(),
+            "missing account_id",
+        ),
+        check(
+            "account_id",
+            col("__known").is_null(),
+            "unknown account_id (not among the valid rows of the accounts file)",
+        ),
         check("trigger", col("trigger").is_null(), "missing trigger"),
         check("date", col("date").is_null(), "missing date"),
         check("date", d.clone().is_null(), expected_date(cfg)),
-        check("date", impossible_date(d.clone()), "impossible date (expected a year from 1900 to 2100)"),
+        check(
+            "date",
+            impossible_date(d.clone()),
+            "impossible date (expected a year from 1900 to 2100)",
+        ),
     ];
     let lf = lf.with_columns([d.alias("date")]);
-    let keep = vec![col(ROW), col("account_id"), col("trigger").str().to_lowercase(), col("date")];
+    let keep = vec![
+        col(ROW),
+        col("account_id"),
+        col("trigger").str().to_lowercase(),
+        col("date"),
+    ];
     split(lf, &checks, path, "triggers", rows, keep, rejects)
 }

@@ -115,11 +115,23 @@ mod tests {
 
     #[test]
     fn auc_known_values() {
-        assert_eq!(auc(&[0.1, 0.2, 0.3, 0.4], &[false, false, true, true]), Some(1.0));
-        assert_eq!(auc(&[0.4, 0.3, 0.2, 0.1], &[false, false, true, true]), Some(0.0));
-        assert_eq!(auc(&[0.5, 0.5, 0.5, 0.5], &[false, true, false, true]), Some(0.5));
+        assert_eq!(
+            auc(&[0.1, 0.2, 0.3, 0.4], &[false, false, true, true]),
+            Some(1.0)
+        );
+        assert_eq!(
+            auc(&[0.4, 0.3, 0.2, 0.1], &[false, false, true, true]),
+            Some(0.0)
+        );
+        assert_eq!(
+            auc(&[0.5, 0.5, 0.5, 0.5], &[false, true, false, true]),
+            Some(0.5)
+        );
         // one inversion out of four pairs
-        assert_eq!(auc(&[0.1, 0.3, 0.2, 0.4], &[false, false, true, true]), Some(0.75));
+        assert_eq!(
+            auc(&[0.1, 0.3, 0.2, 0.4], &[false, false, true, true]),
+            Some(0.75)
+        );
         assert_eq!(auc(&[0.1], &[true]), None);
     }
 

@@ -101,7 +101,11 @@ pub fn fit_logistic(
     if pos == 0 || pos == n {
         return Err(IcpError::NotEnoughEvidence(format!(
             "all {n} training deals have the same label ({}); the model needs both velocity wins and other outcomes",
-            if pos == 0 { "no velocity win" } else { "all velocity wins" }
+            if pos == 0 {
+                "no velocity win"
+            } else {
+                "all velocity wins"
+            }
         )));
     }
     let targets = Array1::from(y.to_vec());
@@ -234,7 +238,10 @@ fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
             [col("account_id")],
             JoinArgs::new(JoinType::Inner).with_suffix(Some("_account".into())),
         )
-        .sort(["closed_date", "opportunity_id"], SortMultipleOptions::default())
+        .sort(
+            ["closed_date", "opportunity_id"],
+            SortMultipleOptions::default(),
+        )
         .collect()?)
 }
 
@@ -243,11 +250,20 @@ fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
 }
 
 fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame> {
-    let ids = rows.clone().lazy().select([col("account_id")]).unique_stable(None, UniqueKeepStrategy::First);
+    let ids = rows
+        .clone()
+        .lazy()
+        .select([col("account_id")])
+        .unique_stable(None, UniqueKeepStrategy::First);
     Ok(accounts
         .clone()
         .lazy()
-        .join(ids, [col("account_id")], [col("account_id")], JoinArgs::new(JoinType::Semi))
+        .join(
+            ids,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Semi),
+        )
         .sort(["account_id"], SortMultipleOptions::default())
         .collect()?)
 }
@@ -261,14 +277,27 @@ fn fit_spec(
     reference_year: i32,
 ) -> Result<FeatureSpec> {
     let accounts = distinct_accounts(rows, &data.accounts.df)?;
-    let spec = features::fit_main_effects(&accounts, &data.extra_columns, &cfg.features, reference_year)?;
+    let spec = features::fit_main_effects(
+        &accounts,
+        &data.extra_columns,
+        &cfg.features,
+        reference_year,
+    )?;
     if !cfg.features.interactions {
         return Ok(spec);
     }
     let x = spec.design(rows)?;
     let (coef, b) = fit_logistic(x.view(), y, 1e-3, cfg.model.max_iterations)?;
     let p = predict(x.view(), &coef, b);
-    features::add_interactions(spec, rows, &accounts, y, &p, &cfg.features, INTERACTION_CHI2)
+    features::add_interactions(
+        spec,
+        rows,
+        &accounts,
+        y,
+        &p,
+        &cfg.features,
+        INTERACTION_CHI2,
+    )
 }
 
 /// Reference cut points: the 1st..100th percentiles of `logits`.
@@ -308,10 +337,16 @@ pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Re
     let (train_neg, test_neg) = (n_train - train_pos, y_all.len() - n_train - test_pos);
     let mut short = Vec::new();
     if train_pos < ev.min_train_positives {
-        short.push(format!("{train_pos} velocity wins before the holdout (need {})", ev.min_train_positives));
+        short.push(format!(
+            "{train_pos} velocity wins before the holdout (need {})",
+            ev.min_train_positives
+        ));
     }
     if train_neg < ev.min_train_negatives {
-        short.push(format!("{train_neg} other closed deals before the holdout (need {})", ev.min_train_negatives));
+        short.push(format!(
+            "{train_neg} other closed deals before the holdout (need {})",
+            ev.min_train_negatives
+        ));
     }
     if test_pos < ev.min_holdout_per_class || test_neg < ev.min_holdout_per_class {
         short.push(format!(
@@ -393,7 +428,11 @@ pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Re
         config: cfg.clone(),
     };
     artifact.model_id = model_id(&artifact);
-    Ok(TrainOutcome { artifact, labels, rows })
+    Ok(TrainOutcome {
+        artifact,
+        labels,
+        rows,
+    })
 }
 
 /// A content id: the same training inputs and settings give the same id.
@@ -424,7 +463,13 @@ fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<V
             if end == 0 || stop <= end || pos == 0 || pos == yt.len() {
                 return None;
             }
-            let (coef, b) = fit_logistic(x.slice(s![..end, ..]), yt, cfg.model.lambdas[l], cfg.model.max_iterations).ok()?;
+            let (coef, b) = fit_logistic(
+                x.slice(s![..end, ..]),
+                yt,
+                cfg.model.lambdas[l],
+                cfg.model.max_iterations,
+            )
+            .ok()?;
             let p = predict(x.slice(s![end..stop, ..]), &coef, b);
             Some((l, metrics::log_loss(&p, yv), metrics::auc(&p, yv)))
         })
@@ -440,7 +485,11 @@ fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<V
             lambda,
             folds: mine.len(),
             mean_log_loss: mine.iter().map(|r| r.1).sum::<f64>() / mine.len() as f64,
-            mean_auc: if aucs.is_empty() { f64::NAN } else { aucs.iter().sum::<f64>() / aucs.len() as f64 },
+            mean_auc: if aucs.is_empty() {
+                f64::NAN
+            } else {
+                aucs.iter().sum::<f64>() / aucs.len() as f64
+            },
         });
     }
     Ok(out)
@@ -474,23 +523,49 @@ fn evaluate(
         .take(n_train)
         .map(str::to_string)
         .collect();
-    let test_ids: Vec<String> = test.column("account_id")?.str()?.into_no_null_iter().map(str::to_string).collect();
+    let test_ids: Vec<String> = test
+        .column("account_id")?
+        .str()?
+        .into_no_null_iter()
+        .map(str::to_string)
+        .collect();
     let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a)).collect();
-    let pick = |v: &[f64], mask: &[bool]| -> Vec<f64> { v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect() };
-    let pick_b = |v: &[bool], mask: &[bool]| -> Vec<bool> { v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect() };
+    let pick = |v: &[f64], mask: &[bool]| -> Vec<f64> {
+        v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect()
+    };
+    let pick_b = |v: &[bool], mask: &[bool]| -> Vec<bool> {
+        v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect()
+    };
     let unseen_auc = metrics::auc(&pick(p, &unseen), &pick_b(y, &unseen));
-    let unseen_accounts: std::collections::BTreeSet<&String> =
-        test_ids.iter().zip(&unseen).filter(|x| *x.1).map(|x| x.0).collect();
+    let unseen_accounts: std::collections::BTreeSet<&String> = test_ids
+        .iter()
+        .zip(&unseen)
+        .filter(|x| *x.1)
+        .map(|x| x.0)
+        .collect();
 
     // band statistics on the holdout, scored like accounts are
-    let outcome: Vec<String> = test.column("outcome")?.str()?.into_no_null_iter().map(str::to_string).collect();
-    let cycle: Vec<i64> = test.column("cycle_days")?.i64()?.into_no_null_iter().collect();
+    let outcome: Vec<String> = test
+        .column("outcome")?
+        .str()?
+        .into_no_null_iter()
+        .map(str::to_string)
+        .collect();
+    let cycle: Vec<i64> = test
+        .column("cycle_days")?
+        .i64()?
+        .into_no_null_iter()
+        .collect();
     let mut bands = Vec::new();
     for name in ["high", "medium", "low"] {
         let idx: Vec<usize> = (0..y.len())
             .filter(|&i| band(percentile_score(z[i], reference)) == name)
             .collect();
-        let won: Vec<usize> = idx.iter().copied().filter(|&i| outcome[i] != "lost").collect();
+        let won: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| outcome[i] != "lost")
+            .collect();
         let mut cyc: Vec<f64> = won.iter().map(|&i| cycle[i] as f64).collect();
         cyc.sort_by(f64::total_cmp);
         let n = idx.len().max(1) as f64;
@@ -512,15 +587,28 @@ fn evaluate(
                 .select([col("account_id")])
                 .with_row_index("__i", None)
                 .join(
-                    t.clone().lazy().select([col("account_id"), col("p_velocity_win_true").cast(DataType::Float64)]),
+                    t.clone().lazy().select([
+                        col("account_id"),
+                        col("p_velocity_win_true").cast(DataType::Float64),
+                    ]),
                     [col("account_id")],
                     [col("account_id")],
                     JoinArgs::new(JoinType::Inner),
                 )
                 .sort(["__i"], SortMultipleOptions::default())
                 .collect()?;
-            let idx: Vec<usize> = joined.column("__i")?.idx()?.into_no_null_iter().map(|i| i as usize).collect();
-            let pt: Vec<f64> = joined.column("p_velocity_win_true")?.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+            let idx: Vec<usize> = joined
+                .column("__i")?
+                .idx()?
+                .into_no_null_iter()
+                .map(|i| i as usize)
+                .collect();
+            let pt: Vec<f64> = joined
+                .column("p_velocity_win_true")?
+                .f64()?
+                .into_iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect();
             let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
             let pm: Vec<f64> = idx.iter().map(|&i| p[i]).collect();
             let un: Vec<bool> = idx.iter().map(|&i| unseen[i]).collect();
@@ -551,7 +639,14 @@ fn evaluate(
     };
     Ok(Evaluation {
         train_deals: n_train,
-        train_velocity_wins: labels.df.column("label")?.bool()?.into_no_null_iter().filter(|b| *b).count() - n_pos,
+        train_velocity_wins: labels
+            .df
+            .column("label")?
+            .bool()?
+            .into_no_null_iter()
+            .filter(|b| *b)
+            .count()
+            - n_pos,
         holdout_deals: y.len(),
         holdout_velocity_wins: n_pos,
         holdout_from: labels.cutoff.to_string(),

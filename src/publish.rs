@@ -143,7 +143,8 @@ impl RunWriter {
             counts,
             files: std::mem::take(&mut self.files),
         };
-        let text = serde_json::to_string_pretty(&manifest).map_err(|e| IcpError::write("manifest.json", e))?;
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| IcpError::write("manifest.json", e))?;
         let mpath = self.tmp.join("manifest.json");
         fs::write(&mpath, text + "\n").map_err(|e| IcpError::write(&mpath, e))?;
         sync_dir(&self.tmp);

@@ -55,7 +55,11 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     );
     let mut cell_cols = Vec::new();
     for (k, it) in spec.interactions.iter().enumerate() {
-        cell_cols.push(spec.cell_expr(&it.a).and(spec.cell_expr(&it.b)).alias(format!("__i{k}")));
+        cell_cols.push(
+            spec.cell_expr(&it.a)
+                .and(spec.cell_expr(&it.b))
+                .alias(format!("__i{k}")),
+        );
     }
     sel.extend(cell_cols);
     let mut df = accounts
@@ -68,15 +72,32 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
 
     let n = df.height();
     let logit: Vec<f64> = df.column("__logit")?.f64()?.into_no_null_iter().collect();
-    let cover: Vec<f64> = df.column("__coverage")?.f64()?.into_no_null_iter().collect();
+    let cover: Vec<f64> = df
+        .column("__coverage")?
+        .f64()?
+        .into_no_null_iter()
+        .collect();
     let groups: Vec<Vec<f64>> = (0..n_groups)
-        .map(|g| Ok(df.column(&format!("g{g}"))?.f64()?.into_no_null_iter().collect()))
+        .map(|g| {
+            Ok(df
+                .column(&format!("g{g}"))?
+                .f64()?
+                .into_no_null_iter()
+                .collect())
+        })
         .collect::<Result<_>>()?;
     let values: Vec<Column> = (0..spec.variables.len())
         .map(|i| Ok(df.column(&format!("__v{i}"))?.clone()))
         .collect::<Result<_>>()?;
     let cells: Vec<Vec<bool>> = (0..spec.interactions.len())
-        .map(|k| Ok(df.column(&format!("__i{k}"))?.bool()?.into_iter().map(|b| b.unwrap_or(false)).collect()))
+        .map(|k| {
+            Ok(df
+                .column(&format!("__i{k}"))?
+                .bool()?
+                .into_iter()
+                .map(|b| b.unwrap_or(false))
+                .collect())
+        })
         .collect::<Result<_>>()?;
 
     let min_cov = artifact.min_feature_coverage;
@@ -89,7 +110,10 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
                     None,
                     None,
                     BAND_UNSCORED.to_string(),
-                    format!("insufficient_data: {known} of {} model inputs known", inputs.len()),
+                    format!(
+                        "insufficient_data: {known} of {} model inputs known",
+                        inputs.len()
+                    ),
                     String::new(),
                 );
             }
@@ -139,7 +163,13 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             Column::new("reasons".into(), reasons),
             Column::new("model_id".into(), vec![artifact.model_id.as_str(); n]),
             Column::new("status".into(), status),
-            Column::new("feature_coverage".into(), cover.iter().map(|c| (c * 1000.0).round() / 1000.0).collect::<Vec<_>>()),
+            Column::new(
+                "feature_coverage".into(),
+                cover
+                    .iter()
+                    .map(|c| (c * 1000.0).round() / 1000.0)
+                    .collect::<Vec<_>>(),
+            ),
         ],
     )?;
     Ok(out
@@ -152,7 +182,13 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
 }
 
 /// Plain words for an account's value of reason group `g`.
-fn describe(a: &ModelArtifact, g: usize, i: usize, values: &[Column], cells: &[Vec<bool>]) -> String {
+fn describe(
+    a: &ModelArtifact,
+    g: usize,
+    i: usize,
+    values: &[Column],
+    cells: &[Vec<bool>],
+) -> String {
     let spec = &a.model.spec;
     let nv = spec.variables.len();
     if g < nv {
@@ -160,8 +196,16 @@ fn describe(a: &ModelArtifact, g: usize, i: usize, values: &[Column], cells: &[V
     }
     let k = g - nv;
     let it = &spec.interactions[k];
-    let both = format!("{} and {}", spec.describe_cell(&it.a), spec.describe_cell(&it.b));
-    if cells[k][i] { both } else { format!("not ({both})") }
+    let both = format!(
+        "{} and {}",
+        spec.describe_cell(&it.a),
+        spec.describe_cell(&it.b)
+    );
+    if cells[k][i] {
+        both
+    } else {
+        format!("not ({both})")
+    }
 }
 
 fn describe_value(a: &ModelArtifact, var: usize, i: usize, values: &[Column]) -> String {
@@ -180,7 +224,11 @@ fn describe_value(a: &ModelArtifact, var: usize, i: usize, values: &[Column]) ->
                 format!("{name} = {s} (rare)")
             }
         }
-        Variable::Numeric { derived_age, column, .. } => {
+        Variable::Numeric {
+            derived_age,
+            column,
+            ..
+        } => {
             let x = cell.extract::<f64>().unwrap_or(f64::NAN);
             if *derived_age {
                 let age = (a.model.spec.reference_year as f64 - x).max(0.0);

@@ -18,9 +18,11 @@ pub fn segment(scores: &DataFrame, threshold: u8) -> Result<DataFrame> {
         .clone()
         .lazy()
         .filter(
-            col("status")
-                .eq(lit(STATUS_SCORED))
-                .and(col("score").cast(DataType::Int32).gt_eq(lit(threshold as i32))),
+            col("status").eq(lit(STATUS_SCORED)).and(
+                col("score")
+                    .cast(DataType::Int32)
+                    .gt_eq(lit(threshold as i32)),
+            ),
         )
         .sort_by_exprs(
             [col("score"), col("account_id")],

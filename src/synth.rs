@@ -77,7 +77,14 @@ pub struct Truth {
 
 pub const CYCLE_SIGMA: f64 = 0.55;
 
-pub fn truth_of(industry: usize, country: usize, ownership: usize, employees: f64, revenue: f64, age: f64) -> Truth {
+pub fn truth_of(
+    industry: usize,
+    country: usize,
+    ownership: usize,
+    employees: f64,
+    revenue: f64,
+    age: f64,
+) -> Truth {
     let ind = INDUSTRIES[industry].0;
     let mut z = -0.3 + INDUSTRIES[industry].2 + COUNTRIES[country].2 + OWNERSHIP[ownership].2;
     z += match employees {
@@ -112,7 +119,11 @@ pub fn truth_of(industry: usize, country: usize, ownership: usize, employees: f6
     if ind == "Hospitality" {
         churn += 0.08;
     }
-    Truth { win_logit: z, cycle_mu: mu, churn }
+    Truth {
+        win_logit: z,
+        cycle_mu: mu,
+        churn,
+    }
 }
 
 /// P(velocity win) for a deal of this account under window `w` days.
@@ -146,7 +157,9 @@ const SYL: &[&str] = &[
     "ac", "bel", "cor", "dan", "el", "fer", "gal", "hor", "ist", "jun", "kal", "lum", "mer", "nor",
     "ov", "pax", "quin", "ros", "sol", "tri", "ul", "ver", "wex", "yor", "zen",
 ];
-const SUFFIX: &[&str] = &["Inc", "Ltd", "GmbH", "Group", "Labs", "Systems", "Partners", "Co"];
+const SUFFIX: &[&str] = &[
+    "Inc", "Ltd", "GmbH", "Group", "Labs", "Systems", "Partners", "Co",
+];
 
 #[derive(Default)]
 struct Chunk {
@@ -185,14 +198,17 @@ struct Chunk {
 }
 
 fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut c = Chunk::default();
     let (h0, h1) = (history_start(), as_of());
     let span = (h1 - h0).num_days();
     for a in start..end {
         let id = format!("A{a:07}");
         let n_syl = 2 + (rng.r#gen::<u8>() % 2) as usize;
-        let mut name: String = (0..n_syl).map(|_| SYL[rng.gen_range(0..SYL.len())]).collect();
+        let mut name: String = (0..n_syl)
+            .map(|_| SYL[rng.gen_range(0..SYL.len())])
+            .collect();
         name[..1].make_ascii_uppercase();
         let slug = name.to_lowercase();
         let full = if a % 997 == 13 {
@@ -200,13 +216,23 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
         } else {
             format!("{name} {}", SUFFIX[rng.gen_range(0..SUFFIX.len())])
         };
-        let domain = format!("{slug}{}.{}", a % 1000, ["com", "io", "net", "co"][rng.gen_range(0..4)]);
+        let domain = format!(
+            "{slug}{}.{}",
+            a % 1000,
+            ["com", "io", "net", "co"][rng.gen_range(0..4)]
+        );
         let ind = pick(&mut rng, INDUSTRIES);
         let cty = pick(&mut rng, COUNTRIES);
         let own = pick(&mut rng, OWNERSHIP);
-        let employees = ((120f64).ln() + 1.6 * normal(&mut rng)).exp().round().max(1.0);
+        let employees = ((120f64).ln() + 1.6 * normal(&mut rng))
+            .exp()
+            .round()
+            .max(1.0);
         let revenue = (employees * ((150_000f64).ln() + 0.5 * normal(&mut rng)).exp()).round();
-        let age = ((15f64).ln() + 0.8 * normal(&mut rng)).exp().floor().min(120.0);
+        let age = ((15f64).ln() + 0.8 * normal(&mut rng))
+            .exp()
+            .floor()
+            .min(120.0);
         let founded = h1.format("%Y").to_string().parse::<i32>().unwrap_or(2025) - age as i32;
         let t = truth_of(ind, cty, own, employees, revenue, age);
         let blank = rng.r#gen::<f64>() < 0.01; // a few accounts we know almost nothing about
@@ -214,12 +240,16 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
         c.acc_id.push(id.clone());
         c.acc_name.push(full);
         c.domain.push(domain);
-        c.industry.push((!miss(&mut rng)).then_some(INDUSTRIES[ind].0));
-        c.country.push((!miss(&mut rng)).then_some(COUNTRIES[cty].0));
-        c.employees.push((!miss(&mut rng)).then_some(employees as i64));
+        c.industry
+            .push((!miss(&mut rng)).then_some(INDUSTRIES[ind].0));
+        c.country
+            .push((!miss(&mut rng)).then_some(COUNTRIES[cty].0));
+        c.employees
+            .push((!miss(&mut rng)).then_some(employees as i64));
         c.revenue.push((!miss(&mut rng)).then_some(revenue));
         c.founded.push((!miss(&mut rng)).then_some(founded));
-        c.ownership.push((!miss(&mut rng)).then_some(OWNERSHIP[own].0));
+        c.ownership
+            .push((!miss(&mut rng)).then_some(OWNERSHIP[own].0));
 
         // buying trigger, then perhaps a deal that follows it
         let mut deal_prob = BASE_DEAL_PROBABILITY;
@@ -229,7 +259,7 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
             if tu < *share {
                 let d = h0 + Duration::days(rng.gen_range(0..span - 30));
                 c.trig_acc.push(id.clone());
-                c.trig.push(name);
+                c.trig.push(*name);
                 c.trig_date.push(d);
                 deal_prob = *p_deal;
                 if rng.r#gen::<f64>() < (p_deal - BASE_DEAL_PROBABILITY).max(0.0) / p_deal {
@@ -254,18 +284,27 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
             };
             let won = rng.r#gen::<f64>() < 1.0 / (1.0 + (-t.win_logit).exp());
             let cycle = if won {
-                (t.cycle_mu + CYCLE_SIGMA * normal(&mut rng)).exp().round().max(1.0) as i64
+                (t.cycle_mu + CYCLE_SIGMA * normal(&mut rng))
+                    .exp()
+                    .round()
+                    .max(1.0) as i64
             } else {
-                ((30f64).ln() + 0.7 * normal(&mut rng)).exp().round().max(1.0) as i64
+                ((30f64).ln() + 0.7 * normal(&mut rng))
+                    .exp()
+                    .round()
+                    .max(1.0) as i64
             };
             let closed = created + Duration::days(cycle);
-            let amount = ((8000.0 * (employees / 50.0).powf(0.35)).ln() + 0.4 * normal(&mut rng)).exp();
+            let amount =
+                ((8000.0 * (employees / 50.0).powf(0.35)).ln() + 0.4 * normal(&mut rng)).exp();
             c.opp_id.push(format!("O{a:07}{k}"));
             c.opp_acc.push(id.clone());
             c.created.push(created);
             c.amount.push((amount * 100.0).round() / 100.0);
-            c.product.push(["Core", "Pro", "Enterprise"][rng.gen_range(0..3)]);
-            c.source.push(["inbound", "outbound", "partner", "event"][rng.gen_range(0..4)]);
+            c.product
+                .push(["Core", "Pro", "Enterprise"][rng.gen_range(0..3)]);
+            c.source
+                .push(["inbound", "outbound", "partner", "event"][rng.gen_range(0..4)]);
             c.owner.push(format!("rep_{:02}", rng.gen_range(1..13)));
             let churn_u: f64 = rng.r#gen();
             let churn_lag = rng.gen_range(30..120);
@@ -317,10 +356,12 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
             }
             c.cust_acc.push(id.clone());
             let churned = churn_date.is_some();
-            c.cust_status.push(if churned { "churned" } else { "active" });
+            c.cust_status
+                .push(if churned { "churned" } else { "active" });
             c.churn_date.push(if churned { churn_date } else { None });
             c.delivery_fit.push(fit.round().clamp(1.0, 5.0) as i64);
-            c.margin.push((margin.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
+            c.margin
+                .push((margin.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
         }
         c.truth.push(t);
     }
@@ -340,7 +381,10 @@ pub struct Synthetic {
 
 fn dates(name: &str, v: Vec<Option<NaiveDate>>) -> Result<Column> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    let days: Vec<Option<i32>> = v.iter().map(|d| d.map(|d| (d - epoch).num_days() as i32)).collect();
+    let days: Vec<Option<i32>> = v
+        .iter()
+        .map(|d| d.map(|d| (d - epoch).num_days() as i32))
+        .collect();
     Ok(Column::new(name.into(), days).cast(&DataType::Date)?)
 }
 
@@ -355,9 +399,37 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
     let mut all = Chunk::default();
     for c in chunks {
         macro_rules! app { ($($f:ident),*) => { $( all.$f.extend(c.$f); )* } }
-        app!(acc_id, acc_name, domain, industry, country, employees, revenue, founded, ownership, truth,
-             opp_id, opp_acc, created, closed, outcome, amount, loss_reason, product, source, owner, cycle_won,
-             cust_acc, cust_status, churn_date, delivery_fit, margin, trig_acc, trig, trig_date);
+        app!(
+            acc_id,
+            acc_name,
+            domain,
+            industry,
+            country,
+            employees,
+            revenue,
+            founded,
+            ownership,
+            truth,
+            opp_id,
+            opp_acc,
+            created,
+            closed,
+            outcome,
+            amount,
+            loss_reason,
+            product,
+            source,
+            owner,
+            cycle_won,
+            cust_acc,
+            cust_status,
+            churn_date,
+            delivery_fit,
+            margin,
+            trig_acc,
+            trig,
+            trig_date
+        );
     }
     // The window the pipeline derives by default: median cycle of won deals.
     let mut cyc = all.cycle_won.clone();
@@ -370,7 +442,11 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
         ((cyc[cyc.len() / 2 - 1] + cyc[cyc.len() / 2]) as f64 / 2.0).ceil() as i64
     };
     let n = all.acc_id.len();
-    let p_true: Vec<f64> = all.truth.par_iter().map(|t| p_velocity_win(t, window_days)).collect();
+    let p_true: Vec<f64> = all
+        .truth
+        .par_iter()
+        .map(|t| p_velocity_win(t, window_days))
+        .collect();
     let accounts = DataFrame::new(
         n,
         vec![
@@ -391,7 +467,10 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
         vec![
             Column::new("opportunity_id".into(), &all.opp_id),
             Column::new("account_id".into(), &all.opp_acc),
-            dates("created_date", all.created.iter().map(|d| Some(*d)).collect())?,
+            dates(
+                "created_date",
+                all.created.iter().map(|d| Some(*d)).collect(),
+            )?,
             dates("closed_date", all.closed)?,
             Column::new("outcome".into(), &all.outcome),
             Column::new("amount".into(), &all.amount),

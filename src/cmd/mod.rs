@@ -84,7 +84,13 @@ pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
             anyhow::bail!("{}: truth file lacks the column `{c}`", path.display());
         }
     }
-    Ok(df.lazy().select([col("account_id").cast(DataType::String), col("p_velocity_win_true")]).collect()?)
+    Ok(df
+        .lazy()
+        .select([
+            col("account_id").cast(DataType::String),
+            col("p_velocity_win_true"),
+        ])
+        .collect()?)
 }
 
 /// "12,345"

@@ -57,7 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     let written = (|| -> anyhow::Result<Vec<(String, usize)>> {
         w.json("model.json", &artifact)?;
         w.json("evaluation.json", &artifact.evaluation)?;
-        let counts = crate::cmd::score::write_scoring(&mut w, &scores, &data.rejects, args.parquet)?;
+        let counts =
+            crate::cmd::score::write_scoring(&mut w, &scores, &data.rejects, args.parquet)?;
         Ok(counts)
     })();
     let counts = match written {
@@ -67,7 +68,12 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             return Err(e);
         }
     };
-    let dir = w.finish("run", Some(artifact.model_id.clone()), data.inputs(), counts.clone())?;
+    let dir = w.finish(
+        "run",
+        Some(artifact.model_id.clone()),
+        data.inputs(),
+        counts.clone(),
+    )?;
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
     }

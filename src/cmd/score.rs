@@ -68,8 +68,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => ValidConfig::load(Some(p))?,
         None => artifact.config.clone(),
     };
-    let data = load::load_files(&args.accounts, None, None, None, &cfg, Some(&artifact.extra_column_kinds))
-        .with_context(|| format!("loading {}", args.accounts.display()))?;
+    let data = load::load_files(
+        &args.accounts,
+        None,
+        None,
+        None,
+        &cfg,
+        Some(&artifact.extra_column_kinds),
+    )
+    .with_context(|| format!("loading {}", args.accounts.display()))?;
     let scores = score::score(&artifact, &data.accounts.df)?;
     let dest = match &args.out {
         Some(o) => o.clone(),
@@ -83,7 +90,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let dir = w.finish("score", Some(artifact.model_id.clone()), data.inputs(), counts.clone())?;
+    let dir = w.finish(
+        "score",
+        Some(artifact.model_id.clone()),
+        data.inputs(),
+        counts.clone(),
+    )?;
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
     }

@@ -38,11 +38,25 @@ pub struct Readiness {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.data.config()?;
     let data = load::load_dir(&args.data.data, &cfg, Need::Training)?;
-    let opps = &data.opportunities.as_ref().expect("training load has opportunities").df;
+    let opps = &data
+        .opportunities
+        .as_ref()
+        .expect("training load has opportunities")
+        .df;
     let count = |o: &str| -> anyhow::Result<usize> {
-        Ok(opps.clone().lazy().filter(col("outcome").eq(lit(o))).collect()?.height())
+        Ok(opps
+            .clone()
+            .lazy()
+            .filter(col("outcome").eq(lit(o)))
+            .collect()?
+            .height())
     };
-    let (won, lost, churned, open) = (count("won")?, count("lost")?, count("churned")?, count("open")?);
+    let (won, lost, churned, open) = (
+        count("won")?,
+        count("lost")?,
+        count("churned")?,
+        count("open")?,
+    );
     let mut problems = Vec::new();
     let (mut window, mut wins, mut from) = (None, None, None);
     match label::label(&data, &cfg) {
@@ -55,10 +69,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let tp = y[..l.n_train].iter().filter(|b| **b).count();
             let hp = y[l.n_train..].iter().filter(|b| **b).count();
             if tp < ev.min_train_positives {
-                problems.push(format!("{tp} velocity wins before the holdout (need {})", ev.min_train_positives));
+                problems.push(format!(
+                    "{tp} velocity wins before the holdout (need {})",
+                    ev.min_train_positives
+                ));
             }
             if l.n_train - tp < ev.min_train_negatives {
-                problems.push(format!("{} other closed deals before the holdout (need {})", l.n_train - tp, ev.min_train_negatives));
+                problems.push(format!(
+                    "{} other closed deals before the holdout (need {})",
+                    l.n_train - tp,
+                    ev.min_train_negatives
+                ));
             }
             if hp < ev.min_holdout_per_class || l.n_holdout - hp < ev.min_holdout_per_class {
                 problems.push(format!(
@@ -87,7 +108,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut w = RunWriter::create(&args.out)?;
     w.csv("rejects.csv", &data.rejects)?;
     w.json("readiness.json", &r)?;
-    let dir = w.finish("validate", None, data.inputs(), vec![("rejects".into(), data.rejects.height())])?;
+    let dir = w.finish(
+        "validate",
+        None,
+        data.inputs(),
+        vec![("rejects".into(), data.rejects.height())],
+    )?;
     if !args.data.quiet {
         println!("icp validate: {}", args.data.data.display());
         for l in input_lines(&data.inputs()) {

@@ -8,20 +8,50 @@ fn same_seed_same_bytes_and_truth_outside_data_dir() {
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
     for d in [&a, &b] {
-        let o = icp(&["generate", "--accounts", "3000", "--seed", "7", "--out", d.to_str().unwrap()], tmp.path());
+        let o = icp(
+            &[
+                "generate",
+                "--accounts",
+                "3000",
+                "--seed",
+                "7",
+                "--out",
+                d.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stdout(&o).contains("3000 accounts"));
     }
     assert_eq!(tree(&a), tree(&b));
     let names: Vec<String> = tree(&a).into_iter().map(|x| x.0).collect();
-    assert_eq!(names, ["accounts.csv", "customers.csv", "opportunities.csv", "triggers.csv"]);
+    assert_eq!(
+        names,
+        [
+            "accounts.csv",
+            "customers.csv",
+            "opportunities.csv",
+            "triggers.csv"
+        ]
+    );
     assert!(tmp.path().join("a_truth.csv").is_file());
     assert_eq!(
         std::fs::read(tmp.path().join("a_truth.csv")).unwrap(),
         std::fs::read(tmp.path().join("b_truth.csv")).unwrap()
     );
     let c = tmp.path().join("c");
-    let o = icp(&["generate", "--accounts", "3000", "--seed", "8", "--out", c.to_str().unwrap()], tmp.path());
+    let o = icp(
+        &[
+            "generate",
+            "--accounts",
+            "3000",
+            "--seed",
+            "8",
+            "--out",
+            c.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
     assert!(o.status.success());
     assert_ne!(tree(&a), tree(&c), "another seed gives other data");
 }
@@ -31,9 +61,24 @@ fn truth_inside_data_dir_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path().join("d");
     let t = d.join("truth.csv");
-    let o = icp(&["generate", "--accounts", "10", "--out", d.to_str().unwrap(), "--truth", t.to_str().unwrap()], tmp.path());
+    let o = icp(
+        &[
+            "generate",
+            "--accounts",
+            "10",
+            "--out",
+            d.to_str().unwrap(),
+            "--truth",
+            t.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("out of the data directory"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("out of the data directory"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -47,9 +92,19 @@ fn generated_data_has_the_documented_shape() {
         .n_unique()
         .unwrap();
     let share = with_deals as f64 / n as f64;
-    assert!((0.4..0.6).contains(&share), "about half the accounts have deals: {share}");
+    assert!(
+        (0.4..0.6).contains(&share),
+        "about half the accounts have deals: {share}"
+    );
     let missing = s.accounts.column("industry").unwrap().null_count() as f64 / n as f64;
-    assert!((0.01..0.08).contains(&missing), "a few per cent missing: {missing}");
+    assert!(
+        (0.01..0.08).contains(&missing),
+        "a few per cent missing: {missing}"
+    );
     assert!(s.customers.height() > 1000 && s.triggers.height() > 1000);
-    assert!((20..90).contains(&s.window_days), "window {}", s.window_days);
+    assert!(
+        (20..90).contains(&s.window_days),
+        "window {}",
+        s.window_days
+    );
 }

@@ -45,7 +45,11 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
     ];
     assert_eq!(got, want);
     let reasons = strings(r, "reason");
-    assert!(reasons[0].starts_with("duplicate account_id"), "{}", reasons[0]);
+    assert!(
+        reasons[0].starts_with("duplicate account_id"),
+        "{}",
+        reasons[0]
+    );
     assert!(reasons[1].contains("expected a number"));
     assert!(reasons[2].starts_with("missing account_id"));
     assert!(reasons[3].contains(">= 0"));
@@ -81,20 +85,21 @@ fn labels_follow_the_definition() {
     let data = load_dir(&fixture("tiny"), &tiny_config(), Need::Training).expect("loads");
     let l = icp::label::label(&data, &tiny_config()).expect("labels");
     assert_eq!(l.window.days, 30);
-    let df = l
-        .df
-        .sort(["opportunity_id"], SortMultipleOptions::default())
-        .expect("sort");
+    let df =
+        l.df.sort(["opportunity_id"], SortMultipleOptions::default())
+            .expect("sort");
     let ids = strings(&df, "opportunity_id");
     let labels = strings(&df, "label");
     let outcome = strings(&df, "outcome");
-    let got: Vec<String> = (0..ids.len()).map(|i| format!("{} {} {}", ids[i], outcome[i], labels[i])).collect();
+    let got: Vec<String> = (0..ids.len())
+        .map(|i| format!("{} {} {}", ids[i], outcome[i], labels[i]))
+        .collect();
     assert_eq!(
         got,
         [
-            "O1 won true",      // 19 days, within the window
+            "O1 won true",       // 19 days, within the window
             "O13 churned false", // churned is negative
-            "O2 won false",     // 90 days: won but slow
+            "O2 won false",      // 90 days: won but slow
             "O3 lost false",
             "O4 churned false", // won, but customers.csv says the account churned after
         ]
@@ -116,12 +121,22 @@ fn missing_required_column_names_file_and_column() {
 #[test]
 fn config_rejects_unknown_canonical_names_and_bad_values() {
     let bad: Config = toml::from_str("[columns.opportunities]\nstage = \"x\"\n").expect("toml");
-    let e = bad.check(std::path::Path::new("c.toml")).expect_err("unknown column");
-    assert!(e.to_string().contains("`stage` is not a canonical column"), "{e}");
+    let e = bad
+        .check(std::path::Path::new("c.toml"))
+        .expect_err("unknown column");
+    assert!(
+        e.to_string().contains("`stage` is not a canonical column"),
+        "{e}"
+    );
     let bad: Config = toml::from_str("[outcomes]\n\"Closed Won\" = \"victory\"\n").expect("toml");
-    let e = bad.check(std::path::Path::new("c.toml")).expect_err("bad outcome");
+    let e = bad
+        .check(std::path::Path::new("c.toml"))
+        .expect_err("bad outcome");
     assert!(e.to_string().contains("Closed Won"), "{e}");
-    assert!(toml::from_str::<Config>("[model]\nfolds = 3\n").is_err(), "unknown keys are refused");
+    assert!(
+        toml::from_str::<Config>("[model]\nfolds = 3\n").is_err(),
+        "unknown keys are refused"
+    );
 }
 
 #[test]
@@ -130,8 +145,12 @@ fn parquet_inputs_load_like_csv() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for t in ["accounts", "opportunities", "customers", "triggers"] {
         let df = crate::common::read_csv(&dir.join(format!("{t}.csv")));
-        icp::synth::write_frame(&tmp.path().join(format!("{t}.parquet")), &df, icp::synth::Format::Parquet)
-            .expect("write parquet");
+        icp::synth::write_frame(
+            &tmp.path().join(format!("{t}.parquet")),
+            &df,
+            icp::synth::Format::Parquet,
+        )
+        .expect("write parquet");
     }
     let cfg = ValidConfig::default();
     let a = load_dir(&dir, &cfg, Need::Training).expect("csv");

@@ -5,7 +5,13 @@ use std::path::Path;
 use crate::common::{fixture, generated, icp, read_csv, root, stderr, stdout, strings, tree};
 
 fn run_to(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["run", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     icp(&args, &root())
 }
@@ -18,38 +24,78 @@ fn run_writes_a_complete_consistent_run_directory() {
     let o = run_to(&data, &out, &["--truth", truth.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for needle in ["rows read", "holdout quality: AUC", "oracle", "verdict:", "accounts:", "outputs:"] {
+    for needle in [
+        "rows read",
+        "holdout quality: AUC",
+        "oracle",
+        "verdict:",
+        "accounts:",
+        "outputs:",
+    ] {
         assert!(text.contains(needle), "summary lacks {needle}: {text}");
     }
     let files: Vec<String> = tree(&out).into_iter().map(|f| f.0).collect();
-    for f in ["scores.csv", "model.json", "evaluation.json", "rejects.csv", "manifest.json", "segments/score_gte_30.csv", "segments/score_gte_90.csv"] {
+    for f in [
+        "scores.csv",
+        "model.json",
+        "evaluation.json",
+        "rejects.csv",
+        "manifest.json",
+        "segments/score_gte_30.csv",
+        "segments/score_gte_90.csv",
+    ] {
         assert!(files.contains(&f.to_string()), "missing {f}: {files:?}");
     }
-    assert!(!tmp.path().read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(".tmp")), "no temporary left behind");
+    assert!(
+        !tmp.path()
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(".tmp")),
+        "no temporary left behind"
+    );
 
     // manifest: every file with its sha256 and row count
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let listed = m["files"].as_array().unwrap();
-    assert_eq!(listed.len(), files.len() - 1, "every file but the manifest is listed");
+    assert_eq!(
+        listed.len(),
+        files.len() - 1,
+        "every file but the manifest is listed"
+    );
     for f in listed {
         let p = out.join(f["path"].as_str().unwrap());
         let bytes = std::fs::read(&p).unwrap();
         use sha2::Digest;
-        let sha = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sha = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
         assert_eq!(f["sha256"].as_str().unwrap(), sha, "{p:?}");
     }
     // every input row used or rejected
     let rejects = read_csv(&out.join("rejects.csv"));
     for i in m["inputs"].as_array().unwrap() {
-        let (rows, used, rej) = (i["rows"].as_u64().unwrap(), i["used"].as_u64().unwrap(), i["rejected"].as_u64().unwrap());
+        let (rows, used, rej) = (
+            i["rows"].as_u64().unwrap(),
+            i["used"].as_u64().unwrap(),
+            i["rejected"].as_u64().unwrap(),
+        );
         assert_eq!(rows, used + rej);
-        let listed = strings(&rejects, "file").iter().filter(|f| *f == i["file"].as_str().unwrap()).count() as u64;
+        let listed = strings(&rejects, "file")
+            .iter()
+            .filter(|f| *f == i["file"].as_str().unwrap())
+            .count() as u64;
         assert_eq!(listed, rej);
     }
 
     // scores: one per valid account, segment files exactly the accounts at or above
     let scores = read_csv(&out.join("scores.csv"));
-    assert_eq!(scores.height() as u64, m["inputs"][0]["used"].as_u64().unwrap());
+    assert_eq!(
+        scores.height() as u64,
+        m["inputs"][0]["used"].as_u64().unwrap()
+    );
     let ids = strings(&scores, "account_id");
     let sc = strings(&scores, "score");
     for t in icp::segments::THRESHOLDS {
@@ -66,13 +112,22 @@ fn run_writes_a_complete_consistent_run_directory() {
     }
     // bands follow the score
     for (s, b) in sc.iter().zip(strings(&scores, "band")) {
-        let want = if s.is_empty() { "unscored" } else { icp::model::band(s.parse().unwrap()) };
+        let want = if s.is_empty() {
+            "unscored"
+        } else {
+            icp::model::band(s.parse().unwrap())
+        };
         assert_eq!(b, want);
     }
     // reasons in plain words for scored accounts
     let reasons = strings(&scores, "reasons");
     assert!(reasons[0].split("; ").count() == 3, "{}", reasons[0]);
-    assert!(strings(&scores, "status").iter().any(|s| s.starts_with("insufficient_data")), "mostly-missing accounts are flagged");
+    assert!(
+        strings(&scores, "status")
+            .iter()
+            .any(|s| s.starts_with("insufficient_data")),
+        "mostly-missing accounts are flagged"
+    );
 }
 
 #[test]
@@ -95,11 +150,26 @@ fn run_updates_reports_latest() {
     let (data, _) = generated(4000, 11);
     let tmp = tempfile::tempdir().expect("tempdir");
     let reports = tmp.path().join("reports");
-    let o = icp(&["run", "--quiet", "--data", data.to_str().unwrap(), "--reports", reports.to_str().unwrap()], &root());
+    let o = icp(
+        &[
+            "run",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let latest = reports.join("latest");
     assert!(latest.join("scores.csv").is_file());
-    assert!(std::fs::read_link(&latest).unwrap().to_string_lossy().starts_with("run-"));
+    assert!(
+        std::fs::read_link(&latest)
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("run-")
+    );
 }
 
 #[test]
@@ -121,11 +191,18 @@ fn a_missing_column_fails_naming_file_and_column() {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::copy(data.join("accounts.csv"), d.join("accounts.csv")).unwrap();
     let opp = std::fs::read_to_string(data.join("opportunities.csv")).unwrap();
-    std::fs::write(d.join("opportunities.csv"), opp.replacen("outcome", "stage", 1)).unwrap();
+    std::fs::write(
+        d.join("opportunities.csv"),
+        opp.replacen("outcome", "stage", 1),
+    )
+    .unwrap();
     let o = run_to(&d, &tmp.path().join("out"), &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("opportunities.csv") && e.contains("`outcome`"), "{e}");
+    assert!(
+        e.contains("opportunities.csv") && e.contains("`outcome`"),
+        "{e}"
+    );
     assert!(!tmp.path().join("out").exists());
 }
 
@@ -151,7 +228,12 @@ fn model_on_generated_data_ranks_well_and_finds_strong_industries() {
     let e = &out.artifact.evaluation;
     let o = e.oracle.as_ref().unwrap();
     assert!(e.reliable, "{}", e.verdict);
-    assert!(o.oracle_auc - o.model_auc < 0.03, "model {} vs oracle {}", o.model_auc, o.oracle_auc);
+    assert!(
+        o.oracle_auc - o.model_auc < 0.03,
+        "model {} vs oracle {}",
+        o.model_auc,
+        o.oracle_auc
+    );
     let (um, uo) = (o.unseen_model_auc.unwrap(), o.unseen_oracle_auc.unwrap());
     assert!(uo - um < 0.03, "unseen accounts: model {um} vs oracle {uo}");
 
@@ -163,20 +245,38 @@ fn model_on_generated_data_ranks_well_and_finds_strong_industries() {
         .iter()
         .zip(&m.coefficients)
         .filter_map(|(f, w)| match f {
-            icp::features::Feature::Level { var, level } if m.spec.variables[*var].column() == "industry" => Some((*w, level.clone())),
+            icp::features::Feature::Level { var, level }
+                if m.spec.variables[*var].column() == "industry" =>
+            {
+                Some((*w, level.clone()))
+            }
             _ => None,
         })
         .collect();
     ind.sort_by(|a, b| b.0.total_cmp(&a.0));
     let top: Vec<&str> = ind.iter().take(2).map(|x| x.1.as_str()).collect();
-    assert!(top.contains(&"Logistics") && top.contains(&"Software"), "{ind:?}");
+    assert!(
+        top.contains(&"Logistics") && top.contains(&"Software"),
+        "{ind:?}"
+    );
     let bottom: Vec<&str> = ind.iter().rev().take(2).map(|x| x.1.as_str()).collect();
-    assert!(bottom.contains(&"Government") && bottom.contains(&"Retail"), "{ind:?}");
+    assert!(
+        bottom.contains(&"Government") && bottom.contains(&"Retail"),
+        "{ind:?}"
+    );
     // the planted interaction is found
     assert!(
-        m.spec.interactions.iter().any(|it| m.spec.describe_cell(&it.a).contains("Healthcare") && m.spec.describe_cell(&it.b).contains("employees")),
+        m.spec
+            .interactions
+            .iter()
+            .any(|it| m.spec.describe_cell(&it.a).contains("Healthcare")
+                && m.spec.describe_cell(&it.b).contains("employees")),
         "{:?}",
-        m.spec.interactions.iter().map(|it| (m.spec.describe_cell(&it.a), m.spec.describe_cell(&it.b))).collect::<Vec<_>>()
+        m.spec
+            .interactions
+            .iter()
+            .map(|it| (m.spec.describe_cell(&it.a), m.spec.describe_cell(&it.b)))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -198,7 +298,8 @@ fn maven_crm_export_maps_and_reports_no_reliable_signal() {
     let rejects = read_csv(&out.join("rejects.csv"));
     // 1,425 open deals have no account and 500 prospecting rows no date: all listed
     assert!(rejects.height() >= 1425, "{}", rejects.height());
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["inputs"][1]["rows"].as_u64(), Some(8800));
     assert_eq!(m["inputs"][0]["used"].as_u64(), Some(85));
 }

@@ -7,7 +7,17 @@ fn rescoring_with_the_runs_model_gives_the_same_scores() {
     let (data, _) = generated(4000, 11);
     let tmp = tempfile::tempdir().expect("tempdir");
     let run = tmp.path().join("run");
-    let o = icp(&["run", "--quiet", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap()], &root());
+    let o = icp(
+        &[
+            "run",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let sc = tmp.path().join("score");
     let o = icp(
@@ -34,7 +44,16 @@ fn rescoring_with_the_runs_model_gives_the_same_scores() {
 #[test]
 fn a_missing_model_file_is_a_clear_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let o = icp(&["score", "--model", "nowhere/model.json", "--out", tmp.path().join("o").to_str().unwrap()], &root());
+    let o = icp(
+        &[
+            "score",
+            "--model",
+            "nowhere/model.json",
+            "--out",
+            tmp.path().join("o").to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nowhere/model.json"), "{}", stderr(&o));
 }

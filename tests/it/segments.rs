@@ -7,7 +7,16 @@ use proptest::prelude::*;
 fn scores_frame(rows: &[(u32, Option<u8>)]) -> DataFrame {
     let ids: Vec<String> = rows.iter().map(|r| format!("A{:03}", r.0)).collect();
     let scores: Vec<Option<i64>> = rows.iter().map(|r| r.1.map(i64::from)).collect();
-    let status: Vec<&str> = rows.iter().map(|r| if r.1.is_some() { "scored" } else { "insufficient_data: 0 of 5 model inputs known" }).collect();
+    let status: Vec<&str> = rows
+        .iter()
+        .map(|r| {
+            if r.1.is_some() {
+                "scored"
+            } else {
+                "insufficient_data: 0 of 5 model inputs known"
+            }
+        })
+        .collect();
     let band: Vec<&str> = rows
         .iter()
         .map(|r| r.1.map(icp::model::band).unwrap_or("unscored"))

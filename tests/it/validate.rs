@@ -6,15 +6,29 @@ use crate::common::{fixture, icp, read_csv, root, stderr, stdout};
 fn validate_writes_rejects_and_readiness_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("v");
-    let o = icp(&["validate", "--data", fixture("tiny").to_str().unwrap(), "--out", out.to_str().unwrap()], &root());
+    let o = icp(
+        &[
+            "validate",
+            "--data",
+            fixture("tiny").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("ready to train: NO"), "{}", stdout(&o));
     let rejects = read_csv(&out.join("rejects.csv"));
     assert_eq!(rejects.height(), 16);
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("readiness.json")).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("readiness.json")).unwrap()).unwrap();
     assert_eq!(r["ready_to_train"], false);
     assert_eq!(r["won"], 3);
-    let mut names: Vec<String> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["manifest.json", "readiness.json", "rejects.csv"]);
 }
