@@ -638,6 +638,47 @@ fn known_flag(lf: LazyFrame, ids: &DataFrame) -> LazyFrame {
     )
 }
 
+/// Clean and keep a raw copy of the mapped columns, and flag known accounts.
+fn prepare(raw: DataFrame, exprs: Vec<Expr>, present: &[&str], ids: &DataFrame) -> LazyFrame {
+    let lf = raw
+        .lazy()
+        .select(exprs)
+        .with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
+    known_flag(with_raw(lf, present), ids)
+}
+
+/// The row must name an account that survived the accounts checks.
+fn account_checks() -> Vec<Check> {
+    vec![
+        check(
+            "account_id",
+            col("account_id").is_null(),
+            "missing account_id",
+        ),
+        check(
+            "account_id",
+            col("__known").is_null(),
+            "unknown account_id (not among the valid rows of the accounts file)",
+        ),
+    ]
+}
+
+/// A date cell, if present, must parse and be plausible.
+fn date_checks(column: &str, parsed: &Expr, cfg: &ValidConfig) -> Vec<Check> {
+    vec![
+        check(
+            column,
+            col(column).is_not_null().and(parsed.clone().is_null()),
+            expected_date(cfg),
+        ),
+        check(
+            column,
+            impossible_date(parsed.clone()),
+            "impossible date (expected a year from 1900 to 2100)",
+        ),
+    ]
+}
+
 fn load_opportunities(
     path: &Path,
     cfg: &ValidConfig,
@@ -655,10 +696,7 @@ fn load_opportunities(
         &required,
         cfg,
     )?;
-    let mut lf = raw.lazy().select(exprs);
-    lf = lf.with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
-    lf = with_raw(lf, &present);
-    lf = known_flag(lf, ids);
+    let lf = prepare(raw, exprs, &present, ids);
 
     // outcome: the config's stage names first, then the canonical words.
     let lower = col("outcome").str().to_lowercase();
@@ -697,56 +735,31 @@ fn load_opportunities(
             duplicate("opportunity_id"),
             "duplicate opportunity_id (an earlier row has the same id; the first is kept)",
         ),
-        check(
-            "account_id",
-            col("account_id").is_null(),
-            "missing account_id",
-        ),
-        check(
-            "account_id",
-            col("__known").is_null(),
-            "unknown account_id (not among the valid rows of the accounts file)",
-        ),
-        check(
-            "created_date",
-            col("created_date").is_null(),
-            "missing created_date",
-        ),
-        check(
-            "created_date",
-            created.clone().is_null(),
-            expected_date(cfg),
-        ),
-        check(
-            "created_date",
-            impossible_date(created.clone()),
-            "impossible date (expected a year from 1900 to 2100)",
-        ),
-        check("outcome", col("outcome").is_null(), "missing outcome"),
-        check(
-            "outcome",
-            outcome.clone().is_null(),
-            "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])",
-        ),
     ];
+    checks.extend(account_checks());
+    checks.push(check(
+        "created_date",
+        col("created_date").is_null(),
+        "missing created_date",
+    ));
+    checks.extend(date_checks("created_date", &created, cfg));
+    checks.push(check(
+        "outcome",
+        col("outcome").is_null(),
+        "missing outcome",
+    ));
+    checks.push(check(
+        "outcome",
+        outcome.clone().is_null(),
+        "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])",
+    ));
     if has_closed {
         checks.push(check(
             "closed_date",
             closed_outcome.clone().and(col("closed_date").is_null()),
             "missing closed_date (required for won, lost and churned)",
         ));
-        checks.push(check(
-            "closed_date",
-            col("closed_date")
-                .is_not_null()
-                .and(closed.clone().is_null()),
-            expected_date(cfg),
-        ));
-        checks.push(check(
-            "closed_date",
-            impossible_date(closed.clone()),
-            "impossible date (expected a year from 1900 to 2100)",
-        ));
+        checks.extend(date_checks("closed_date", &closed, cfg));
         checks.push(check(
             "closed_date",
             closed.clone().lt(created.clone()),
@@ -818,26 +831,14 @@ fn load_customers(
         &["account_id", "status"],
         cfg,
     )?;
-    let mut lf = raw.lazy().select(exprs);
-    lf = lf.with_columns(present.iter().map(|c| clean(c)).collect::<Vec<_>>());
-    lf = with_raw(lf, &present);
-    lf = known_flag(lf, ids);
+    let lf = prepare(raw, exprs, &present, ids);
     let status = col("status").str().to_lowercase();
-    let mut checks = vec![
-        check(
-            "account_id",
-            col("account_id").is_null(),
-            "missing account_id",
-        ),
+    let mut checks = account_checks();
+    checks.extend([
         check(
             "account_id",
             duplicate("account_id"),
             "duplicate account_id (one customers row per account; the first is kept)",
-        ),
-        check(
-            "account_id",
-            col("__known").is_null(),
-            "unknown account_id (not among the valid rows of the accounts file)",
         ),
         check(
             "status",
@@ -852,20 +853,11 @@ fn load_customers(
                 .and(status.clone().neq(lit("churned"))),
             "unknown status (expected active or churned)",
         ),
-    ];
+    ]);
     let mut typed = vec![status.alias("status")];
     if present.contains(&"churn_date") {
         let d = parse_date("churn_date", cfg);
-        checks.push(check(
-            "churn_date",
-            col("churn_date").is_not_null().and(d.clone().is_null()),
-            expected_date(cfg),
-        ));
-        checks.push(check(
-            "churn_date",
-            impossible_date(d.clone()),
-            "impossible date (expected a year from 1900 to 2100)",
-        ));
+        checks.extend(date_checks("churn_date", &d, cfg));
         typed.push(d.alias("churn_date"));
     } else {
         typed.push(lit(NULL).cast(DataType::Date).alias("churn_date"));
@@ -937,31 +929,16 @@ fn load_triggers(
         TRIGGER_COLUMNS,
         cfg,
     )?;
-    let mut lf = raw.lazy().select(exprs);
-    lf = lf.with_columns(TRIGGER_COLUMNS.iter().map(|c| clean(c)).collect::<Vec<_>>());
-    lf = with_raw(lf, TRIGGER_COLUMNS);
-    lf = known_flag(lf, ids);
+    let lf = prepare(raw, exprs, TRIGGER_COLUMNS, ids);
     let d = parse_date("date", cfg);
-    let checks = vec![
-        check(
-            "account_id",
-            col("account_id").is_null(),
-            "missing account_id",
-        ),
-        check(
-            "account_id",
-            col("__known").is_null(),
-            "unknown account_id (not among the valid rows of the accounts file)",
-        ),
-        check("trigger", col("trigger").is_null(), "missing trigger"),
-        check("date", col("date").is_null(), "missing date"),
-        check("date", d.clone().is_null(), expected_date(cfg)),
-        check(
-            "date",
-            impossible_date(d.clone()),
-            "impossible date (expected a year from 1900 to 2100)",
-        ),
-    ];
+    let mut checks = account_checks();
+    checks.push(check(
+        "trigger",
+        col("trigger").is_null(),
+        "missing trigger",
+    ));
+    checks.push(check("date", col("date").is_null(), "missing date"));
+    checks.extend(date_checks("date", &d, cfg));
     let lf = lf.with_columns([d.alias("date")]);
     let keep = vec![
         col(ROW),
