@@ -122,3 +122,34 @@ pub fn input_lines(inputs: &[crate::load::InputFile]) -> Vec<String> {
         })
         .collect()
 }
+
+/// "accounts: 1,234 high, ..." from the manifest counts.
+pub fn band_line(counts: &[(String, usize)]) -> String {
+    let c = |k: &str| counts.iter().find(|x| x.0 == k).map(|x| x.1).unwrap_or(0);
+    format!(
+        "accounts: {} high, {} medium, {} low, {} unscored (too little data)",
+        thousands(c("band_high")),
+        thousands(c("band_medium")),
+        thousands(c("band_low")),
+        thousands(c("band_unscored"))
+    )
+}
+
+/// Write a run directory with `write`, then move it into place; on any error
+/// the temporary directory is removed and nothing is published.
+pub fn publish(
+    dest: &Path,
+    kind: &str,
+    model_id: Option<String>,
+    inputs: Vec<crate::load::InputFile>,
+    write: impl FnOnce(&mut crate::publish::RunWriter) -> anyhow::Result<Vec<(String, usize)>>,
+) -> anyhow::Result<(PathBuf, Vec<(String, usize)>)> {
+    let mut w = crate::publish::RunWriter::create(dest)?;
+    match write(&mut w) {
+        Ok(counts) => Ok((w.finish(kind, model_id, inputs, counts.clone())?, counts)),
+        Err(e) => {
+            w.abandon();
+            Err(e)
+        }
+    }
+}

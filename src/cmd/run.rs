@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::cmd::{DataArgs, input_lines, read_truth, thousands};
+use crate::cmd::{DataArgs, band_line, input_lines, publish, read_truth, thousands};
 use crate::load::{self, Need};
 use crate::model::{self, ModelArtifact};
-use crate::publish::{RunWriter, new_run_dir, point_latest};
+use crate::publish::{new_run_dir, point_latest};
 use crate::score;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,26 +53,16 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &artifact.model_id),
     };
-    let mut w = RunWriter::create(&dest)?;
-    let written = (|| -> anyhow::Result<Vec<(String, usize)>> {
-        w.json("model.json", &artifact)?;
-        w.json("evaluation.json", &artifact.evaluation)?;
-        let counts =
-            crate::cmd::score::write_scoring(&mut w, &scores, &data.rejects, args.parquet)?;
-        Ok(counts)
-    })();
-    let counts = match written {
-        Ok(c) => c,
-        Err(e) => {
-            w.abandon();
-            return Err(e);
-        }
-    };
-    let dir = w.finish(
+    let (dir, counts) = publish(
+        &dest,
         "run",
         Some(artifact.model_id.clone()),
         data.inputs(),
-        counts.clone(),
+        |w| {
+            w.json("model.json", &artifact)?;
+            w.json("evaluation.json", &artifact.evaluation)?;
+            crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet)
+        },
     )?;
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
@@ -127,13 +117,6 @@ fn print_summary(
         }
     }
     println!("verdict: {}", e.verdict);
-    let c = |k: &str| counts.iter().find(|x| x.0 == k).map(|x| x.1).unwrap_or(0);
-    println!(
-        "accounts: {} high, {} medium, {} low, {} unscored (too little data)",
-        thousands(c("band_high")),
-        thousands(c("band_medium")),
-        thousands(c("band_low")),
-        thousands(c("band_unscored"))
-    );
+    println!("{}", band_line(counts));
     println!("outputs: {}", dir.display());
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use polars::prelude::*;
 
-use crate::cmd::{input_lines, thousands};
+use crate::cmd::{band_line, input_lines, publish};
 use crate::config::ValidConfig;
 use crate::load;
 use crate::model::ModelArtifact;
@@ -82,19 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &format!("score-{}", artifact.model_id)),
     };
-    let mut w = RunWriter::create(&dest)?;
-    let counts = match write_scoring(&mut w, &scores, &data.rejects, args.parquet) {
-        Ok(c) => c,
-        Err(e) => {
-            w.abandon();
-            return Err(e);
-        }
-    };
-    let dir = w.finish(
+    let (dir, counts) = publish(
+        &dest,
         "score",
         Some(artifact.model_id.clone()),
         data.inputs(),
-        counts.clone(),
+        |w| write_scoring(w, &scores, &data.rejects, args.parquet),
     )?;
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
@@ -104,14 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for l in input_lines(&data.inputs()) {
             println!("{l}");
         }
-        let c = |k: &str| counts.iter().find(|x| x.0 == k).map(|x| x.1).unwrap_or(0);
-        println!(
-            "accounts: {} high, {} medium, {} low, {} unscored",
-            thousands(c("band_high")),
-            thousands(c("band_medium")),
-            thousands(c("band_low")),
-            thousands(c("band_unscored"))
-        );
+        println!("{}", band_line(&counts));
         println!("outputs: {}", dir.display());
     }
     Ok(())
