@@ -273,7 +273,7 @@ impl Config {
             max_levels: f.max_levels.unwrap_or(30),
             numeric_bins: f.numeric_bins.unwrap_or(6),
             interactions: f.interactions.unwrap_or(true),
-            min_interaction_count: f.min_interaction_count.unwrap_or(200).max(1),
+            min_interaction_count: f.min_interaction_count.unwrap_or(100).max(1),
             max_features: f.max_features.unwrap_or(400),
         };
         if !(2..=20).contains(&features.numeric_bins) {
