@@ -667,3 +667,59 @@ fn evaluate(
         oracle,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// linfa calls the more frequent class positive; wins are usually the
+    /// minority, so the sign must be flipped back. A feature that marks wins
+    /// must get a positive weight whichever class is more frequent.
+    #[test]
+    fn coefficients_point_towards_wins_whatever_the_class_balance() {
+        for win_share in [0.2, 0.8] {
+            let n = 400;
+            let y: Vec<bool> = (0..n).map(|i| (i as f64) < win_share * n as f64).collect();
+            // the feature is 1 for 90% of wins and 10% of the others
+            let x = Array2::from_shape_fn((n, 1), |(i, _)| {
+                let k = i % 10;
+                if y[i] {
+                    (k != 0) as u8 as f64
+                } else {
+                    (k == 0) as u8 as f64
+                }
+            });
+            let (coef, b) = fit_logistic(x.view(), &y, 1e-3, 200).expect("fits");
+            assert!(coef[0] > 1.0, "win share {win_share}: weight {}", coef[0]);
+            // and the probabilities are of a win, not of the majority class
+            let p = predict(x.view(), &coef, b);
+            let mean_p = p.iter().sum::<f64>() / n as f64;
+            assert!(
+                (mean_p - win_share).abs() < 0.05,
+                "mean p {mean_p} vs {win_share}"
+            );
+        }
+    }
+
+    #[test]
+    fn single_class_is_a_clear_error() {
+        let x = Array2::from_elem((10, 1), 1.0);
+        let e = fit_logistic(x.view(), &[false; 10], 1e-3, 50).expect_err("one class");
+        assert!(e.to_string().contains("same label"), "{e}");
+    }
+
+    #[test]
+    fn percentile_scores_and_bands() {
+        let logits: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+        let r = reference_cutpoints(&logits);
+        assert_eq!(r.len(), 100);
+        assert_eq!(percentile_score(-1.0, &r), 0);
+        assert_eq!(percentile_score(999.0, &r), 100);
+        assert_eq!(percentile_score(500.0, &r), 50);
+        assert_eq!(band(70), "high");
+        assert_eq!(band(69), "medium");
+        assert_eq!(band(40), "medium");
+        assert_eq!(band(39), "low");
+    }
+}
