@@ -685,3 +685,49 @@ pub fn add_interactions(
     spec.means = column_means(&spec.design(accounts)?);
     Ok(spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_like_people_write_them() {
+        assert_eq!(format_quantity("employees", 240.0), "240");
+        assert_eq!(format_quantity("employees", 12_345.0), "12k");
+        assert_eq!(format_quantity("annual_revenue", 2_500_000.0), "$2.5M");
+        assert_eq!(format_quantity("founded_year", 12.0), "12 years");
+        assert_eq!(format_quantity("x", 0.25), "0.3");
+    }
+
+    #[test]
+    fn bins_are_described_in_original_units() {
+        let spec = FeatureSpec {
+            reference_year: 2025,
+            variables: vec![Variable::Numeric {
+                column: "employees".into(),
+                derived_age: false,
+                log: true,
+                median: 50f64.ln_1p(),
+                mean: 4.0,
+                sd: 1.0,
+                edges: vec![49f64.ln_1p(), 499f64.ln_1p()],
+                has_missing: false,
+            }],
+            interactions: vec![],
+            features: vec![],
+            means: vec![],
+            skipped: vec![],
+        };
+        assert_eq!(spec.describe_bin(0, 0), "employees under 49");
+        assert_eq!(spec.describe_bin(0, 1), "employees 49 to under 499");
+        assert_eq!(spec.describe_bin(0, 2), "employees 499 or more");
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile_sorted(&v, 0.0), 1.0);
+        assert_eq!(quantile_sorted(&v, 1.0), 4.0);
+        assert_eq!(quantile_sorted(&v, 0.5), 2.5);
+    }
+}
