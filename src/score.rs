@@ -22,6 +22,18 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     let spec = &model.spec;
     let n_groups = spec.n_groups();
     let inputs = spec.input_columns();
+    let missing: Vec<&str> = inputs
+        .iter()
+        .map(String::as_str)
+        .filter(|c| accounts.column(c).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Err(crate::IcpError::Invalid(format!(
+            "the accounts lack the column(s) `{}` that model {} uses as features (map them in the config, or score with a model trained without them)",
+            missing.join("`, `"),
+            artifact.model_id
+        )));
+    }
     let text = |c: &str| {
         if accounts.column(c).is_ok() {
             col(c).cast(DataType::String)

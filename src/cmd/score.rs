@@ -77,7 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(&artifact.extra_column_kinds),
     )
     .with_context(|| format!("loading {}", args.accounts.display()))?;
-    let scores = score::score(&artifact, &data.accounts.df)?;
+    let scores = score::score(&artifact, &data.accounts.df)
+        .with_context(|| format!("scoring {}", args.accounts.display()))?;
     let dest = match &args.out {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &format!("score-{}", artifact.model_id)),
