@@ -57,3 +57,50 @@ fn a_missing_model_file_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nowhere/model.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_accounts_file_without_a_model_input_is_a_clear_error() {
+    let (data, _) = generated(4000, 11);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = tmp.path().join("run");
+    let o = icp(
+        &[
+            "run",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // drop the last column (ownership) from every line
+    let text = std::fs::read_to_string(data.join("accounts.csv")).unwrap();
+    let cut: String = text
+        .lines()
+        .map(|l| format!("{}\n", &l[..l.rfind(',').unwrap()]))
+        .collect();
+    assert!(cut.starts_with("account_id,") && !cut.lines().next().unwrap().contains("ownership"));
+    let accounts = tmp.path().join("accounts.csv");
+    std::fs::write(&accounts, cut).unwrap();
+    let o = icp(
+        &[
+            "score",
+            "--model",
+            run.join("model.json").to_str().unwrap(),
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "--out",
+            tmp.path().join("s").to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("`ownership`") && e.contains("accounts.csv"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("s").exists());
+}
