@@ -252,7 +252,6 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
             .push((!miss(&mut rng)).then_some(OWNERSHIP[own].0));
 
         // buying trigger, then perhaps a deal that follows it
-        let mut deal_prob = BASE_DEAL_PROBABILITY;
         let mut first_created = None;
         let mut tu = rng.r#gen::<f64>();
         for (name, share, p_deal) in TRIGGERS {
@@ -261,15 +260,17 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
                 c.trig_acc.push(id.clone());
                 c.trig.push(*name);
                 c.trig_date.push(d);
-                deal_prob = *p_deal;
-                if rng.r#gen::<f64>() < (p_deal - BASE_DEAL_PROBABILITY).max(0.0) / p_deal {
+                // with probability q the trigger brings a deal soon after; otherwise
+                // the base chance applies: q + (1 - q) * base = p_deal
+                let q = (p_deal - BASE_DEAL_PROBABILITY).max(0.0) / (1.0 - BASE_DEAL_PROBABILITY);
+                if rng.r#gen::<f64>() < q {
                     first_created = Some(d + Duration::days(rng.gen_range(7..90)));
                 }
                 break;
             }
             tu -= share;
         }
-        let has_deal = first_created.is_some() || rng.r#gen::<f64>() < deal_prob;
+        let has_deal = first_created.is_some() || rng.r#gen::<f64>() < BASE_DEAL_PROBABILITY;
         if !has_deal {
             c.truth.push(t);
             continue;
