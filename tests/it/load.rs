@@ -160,3 +160,16 @@ fn parquet_inputs_load_like_csv() {
     assert_eq!(ao.df.height(), bo.df.height());
     assert_eq!(ao.input.rejected, bo.input.rejected);
 }
+
+#[test]
+fn the_default_window_is_the_median_won_cycle_before_the_holdout() {
+    let cfg = ValidConfig::default();
+    let data = load_dir(&fixture("tiny"), &cfg, Need::Training).expect("loads");
+    let l = icp::label::label(&data, &cfg).expect("labels");
+    // closed deals by date: O3 01-15, O1 01-20, O13 02-10, O4 03-10 | O2 05-01 (holdout)
+    assert_eq!(l.cutoff.to_string(), "2024-05-01");
+    assert_eq!((l.n_train, l.n_holdout), (4, 1));
+    // won or churned before the holdout: O1 19 days, O13 9, O4 9 -> median 9
+    assert_eq!(l.window.days, 9);
+    assert!(l.window.source.contains("median"), "{}", l.window.source);
+}
