@@ -1,12 +1,12 @@
 //! `icp score`: a model artifact re-scores accounts exactly as the run did.
 
+use std::path::{Path, PathBuf};
+
 use crate::common::{generated, icp, root, stderr, tree};
 
-#[test]
-fn rescoring_with_the_runs_model_gives_the_same_scores() {
-    let (data, _) = generated(4000, 11);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run = tmp.path().join("run");
+/// `icp run` on `data` into `dir/run`; the run directory holds model.json.
+fn trained_run(data: &Path, dir: &Path) -> PathBuf {
+    let run = dir.join("run");
     let o = icp(
         &[
             "run",
@@ -19,6 +19,14 @@ fn rescoring_with_the_runs_model_gives_the_same_scores() {
         &root(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    run
+}
+
+#[test]
+fn rescoring_with_the_runs_model_gives_the_same_scores() {
+    let (data, _) = generated(4000, 11);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = trained_run(&data, tmp.path());
     let sc = tmp.path().join("score");
     let o = icp(
         &[
@@ -62,19 +70,7 @@ fn a_missing_model_file_is_a_clear_error() {
 fn an_accounts_file_without_a_model_input_is_a_clear_error() {
     let (data, _) = generated(4000, 11);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run = tmp.path().join("run");
-    let o = icp(
-        &[
-            "run",
-            "--quiet",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-        ],
-        &root(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let run = trained_run(&data, tmp.path());
     // drop the last column (ownership) from every line
     let text = std::fs::read_to_string(data.join("accounts.csv")).unwrap();
     let cut: String = text
