@@ -495,6 +495,11 @@ fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<V
     Ok(out)
 }
 
+/// The elements of `v` where `mask` is true.
+fn masked<T: Copy>(v: &[T], mask: &[bool]) -> Vec<T> {
+    v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
     rows: &DataFrame,
@@ -530,13 +535,7 @@ fn evaluate(
         .map(str::to_string)
         .collect();
     let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a)).collect();
-    let pick = |v: &[f64], mask: &[bool]| -> Vec<f64> {
-        v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect()
-    };
-    let pick_b = |v: &[bool], mask: &[bool]| -> Vec<bool> {
-        v.iter().zip(mask).filter(|x| *x.1).map(|x| *x.0).collect()
-    };
-    let unseen_auc = metrics::auc(&pick(p, &unseen), &pick_b(y, &unseen));
+    let unseen_auc = metrics::auc(&masked(p, &unseen), &masked(y, &unseen));
     let unseen_accounts: std::collections::BTreeSet<&String> = test_ids
         .iter()
         .zip(&unseen)
@@ -617,8 +616,8 @@ fn evaluate(
                 model_auc: metrics::auc(&pm, &ys).unwrap_or(f64::NAN),
                 oracle_auc: metrics::auc(&pt, &ys).unwrap_or(f64::NAN),
                 unseen_deals: un.iter().filter(|b| **b).count(),
-                unseen_model_auc: metrics::auc(&pick(&pm, &un), &pick_b(&ys, &un)),
-                unseen_oracle_auc: metrics::auc(&pick(&pt, &un), &pick_b(&ys, &un)),
+                unseen_model_auc: metrics::auc(&masked(&pm, &un), &masked(&ys, &un)),
+                unseen_oracle_auc: metrics::auc(&masked(&pt, &un), &masked(&ys, &un)),
             })
         }
     };
