@@ -34,6 +34,29 @@ pub struct Config {
     pub score: ScoreToml,
     #[serde(default)]
     pub evidence: EvidenceToml,
+    #[serde(default)]
+    pub signals: SignalsToml,
+}
+
+/// `[signals]`: support, false discovery rate and thresholds of the findings.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsToml {
+    pub min_accounts: Option<usize>,
+    pub min_wins: Option<usize>,
+    pub fdr: Option<f64>,
+    pub min_lift: Option<f64>,
+    pub pairs: Option<bool>,
+    pub min_fit_gap: Option<f64>,
+    pub min_margin_gap: Option<f64>,
+    pub trigger_window_days: Option<i64>,
+    pub painful_slow_factor: Option<f64>,
+    pub painful_fit_max: Option<f64>,
+    pub painful_margin_below: Option<f64>,
+    pub painful_revenue_quantile: Option<f64>,
+    pub min_won: Option<usize>,
+    pub min_lost: Option<usize>,
+    pub max_generic_loss_share: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -174,6 +197,8 @@ pub struct ValidConfig {
     pub model: ModelParams,
     pub min_feature_coverage: f64,
     pub evidence: EvidenceParams,
+    #[serde(default)]
+    pub signals: crate::signals::SignalParams,
 }
 
 impl Default for ValidConfig {
@@ -332,7 +357,9 @@ impl Config {
             min_train_negatives: e.min_train_negatives.unwrap_or(20),
             min_holdout_per_class: e.min_holdout_per_class.unwrap_or(10),
         };
+        let signals = check_signals(self.signals).map_err(bad)?;
         Ok(ValidConfig {
+            signals,
             files: self.files,
             columns: self.columns,
             outcomes,
@@ -345,6 +372,71 @@ impl Config {
             evidence,
         })
     }
+}
+
+fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalParams, String> {
+    let d = crate::signals::SignalParams::default();
+    let p = crate::signals::SignalParams {
+        min_accounts: t.min_accounts.unwrap_or(d.min_accounts),
+        min_wins: t.min_wins.unwrap_or(d.min_wins),
+        fdr: t.fdr.unwrap_or(d.fdr),
+        min_lift: t.min_lift.unwrap_or(d.min_lift),
+        pairs: t.pairs.unwrap_or(d.pairs),
+        min_fit_gap: t.min_fit_gap.unwrap_or(d.min_fit_gap),
+        min_margin_gap: t.min_margin_gap.unwrap_or(d.min_margin_gap),
+        trigger_window_days: t.trigger_window_days.unwrap_or(d.trigger_window_days),
+        painful_slow_factor: t.painful_slow_factor.unwrap_or(d.painful_slow_factor),
+        painful_fit_max: t.painful_fit_max.unwrap_or(d.painful_fit_max),
+        painful_margin_below: t.painful_margin_below.unwrap_or(d.painful_margin_below),
+        painful_revenue_quantile: t
+            .painful_revenue_quantile
+            .unwrap_or(d.painful_revenue_quantile),
+        min_won: t.min_won.unwrap_or(d.min_won),
+        min_lost: t.min_lost.unwrap_or(d.min_lost),
+        max_generic_loss_share: t.max_generic_loss_share.unwrap_or(d.max_generic_loss_share),
+    };
+    if p.min_accounts < 2 {
+        return Err(format!(
+            "[signals] min_accounts = {}: expected at least 2 (a signal from one account is an anecdote)",
+            p.min_accounts
+        ));
+    }
+    if !(p.fdr > 0.0 && p.fdr < 1.0) {
+        return Err(format!("[signals] fdr = {}: expected more than 0 and less than 1", p.fdr));
+    }
+    if !(p.min_lift.is_finite() && p.min_lift >= 1.0) {
+        return Err(format!("[signals] min_lift = {}: expected 1 or more", p.min_lift));
+    }
+    if p.trigger_window_days < 1 {
+        return Err(format!(
+            "[signals] trigger_window_days = {}: expected 1 or more",
+            p.trigger_window_days
+        ));
+    }
+    if !(p.painful_revenue_quantile > 0.0 && p.painful_revenue_quantile < 1.0) {
+        return Err(format!(
+            "[signals] painful_revenue_quantile = {}: expected between 0 and 1",
+            p.painful_revenue_quantile
+        ));
+    }
+    if !(0.0..=1.0).contains(&p.max_generic_loss_share) {
+        return Err(format!(
+            "[signals] max_generic_loss_share = {}: expected 0 to 1",
+            p.max_generic_loss_share
+        ));
+    }
+    for (name, v) in [
+        ("min_fit_gap", p.min_fit_gap),
+        ("min_margin_gap", p.min_margin_gap),
+        ("painful_slow_factor", p.painful_slow_factor),
+        ("painful_fit_max", p.painful_fit_max),
+        ("painful_margin_below", p.painful_margin_below),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(format!("[signals] {name} = {v}: expected a number >= 0"));
+        }
+    }
+    Ok(p)
 }
 
 impl ValidConfig {

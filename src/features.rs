@@ -186,6 +186,23 @@ impl FeatureSpec {
         }
     }
 
+    /// The bin (0-based, as in [`Cell::Bin`]) a numeric variable's value falls
+    /// in, or null where the value is missing (findings never impute).
+    pub fn bin_index(&self, var: usize) -> Expr {
+        let v = &self.variables[var];
+        let Variable::Numeric { edges, .. } = v else {
+            unreachable!("bin_index of a categorical variable")
+        };
+        let (x, missing) = self.numeric_value(v);
+        let mut idx = lit(0u32);
+        for e in edges {
+            idx = idx + x.clone().gt_eq(lit(*e)).cast(DataType::UInt32);
+        }
+        when(missing)
+            .then(lit(NULL).cast(DataType::UInt32))
+            .otherwise(idx)
+    }
+
     /// One boolean-or-float expression per feature, in design order.
     pub fn exprs(&self) -> Vec<Expr> {
         self.features

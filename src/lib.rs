@@ -6,6 +6,7 @@
 //! with [`publish`] writing run directories atomically and [`cmd`] holding
 //! one module per subcommand of the `icp` binary.
 
+pub mod brief;
 pub mod cmd;
 pub mod config;
 pub mod error;
@@ -15,8 +16,10 @@ pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod publish;
+pub mod review;
 pub mod score;
 pub mod segments;
+pub mod signals;
 pub mod synth;
 
 pub use error::{IcpError, Result};

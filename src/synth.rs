@@ -197,6 +197,33 @@ struct Chunk {
     trig_date: Vec<NaiveDate>,
 }
 
+/// Industry of the planted anecdote: two accounts, both fast wins. Any
+/// finding about it would be claimed from two accounts, which the support
+/// minimum must prevent.
+pub const ANECDOTE_INDUSTRY: &str = "Aerospace";
+
+/// Relabel the first two accounts (by first fast won deal) as the anecdote
+/// industry. Done after generation, so no other account's draws change.
+fn plant_anecdote(all: &mut Chunk) {
+    let mut picked: Vec<usize> = Vec::new();
+    for i in 0..all.opp_acc.len() {
+        let fast = all.closed[i].is_some_and(|c| (c - all.created[i]).num_days() <= 30);
+        if all.outcome[i] == "won" && fast {
+            if let Ok(a) = all.opp_acc[i][1..].parse::<usize>() {
+                if !picked.contains(&a) && a < all.industry.len() {
+                    picked.push(a);
+                }
+            }
+        }
+        if picked.len() == 2 {
+            break;
+        }
+    }
+    for a in picked {
+        all.industry[a] = Some(ANECDOTE_INDUSTRY);
+    }
+}
+
 fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -432,6 +459,7 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
             trig_date
         );
     }
+    plant_anecdote(&mut all);
     // The window the pipeline derives by default: median cycle of won deals.
     let mut cyc = all.cycle_won.clone();
     cyc.sort_unstable();

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use polars::prelude::*;
 
+pub mod approve;
 pub mod generate;
 pub mod run;
 pub mod score;
@@ -36,6 +37,9 @@ pub enum Command {
     Score(score::Args),
     /// Write a synthetic CRM with a known ground truth (for tests and demos).
     Generate(generate::Args),
+    /// Approve a run after review: record who decided, publish its approved
+    /// exclusions and make its model the active one for `icp score`.
+    Approve(approve::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -45,6 +49,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Score(a) => score::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Approve(a) => approve::run(a),
     }
 }
 

@@ -8,7 +8,10 @@ use crate::cmd::{DataArgs, band_line, input_lines, publish, read_truth, thousand
 use crate::load::{self, Need};
 use crate::model::{self, ModelArtifact};
 use crate::publish::{new_run_dir, point_latest};
+use crate::review::{self, RunFindings};
 use crate::score;
+use crate::segments;
+use crate::signals;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -49,6 +52,52 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     })?;
     let artifact = trained.artifact;
     let scores = score::score(&artifact, &data.accounts.df)?;
+    let opportunities = data
+        .opportunities
+        .as_ref()
+        .context("a training run has an opportunities table")?;
+    let findings = signals::analyse(
+        &signals::Inputs {
+            spec: &artifact.model.spec,
+            accounts: &data.accounts.df,
+            opportunities: &opportunities.df,
+            customers: data.customers.as_ref().map(|t| &t.df),
+            triggers: data.triggers.as_ref().map(|t| &t.df),
+            labels: &trained.labels.df,
+            window_days: artifact.velocity_window.days,
+            evaluation: &artifact.evaluation,
+        },
+        &cfg.signals,
+    )
+    .context("computing the signals, exclusions and triggers")?;
+    let band_counts = segments::band_counts(&scores)?;
+    let mut segment_counts = Vec::new();
+    for t in segments::THRESHOLDS {
+        segment_counts.push((t, segments::segment(&scores, t)?.height()));
+    }
+    // Compare with the model people approved last, if any.
+    let changes = match review::active(&args.reports)? {
+        Some((_, dir)) => Some(
+            review::diff(&dir, &findings.signals, &scores)
+                .with_context(|| format!("comparing with the active run {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let change_blocks = changes.as_ref().map(|c| c.blocks());
+    let inputs = data.inputs();
+    let brief = crate::brief::build(
+        &crate::brief::BriefInput {
+            artifact: &artifact,
+            findings: &findings,
+            band_counts: &band_counts,
+            segment_counts: &segment_counts,
+            inputs: &inputs,
+            rejected_rows: data.rejects.height(),
+            changes: change_blocks.as_deref(),
+        },
+        cfg.signals.min_fit_gap,
+        cfg.signals.min_margin_gap,
+    )?;
     let dest = match &args.out {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &artifact.model_id),
@@ -61,16 +110,104 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         |w| {
             w.json("model.json", &artifact)?;
             w.json("evaluation.json", &artifact.evaluation)?;
-            crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet)
+            let mut counts =
+                crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet)?;
+            write_findings(w, &artifact, &findings, &brief, changes.as_ref())?;
+            counts.push(("signals".into(), findings.signals.len()));
+            counts.push(("exclusions_proposed".into(), findings.exclusions.len()));
+            Ok(counts)
         },
     )?;
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
     }
+    let run_id = review::run_id_of(&dir)?;
+    review::log_event(
+        &args.reports,
+        &serde_json::json!({
+            "event": "run",
+            "at": chrono::Utc::now().to_rfc3339(),
+            "run_id": run_id,
+            "run_dir": dir.display().to_string(),
+            "model_id": artifact.model_id,
+            "ready": findings.readiness.ready,
+            "holdout_auc": artifact.evaluation.auc,
+            "signals": findings.signals.len(),
+            "exclusions_proposed": findings.exclusions.len(),
+            "measurement": brief.measurement,
+        }),
+    )?;
     if !args.data.quiet {
         print_summary(&dir, &artifact, &data.inputs(), &counts);
+        println!(
+            "brief: {} ({}; {} best-fit signals, {} exclusions proposed{})",
+            dir.join("brief.html").display(),
+            if findings.readiness.ready {
+                "ready for review"
+            } else {
+                "NOT READY"
+            },
+            findings.signals.len(),
+            findings.exclusions.len(),
+            if findings.readiness.ready {
+                ""
+            } else {
+                ", withheld"
+            }
+        );
+        println!(
+            "review: icp approve {} --by NAME   (makes this model the active one)",
+            dir.display()
+        );
     }
     Ok(RunSummary { dir, artifact })
+}
+
+/// The evidence files beside the brief.
+fn write_findings(
+    w: &mut crate::publish::RunWriter,
+    artifact: &ModelArtifact,
+    f: &signals::Findings,
+    brief: &crate::brief::Brief,
+    changes: Option<&review::RunDiff>,
+) -> anyhow::Result<()> {
+    w.text("brief.md", &brief.markdown)?;
+    w.text("brief.html", &brief.html)?;
+    w.json(
+        review::FINDINGS,
+        &RunFindings {
+            model_id: artifact.model_id.clone(),
+            readiness: f.readiness.clone(),
+            signals: f.signals.clone(),
+            exclusions: f.exclusions.clone(),
+        },
+    )?;
+    w.json(
+        "signals.json",
+        &serde_json::json!({ "baseline": f.baseline, "params": f.signal_params,
+            "tested_conditions": f.tested_conditions, "below_support": f.below_support,
+            "signals": f.signals }),
+    )?;
+    w.csv("signals.csv", &signals::findings_frame(&f.signals)?)?;
+    w.json(
+        "exclusions.json",
+        &serde_json::json!({
+            "status": if f.readiness.ready { "proposed: awaiting approval" } else { "withheld: run NOT READY" },
+            "exclusions": f.exclusions }),
+    )?;
+    w.csv("exclusions.csv", &signals::findings_frame(&f.exclusions)?)?;
+    if f.readiness.ready {
+        w.csv("exclusion_matches.csv", &f.exclusion_matches)?;
+    }
+    w.csv("finding_accounts.csv", &f.finding_accounts)?;
+    w.csv("painful_customers.csv", &f.painful_accounts)?;
+    w.json("painful.json", &f.painful)?;
+    w.json("triggers.json", &f.triggers)?;
+    w.json("measurement.json", &brief.measurement)?;
+    if let Some(c) = changes {
+        w.json("changes.json", c)?;
+    }
+    Ok(())
 }
 
 fn print_summary(

@@ -15,9 +15,10 @@ use crate::segments;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Model artifact (model.json of a run or of `icp train`).
+    /// Model artifact (model.json of a run or of `icp train`). Default: the
+    /// active model, i.e. the last run approved with `icp approve`.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Accounts file to score (.csv or .parquet).
     #[arg(long, default_value = "data/sample/accounts.csv")]
     pub accounts: PathBuf,
@@ -28,6 +29,7 @@ pub struct Args {
     /// Write the output directory here instead of a new directory under --reports.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Where output directories go; also where the active model is recorded.
     #[arg(long, default_value = "reports")]
     pub reports: PathBuf,
     /// Also write scores.parquet.
@@ -63,7 +65,18 @@ pub fn write_scoring(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let artifact = ModelArtifact::read(&args.model)?;
+    let model_path = match &args.model {
+        Some(m) => m.clone(),
+        None => match crate::review::active(&args.reports)? {
+            Some((_, dir)) => dir.join("model.json"),
+            None => anyhow::bail!(
+                "no active model in {}: approve a run first (icp approve RUN --by NAME), \
+                 or pass an explicit model file with --model",
+                args.reports.display()
+            ),
+        },
+    };
+    let artifact = ModelArtifact::read(&model_path)?;
     let cfg = match &args.config {
         Some(p) => ValidConfig::load(Some(p))?,
         None => artifact.config.clone(),

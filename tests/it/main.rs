@@ -2,6 +2,8 @@
 //! binary links all of polars, so there is only one).
 
 mod common;
+mod approve;
+mod brief;
 mod generate;
 mod load;
 mod run;

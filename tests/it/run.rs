@@ -4,13 +4,18 @@ use std::path::Path;
 
 use crate::common::{fixture, generated, icp, read_csv, root, stderr, stdout, strings, tree};
 
+/// `icp run` into `out`; active model and events log go beside it, never
+/// into the repository's reports/.
 fn run_to(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let reports = out.parent().unwrap().join("reports");
     let mut args = vec![
         "run",
         "--data",
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--reports",
+        reports.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     icp(&args, &root())

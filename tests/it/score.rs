@@ -7,6 +7,7 @@ use crate::common::{generated, icp, root, stderr, tree};
 /// `icp run` on `data` into `dir/run`; the run directory holds model.json.
 fn trained_run(data: &Path, dir: &Path) -> PathBuf {
     let run = dir.join("run");
+    let reports = dir.join("reports");
     let o = icp(
         &[
             "run",
@@ -15,6 +16,8 @@ fn trained_run(data: &Path, dir: &Path) -> PathBuf {
             data.to_str().unwrap(),
             "--out",
             run.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
         ],
         &root(),
     );

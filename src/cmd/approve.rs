@@ -1,0 +1,63 @@
+//! `icp approve`: people decide. Records who approved which run, and which
+//! exclusions they rejected, then makes that run's model the active one.
+
+use std::path::PathBuf;
+
+use crate::review::{self, ApproveRequest};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The run directory to approve (as printed by `icp run`), or its name
+    /// under --reports (`latest` is the newest run).
+    pub run: PathBuf,
+    /// Who approves (recorded in the run's approval.json and the events log).
+    #[arg(long)]
+    pub by: String,
+    /// Why, or under which conditions.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// An exclusion (X01, X02, ...) not to publish; repeat for several.
+    #[arg(long = "reject-exclusion", value_name = "ID")]
+    pub reject_exclusion: Vec<String>,
+    /// Where active.json and events.jsonl live.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let a = review::approve(&ApproveRequest {
+        reports: &args.reports,
+        run: &args.run,
+        by: &args.by,
+        note: args.note.as_deref(),
+        reject_exclusions: &args.reject_exclusion,
+        now: chrono::Utc::now().to_rfc3339(),
+    })?;
+    if !args.quiet {
+        println!(
+            "approved run {} (model {}) by {} at {}",
+            a.run_id, a.model_id, a.approved_by, a.approved_at
+        );
+        if a.ready {
+            println!(
+                "exclusions published: {} ({} rejected) -> {}",
+                if a.exclusions_approved.is_empty() {
+                    "none".to_string()
+                } else {
+                    a.exclusions_approved.join(", ")
+                },
+                a.exclusions_rejected.len(),
+                review::APPROVED_EXCLUSIONS
+            );
+        } else {
+            println!("the run is NOT READY: its exclusions stay unpublished");
+        }
+        println!(
+            "active model: {} (icp score uses it by default)",
+            args.reports.join(review::ACTIVE).display()
+        );
+    }
+    Ok(())
+}

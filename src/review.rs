@@ -1,0 +1,441 @@
+//! People decide: approvals, the active model, the measurement log and the
+//! quarter-on-quarter comparison with the active model's run.
+//!
+//! A run's outputs are never rewritten. Approval adds `approval.json` and
+//! `exclusions_approved.csv` to the run directory (each written whole, then
+//! renamed) and points `<reports>/active.json` at the run; every run and
+//! approval appends one line to `<reports>/events.jsonl`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::brief::doc::Block;
+use crate::error::{IcpError, Result};
+use crate::segments::THRESHOLDS;
+use crate::signals::{Finding, Readiness};
+
+pub const ACTIVE: &str = "active.json";
+pub const EVENTS: &str = "events.jsonl";
+pub const APPROVAL: &str = "approval.json";
+pub const APPROVED_EXCLUSIONS: &str = "exclusions_approved.csv";
+/// What a run writes for review (see `cmd::run`).
+pub const FINDINGS: &str = "findings.json";
+
+/// The review-relevant part of a run's findings.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunFindings {
+    pub model_id: String,
+    pub readiness: Readiness,
+    pub signals: Vec<Finding>,
+    pub exclusions: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Approval {
+    pub format: String,
+    pub run_id: String,
+    pub model_id: String,
+    pub approved_by: String,
+    pub approved_at: String,
+    pub note: Option<String>,
+    pub ready: bool,
+    pub exclusions_approved: Vec<String>,
+    pub exclusions_rejected: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Active {
+    pub format: String,
+    /// the run directory, relative to the reports directory when inside it
+    pub run_dir: String,
+    pub run_id: String,
+    pub model_id: String,
+    pub approved_by: String,
+    pub approved_at: String,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| IcpError::read(path, e))?;
+    serde_json::from_str(&text).map_err(|e| IcpError::read(path, format!("not the expected JSON: {e}")))
+}
+
+/// Write a file whole: a temporary sibling, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| IcpError::Invalid(format!("{}: not a file name", path.display())))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| IcpError::write(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| IcpError::write(&tmp, e))?;
+        f.sync_all().map_err(|e| IcpError::write(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| IcpError::write(path, e))
+}
+
+/// Append one JSON line to the measurement log.
+pub fn log_event(reports: &Path, event: &serde_json::Value) -> Result<()> {
+    fs::create_dir_all(reports).map_err(|e| IcpError::write(reports, e))?;
+    let path = reports.join(EVENTS);
+    let mut line = serde_json::to_string(event).map_err(|e| IcpError::write(&path, e))?;
+    line.push('\n');
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| IcpError::write(&path, e))?;
+    // one write per line: concurrent appenders do not interleave
+    f.write_all(line.as_bytes())
+        .map_err(|e| IcpError::write(&path, e))
+}
+
+/// The run id recorded in a run directory's manifest.
+pub fn run_id_of(dir: &Path) -> Result<String> {
+    let m: crate::publish::Manifest = read_json(&dir.join("manifest.json"))?;
+    Ok(m.run_id)
+}
+
+/// The active model's run directory, if a run has been approved.
+pub fn active(reports: &Path) -> Result<Option<(Active, PathBuf)>> {
+    let path = reports.join(ACTIVE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let a: Active = read_json(&path)?;
+    let dir = {
+        let p = PathBuf::from(&a.run_dir);
+        if p.is_absolute() { p } else { reports.join(p) }
+    };
+    if !dir.join("model.json").is_file() {
+        return Err(IcpError::read(
+            &path,
+            format!(
+                "the active run {} has no model.json (was the run directory moved or deleted?)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(Some((a, dir)))
+}
+
+/// Resolve a run argument: a directory, or `latest` / a run name under `reports`.
+pub fn resolve_run(reports: &Path, run: &Path) -> Result<PathBuf> {
+    let candidates = [run.to_path_buf(), reports.join(run)];
+    for c in candidates {
+        if c.join("manifest.json").is_file() {
+            return Ok(c);
+        }
+    }
+    Err(IcpError::read(
+        run,
+        format!(
+            "not a run directory (expected a directory with manifest.json, here or under {})",
+            reports.display()
+        ),
+    ))
+}
+
+pub struct ApproveRequest<'a> {
+    pub reports: &'a Path,
+    pub run: &'a Path,
+    pub by: &'a str,
+    pub note: Option<&'a str>,
+    pub reject_exclusions: &'a [String],
+    /// RFC 3339 time of the decision
+    pub now: String,
+}
+
+/// Record an approval and make the run's model the active one.
+pub fn approve(req: &ApproveRequest) -> Result<Approval> {
+    let by = req.by.trim();
+    if by.is_empty() {
+        return Err(IcpError::Invalid("--by: the approver's name is empty".into()));
+    }
+    let dir = resolve_run(req.reports, req.run)?;
+    let approval_path = dir.join(APPROVAL);
+    if approval_path.exists() {
+        let prev: Approval = read_json(&approval_path)?;
+        return Err(IcpError::Invalid(format!(
+            "run {} was already approved by {} at {}; decisions are not rewritten (re-run to make a new proposal)",
+            prev.run_id, prev.approved_by, prev.approved_at
+        )));
+    }
+    let f: RunFindings = read_json(&dir.join(FINDINGS))?;
+    let run_id = run_id_of(&dir)?;
+    let known: BTreeSet<&str> = f.exclusions.iter().map(|x| x.id.as_str()).collect();
+    for r in req.reject_exclusions {
+        if !known.contains(r.as_str()) {
+            return Err(IcpError::Invalid(format!(
+                "--reject-exclusion {r}: run {run_id} has no such exclusion (it has: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                }
+            )));
+        }
+    }
+    let rejected: BTreeSet<&str> = req.reject_exclusions.iter().map(String::as_str).collect();
+    // Exclusions of a NOT READY run are evidence only: none is published.
+    let approved: Vec<String> = if f.readiness.ready {
+        f.exclusions
+            .iter()
+            .map(|x| x.id.clone())
+            .filter(|id| !rejected.contains(id.as_str()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let matches_path = dir.join("exclusion_matches.csv");
+    let matches = if matches_path.is_file() {
+        CsvReadOptions::default()
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(matches_path.clone()))?
+            .finish()
+            .map_err(|e| IcpError::read(&matches_path, e))?
+    } else {
+        crate::signals::conditions::exclusion_matches(
+            &DataFrame::new(0, vec![Column::new_empty("account_id".into(), &DataType::String)])?,
+            &DataFrame::new(0, vec![Column::new_empty("account_id".into(), &DataType::String)])?,
+            &[],
+        )?
+    };
+    let keep = Series::new("__keep".into(), approved.clone());
+    let mut published = matches
+        .lazy()
+        .filter(col("exclusion_id").is_in(lit(keep).implode(), false))
+        .sort(["exclusion_id", "account_id"], SortMultipleOptions::default())
+        .collect()?;
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf)
+        .include_header(true)
+        .finish(&mut published)?;
+    write_atomic(&dir.join(APPROVED_EXCLUSIONS), &buf)?;
+    let approval = Approval {
+        format: "icp-approval/1".into(),
+        run_id: run_id.clone(),
+        model_id: f.model_id.clone(),
+        approved_by: by.to_string(),
+        approved_at: req.now.clone(),
+        note: req.note.map(str::to_string),
+        ready: f.readiness.ready,
+        exclusions_approved: approved,
+        exclusions_rejected: req.reject_exclusions.to_vec(),
+    };
+    let text = serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
+    write_atomic(&approval_path, (text + "\n").as_bytes())?;
+    fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
+    let run_dir = match (dir.canonicalize(), req.reports.canonicalize()) {
+        (Ok(d), Ok(r)) => d
+            .strip_prefix(&r)
+            .map(|p| p.to_path_buf())
+            .unwrap_or(d.clone()),
+        _ => dir.clone(),
+    };
+    let active = Active {
+        format: "icp-active/1".into(),
+        run_dir: run_dir.to_string_lossy().to_string(),
+        run_id: run_id.clone(),
+        model_id: f.model_id.clone(),
+        approved_by: approval.approved_by.clone(),
+        approved_at: approval.approved_at.clone(),
+    };
+    let text = serde_json::to_string_pretty(&active).map_err(|e| IcpError::write(ACTIVE, e))?;
+    write_atomic(&req.reports.join(ACTIVE), (text + "\n").as_bytes())?;
+    log_event(
+        req.reports,
+        &serde_json::json!({
+            "event": "approval",
+            "at": approval.approved_at,
+            "run_id": approval.run_id,
+            "model_id": approval.model_id,
+            "by": approval.approved_by,
+            "note": approval.note,
+            "ready": approval.ready,
+            "exclusions_approved": approval.exclusions_approved,
+            "exclusions_rejected": approval.exclusions_rejected,
+        }),
+    )?;
+    Ok(approval)
+}
+
+/// What changed since the active model's run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunDiff {
+    pub against_run_id: String,
+    pub against_model_id: String,
+    pub signals_gained: Vec<String>,
+    pub signals_lost: Vec<String>,
+    /// condition, lift then, lift now
+    pub signals_changed: Vec<(String, f64, f64)>,
+    pub thresholds: Vec<ThresholdMove>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdMove {
+    pub threshold: u8,
+    pub before: usize,
+    pub after: usize,
+    /// accounts at or above the threshold now that were not before (new accounts included)
+    pub entered: usize,
+    /// accounts at or above it before that are not now (removed accounts included)
+    pub left: usize,
+}
+
+/// A lift counts as changed when it moves by more than this fraction.
+const LIFT_CHANGE: f64 = 0.10;
+
+fn scored(path: &Path) -> Result<BTreeMap<String, Option<i64>>> {
+    let df = CsvReadOptions::default()
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
+        .finish()
+        .map_err(|e| IcpError::read(path, e))?;
+    scores_map(&df)
+}
+
+fn scores_map(df: &DataFrame) -> Result<BTreeMap<String, Option<i64>>> {
+    let ids = crate::signals::str_col(df, "account_id")?;
+    let sc = crate::signals::str_col(df, "score")?;
+    let st = crate::signals::str_col(df, "status")?;
+    Ok(ids
+        .into_iter()
+        .zip(sc)
+        .zip(st)
+        .filter_map(|((id, s), st)| {
+            let ok = st.as_deref() == Some(crate::score::STATUS_SCORED);
+            id.map(|id| (id, s.filter(|_| ok).and_then(|s| s.parse().ok())))
+        })
+        .collect())
+}
+
+/// Compare a new run with the active model's run directory.
+pub fn diff(old_dir: &Path, new_signals: &[Finding], new_scores: &DataFrame) -> Result<RunDiff> {
+    let old: RunFindings = read_json(&old_dir.join(FINDINGS))?;
+    let before: BTreeMap<&str, f64> = old
+        .signals
+        .iter()
+        .map(|s| (s.condition.as_str(), s.lift))
+        .collect();
+    let after: BTreeMap<&str, f64> = new_signals
+        .iter()
+        .map(|s| (s.condition.as_str(), s.lift))
+        .collect();
+    let gained = after
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .map(|k| k.to_string())
+        .collect();
+    let lost = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .map(|k| k.to_string())
+        .collect();
+    let changed = after
+        .iter()
+        .filter_map(|(k, &now)| {
+            let then = *before.get(k)?;
+            ((now - then).abs() > LIFT_CHANGE * then.abs()).then(|| (k.to_string(), then, now))
+        })
+        .collect();
+    let old_scores = scored(&old_dir.join("scores.csv"))?;
+    let new_scores = scores_map(new_scores)?;
+    let ids: BTreeSet<&String> = old_scores.keys().chain(new_scores.keys()).collect();
+    let thresholds = THRESHOLDS
+        .iter()
+        .map(|&t| {
+            let at = |m: &BTreeMap<String, Option<i64>>, id: &String| {
+                m.get(id).copied().flatten().is_some_and(|s| s >= t as i64)
+            };
+            let (mut before, mut after, mut entered, mut left) = (0, 0, 0, 0);
+            for id in &ids {
+                let (b, a) = (at(&old_scores, id), at(&new_scores, id));
+                before += b as usize;
+                after += a as usize;
+                entered += (a && !b) as usize;
+                left += (b && !a) as usize;
+            }
+            ThresholdMove {
+                threshold: t,
+                before,
+                after,
+                entered,
+                left,
+            }
+        })
+        .collect();
+    Ok(RunDiff {
+        against_run_id: run_id_of(old_dir)?,
+        against_model_id: old.model_id,
+        signals_gained: gained,
+        signals_lost: lost,
+        signals_changed: changed,
+        thresholds,
+    })
+}
+
+impl RunDiff {
+    /// The brief's section on what changed.
+    pub fn blocks(&self) -> Vec<Block> {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join("; ")
+            }
+        };
+        let mut b = vec![
+            Block::Para(format!(
+                "Compared with run {} (model {}), the active model when this run was made (changes.json).",
+                self.against_run_id, self.against_model_id
+            )),
+            Block::Bullets(vec![
+                format!("Signals gained: {}", list(&self.signals_gained)),
+                format!("Signals lost: {}", list(&self.signals_lost)),
+                format!(
+                    "Signals whose lift changed by more than {:.0}%: {}",
+                    100.0 * LIFT_CHANGE,
+                    if self.signals_changed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.signals_changed
+                            .iter()
+                            .map(|(c, a, b)| format!("{c} ({a:.2} -> {b:.2})"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    }
+                ),
+            ]),
+        ];
+        b.push(Block::Table {
+            head: vec![
+                "segment".into(),
+                "accounts before".into(),
+                "after".into(),
+                "entered".into(),
+                "left".into(),
+            ],
+            rows: self
+                .thresholds
+                .iter()
+                .map(|t| {
+                    vec![
+                        format!("score >= {}", t.threshold),
+                        crate::cmd::thousands(t.before),
+                        crate::cmd::thousands(t.after),
+                        crate::cmd::thousands(t.entered),
+                        crate::cmd::thousands(t.left),
+                    ]
+                })
+                .collect(),
+        });
+        b
+    }
+}

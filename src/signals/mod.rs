@@ -1,0 +1,212 @@
+//! Stage 6: the evidence behind the ICP. Best-fit signals, poor-fit
+//! exclusions, painful customers, buying triggers and the readiness gates,
+//! each with support, intervals and a correction for testing many conditions.
+//!
+//! The pipeline proposes; the brief asks people to decide. Nothing here is
+//! published as final targeting: exclusions stay proposals until approved.
+
+pub mod conditions;
+pub mod painful;
+pub mod readiness;
+pub mod stats;
+pub mod triggers;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::features::FeatureSpec;
+use crate::model::Evaluation;
+
+pub use conditions::{Baseline, Finding};
+pub use painful::PainfulSummary;
+pub use readiness::{Gate, Readiness};
+pub use triggers::TriggerFinding;
+
+/// The knobs of the findings (`[signals]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignalParams {
+    /// a condition needs this many accounts with a closed deal to be tested
+    pub min_accounts: usize,
+    /// and a best-fit signal this many velocity wins
+    pub min_wins: usize,
+    /// Benjamini-Hochberg false discovery rate
+    pub fdr: f64,
+    /// a signal's rate must be at least this multiple of the baseline
+    /// (an exclusion's at most its inverse)
+    pub min_lift: f64,
+    /// also test pairs of conditions
+    pub pairs: bool,
+    /// delivery fit (1-5) this far below the baseline makes a segment hard to serve
+    pub min_fit_gap: f64,
+    /// gross margin this far below the baseline is a low-margin segment
+    pub min_margin_gap: f64,
+    pub trigger_window_days: i64,
+    /// painful: a cycle longer than this multiple of the velocity window
+    pub painful_slow_factor: f64,
+    pub painful_fit_max: f64,
+    pub painful_margin_below: f64,
+    /// high revenue: at or above this quantile of won revenue per account
+    pub painful_revenue_quantile: f64,
+    pub min_won: usize,
+    pub min_lost: usize,
+    pub max_generic_loss_share: f64,
+}
+
+impl Default for SignalParams {
+    fn default() -> Self {
+        SignalParams {
+            min_accounts: 20,
+            min_wins: 5,
+            fdr: 0.05,
+            min_lift: 1.25,
+            pairs: true,
+            min_fit_gap: 0.5,
+            min_margin_gap: 0.05,
+            trigger_window_days: 90,
+            painful_slow_factor: 2.0,
+            painful_fit_max: 2.0,
+            painful_margin_below: 0.45,
+            painful_revenue_quantile: 0.75,
+            min_won: 50,
+            min_lost: 50,
+            max_generic_loss_share: 0.5,
+        }
+    }
+}
+
+/// Everything the brief reports, with the frames written beside it.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    pub signal_params: SignalParams,
+    pub readiness: Readiness,
+    pub baseline: Baseline,
+    pub signals: Vec<Finding>,
+    /// proposals; published (as `exclusions.csv`) only when the run is ready
+    pub exclusions: Vec<Finding>,
+    pub tested_conditions: usize,
+    pub below_support: usize,
+    pub painful: PainfulSummary,
+    pub triggers: Vec<TriggerFinding>,
+    /// finding_id, condition, account_id, deals, velocity_wins, churned_deals
+    pub finding_accounts: DataFrame,
+    /// exclusion_id, criterion, account_id (prospects only)
+    pub exclusion_matches: DataFrame,
+    pub painful_accounts: DataFrame,
+}
+
+pub struct Inputs<'a> {
+    pub spec: &'a FeatureSpec,
+    pub accounts: &'a DataFrame,
+    pub opportunities: &'a DataFrame,
+    pub customers: Option<&'a DataFrame>,
+    pub triggers: Option<&'a DataFrame>,
+    /// labelled deals (see [`crate::label::Labels`])
+    pub labels: &'a DataFrame,
+    pub window_days: i64,
+    pub evaluation: &'a Evaluation,
+}
+
+pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
+    let readiness = readiness::assess(
+        &readiness::GateInputs {
+            labels: inp.labels,
+            opportunities: inp.opportunities,
+            customers: inp.customers,
+            evaluation: inp.evaluation,
+        },
+        params,
+    )?;
+    let codes = conditions::account_codes(inp.spec, inp.accounts)?;
+    let deals = conditions::deal_frame(inp.labels, &codes);
+    let customers = inp
+        .customers
+        .map(|c| conditions::customer_frame(inp.labels, c, &codes));
+    let screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params)?;
+    let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
+    let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
+    let exclusion_matches = conditions::exclusion_matches(&codes, inp.labels, &screen.exclusions)?;
+    let (painful_accounts, painful) = painful::painful(
+        inp.spec,
+        inp.accounts,
+        inp.labels,
+        inp.customers,
+        inp.window_days,
+        params,
+    )?;
+    let triggers = match inp.triggers {
+        Some(t) if t.height() > 0 => triggers::summarise(
+            inp.accounts,
+            inp.opportunities,
+            t,
+            params.trigger_window_days,
+            params.min_accounts,
+            params.fdr,
+        )?,
+        _ => Vec::new(),
+    };
+    Ok(Findings {
+        signal_params: params.clone(),
+        readiness,
+        baseline: screen.baseline,
+        signals: screen.signals,
+        exclusions: screen.exclusions,
+        tested_conditions: screen.tested,
+        below_support: screen.below_support,
+        painful,
+        triggers,
+        finding_accounts,
+        exclusion_matches,
+        painful_accounts,
+    })
+}
+
+/// A column as optional strings (any dtype is cast).
+pub(crate) fn str_col(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    let s = df
+        .column(name)?
+        .as_materialized_series()
+        .cast(&DataType::String)?;
+    Ok(s.str()?
+        .into_iter()
+        .map(|v| v.map(str::to_string))
+        .collect())
+}
+
+/// A column as optional floats (any numeric dtype is cast).
+pub(crate) fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    let s = df
+        .column(name)?
+        .as_materialized_series()
+        .cast(&DataType::Float64)?;
+    Ok(s.f64()?.into_iter().collect())
+}
+
+/// Findings as a flat table (signals.csv, exclusions.csv).
+pub fn findings_frame(list: &[Finding]) -> Result<DataFrame> {
+    let s = |f: &dyn Fn(&Finding) -> String| list.iter().map(f).collect::<Vec<String>>();
+    let u = |f: &dyn Fn(&Finding) -> usize| list.iter().map(|x| f(x) as u64).collect::<Vec<u64>>();
+    let x = |f: &dyn Fn(&Finding) -> f64| list.iter().map(f).collect::<Vec<f64>>();
+    let o = |f: &dyn Fn(&Finding) -> Option<f64>| list.iter().map(f).collect::<Vec<Option<f64>>>();
+    let cols = vec![
+        Column::new("id".into(), s(&|f| f.id.clone())),
+        Column::new("condition".into(), s(&|f| f.condition.clone())),
+        Column::new("accounts".into(), u(&|f| f.accounts)),
+        Column::new("deals".into(), u(&|f| f.deals)),
+        Column::new("velocity_wins".into(), u(&|f| f.velocity_wins)),
+        Column::new("velocity_win_rate".into(), x(&|f| f.velocity_win_rate)),
+        Column::new("rate_ci95_low".into(), x(&|f| f.velocity_win_rate_ci95.0)),
+        Column::new("rate_ci95_high".into(), x(&|f| f.velocity_win_rate_ci95.1)),
+        Column::new("lift".into(), x(&|f| f.lift)),
+        Column::new("median_cycle_days".into(), o(&|f| f.median_cycle_days)),
+        Column::new("churn_rate".into(), o(&|f| f.churn_rate)),
+        Column::new("average_deal".into(), o(&|f| f.average_deal)),
+        Column::new("sales_velocity_per_day".into(), o(&|f| f.sales_velocity_per_day)),
+        Column::new("delivery_fit".into(), o(&|f| f.delivery_fit)),
+        Column::new("gross_margin".into(), o(&|f| f.gross_margin)),
+        Column::new("p_value".into(), x(&|f| f.p_value)),
+        Column::new("q_value".into(), x(&|f| f.q_value)),
+        Column::new("evidence".into(), s(&|f| f.evidence.join("; "))),
+    ];
+    Ok(DataFrame::new(list.len(), cols)?)
+}

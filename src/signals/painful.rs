@@ -1,0 +1,260 @@
+//! Painful customers: won accounts with high revenue that churned, took far
+//! longer than the velocity window, or are hard or unprofitable to serve.
+//! Revenue alone makes them look like the ICP; the pain says they are not.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::{account_codes, code_col};
+use super::stats::{benjamini_hochberg, two_proportions};
+use super::{SignalParams, f64_col, str_col};
+use crate::error::Result;
+use crate::features::FeatureSpec;
+use crate::metrics::wilson;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PainfulSummary {
+    /// accounts with at least one won deal (later churned included)
+    pub won_accounts: usize,
+    /// won revenue at or above which an account counts as high-revenue
+    pub high_revenue_from: Option<f64>,
+    pub high_revenue_accounts: usize,
+    pub painful_accounts: usize,
+    /// won accounts with a velocity win, not churned, delivery fit 4+ where known
+    pub best_accounts: usize,
+    /// what the painful share among high-revenue customers: conditions they share
+    pub shared_conditions: Vec<SharedCondition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SharedCondition {
+    pub condition: String,
+    /// high-revenue customers in the condition, and how many are painful
+    pub accounts: usize,
+    pub painful: usize,
+    pub painful_share: f64,
+    pub painful_share_ci95: (f64, f64),
+    /// painful share over the share among all high-revenue customers
+    pub lift: f64,
+    pub q_value: f64,
+}
+
+/// The painful-customer list (a frame) and its summary.
+pub fn painful(
+    spec: &FeatureSpec,
+    accounts: &DataFrame,
+    labels: &DataFrame,
+    customers: Option<&DataFrame>,
+    window_days: i64,
+    params: &SignalParams,
+) -> Result<(DataFrame, PainfulSummary)> {
+    let won = labels
+        .clone()
+        .lazy()
+        .filter(col("outcome").neq(lit("lost")))
+        .group_by([col("account_id")])
+        .agg([
+            col("amount").sum().alias("won_revenue"),
+            len().cast(DataType::UInt32).alias("won_deals"),
+            col("cycle_days").max().alias("longest_cycle_days"),
+            col("outcome").eq(lit("churned")).any(true).alias("churned"),
+            col("label").any(true).alias("velocity_win"),
+        ]);
+    let cust = match customers {
+        Some(c) => c
+            .clone()
+            .lazy()
+            .select([
+                col("account_id"),
+                col("delivery_fit").cast(DataType::Float64),
+                col("gross_margin").cast(DataType::Float64),
+            ]),
+        None => DataFrame::new(
+            0,
+            vec![
+                Column::new_empty("account_id".into(), &DataType::String),
+                Column::new_empty("delivery_fit".into(), &DataType::Float64),
+                Column::new_empty("gross_margin".into(), &DataType::Float64),
+            ],
+        )?
+        .lazy(),
+    };
+    let mut names = vec![col("account_id")];
+    if accounts.get_column_names().iter().any(|c| c.as_str() == "account_name") {
+        names.push(col("account_name"));
+    } else {
+        names.push(lit(NULL).cast(DataType::String).alias("account_name"));
+    }
+    let base = won
+        .join(
+            cust,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            accounts.clone().lazy().select(names),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()?;
+    let won_accounts = base.height();
+    let mut rev: Vec<f64> = f64_col(&base, "won_revenue")?
+        .into_iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect();
+    rev.sort_by(f64::total_cmp);
+    let threshold = (!rev.is_empty())
+        .then(|| crate::features::quantile_sorted(&rev, params.painful_revenue_quantile));
+    let slow = (params.painful_slow_factor * window_days as f64).ceil() as i64;
+    let high = col("won_revenue").gt_eq(lit(threshold.unwrap_or(f64::INFINITY)));
+    let reasons = concat_str(
+        [
+            when(col("churned")).then(lit("churned; ")).otherwise(lit("")),
+            when(col("longest_cycle_days").gt(lit(slow)))
+                .then(lit(format!("sales cycle over {slow} days; ")))
+                .otherwise(lit("")),
+            when(col("delivery_fit").lt_eq(lit(params.painful_fit_max)))
+                .then(lit("poor delivery fit; "))
+                .otherwise(lit("")),
+            when(col("gross_margin").lt(lit(params.painful_margin_below)))
+                .then(lit("low margin; "))
+                .otherwise(lit("")),
+        ],
+        "",
+        true,
+    );
+    let flagged = base
+        .clone()
+        .lazy()
+        .with_columns([
+            high.clone().fill_null(lit(false)).alias("__high"),
+            reasons.str().strip_suffix(lit("; ")).alias("pain"),
+        ])
+        .with_column(
+            col("__high")
+                .and(col("pain").str().len_chars().gt(lit(0)))
+                .alias("__painful"),
+        )
+        .collect()?;
+    let list = flagged
+        .clone()
+        .lazy()
+        .filter(col("__painful"))
+        .select([
+            col("account_id"),
+            col("account_name"),
+            col("won_revenue"),
+            col("won_deals"),
+            col("longest_cycle_days"),
+            col("churned"),
+            col("delivery_fit"),
+            col("gross_margin"),
+            col("pain"),
+        ])
+        .sort_by_exprs(
+            [col("won_revenue"), col("account_id")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()?;
+    let best = flagged
+        .clone()
+        .lazy()
+        .filter(
+            col("velocity_win")
+                .and(col("churned").not())
+                .and(col("delivery_fit").gt_eq(lit(4.0)).fill_null(lit(true))),
+        )
+        .collect()?
+        .height();
+    let high_n = flagged
+        .clone()
+        .lazy()
+        .filter(col("__high"))
+        .collect()?
+        .height();
+
+    // Conditions the painful share, among high-revenue customers.
+    let codes = account_codes(spec, accounts)?;
+    let hr = flagged
+        .lazy()
+        .filter(col("__high"))
+        .select([col("account_id"), col("__painful")])
+        .join(
+            codes.lazy(),
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        );
+    let total_painful = list.height();
+    let mut cands: Vec<(String, usize, usize)> = Vec::new();
+    for i in 0..spec.variables.len() {
+        let c = code_col(i);
+        let g = hr
+            .clone()
+            .filter(col(c.as_str()).is_not_null())
+            .group_by([col(c.as_str())])
+            .agg([
+                len().cast(DataType::Float64).alias("n"),
+                col("__painful").cast(DataType::Float64).sum().alias("k"),
+            ])
+            .sort([c.as_str()], SortMultipleOptions::default())
+            .collect()?;
+        let keys = str_col(&g, &c)?;
+        let (n, k) = (f64_col(&g, "n")?, f64_col(&g, "k")?);
+        for (j, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            let Some(cell) = super::conditions::cell_of(spec, i, key) else {
+                continue;
+            };
+            let (n, k) = (n[j].unwrap_or(0.0) as usize, k[j].unwrap_or(0.0) as usize);
+            if n >= params.min_accounts && k >= params.min_wins {
+                cands.push((spec.describe_cell(&cell), n, k));
+            }
+        }
+    }
+    let p: Vec<f64> = cands
+        .iter()
+        .map(|(_, n, k)| {
+            two_proportions(
+                *k as u64,
+                *n as u64,
+                (total_painful - k) as u64,
+                (high_n - n) as u64,
+            )
+        })
+        .collect();
+    let q = benjamini_hochberg(&p);
+    let base_share = total_painful as f64 / high_n.max(1) as f64;
+    let mut shared: Vec<SharedCondition> = cands
+        .into_iter()
+        .zip(q)
+        .filter_map(|((condition, n, k), q)| {
+            let share = k as f64 / n as f64;
+            let lift = share / base_share;
+            (q <= params.fdr && lift >= params.min_lift).then(|| SharedCondition {
+                condition,
+                accounts: n,
+                painful: k,
+                painful_share: share,
+                painful_share_ci95: wilson(k, n),
+                lift,
+                q_value: q,
+            })
+        })
+        .collect();
+    shared.sort_by(|a, b| b.lift.total_cmp(&a.lift).then(a.condition.cmp(&b.condition)));
+    Ok((
+        list,
+        PainfulSummary {
+            won_accounts,
+            high_revenue_from: threshold,
+            high_revenue_accounts: high_n,
+            painful_accounts: total_painful,
+            best_accounts: best,
+            shared_conditions: shared,
+        },
+    ))
+}

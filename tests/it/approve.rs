@@ -1,0 +1,186 @@
+//! People decide: `icp approve`, the active-model rule for `icp score`, the
+//! events log and the quarter-on-quarter comparison.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{generated, icp, read_csv, root, stderr, stdout, strings, tree};
+
+fn run(data: &Path, out: &Path, reports: &Path) -> std::process::Output {
+    icp(
+        &[
+            "run",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &root(),
+    )
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).expect("read json")).expect("parse json")
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let (data, _) = generated(12_000, 31);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let out = tmp.path().join("q1");
+    let o = run(&data, &out, &reports);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (tmp, data, reports, out)
+}
+
+#[test]
+fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_model() {
+    let (tmp, data, reports, q1) = setup();
+    let f = json(&q1.join("findings.json"));
+    assert_eq!(f["readiness"]["ready"], true, "{}", f["readiness"]);
+    let ids: Vec<String> = f["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() >= 2, "{ids:?}");
+
+    // the daily job refuses to guess a model before anything is approved
+    let sc = icp(
+        &["score", "--accounts", data.join("accounts.csv").to_str().unwrap(),
+          "--out", tmp.path().join("s0").to_str().unwrap(),
+          "--reports", reports.to_str().unwrap()],
+        &root(),
+    );
+    assert_eq!(sc.status.code(), Some(1));
+    assert!(stderr(&sc).contains("no active model"), "{}", stderr(&sc));
+
+    let before = tree(&q1);
+    let o = icp(
+        &["approve", q1.to_str().unwrap(), "--by", "Dana Revenue",
+          "--note", "Q1 review", "--reject-exclusion", &ids[0],
+          "--reports", reports.to_str().unwrap()],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("approved run"), "{}", stdout(&o));
+
+    // the run's outputs are untouched; two files were added
+    let after = tree(&q1);
+    for (name, bytes) in &before {
+        let now = after.iter().find(|x| &x.0 == name).expect("file kept");
+        assert!(&now.1 == bytes, "{name} was rewritten");
+    }
+    let added: Vec<&str> = after
+        .iter()
+        .map(|x| x.0.as_str())
+        .filter(|n| !before.iter().any(|b| b.0 == *n))
+        .collect();
+    assert_eq!(added, vec!["approval.json", "exclusions_approved.csv"]);
+
+    let a = json(&q1.join("approval.json"));
+    assert_eq!(a["approved_by"], "Dana Revenue");
+    assert_eq!(a["exclusions_rejected"][0], ids[0].as_str());
+    let published = read_csv(&q1.join("exclusions_approved.csv"));
+    let pub_ids = strings(&published, "exclusion_id");
+    assert!(!pub_ids.contains(&ids[0]), "a rejected exclusion is not published");
+    let matches = read_csv(&q1.join("exclusion_matches.csv"));
+    let want = strings(&matches, "exclusion_id")
+        .iter()
+        .filter(|i| **i != ids[0])
+        .count();
+    assert_eq!(published.height(), want, "every other proposal's matches are published");
+
+    let active = json(&reports.join("active.json"));
+    assert_eq!(active["model_id"], f["model_id"]);
+
+    // the events log has the run and the approval, one JSON object per line
+    let log = std::fs::read_to_string(reports.join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events[0]["event"], "run");
+    assert_eq!(events.last().unwrap()["event"], "approval");
+
+    // now the daily job uses the active model
+    let s1 = tmp.path().join("s1");
+    let sc = icp(
+        &["score", "--quiet", "--accounts", data.join("accounts.csv").to_str().unwrap(),
+          "--out", s1.to_str().unwrap(), "--reports", reports.to_str().unwrap()],
+        &root(),
+    );
+    assert!(sc.status.success(), "{}", stderr(&sc));
+    assert_eq!(
+        std::fs::read(s1.join("scores.csv")).unwrap(),
+        std::fs::read(q1.join("scores.csv")).unwrap()
+    );
+
+    // a decision is not rewritten
+    let again = icp(
+        &["approve", q1.to_str().unwrap(), "--by", "Someone Else",
+          "--reports", reports.to_str().unwrap()],
+        &root(),
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already approved by Dana Revenue"), "{}", stderr(&again));
+}
+
+#[test]
+fn unknown_exclusion_ids_are_refused() {
+    let (_tmp, _data, reports, q1) = setup();
+    let o = icp(
+        &["approve", q1.to_str().unwrap(), "--by", "Dana", "--reject-exclusion", "X99",
+          "--reports", reports.to_str().unwrap()],
+        &root(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("X99"), "{}", stderr(&o));
+    assert!(!q1.join("approval.json").exists());
+    assert!(!reports.join("active.json").exists());
+}
+
+#[test]
+fn a_later_run_is_compared_with_the_active_model() {
+    let (tmp, data, reports, q1) = setup();
+    let o = icp(
+        &["approve", q1.to_str().unwrap(), "--by", "Dana", "--reports", reports.to_str().unwrap()],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the same data a quarter later: nothing moves
+    let q2 = tmp.path().join("q2");
+    assert!(run(&data, &q2, &reports).status.success());
+    let c = json(&q2.join("changes.json"));
+    assert_eq!(c["signals_gained"].as_array().unwrap().len(), 0);
+    assert_eq!(c["signals_lost"].as_array().unwrap().len(), 0);
+    for t in c["thresholds"].as_array().unwrap() {
+        assert_eq!(t["entered"], 0);
+        assert_eq!(t["left"], 0);
+        assert_eq!(t["before"], t["after"]);
+    }
+    // different data: the diff counts real movements
+    let (other, _) = generated(12_000, 32);
+    let q3 = tmp.path().join("q3");
+    assert!(run(&other, &q3, &reports).status.success());
+    let c = json(&q3.join("changes.json"));
+    let old = read_csv(&q1.join("scores.csv"));
+    let new = read_csv(&q3.join("scores.csv"));
+    let at = |df: &polars::prelude::DataFrame, t: i64| -> std::collections::BTreeSet<String> {
+        strings(df, "account_id")
+            .into_iter()
+            .zip(strings(df, "score"))
+            .filter(|(_, s)| s.parse::<i64>().is_ok_and(|s| s >= t))
+            .map(|x| x.0)
+            .collect()
+    };
+    for t in c["thresholds"].as_array().unwrap() {
+        let th = t["threshold"].as_i64().unwrap();
+        let (b, a) = (at(&old, th), at(&new, th));
+        assert_eq!(t["entered"].as_u64().unwrap() as usize, a.difference(&b).count());
+        assert_eq!(t["left"].as_u64().unwrap() as usize, b.difference(&a).count());
+    }
+    let brief = std::fs::read_to_string(q3.join("brief.md")).unwrap();
+    assert!(brief.contains("Changes since the active model"));
+}

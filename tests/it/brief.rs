@@ -1,0 +1,232 @@
+//! The findings and the brief: known answers on generated data, NOT READY on
+//! thin evidence, escaping of account-supplied strings.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::common::{generated, icp, read_csv, root, stderr, strings};
+
+/// One run on 30k generated accounts shared by the tests below.
+fn run30k() -> &'static PathBuf {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let (data, _) = generated(30_000, 2024);
+        let base = tempfile::tempdir().expect("tempdir").keep();
+        let out = base.join("run");
+        let o = icp(
+            &[
+                "run",
+                "--quiet",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--reports",
+                base.join("reports").to_str().unwrap(),
+            ],
+            &root(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    })
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).expect("read json")).expect("parse json")
+}
+
+fn conditions(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|f| f["condition"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
+    let run = run30k();
+    let s = json(&run.join("signals.json"));
+    let sig = conditions(&s["signals"]);
+    for want in ["industry = Software", "industry = Logistics"] {
+        assert!(sig.iter().any(|c| c == want), "{want} not a signal: {sig:?}");
+    }
+    // the size sweet spot (50-500 employees in the truth) is a band signal
+    assert!(
+        sig.iter().any(|c| c.starts_with("employees") && !c.contains(" and ")),
+        "no employee band among {sig:?}"
+    );
+    // the planted interaction: Healthcare at 200-2,000 employees
+    assert!(
+        sig.iter()
+            .any(|c| c.contains("industry = Healthcare") && c.contains("employees")),
+        "interaction missing: {sig:?}"
+    );
+    // every signal meets the support minimum and the FDR
+    for f in s["signals"].as_array().unwrap() {
+        assert!(f["accounts"].as_u64().unwrap() >= 20);
+        assert!(f["velocity_wins"].as_u64().unwrap() >= 5);
+        assert!(f["q_value"].as_f64().unwrap() <= 0.05);
+        assert!(f["lift"].as_f64().unwrap() >= 1.25);
+    }
+    let x = json(&run.join("exclusions.json"));
+    let exc = conditions(&x["exclusions"]);
+    for want in ["industry = Government", "industry = Retail"] {
+        assert!(exc.iter().any(|c| c == want), "{want} not excluded: {exc:?}");
+    }
+    // the churn-prone small accounts are excluded for churn
+    let small_churn = x["exclusions"].as_array().unwrap().iter().any(|f| {
+        f["condition"].as_str().unwrap().starts_with("employees under")
+            && f["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e.as_str().unwrap().starts_with("churns"))
+    });
+    assert!(small_churn, "{exc:?}");
+
+    let p = json(&run.join("painful.json"));
+    assert!(p["painful_accounts"].as_u64().unwrap() > 0);
+    let shared = conditions(&p["shared_conditions"]);
+    assert!(
+        shared.iter().any(|c| c.starts_with("annual revenue")),
+        "high revenue is what painful customers share: {shared:?}"
+    );
+    let painful = read_csv(&run.join("painful_customers.csv"));
+    assert_eq!(painful.height() as u64, p["painful_accounts"].as_u64().unwrap());
+
+    let t = json(&run.join("triggers.json"));
+    for trig in t.as_array().unwrap() {
+        let name = trig["trigger"].as_str().unwrap();
+        assert!(
+            trig["lift"].as_f64().unwrap() > 1.0 && trig["supported"].as_bool().unwrap(),
+            "{name}: {trig}"
+        );
+    }
+    assert_eq!(t.as_array().unwrap().len(), 4);
+
+    // the accounts behind each finding are listed
+    let behind = read_csv(&run.join("finding_accounts.csv"));
+    let ids = strings(&behind, "finding_id");
+    assert!(ids.iter().any(|i| i == "S01") && ids.iter().any(|i| i == "X01"));
+}
+
+#[test]
+fn a_condition_of_two_accounts_never_becomes_a_finding() {
+    // The generator plants two perfect accounts in industry "Aerospace".
+    // With every category kept (min_level_count = 1) the condition exists,
+    // and support alone must keep it out.
+    let (data, _) = generated(30_000, 2024);
+    let acc = read_csv(&data.join("accounts.csv"));
+    let n = strings(&acc, "industry")
+        .iter()
+        .filter(|i| *i == "Aerospace")
+        .count();
+    assert_eq!(n, 2, "the generator plants exactly two Aerospace accounts");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[features]\nmin_level_count = 1\n").unwrap();
+    let out = tmp.path().join("run");
+    let o = icp(
+        &[
+            "run",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reports",
+            tmp.path().join("reports").to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["signals.csv", "exclusions.csv"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(!text.contains("Aerospace"), "{f} claims a two-account condition");
+    }
+}
+
+#[test]
+fn the_brief_has_every_section_and_inline_charts() {
+    let run = run30k();
+    let html = std::fs::read_to_string(run.join("brief.html")).unwrap();
+    let md = std::fs::read_to_string(run.join("brief.md")).unwrap();
+    for section in [
+        "The answer in five lines",
+        "Readiness gates",
+        "How good the model is",
+        "Best-fit signals",
+        "Poor-fit exclusions",
+        "Painful customers",
+        "Buying triggers",
+        "Segments and qualification",
+        "Measurement plan",
+        "icp_evidence_alignment_rate",
+        "Leadership review",
+    ] {
+        assert!(html.contains(section), "html lacks {section}");
+        assert!(md.contains(section), "md lacks {section}");
+    }
+    assert!(html.matches("<svg").count() >= 2, "two inline charts");
+    assert!(!html.contains("<script"), "no scripts");
+    assert!(!html.contains("src=\"http"), "no network resources");
+    assert!(html.contains("PROPOSAL awaiting leadership approval"));
+}
+
+/// Tiny evidence: the run works, but the brief says NOT READY and publishes
+/// no exclusions; account names with markup show as text.
+#[test]
+fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
+    let (data, _) = generated(1500, 9);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["opportunities.csv", "triggers.csv"] {
+        std::fs::copy(data.join(f), d.join(f)).unwrap();
+    }
+    // no customers file: retention and delivery evidence are missing
+    let acc = std::fs::read_to_string(data.join("accounts.csv")).unwrap();
+    let mut lines: Vec<String> = acc.lines().map(str::to_string).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let name_col = header.iter().position(|h| *h == "account_name").unwrap();
+    for l in lines.iter_mut().skip(1) {
+        let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
+        cells[name_col] = "<script>alert(1)</script>".into();
+        *l = cells.join(",");
+    }
+    std::fs::write(d.join("accounts.csv"), lines.join("\n") + "\n").unwrap();
+    let out = tmp.path().join("run");
+    let o = icp(
+        &[
+            "run",
+            "--quiet",
+            "--data",
+            d.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--reports",
+            tmp.path().join("reports").to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("brief.html")).unwrap();
+    assert!(html.contains("NOT READY"));
+    assert!(!html.contains("<script>alert(1)</script>"));
+    let f = json(&out.join("findings.json"));
+    assert_eq!(f["readiness"]["ready"], false);
+    let failed: Vec<&str> = f["readiness"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["passed"] == false)
+        .map(|g| g["gate"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"retention evidence") || failed.contains(&"delivery-fit evidence"), "{failed:?}");
+    assert!(!out.join("exclusion_matches.csv").exists(), "no exclusions published");
+    // the scores still work
+    assert!(read_csv(&out.join("scores.csv")).height() > 0);
+}
