@@ -360,7 +360,7 @@ fn bin_expr(x: Expr, edges: &[f64], bin: usize) -> Expr {
 pub fn frame_to_array(df: &DataFrame) -> Result<Array2<f64>> {
     let (n, p) = (df.height(), df.width());
     let mut x = Array2::<f64>::zeros((n, p).f());
-    for (j, c) in df.get_columns().iter().enumerate() {
+    for (j, c) in df.columns().iter().enumerate() {
         let s = c.as_materialized_series().rechunk();
         let ca = s.f64()?;
         if ca.null_count() > 0 {
@@ -469,8 +469,8 @@ pub fn fit_main_effects(
             let ns = counts.column("__count")?.cast(&DataType::UInt64)?;
             // most frequent first, ties by value, so the vocabulary is deterministic
             let mut pairs: Vec<(u64, String)> = vals
-                .into_iter()
-                .zip(ns.u64()?.into_iter())
+                .iter()
+                .zip(ns.u64()?.iter())
                 .filter_map(|(v, n)| Some((n?, v?.to_string())))
                 .collect();
             pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));

@@ -457,10 +457,10 @@ fn with_raw(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
     )
 }
 
-fn duplicate(id: &str) -> Expr {
-    col(id)
+fn duplicate(id: &str) -> Result<Expr> {
+    Ok(col(id)
         .is_not_null()
-        .and(col(ROW).min().over([col(id)]).neq(col(ROW)))
+        .and(col(ROW).min().over([col(id)])?.neq(col(ROW))))
 }
 
 fn load_accounts(
@@ -547,7 +547,7 @@ fn load_accounts(
         ),
         check(
             "account_id",
-            duplicate("account_id"),
+            duplicate("account_id")?,
             "duplicate account_id (an earlier row has the same id; the first is kept)",
         ),
     ];
@@ -732,7 +732,7 @@ fn load_opportunities(
         ),
         check(
             "opportunity_id",
-            duplicate("opportunity_id"),
+            duplicate("opportunity_id")?,
             "duplicate opportunity_id (an earlier row has the same id; the first is kept)",
         ),
     ];
@@ -837,7 +837,7 @@ fn load_customers(
     checks.extend([
         check(
             "account_id",
-            duplicate("account_id"),
+            duplicate("account_id")?,
             "duplicate account_id (one customers row per account; the first is kept)",
         ),
         check(

@@ -246,7 +246,7 @@ fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
 }
 
 fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
-    Ok(df.column(name)?.bool()?.into_no_null_iter().collect())
+    Ok(df.column(name)?.bool()?.no_null_iter().collect())
 }
 
 fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame> {
@@ -524,14 +524,14 @@ fn evaluate(
     let train_ids: std::collections::HashSet<String> = rows
         .column("account_id")?
         .str()?
-        .into_no_null_iter()
+        .no_null_iter()
         .take(n_train)
         .map(str::to_string)
         .collect();
     let test_ids: Vec<String> = test
         .column("account_id")?
         .str()?
-        .into_no_null_iter()
+        .no_null_iter()
         .map(str::to_string)
         .collect();
     let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a)).collect();
@@ -547,7 +547,7 @@ fn evaluate(
     let outcome: Vec<String> = test
         .column("outcome")?
         .str()?
-        .into_no_null_iter()
+        .no_null_iter()
         .map(str::to_string)
         .collect();
     let cycle: Vec<i64> = test
@@ -605,7 +605,7 @@ fn evaluate(
             let pt: Vec<f64> = joined
                 .column("p_velocity_win_true")?
                 .f64()?
-                .into_iter()
+                .iter()
                 .map(|v| v.unwrap_or(f64::NAN))
                 .collect();
             let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
@@ -642,7 +642,7 @@ fn evaluate(
             .df
             .column("label")?
             .bool()?
-            .into_no_null_iter()
+            .no_null_iter()
             .filter(|b| *b)
             .count()
             - n_pos,

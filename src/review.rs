@@ -210,7 +210,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
     let keep = Series::new("__keep".into(), approved.clone());
     let mut published = matches
         .lazy()
-        .filter(col("exclusion_id").is_in(lit(keep).implode(), false))
+        .filter(col("exclusion_id").is_in(lit(keep).implode(false), false))
         .sort(["exclusion_id", "account_id"], SortMultipleOptions::default())
         .collect()?;
     let mut buf = Vec::new();

@@ -106,7 +106,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             Ok(df
                 .column(&format!("__i{k}"))?
                 .bool()?
-                .into_iter()
+                .iter()
                 .map(|b| b.unwrap_or(false))
                 .collect())
         })

@@ -46,7 +46,7 @@ pub fn band_counts(scores: &DataFrame) -> Result<Vec<(String, usize)>> {
         .map(|b| {
             (
                 b.to_string(),
-                bands.into_iter().filter(|v| *v == Some(*b)).count(),
+                bands.iter().filter(|v| *v == Some(*b)).count(),
             )
         })
         .collect())

@@ -379,7 +379,7 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
         f.exclusion_matches
             .column("exclusion_id")
             .ok()
-            .and_then(|c| c.str().ok().map(|s| s.into_iter().filter(|v| *v == Some(id)).count()))
+            .and_then(|c| c.str().ok().map(|s| s.iter().filter(|v| *v == Some(id)).count()))
             .unwrap_or(0)
     };
     if f.exclusions.is_empty() {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use polars::prelude::*;
 
@@ -83,7 +82,7 @@ pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
         .with_has_header(true)
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|r| r.finish())
-        .with_context(|| format!("{}: cannot read the truth file", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the truth file: {e}", path.display()))?;
     for c in ["account_id", "p_velocity_win_true"] {
         if df.column(c).is_err() {
             anyhow::bail!("{}: truth file lacks the column `{c}`", path.display());

@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             wins = Some(l.df.column("label")?.bool()?.sum().unwrap_or(0) as usize);
             from = Some(l.cutoff.to_string());
             let ev = &cfg.evidence;
-            let y: Vec<bool> = l.df.column("label")?.bool()?.into_no_null_iter().collect();
+            let y: Vec<bool> = l.df.column("label")?.bool()?.no_null_iter().collect();
             let tp = y[..l.n_train].iter().filter(|b| **b).count();
             let hp = y[l.n_train..].iter().filter(|b| **b).count();
             if tp < ev.min_train_positives {

@@ -168,7 +168,7 @@ pub(crate) fn str_col(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>>
         .as_materialized_series()
         .cast(&DataType::String)?;
     Ok(s.str()?
-        .into_iter()
+        .iter()
         .map(|v| v.map(str::to_string))
         .collect())
 }
@@ -179,7 +179,7 @@ pub(crate) fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
         .column(name)?
         .as_materialized_series()
         .cast(&DataType::Float64)?;
-    Ok(s.f64()?.into_iter().collect())
+    Ok(s.f64()?.iter().collect())
 }
 
 /// Findings as a flat table (signals.csv, exclusions.csv).

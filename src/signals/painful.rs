@@ -110,29 +110,35 @@ pub fn painful(
         .then(|| crate::features::quantile_sorted(&rev, params.painful_revenue_quantile));
     let slow = (params.painful_slow_factor * window_days as f64).ceil() as i64;
     let high = col("won_revenue").gt_eq(lit(threshold.unwrap_or(f64::INFINITY)));
-    let reasons = concat_str(
-        [
-            when(col("churned")).then(lit("churned; ")).otherwise(lit("")),
-            when(col("longest_cycle_days").gt(lit(slow)))
-                .then(lit(format!("sales cycle over {slow} days; ")))
-                .otherwise(lit("")),
-            when(col("delivery_fit").lt_eq(lit(params.painful_fit_max)))
-                .then(lit("poor delivery fit; "))
-                .otherwise(lit("")),
-            when(col("gross_margin").lt(lit(params.painful_margin_below)))
-                .then(lit("low margin; "))
-                .otherwise(lit("")),
-        ],
-        "",
-        true,
-    );
-    let flagged = base
-        .clone()
+    // Why each high-revenue customer is painful, in words.
+    let mut pain: Vec<String> = Vec::with_capacity(base.height());
+    {
+        let churned = base.column("churned")?.bool()?.clone();
+        let cycle = f64_col(&base, "longest_cycle_days")?;
+        let fit = f64_col(&base, "delivery_fit")?;
+        let margin = f64_col(&base, "gross_margin")?;
+        for (i, ch) in churned.iter().enumerate() {
+            let mut why = Vec::new();
+            if ch == Some(true) {
+                why.push("churned".to_string());
+            }
+            if cycle[i].is_some_and(|c| c > slow as f64) {
+                why.push(format!("sales cycle over {slow} days"));
+            }
+            if fit[i].is_some_and(|f| f <= params.painful_fit_max) {
+                why.push("poor delivery fit".to_string());
+            }
+            if margin[i].is_some_and(|m| m < params.painful_margin_below) {
+                why.push("low margin".to_string());
+            }
+            pain.push(why.join("; "));
+        }
+    }
+    let mut with_pain = base.clone();
+    with_pain.with_column(Column::new("pain".into(), pain))?;
+    let flagged = with_pain
         .lazy()
-        .with_columns([
-            high.clone().fill_null(lit(false)).alias("__high"),
-            reasons.str().strip_suffix(lit("; ")).alias("pain"),
-        ])
+        .with_column(high.clone().fill_null(lit(false)).alias("__high"))
         .with_column(
             col("__high")
                 .and(col("pain").str().len_chars().gt(lit(0)))

@@ -61,7 +61,7 @@ pub fn strings(df: &DataFrame, c: &str) -> Vec<String> {
         .expect("cast")
         .str()
         .expect("str")
-        .into_iter()
+        .iter()
         .map(|v| v.unwrap_or("").to_string())
         .collect()
 }
