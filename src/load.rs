@@ -267,6 +267,7 @@ fn clean(name: &str) -> Expr {
     when(t.clone().str().len_bytes().eq(lit(0)))
         .then(lit(NULL).cast(DataType::String))
         .otherwise(t)
+        .alias(name)
 }
 
 /// A row check: rows where `bad` is true are rejected for `reason` on `column`.
@@ -369,6 +370,7 @@ fn file_name(path: &Path) -> String {
 fn split(
     lf: LazyFrame,
     checks: &[Check],
+    typed: Vec<Expr>,
     path: &Path,
     table: &str,
     raw_rows: usize,
@@ -376,8 +378,11 @@ fn split(
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
     let [reason, column, value] = first_failure(checks, |c| col(format!("__raw_{c}")));
+    // Checks see the cleaned text; only then are columns replaced by their
+    // parsed values (a value that fails to parse must be rejected, not nulled).
     let df = lf
         .with_columns([reason, column, value])
+        .with_columns(typed)
         .collect()
         .map_err(|e| IcpError::read(path, e))?;
     let name = file_name(path);
@@ -616,11 +621,10 @@ fn load_accounts(
         }
     }
     lf = with_raw(lf, &extras.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-    let lf = lf.with_columns(typed);
     let mut keep: Vec<Expr> = vec![col(ROW)];
     keep.extend(present.iter().map(|c| col(*c)));
     keep.extend(extras.iter().map(|c| col(c.as_str())));
-    let table = split(lf, &checks, path, "accounts", rows, keep, rejects)?;
+    let table = split(lf, &checks, typed, path, "accounts", rows, keep, rejects)?;
     Ok((table, kinds))
 }
 
@@ -795,7 +799,6 @@ fn load_opportunities(
     } else {
         typed.push(lit(NULL).cast(DataType::Float64).alias("amount"));
     }
-    let lf = lf.with_columns(typed);
     let mut keep = vec![
         col(ROW),
         col("opportunity_id"),
@@ -812,7 +815,7 @@ fn load_opportunities(
             keep.push(lit(NULL).cast(DataType::String).alias(c));
         }
     }
-    split(lf, &checks, path, "opportunities", rows, keep, rejects)
+    split(lf, &checks, typed, path, "opportunities", rows, keep, rejects)
 }
 
 fn load_customers(
@@ -896,7 +899,6 @@ fn load_customers(
     } else {
         typed.push(lit(NULL).cast(DataType::Float64).alias("gross_margin"));
     }
-    let lf = lf.with_columns(typed);
     let mut keep = vec![
         col(ROW),
         col("account_id"),
@@ -910,7 +912,7 @@ fn load_customers(
     } else {
         keep.push(lit(NULL).cast(DataType::String).alias("notes"));
     }
-    split(lf, &checks, path, "customers", rows, keep, rejects)
+    split(lf, &checks, typed, path, "customers", rows, keep, rejects)
 }
 
 fn load_triggers(
@@ -939,12 +941,12 @@ fn load_triggers(
     ));
     checks.push(check("date", col("date").is_null(), "missing date"));
     checks.extend(date_checks("date", &d, cfg));
-    let lf = lf.with_columns([d.alias("date")]);
+    let typed = vec![d.alias("date")];
     let keep = vec![
         col(ROW),
         col("account_id"),
         col("trigger").str().to_lowercase(),
         col("date"),
     ];
-    split(lf, &checks, path, "triggers", rows, keep, rejects)
+    split(lf, &checks, typed, path, "triggers", rows, keep, rejects)
 }
