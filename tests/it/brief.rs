@@ -87,13 +87,30 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
 
     let p = json(&run.join("painful.json"));
     assert!(p["painful_accounts"].as_u64().unwrap() > 0);
+    // Government customers are planted hard to serve: they share it
     let shared = conditions(&p["shared_conditions"]);
     assert!(
-        shared.iter().any(|c| c.starts_with("annual revenue")),
-        "high revenue is what painful customers share: {shared:?}"
+        shared.iter().any(|c| c == "industry = Government"),
+        "{shared:?}"
     );
     let painful = read_csv(&run.join("painful_customers.csv"));
     assert_eq!(painful.height() as u64, p["painful_accounts"].as_u64().unwrap());
+    // and the planted painful kind, revenue >= $500M, is over-represented
+    let (data, _) = generated(30_000, 2024);
+    let acc = read_csv(&data.join("accounts.csv"));
+    let big: std::collections::BTreeSet<String> = strings(&acc, "account_id")
+        .into_iter()
+        .zip(strings(&acc, "annual_revenue"))
+        .filter(|(_, r)| r.parse::<f64>().is_ok_and(|r| r >= 500e6))
+        .map(|x| x.0)
+        .collect();
+    let ids = strings(&painful, "account_id");
+    let share_painful = ids.iter().filter(|i| big.contains(*i)).count() as f64 / ids.len() as f64;
+    let share_all = big.len() as f64 / acc.height() as f64;
+    assert!(
+        share_painful > 3.0 * share_all,
+        "revenue >= $500M: {share_painful:.3} of painful customers vs {share_all:.3} of accounts"
+    );
 
     let t = json(&run.join("triggers.json"));
     for trig in t.as_array().unwrap() {
@@ -168,7 +185,8 @@ fn the_brief_has_every_section_and_inline_charts() {
         "Leadership review",
     ] {
         assert!(html.contains(section), "html lacks {section}");
-        assert!(md.contains(section), "md lacks {section}");
+        // Markdown escapes underscores
+        assert!(md.contains(&section.replace('_', "\\_")), "md lacks {section}");
     }
     assert!(html.matches("<svg").count() >= 2, "two inline charts");
     assert!(!html.contains("<script"), "no scripts");
@@ -193,6 +211,9 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
     let header: Vec<&str> = lines[0].split(',').collect();
     let name_col = header.iter().position(|h| *h == "account_name").unwrap();
     for l in lines.iter_mut().skip(1) {
+        if l.contains('"') {
+            continue; // a quoted name with a comma: leave the row as it is
+        }
         let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
         cells[name_col] = "<script>alert(1)</script>".into();
         *l = cells.join(",");
