@@ -251,3 +251,30 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
     // the scores still work
     assert!(read_csv(&out.join("scores.csv")).height() > 0);
 }
+
+/// reports/example/ holds the brief of the bundled sample, so a reader sees
+/// one without running anything; it must be what the code makes today.
+/// Regenerate: `cargo run -- run --quiet --out /tmp/ex` and copy brief.md,
+/// brief.html and findings.json into reports/example/.
+#[test]
+fn the_committed_example_is_what_the_code_makes_of_the_sample() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("run");
+    let o = icp(
+        &[
+            "run",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--reports",
+            tmp.path().join("reports").to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["brief.md", "brief.html", "findings.json"] {
+        let now = std::fs::read(out.join(f)).unwrap();
+        let committed = std::fs::read(root().join("reports/example").join(f)).unwrap();
+        assert!(now == committed, "reports/example/{f} is stale; regenerate it (see this test's doc)");
+    }
+}
