@@ -307,4 +307,12 @@ fn maven_crm_export_maps_and_reports_no_reliable_signal() {
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["inputs"][1]["rows"].as_u64(), Some(8800));
     assert_eq!(m["inputs"][0]["used"].as_u64(), Some(85));
+    // the brief says NOT READY and claims no signal the data cannot support
+    let f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
+    assert_eq!(f["readiness"]["ready"], false);
+    assert_eq!(f["signals"].as_array().map(|a| a.len()), Some(0));
+    assert!(!out.join("exclusion_matches.csv").exists());
+    let brief = std::fs::read_to_string(out.join("brief.md")).unwrap();
+    assert!(brief.contains("NOT READY") && brief.contains("No best-fit signal"));
 }
