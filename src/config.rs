@@ -402,10 +402,16 @@ fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalPa
         ));
     }
     if !(p.fdr > 0.0 && p.fdr < 1.0) {
-        return Err(format!("[signals] fdr = {}: expected more than 0 and less than 1", p.fdr));
+        return Err(format!(
+            "[signals] fdr = {}: expected more than 0 and less than 1",
+            p.fdr
+        ));
     }
     if !(p.min_lift.is_finite() && p.min_lift >= 1.0) {
-        return Err(format!("[signals] min_lift = {}: expected 1 or more", p.min_lift));
+        return Err(format!(
+            "[signals] min_lift = {}: expected 1 or more",
+            p.min_lift
+        ));
     }
     if p.trigger_window_days < 1 {
         return Err(format!(

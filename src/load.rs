@@ -815,7 +815,16 @@ fn load_opportunities(
             keep.push(lit(NULL).cast(DataType::String).alias(c));
         }
     }
-    split(lf, &checks, typed, path, "opportunities", rows, keep, rejects)
+    split(
+        lf,
+        &checks,
+        typed,
+        path,
+        "opportunities",
+        rows,
+        keep,
+        rejects,
+    )
 }
 
 fn load_customers(

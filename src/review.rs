@@ -61,7 +61,8 @@ pub struct Active {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| IcpError::read(path, e))?;
-    serde_json::from_str(&text).map_err(|e| IcpError::read(path, format!("not the expected JSON: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| IcpError::read(path, format!("not the expected JSON: {e}")))
 }
 
 /// Write a file whole: a temporary sibling, then a rename.
@@ -156,7 +157,9 @@ pub struct ApproveRequest<'a> {
 pub fn approve(req: &ApproveRequest) -> Result<Approval> {
     let by = req.by.trim();
     if by.is_empty() {
-        return Err(IcpError::Invalid("--by: the approver's name is empty".into()));
+        return Err(IcpError::Invalid(
+            "--by: the approver's name is empty".into(),
+        ));
     }
     let dir = resolve_run(req.reports, req.run)?;
     let approval_path = dir.join(APPROVAL);
@@ -202,8 +205,14 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
             .map_err(|e| IcpError::read(&matches_path, e))?
     } else {
         crate::signals::conditions::exclusion_matches(
-            &DataFrame::new(0, vec![Column::new_empty("account_id".into(), &DataType::String)])?,
-            &DataFrame::new(0, vec![Column::new_empty("account_id".into(), &DataType::String)])?,
+            &DataFrame::new(
+                0,
+                vec![Column::new_empty("account_id".into(), &DataType::String)],
+            )?,
+            &DataFrame::new(
+                0,
+                vec![Column::new_empty("account_id".into(), &DataType::String)],
+            )?,
             &[],
         )?
     };
@@ -211,7 +220,10 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
     let mut published = matches
         .lazy()
         .filter(col("exclusion_id").is_in(lit(keep).implode(false), false))
-        .sort(["exclusion_id", "account_id"], SortMultipleOptions::default())
+        .sort(
+            ["exclusion_id", "account_id"],
+            SortMultipleOptions::default(),
+        )
         .collect()?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
@@ -229,7 +241,8 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
         exclusions_approved: approved,
         exclusions_rejected: req.reject_exclusions.to_vec(),
     };
-    let text = serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
+    let text =
+        serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
     write_atomic(&approval_path, (text + "\n").as_bytes())?;
     fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
     let run_dir = match (dir.canonicalize(), req.reports.canonicalize()) {

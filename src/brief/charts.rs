@@ -57,9 +57,11 @@ pub fn lift_by_decile(bins: &[CalibrationBin], base_rate: f64) -> Result<String>
             .draw()
             .map_err(err)?;
         chart
-            .draw_series(lifts.iter().map(|&(d, l)| {
-                Rectangle::new([(d - 0.38, 0.0), (d + 0.38, l)], INK.filled())
-            }))
+            .draw_series(
+                lifts
+                    .iter()
+                    .map(|&(d, l)| Rectangle::new([(d - 0.38, 0.0), (d + 0.38, l)], INK.filled())),
+            )
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
@@ -102,7 +104,10 @@ pub fn calibration(bins: &[CalibrationBin]) -> Result<String> {
             .draw()
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new([(0.0, 0.0), (top, top)], GREY.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(0.0, 0.0), (top, top)],
+                GREY.stroke_width(1),
+            ))
             .map_err(err)?;
         let pts: Vec<(f64, f64)> = bins
             .iter()

@@ -15,7 +15,10 @@ pub enum Block {
         rows: Vec<Vec<String>>,
     },
     /// an SVG drawn by this program (trusted); Markdown gets `alt` instead
-    Svg { svg: String, alt: String },
+    Svg {
+        svg: String,
+        alt: String,
+    },
 }
 
 pub fn escape_html(s: &str) -> String {
@@ -93,7 +96,11 @@ pub fn markdown(blocks: &[Block]) -> String {
                 let line = |cells: &[String]| {
                     format!(
                         "| {} |\n",
-                        cells.iter().map(|c| escape_md(c)).collect::<Vec<_>>().join(" | ")
+                        cells
+                            .iter()
+                            .map(|c| escape_md(c))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
                     )
                 };
                 o.push_str(&line(head));
@@ -126,7 +133,10 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
     let mut o = String::new();
     o.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     o.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    o.push_str(&format!("<title>{}</title><style>{STYLE}</style></head><body>\n", escape_html(title)));
+    o.push_str(&format!(
+        "<title>{}</title><style>{STYLE}</style></head><body>\n",
+        escape_html(title)
+    ));
     for b in blocks {
         match b {
             Block::Heading(level, t) => {

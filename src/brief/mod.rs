@@ -379,11 +379,17 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
         f.exclusion_matches
             .column("exclusion_id")
             .ok()
-            .and_then(|c| c.str().ok().map(|s| s.iter().filter(|v| *v == Some(id)).count()))
+            .and_then(|c| {
+                c.str()
+                    .ok()
+                    .map(|s| s.iter().filter(|v| *v == Some(id)).count())
+            })
             .unwrap_or(0)
     };
     if f.exclusions.is_empty() {
-        d.push(Block::Para("No condition is supported as a poor fit.".into()));
+        d.push(Block::Para(
+            "No condition is supported as a poor fit.".into(),
+        ));
     } else {
         if !r.ready {
             d.push(Block::Callout(
@@ -474,7 +480,9 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
     // Triggers.
     d.push(Block::Heading(2, "Buying triggers".into()));
     if f.triggers.is_empty() {
-        d.push(Block::Para("No triggers file, or no trigger events.".into()));
+        d.push(Block::Para(
+            "No triggers file, or no trigger events.".into(),
+        ));
     } else {
         d.push(Block::Para(format!(
             "How often a new opportunity follows a trigger within {} days, against accounts with no trigger over the same days, and how often those opportunities are won (triggers.json).",
@@ -509,7 +517,13 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
                         opt_num(t.lift, 2),
                         match (t.win_rate, t.win_rate_ci95) {
                             (Some(w), Some(ci)) => {
-                                format!("{} of {} ({}-{})", pct(w), n(t.closed), pct(ci.0), pct(ci.1))
+                                format!(
+                                    "{} of {} ({}-{})",
+                                    pct(w),
+                                    n(t.closed),
+                                    pct(ci.0),
+                                    pct(ci.1)
+                                )
                             }
                             _ => "n/a".into(),
                         },
@@ -629,7 +643,9 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
             ));
         }
     }
-    tasks.push("Confirm the best-fit signals match what the field sees (owner: Sales leadership)".into());
+    tasks.push(
+        "Confirm the best-fit signals match what the field sees (owner: Sales leadership)".into(),
+    );
     d.push(Block::Checklist(tasks));
     d.push(Block::Para(format!(
         "Record the decision: icp approve RUN --by NAME [--note TEXT] [--reject-exclusion ID ...], where RUN is this run directory (printed by icp run; reports/latest is the newest)."

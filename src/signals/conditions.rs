@@ -39,10 +39,12 @@ pub fn account_codes(spec: &FeatureSpec, accounts: &DataFrame) -> Result<DataFra
 /// The cell a code names, or None for "(other)" values that have no cell.
 pub fn cell_of(spec: &FeatureSpec, var: usize, code: &str) -> Option<Cell> {
     match &spec.variables[var] {
-        Variable::Categorical { levels, .. } => levels.iter().any(|l| l == code).then(|| Cell::Level {
-            var,
-            level: code.to_string(),
-        }),
+        Variable::Categorical { levels, .. } => {
+            levels.iter().any(|l| l == code).then(|| Cell::Level {
+                var,
+                level: code.to_string(),
+            })
+        }
         Variable::Numeric { .. } => code.parse().ok().map(|bin| Cell::Bin { var, bin }),
     }
 }
@@ -168,7 +170,10 @@ fn deal_aggs() -> Vec<Expr> {
             .alias("accounts"),
         col("label").cast(DataType::Float64).sum().alias("vwins"),
         won().cast(DataType::Float64).sum().alias("won"),
-        col("__churned").cast(DataType::Float64).sum().alias("churned"),
+        col("__churned")
+            .cast(DataType::Float64)
+            .sum()
+            .alias("churned"),
         col("cycle_days")
             .cast(DataType::Float64)
             .filter(won())
@@ -187,7 +192,11 @@ fn customer_aggs() -> Vec<Expr> {
     let mut v = Vec::new();
     for (c, tag) in [("delivery_fit", "fit"), ("gross_margin", "margin")] {
         let x = || col(c).cast(DataType::Float64);
-        v.push(x().count().cast(DataType::Float64).alias(format!("{tag}_n")));
+        v.push(
+            x().count()
+                .cast(DataType::Float64)
+                .alias(format!("{tag}_n")),
+        );
         v.push(x().sum().alias(format!("{tag}_s")));
         v.push((x() * x()).sum().alias(format!("{tag}_q")));
     }
@@ -205,12 +214,14 @@ fn groups(
         .fold(lit(true), |e, k| e.and(col(k.as_str()).is_not_null()));
     let by: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
     let read_keys = |df: &DataFrame| -> Result<Vec<Vec<String>>> {
-        let cols: Vec<Vec<Option<String>>> = keys
-            .iter()
-            .map(|k| str_col(df, k))
-            .collect::<Result<_>>()?;
+        let cols: Vec<Vec<Option<String>>> =
+            keys.iter().map(|k| str_col(df, k)).collect::<Result<_>>()?;
         Ok((0..df.height())
-            .map(|i| cols.iter().map(|c| c[i].clone().unwrap_or_default()).collect())
+            .map(|i| {
+                cols.iter()
+                    .map(|c| c[i].clone().unwrap_or_default())
+                    .collect()
+            })
             .collect())
     };
     let agg = |lf: &LazyFrame, aggs: Vec<Expr>| -> Result<DataFrame> {
@@ -251,12 +262,7 @@ fn groups(
         let cdf = agg(c, customer_aggs())?;
         let ck = read_keys(&cdf)?;
         let cols: Vec<Vec<Option<f64>>> = [
-            "fit_n",
-            "fit_s",
-            "fit_q",
-            "margin_n",
-            "margin_s",
-            "margin_q",
+            "fit_n", "fit_s", "fit_q", "margin_n", "margin_s", "margin_q",
         ]
         .iter()
         .map(|c| get(&cdf, c))
@@ -296,11 +302,7 @@ pub fn deal_frame(labels: &DataFrame, codes: &DataFrame) -> LazyFrame {
 }
 
 /// Customers (accounts with a labelled deal) with delivery fit, margin and codes.
-pub fn customer_frame(
-    labels: &DataFrame,
-    customers: &DataFrame,
-    codes: &DataFrame,
-) -> LazyFrame {
+pub fn customer_frame(labels: &DataFrame, customers: &DataFrame, codes: &DataFrame) -> LazyFrame {
     let labelled = labels
         .clone()
         .lazy()
@@ -485,13 +487,9 @@ pub fn screen(
         let sig = |name: &str| qs[ci].get(name).is_some_and(|(_, q)| *q <= params.fdr);
         let pq = |name: &str| qs[ci].get(name).copied().unwrap_or((1.0, 1.0));
         let beyond_parts_up = c.parts.is_empty()
-            || (sig("beyond_a")
-                && sig("beyond_b")
-                && c.parts.iter().all(|p| rate > p.rate()));
+            || (sig("beyond_a") && sig("beyond_b") && c.parts.iter().all(|p| rate > p.rate()));
         let beyond_parts_down = c.parts.is_empty()
-            || (sig("beyond_a")
-                && sig("beyond_b")
-                && c.parts.iter().all(|p| rate < p.rate()));
+            || (sig("beyond_a") && sig("beyond_b") && c.parts.iter().all(|p| rate < p.rate()));
         let condition = c
             .cells
             .iter()
@@ -655,7 +653,10 @@ pub fn finding_accounts(deals: &LazyFrame, findings: &[&Finding]) -> Result<Data
                 .group_by([col("account_id")])
                 .agg([
                     len().cast(DataType::UInt32).alias("deals"),
-                    col("label").cast(DataType::UInt32).sum().alias("velocity_wins"),
+                    col("label")
+                        .cast(DataType::UInt32)
+                        .sum()
+                        .alias("velocity_wins"),
                     col("__churned")
                         .cast(DataType::UInt32)
                         .sum()

@@ -167,10 +167,7 @@ pub(crate) fn str_col(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>>
         .column(name)?
         .as_materialized_series()
         .cast(&DataType::String)?;
-    Ok(s.str()?
-        .iter()
-        .map(|v| v.map(str::to_string))
-        .collect())
+    Ok(s.str()?.iter().map(|v| v.map(str::to_string)).collect())
 }
 
 /// A column as optional floats (any numeric dtype is cast).
@@ -201,7 +198,10 @@ pub fn findings_frame(list: &[Finding]) -> Result<DataFrame> {
         Column::new("median_cycle_days".into(), o(&|f| f.median_cycle_days)),
         Column::new("churn_rate".into(), o(&|f| f.churn_rate)),
         Column::new("average_deal".into(), o(&|f| f.average_deal)),
-        Column::new("sales_velocity_per_day".into(), o(&|f| f.sales_velocity_per_day)),
+        Column::new(
+            "sales_velocity_per_day".into(),
+            o(&|f| f.sales_velocity_per_day),
+        ),
         Column::new("delivery_fit".into(), o(&|f| f.delivery_fit)),
         Column::new("gross_margin".into(), o(&|f| f.gross_margin)),
         Column::new("p_value".into(), x(&|f| f.p_value)),

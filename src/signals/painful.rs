@@ -61,14 +61,11 @@ pub fn painful(
             col("label").any(true).alias("velocity_win"),
         ]);
     let cust = match customers {
-        Some(c) => c
-            .clone()
-            .lazy()
-            .select([
-                col("account_id"),
-                col("delivery_fit").cast(DataType::Float64),
-                col("gross_margin").cast(DataType::Float64),
-            ]),
+        Some(c) => c.clone().lazy().select([
+            col("account_id"),
+            col("delivery_fit").cast(DataType::Float64),
+            col("gross_margin").cast(DataType::Float64),
+        ]),
         None => DataFrame::new(
             0,
             vec![
@@ -80,7 +77,11 @@ pub fn painful(
         .lazy(),
     };
     let mut names = vec![col("account_id")];
-    if accounts.get_column_names().iter().any(|c| c.as_str() == "account_name") {
+    if accounts
+        .get_column_names()
+        .iter()
+        .any(|c| c.as_str() == "account_name")
+    {
         names.push(col("account_name"));
     } else {
         names.push(lit(NULL).cast(DataType::String).alias("account_name"));
@@ -251,7 +252,11 @@ pub fn painful(
             })
         })
         .collect();
-    shared.sort_by(|a, b| b.lift.total_cmp(&a.lift).then(a.condition.cmp(&b.condition)));
+    shared.sort_by(|a, b| {
+        b.lift
+            .total_cmp(&a.lift)
+            .then(a.condition.cmp(&b.condition))
+    });
     Ok((
         list,
         PainfulSummary {

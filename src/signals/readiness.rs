@@ -25,8 +25,22 @@ pub struct Readiness {
 
 /// Loss reasons that say nothing about why a deal was lost.
 const GENERIC_LOSS_REASONS: &[&str] = &[
-    "", "-", "other", "others", "unknown", "none", "n/a", "na", "lost", "no reason",
-    "not specified", "unspecified", "misc", "miscellaneous", "closed lost", "tbd",
+    "",
+    "-",
+    "other",
+    "others",
+    "unknown",
+    "none",
+    "n/a",
+    "na",
+    "lost",
+    "no reason",
+    "not specified",
+    "unspecified",
+    "misc",
+    "miscellaneous",
+    "closed lost",
+    "tbd",
 ];
 
 pub fn is_generic_loss_reason(r: Option<&str>) -> bool {
@@ -48,7 +62,11 @@ pub struct GateInputs<'a> {
 pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
     let outcomes = str_col(inp.labels, "outcome")?;
     let count = |o: &str| outcomes.iter().filter(|v| v.as_deref() == Some(o)).count();
-    let (won, lost, churned) = (count("won") + count("churned"), count("lost"), count("churned"));
+    let (won, lost, churned) = (
+        count("won") + count("churned"),
+        count("lost"),
+        count("churned"),
+    );
     let mut gates = vec![
         Gate {
             gate: "won deals".into(),
@@ -89,7 +107,8 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
         detail: if fit_n > 0 {
             format!("{fit_n} customers with a delivery fit score")
         } else {
-            "no delivery_fit in customers: whether the company can serve a segment is unknown".into()
+            "no delivery_fit in customers: whether the company can serve a segment is unknown"
+                .into()
         },
     });
     let lost_reasons = inp

@@ -42,8 +42,9 @@ pub fn two_proportions(x: u64, n: u64, y: u64, m: u64) -> f64 {
     if expected_min < 10.0 && hi - lo <= MAX_EXACT_TERMS {
         // hypergeometric: x ~ H(total, k, n)
         let ln_denom = ln_choose(tf, nf);
-        let pmf =
-            |i: u64| (ln_choose(kf, i as f64) + ln_choose(tf - kf, (n - i) as f64) - ln_denom).exp();
+        let pmf = |i: u64| {
+            (ln_choose(kf, i as f64) + ln_choose(tf - kf, (n - i) as f64) - ln_denom).exp()
+        };
         let lower: f64 = (lo..=x).map(pmf).sum();
         let upper: f64 = (x..=hi).map(pmf).sum();
         return (2.0 * lower.min(upper)).min(1.0);

@@ -77,7 +77,10 @@ pub fn summarise(
                 .gt(lit(0))
                 .and(col("__lag").lt_eq(lit(window_days as i32))),
         )
-        .sort(["__e", "__lag", "opportunity_id"], SortMultipleOptions::default())
+        .sort(
+            ["__e", "__lag", "opportunity_id"],
+            SortMultipleOptions::default(),
+        )
         .group_by([col("__e")])
         .agg([
             col("__lag").first().alias("__lag"),
@@ -103,10 +106,7 @@ pub fn summarise(
                 .cast(DataType::Float64)
                 .sum()
                 .alias("followed"),
-            col("__lag")
-                .cast(DataType::Float64)
-                .median()
-                .alias("lag"),
+            col("__lag").cast(DataType::Float64).median().alias("lag"),
             col("__outcome")
                 .is_not_null()
                 .and(col("__outcome").neq(lit("open")))
@@ -144,7 +144,10 @@ pub fn summarise(
     let u_acc = str_col(&u_opps, "account_id")?;
     let u_day = f64_col(&u_opps, "__c")?;
     let u_out = str_col(&u_opps, "outcome")?;
-    let closed_u = u_out.iter().filter(|o| o.as_deref().is_some_and(|o| o != "open")).count();
+    let closed_u = u_out
+        .iter()
+        .filter(|o| o.as_deref().is_some_and(|o| o != "open"))
+        .count();
     let won_u = u_out
         .iter()
         .filter(|o| matches!(o.as_deref(), Some("won") | Some("churned")))
@@ -156,8 +159,8 @@ pub fn summarise(
     let ev_trig = str_col(&ev, "trigger")?;
     let ev_day: Vec<i64> = f64_col(&ev, "__d")?
         .into_iter()
-    .map(|d| d.unwrap_or(0.0) as i64)
-    .collect();
+        .map(|d| d.unwrap_or(0.0) as i64)
+        .collect();
     let (lo, hi) = (
         ev_day.iter().copied().min().unwrap_or(0),
         ev_day.iter().copied().max().unwrap_or(0),

@@ -50,9 +50,15 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
 
     // the daily job refuses to guess a model before anything is approved
     let sc = icp(
-        &["score", "--accounts", data.join("accounts.csv").to_str().unwrap(),
-          "--out", tmp.path().join("s0").to_str().unwrap(),
-          "--reports", reports.to_str().unwrap()],
+        &[
+            "score",
+            "--accounts",
+            data.join("accounts.csv").to_str().unwrap(),
+            "--out",
+            tmp.path().join("s0").to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
         &root(),
     );
     assert_eq!(sc.status.code(), Some(1));
@@ -60,9 +66,18 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
 
     let before = tree(&q1);
     let o = icp(
-        &["approve", q1.to_str().unwrap(), "--by", "Dana Revenue",
-          "--note", "Q1 review", "--reject-exclusion", &ids[0],
-          "--reports", reports.to_str().unwrap()],
+        &[
+            "approve",
+            q1.to_str().unwrap(),
+            "--by",
+            "Dana Revenue",
+            "--note",
+            "Q1 review",
+            "--reject-exclusion",
+            &ids[0],
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
         &root(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -86,29 +101,46 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
     assert_eq!(a["exclusions_rejected"][0], ids[0].as_str());
     let published = read_csv(&q1.join("exclusions_approved.csv"));
     let pub_ids = strings(&published, "exclusion_id");
-    assert!(!pub_ids.contains(&ids[0]), "a rejected exclusion is not published");
+    assert!(
+        !pub_ids.contains(&ids[0]),
+        "a rejected exclusion is not published"
+    );
     let matches = read_csv(&q1.join("exclusion_matches.csv"));
     let want = strings(&matches, "exclusion_id")
         .iter()
         .filter(|i| **i != ids[0])
         .count();
-    assert_eq!(published.height(), want, "every other proposal's matches are published");
+    assert_eq!(
+        published.height(),
+        want,
+        "every other proposal's matches are published"
+    );
 
     let active = json(&reports.join("active.json"));
     assert_eq!(active["model_id"], f["model_id"]);
 
     // the events log has the run and the approval, one JSON object per line
     let log = std::fs::read_to_string(reports.join("events.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> =
-        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events[0]["event"], "run");
     assert_eq!(events.last().unwrap()["event"], "approval");
 
     // now the daily job uses the active model
     let s1 = tmp.path().join("s1");
     let sc = icp(
-        &["score", "--quiet", "--accounts", data.join("accounts.csv").to_str().unwrap(),
-          "--out", s1.to_str().unwrap(), "--reports", reports.to_str().unwrap()],
+        &[
+            "score",
+            "--quiet",
+            "--accounts",
+            data.join("accounts.csv").to_str().unwrap(),
+            "--out",
+            s1.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
         &root(),
     );
     assert!(sc.status.success(), "{}", stderr(&sc));
@@ -119,20 +151,38 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
 
     // a decision is not rewritten
     let again = icp(
-        &["approve", q1.to_str().unwrap(), "--by", "Someone Else",
-          "--reports", reports.to_str().unwrap()],
+        &[
+            "approve",
+            q1.to_str().unwrap(),
+            "--by",
+            "Someone Else",
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
         &root(),
     );
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already approved by Dana Revenue"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already approved by Dana Revenue"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
 fn unknown_exclusion_ids_are_refused() {
     let (_tmp, _data, reports, q1) = setup();
     let o = icp(
-        &["approve", q1.to_str().unwrap(), "--by", "Dana", "--reject-exclusion", "X99",
-          "--reports", reports.to_str().unwrap()],
+        &[
+            "approve",
+            q1.to_str().unwrap(),
+            "--by",
+            "Dana",
+            "--reject-exclusion",
+            "X99",
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
         &root(),
     );
     assert_eq!(o.status.code(), Some(1));
@@ -145,7 +195,14 @@ fn unknown_exclusion_ids_are_refused() {
 fn a_later_run_is_compared_with_the_active_model() {
     let (tmp, data, reports, q1) = setup();
     let o = icp(
-        &["approve", q1.to_str().unwrap(), "--by", "Dana", "--reports", reports.to_str().unwrap()],
+        &[
+            "approve",
+            q1.to_str().unwrap(),
+            "--by",
+            "Dana",
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
         &root(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -178,8 +235,14 @@ fn a_later_run_is_compared_with_the_active_model() {
     for t in c["thresholds"].as_array().unwrap() {
         let th = t["threshold"].as_i64().unwrap();
         let (b, a) = (at(&old, th), at(&new, th));
-        assert_eq!(t["entered"].as_u64().unwrap() as usize, a.difference(&b).count());
-        assert_eq!(t["left"].as_u64().unwrap() as usize, b.difference(&a).count());
+        assert_eq!(
+            t["entered"].as_u64().unwrap() as usize,
+            a.difference(&b).count()
+        );
+        assert_eq!(
+            t["left"].as_u64().unwrap() as usize,
+            b.difference(&a).count()
+        );
     }
     let brief = std::fs::read_to_string(q3.join("brief.md")).unwrap();
     assert!(brief.contains("Changes since the active model"));

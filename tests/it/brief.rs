@@ -49,11 +49,15 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
     let s = json(&run.join("signals.json"));
     let sig = conditions(&s["signals"]);
     for want in ["industry = Software", "industry = Logistics"] {
-        assert!(sig.iter().any(|c| c == want), "{want} not a signal: {sig:?}");
+        assert!(
+            sig.iter().any(|c| c == want),
+            "{want} not a signal: {sig:?}"
+        );
     }
     // the size sweet spot (50-500 employees in the truth) is a band signal
     assert!(
-        sig.iter().any(|c| c.starts_with("employees") && !c.contains(" and ")),
+        sig.iter()
+            .any(|c| c.starts_with("employees") && !c.contains(" and ")),
         "no employee band among {sig:?}"
     );
     // the planted interaction: Healthcare at 200-2,000 employees
@@ -72,11 +76,17 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
     let x = json(&run.join("exclusions.json"));
     let exc = conditions(&x["exclusions"]);
     for want in ["industry = Government", "industry = Retail"] {
-        assert!(exc.iter().any(|c| c == want), "{want} not excluded: {exc:?}");
+        assert!(
+            exc.iter().any(|c| c == want),
+            "{want} not excluded: {exc:?}"
+        );
     }
     // the churn-prone small accounts are excluded for churn
     let small_churn = x["exclusions"].as_array().unwrap().iter().any(|f| {
-        f["condition"].as_str().unwrap().starts_with("employees under")
+        f["condition"]
+            .as_str()
+            .unwrap()
+            .starts_with("employees under")
             && f["evidence"]
                 .as_array()
                 .unwrap()
@@ -94,7 +104,10 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
         "{shared:?}"
     );
     let painful = read_csv(&run.join("painful_customers.csv"));
-    assert_eq!(painful.height() as u64, p["painful_accounts"].as_u64().unwrap());
+    assert_eq!(
+        painful.height() as u64,
+        p["painful_accounts"].as_u64().unwrap()
+    );
     // and the planted painful kind, revenue >= $500M, is over-represented
     let (data, _) = generated(30_000, 2024);
     let acc = read_csv(&data.join("accounts.csv"));
@@ -162,7 +175,10 @@ fn a_condition_of_two_accounts_never_becomes_a_finding() {
     assert!(o.status.success(), "{}", stderr(&o));
     for f in ["signals.csv", "exclusions.csv"] {
         let text = std::fs::read_to_string(out.join(f)).unwrap();
-        assert!(!text.contains("Aerospace"), "{f} claims a two-account condition");
+        assert!(
+            !text.contains("Aerospace"),
+            "{f} claims a two-account condition"
+        );
     }
 }
 
@@ -186,7 +202,10 @@ fn the_brief_has_every_section_and_inline_charts() {
     ] {
         assert!(html.contains(section), "html lacks {section}");
         // Markdown escapes underscores
-        assert!(md.contains(&section.replace('_', "\\_")), "md lacks {section}");
+        assert!(
+            md.contains(&section.replace('_', "\\_")),
+            "md lacks {section}"
+        );
     }
     assert!(html.matches("<svg").count() >= 2, "two inline charts");
     assert!(!html.contains("<script"), "no scripts");
@@ -246,8 +265,14 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
         .filter(|g| g["passed"] == false)
         .map(|g| g["gate"].as_str().unwrap())
         .collect();
-    assert!(failed.contains(&"retention evidence") || failed.contains(&"delivery-fit evidence"), "{failed:?}");
-    assert!(!out.join("exclusion_matches.csv").exists(), "no exclusions published");
+    assert!(
+        failed.contains(&"retention evidence") || failed.contains(&"delivery-fit evidence"),
+        "{failed:?}"
+    );
+    assert!(
+        !out.join("exclusion_matches.csv").exists(),
+        "no exclusions published"
+    );
     // the scores still work
     assert!(read_csv(&out.join("scores.csv")).height() > 0);
 }
@@ -275,6 +300,9 @@ fn the_committed_example_is_what_the_code_makes_of_the_sample() {
     for f in ["brief.md", "brief.html", "findings.json"] {
         let now = std::fs::read(out.join(f)).unwrap();
         let committed = std::fs::read(root().join("reports/example").join(f)).unwrap();
-        assert!(now == committed, "reports/example/{f} is stale; regenerate it (see this test's doc)");
+        assert!(
+            now == committed,
+            "reports/example/{f} is stale; regenerate it (see this test's doc)"
+        );
     }
 }

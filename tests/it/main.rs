@@ -1,9 +1,9 @@
 //! Integration tests, one module per command, in one test crate (each test
 //! binary links all of polars, so there is only one).
 
-mod common;
 mod approve;
 mod brief;
+mod common;
 mod generate;
 mod load;
 mod run;
