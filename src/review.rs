@@ -65,6 +65,15 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         .map_err(|e| IcpError::read(path, format!("not the expected JSON: {e}")))
 }
 
+/// A CSV this program wrote, every column read as text.
+fn read_text_csv(path: &Path) -> Result<DataFrame> {
+    CsvReadOptions::default()
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
+        .finish()
+        .map_err(|e| IcpError::read(path, e))
+}
+
 /// Write a file whole: a temporary sibling, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
@@ -198,23 +207,9 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
     };
     let matches_path = dir.join("exclusion_matches.csv");
     let matches = if matches_path.is_file() {
-        CsvReadOptions::default()
-            .with_infer_schema_length(Some(0))
-            .try_into_reader_with_file_path(Some(matches_path.clone()))?
-            .finish()
-            .map_err(|e| IcpError::read(&matches_path, e))?
+        read_text_csv(&matches_path)?
     } else {
-        crate::signals::conditions::exclusion_matches(
-            &DataFrame::new(
-                0,
-                vec![Column::new_empty("account_id".into(), &DataType::String)],
-            )?,
-            &DataFrame::new(
-                0,
-                vec![Column::new_empty("account_id".into(), &DataType::String)],
-            )?,
-            &[],
-        )?
+        crate::signals::conditions::empty_matches()?
     };
     let keep = Series::new("__keep".into(), approved.clone());
     let mut published = matches
@@ -306,12 +301,7 @@ pub struct ThresholdMove {
 const LIFT_CHANGE: f64 = 0.10;
 
 fn scored(path: &Path) -> Result<BTreeMap<String, Option<i64>>> {
-    let df = CsvReadOptions::default()
-        .with_infer_schema_length(Some(0))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
-        .finish()
-        .map_err(|e| IcpError::read(path, e))?;
-    scores_map(&df)
+    scores_map(&read_text_csv(path)?)
 }
 
 fn scores_map(df: &DataFrame) -> Result<BTreeMap<String, Option<i64>>> {

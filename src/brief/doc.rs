@@ -76,17 +76,14 @@ pub fn markdown(blocks: &[Block]) -> String {
                 o.push_str(&escape_md(t));
                 o.push_str("**\n\n");
             }
-            Block::Bullets(items) => {
+            Block::Bullets(items) | Block::Checklist(items) => {
+                let mark = if matches!(b, Block::Checklist(_)) {
+                    "- [ ] "
+                } else {
+                    "- "
+                };
                 for i in items {
-                    o.push_str("- ");
-                    o.push_str(&escape_md(i));
-                    o.push('\n');
-                }
-                o.push('\n');
-            }
-            Block::Checklist(items) => {
-                for i in items {
-                    o.push_str("- [ ] ");
+                    o.push_str(mark);
                     o.push_str(&escape_md(i));
                     o.push('\n');
                 }

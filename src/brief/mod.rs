@@ -9,7 +9,6 @@ pub mod doc;
 use doc::Block;
 
 use crate::error::Result;
-use crate::load::InputFile;
 use crate::model::ModelArtifact;
 use crate::signals::{Finding, Findings};
 
@@ -21,7 +20,6 @@ pub struct BriefInput<'a> {
     pub band_counts: &'a [(String, usize)],
     /// (threshold, accounts at or above it)
     pub segment_counts: &'a [(u8, usize)],
-    pub inputs: &'a [InputFile],
     pub rejected_rows: usize,
     /// what changed since the active model's run, already worded
     pub changes: Option<&'a [Block]>,
@@ -36,7 +34,7 @@ pub struct Brief {
 /// Today's baseline values for the measurement plan.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Measurement {
-    /// share of unlabelled (prospect) accounts in the high band
+    /// share of all accounts (unscored included) in the high band
     pub lead_fit_rate: f64,
     /// won (incl. later churned) over closed deals
     pub close_rate: f64,

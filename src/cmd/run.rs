@@ -84,14 +84,12 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         None => None,
     };
     let change_blocks = changes.as_ref().map(|c| c.blocks());
-    let inputs = data.inputs();
     let brief = crate::brief::build(
         &crate::brief::BriefInput {
             artifact: &artifact,
             findings: &findings,
             band_counts: &band_counts,
             segment_counts: &segment_counts,
-            inputs: &inputs,
             rejected_rows: data.rejects.height(),
             changes: change_blocks.as_deref(),
         },

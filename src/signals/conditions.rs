@@ -717,14 +717,19 @@ pub fn exclusion_matches(
         })
         .collect();
     if parts.is_empty() {
-        return Ok(DataFrame::new(
-            0,
-            vec![
-                Column::new_empty("exclusion_id".into(), &DataType::String),
-                Column::new_empty("criterion".into(), &DataType::String),
-                Column::new_empty("account_id".into(), &DataType::String),
-            ],
-        )?);
+        return empty_matches();
     }
     Ok(concat(parts, UnionArgs::default())?.collect()?)
+}
+
+/// The exclusion-match table with no rows.
+pub fn empty_matches() -> Result<DataFrame> {
+    Ok(DataFrame::new(
+        0,
+        vec![
+            Column::new_empty("exclusion_id".into(), &DataType::String),
+            Column::new_empty("criterion".into(), &DataType::String),
+            Column::new_empty("account_id".into(), &DataType::String),
+        ],
+    )?)
 }

@@ -135,7 +135,7 @@ pub fn painful(
             pain.push(why.join("; "));
         }
     }
-    let mut with_pain = base.clone();
+    let mut with_pain = base;
     with_pain.with_column(Column::new("pain".into(), pain))?;
     let flagged = with_pain
         .lazy()

@@ -1,37 +1,18 @@
 //! People decide: `icp approve`, the active-model rule for `icp score`, the
 //! events log and the quarter-on-quarter comparison.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::common::{generated, icp, read_csv, root, stderr, stdout, strings, tree};
-
-fn run(data: &Path, out: &Path, reports: &Path) -> std::process::Output {
-    icp(
-        &[
-            "run",
-            "--quiet",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--reports",
-            reports.to_str().unwrap(),
-        ],
-        &root(),
-    )
-}
-
-fn json(p: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).expect("read json")).expect("parse json")
-}
+use crate::common::{
+    generated, icp, json, read_csv, root, run_quiet, stderr, stdout, strings, tree,
+};
 
 fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let (data, _) = generated(12_000, 31);
     let tmp = tempfile::tempdir().expect("tempdir");
     let reports = tmp.path().join("reports");
     let out = tmp.path().join("q1");
-    let o = run(&data, &out, &reports);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_quiet(Some(&data), &out, &reports, &[]);
     (tmp, data, reports, out)
 }
 
@@ -208,7 +189,7 @@ fn a_later_run_is_compared_with_the_active_model() {
     assert!(o.status.success(), "{}", stderr(&o));
     // the same data a quarter later: nothing moves
     let q2 = tmp.path().join("q2");
-    assert!(run(&data, &q2, &reports).status.success());
+    run_quiet(Some(&data), &q2, &reports, &[]);
     let c = json(&q2.join("changes.json"));
     assert_eq!(c["signals_gained"].as_array().unwrap().len(), 0);
     assert_eq!(c["signals_lost"].as_array().unwrap().len(), 0);
@@ -220,7 +201,7 @@ fn a_later_run_is_compared_with_the_active_model() {
     // different data: the diff counts real movements
     let (other, _) = generated(12_000, 32);
     let q3 = tmp.path().join("q3");
-    assert!(run(&other, &q3, &reports).status.success());
+    run_quiet(Some(&other), &q3, &reports, &[]);
     let c = json(&q3.join("changes.json"));
     let old = read_csv(&q1.join("scores.csv"));
     let new = read_csv(&q3.join("scores.csv"));

@@ -1,10 +1,10 @@
 //! The findings and the brief: known answers on generated data, NOT READY on
 //! thin evidence, escaping of account-supplied strings.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use crate::common::{generated, icp, read_csv, root, stderr, strings};
+use crate::common::{generated, json, read_csv, root, run_quiet, strings};
 
 /// One run on 30k generated accounts shared by the tests below.
 fn run30k() -> &'static PathBuf {
@@ -13,26 +13,9 @@ fn run30k() -> &'static PathBuf {
         let (data, _) = generated(30_000, 2024);
         let base = tempfile::tempdir().expect("tempdir").keep();
         let out = base.join("run");
-        let o = icp(
-            &[
-                "run",
-                "--quiet",
-                "--data",
-                data.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--reports",
-                base.join("reports").to_str().unwrap(),
-            ],
-            &root(),
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        run_quiet(Some(&data), &out, &base.join("reports"), &[]);
         out
     })
-}
-
-fn json(p: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).expect("read json")).expect("parse json")
 }
 
 fn conditions(v: &serde_json::Value) -> Vec<String> {
@@ -157,22 +140,12 @@ fn a_condition_of_two_accounts_never_becomes_a_finding() {
     let cfg = tmp.path().join("c.toml");
     std::fs::write(&cfg, "[features]\nmin_level_count = 1\n").unwrap();
     let out = tmp.path().join("run");
-    let o = icp(
-        &[
-            "run",
-            "--quiet",
-            "--data",
-            data.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--reports",
-            tmp.path().join("reports").to_str().unwrap(),
-        ],
-        &root(),
+    run_quiet(
+        Some(&data),
+        &out,
+        &tmp.path().join("reports"),
+        &["--config", cfg.to_str().unwrap()],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
     for f in ["signals.csv", "exclusions.csv"] {
         let text = std::fs::read_to_string(out.join(f)).unwrap();
         assert!(
@@ -239,20 +212,7 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
     }
     std::fs::write(d.join("accounts.csv"), lines.join("\n") + "\n").unwrap();
     let out = tmp.path().join("run");
-    let o = icp(
-        &[
-            "run",
-            "--quiet",
-            "--data",
-            d.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--reports",
-            tmp.path().join("reports").to_str().unwrap(),
-        ],
-        &root(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_quiet(Some(&d), &out, &tmp.path().join("reports"), &[]);
     let html = std::fs::read_to_string(out.join("brief.html")).unwrap();
     assert!(html.contains("NOT READY"));
     assert!(!html.contains("<script>alert(1)</script>"));
@@ -285,18 +245,7 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
 fn the_committed_example_is_what_the_code_makes_of_the_sample() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("run");
-    let o = icp(
-        &[
-            "run",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-            "--reports",
-            tmp.path().join("reports").to_str().unwrap(),
-        ],
-        &root(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_quiet(None, &out, &tmp.path().join("reports"), &[]);
     for f in ["brief.md", "brief.html", "findings.json"] {
         let now = std::fs::read(out.join(f)).unwrap();
         let committed = std::fs::read(root().join("reports/example").join(f)).unwrap();

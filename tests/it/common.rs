@@ -20,6 +20,29 @@ pub fn icp(args: &[&str], cwd: &Path) -> Output {
         .expect("the icp binary runs")
 }
 
+/// `icp run --quiet` on `data` (the default sample when None) into `out`,
+/// with the active model and events log under `reports`, never in the
+/// repository's reports/. Asserts success.
+pub fn run_quiet(data: Option<&Path>, out: &Path, reports: &Path, extra: &[&str]) {
+    let mut args = vec!["run", "--quiet"];
+    if let Some(d) = data {
+        args.extend(["--data", d.to_str().unwrap()]);
+    }
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--reports",
+        reports.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(extra);
+    let o = icp(&args, &root());
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+pub fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).expect("read json")).expect("parse json")
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

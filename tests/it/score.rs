@@ -2,26 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{generated, icp, root, stderr, tree};
+use crate::common::{generated, icp, root, run_quiet, stderr, tree};
 
 /// `icp run` on `data` into `dir/run`; the run directory holds model.json.
 fn trained_run(data: &Path, dir: &Path) -> PathBuf {
     let run = dir.join("run");
-    let reports = dir.join("reports");
-    let o = icp(
-        &[
-            "run",
-            "--quiet",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-            "--reports",
-            reports.to_str().unwrap(),
-        ],
-        &root(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_quiet(Some(data), &run, &dir.join("reports"), &[]);
     run
 }
 
