@@ -161,7 +161,7 @@ impl FeatureSpec {
             x = (lit(self.reference_year as f64) - x).clip(lit(0.0), lit(f64::MAX));
         }
         if *log {
-            x = x.clip(lit(0.0), lit(f64::MAX)).log1p();
+            x = (x.clip(lit(0.0), lit(f64::MAX)) + lit(1.0)).log(lit(std::f64::consts::E));
         }
         (x.clone().fill_null(lit(*median)), x.is_null())
     }
@@ -345,6 +345,16 @@ pub fn format_quantity(column: &str, x: f64) -> String {
     }
 }
 
+/// The log scale of skewed quantities: ln(1 + max(x, 0)).
+///
+/// Written as ln(1 + x) rather than log1p(x) on purpose: the exported SQL
+/// (`icp export-sql`) can only say LN(1 + x), and scores must come out the
+/// same to the last bit. Polars' `log(E)` divides by ln(E), which is exactly
+/// 1.0 (a unit test holds that).
+pub fn log_scale(x: f64) -> f64 {
+    (x.max(0.0) + 1.0).ln()
+}
+
 fn bin_expr(x: Expr, edges: &[f64], bin: usize) -> Expr {
     let lower = if bin == 0 { None } else { Some(edges[bin - 1]) };
     let upper = edges.get(bin).copied();
@@ -432,7 +442,7 @@ pub fn fit_main_effects(
             let min = t.iter().cloned().fold(f64::INFINITY, f64::min);
             let log = (is_skewed_name(name) || skewed(&t)) && min >= 0.0;
             if log {
-                t.iter_mut().for_each(|v| *v = v.max(0.0).ln_1p());
+                t.iter_mut().for_each(|v| *v = log_scale(*v));
             }
             t.sort_by(f64::total_cmp);
             let median = crate::label::median_sorted(&t);
@@ -738,6 +748,26 @@ mod tests {
         assert_eq!(spec.describe_bin(0, 0), "employees under 49");
         assert_eq!(spec.describe_bin(0, 1), "employees 49 to under 499");
         assert_eq!(spec.describe_bin(0, 2), "employees 499 or more");
+    }
+
+    #[test]
+    fn the_log_scale_is_plain_ln_of_one_plus_x() {
+        // polars' log(E) is ln(x) / ln(E): exact only because ln(E) == 1.0
+        assert_eq!(std::f64::consts::E.ln(), 1.0);
+        let df = df!["x" => [0.0, 1.0, 49.0, 2_500_000.0, -3.0]].expect("frame");
+        let got = df
+            .lazy()
+            .select([(col("x").clip(lit(0.0), lit(f64::MAX)) + lit(1.0))
+                .log(lit(std::f64::consts::E))
+                .alias("y")])
+            .collect()
+            .expect("collect");
+        let y: Vec<f64> = got["y"].f64().expect("f64").no_null_iter().collect();
+        let want: Vec<f64> = [0.0, 1.0, 49.0, 2_500_000.0, -3.0]
+            .iter()
+            .map(|v| log_scale(*v))
+            .collect();
+        assert_eq!(y, want);
     }
 
     #[test]

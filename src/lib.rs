@@ -15,11 +15,13 @@ pub mod label;
 pub mod load;
 pub mod metrics;
 pub mod model;
+pub mod progress;
 pub mod publish;
 pub mod review;
 pub mod score;
 pub mod segments;
 pub mod signals;
+pub mod sql;
 pub mod synth;
 
 pub use error::{IcpError, Result};

@@ -223,9 +223,105 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Cells longer than this are rejected: no CRM field is a 64 KiB value, and
+/// a runaway cell (a missing closing quote swallowing the file) is a bad row.
+pub const MAX_CELL_BYTES: usize = 64 * 1024;
+
+/// A file read as text: the rows to check, how many rows it had, and the
+/// rows rejected before any check (undecodable or oversized cells).
+struct Raw {
+    df: DataFrame,
+    rows: usize,
+    pre_rejects: DataFrame,
+}
+
+/// [`read_raw_text`], then reject rows whose cells are not UTF-8 text or are
+/// too large to be a field, so every later check sees sane text.
+fn read_raw(path: &Path) -> Result<Raw> {
+    let df = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_raw_text(path)))
+        .map_err(|_| {
+            IcpError::read(
+                path,
+                "the CSV/Parquet reader failed on this file (is it a CSV with a header row, or Parquet?)",
+            )
+        })??;
+    let rows = df.height();
+    let mut bad: Vec<Option<(String, String, String)>> = vec![None; rows];
+    for c in df.columns() {
+        if c.name().as_str() == ROW {
+            continue;
+        }
+        let ca = c.as_materialized_series().str()?.clone();
+        for (i, v) in ca.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if bad[i].is_some() {
+                continue;
+            }
+            let head: String = v.chars().take(200).collect();
+            if v.len() > MAX_CELL_BYTES {
+                bad[i] = Some((
+                    c.name().to_string(),
+                    head,
+                    format!(
+                        "cell of {} bytes (at most {} allowed)",
+                        crate::cmd::thousands(v.len()),
+                        crate::cmd::thousands(MAX_CELL_BYTES)
+                    ),
+                ));
+            } else if v.contains('\u{FFFD}') {
+                bad[i] = Some((
+                    c.name().to_string(),
+                    head,
+                    "not valid UTF-8 text (save the file as UTF-8)".into(),
+                ));
+            }
+        }
+    }
+    if bad.iter().all(Option::is_none) {
+        return Ok(Raw {
+            df,
+            rows,
+            pre_rejects: empty_rejects(),
+        });
+    }
+    let row_ids: Vec<u64> = df
+        .column(ROW)?
+        .cast(&DataType::UInt64)?
+        .u64()?
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect();
+    let (mut r_row, mut r_col, mut r_val, mut r_why) = (vec![], vec![], vec![], vec![]);
+    for (i, b) in bad.iter().enumerate() {
+        if let Some((c, v, why)) = b {
+            r_row.push(row_ids[i]);
+            r_col.push(c.clone());
+            r_val.push(v.clone());
+            r_why.push(why.clone());
+        }
+    }
+    let n = r_row.len();
+    let pre_rejects = DataFrame::new(
+        n,
+        vec![
+            Column::new("file".into(), vec![file_name(path); n]),
+            Column::new("row".into(), r_row),
+            Column::new("column".into(), r_col),
+            Column::new("value".into(), r_val),
+            Column::new("reason".into(), r_why),
+        ],
+    )?;
+    let keep: BooleanChunked = bad.iter().map(|b| Some(b.is_none())).collect();
+    Ok(Raw {
+        df: df.filter(&keep)?,
+        rows,
+        pre_rejects,
+    })
+}
+
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
-fn read_raw(path: &Path) -> Result<DataFrame> {
+fn read_raw_text(path: &Path) -> Result<DataFrame> {
     let is_parquet = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
@@ -246,9 +342,16 @@ fn read_raw(path: &Path) -> Result<DataFrame> {
             .collect()
             .map_err(|e| IcpError::read(path, e))?
     } else {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(IcpError::read(
+                path,
+                "the file is empty (expected a header row naming the columns, then one row per record)",
+            ));
+        }
         CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
+            .map_parse_options(|o| o.with_encoding(CsvEncoding::LossyUtf8))
             .with_row_index(Some(RowIndex {
                 name: ROW.into(),
                 offset: 2,
@@ -256,9 +359,62 @@ fn read_raw(path: &Path) -> Result<DataFrame> {
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .map_err(|e| IcpError::read(path, e))?
             .finish()
-            .map_err(|e| IcpError::read(path, e))?
+            .map_err(|e| match ragged_line(path) {
+                Some((line, n, h)) => IcpError::read(
+                    path,
+                    format!(
+                        "line {line} has {n} fields but the header has {h} (a value with a comma \
+                         must be quoted, or a delimiter is stray)"
+                    ),
+                ),
+                None => IcpError::read(path, e),
+            })?
     };
     Ok(df)
+}
+
+/// The first record with more fields than the header: (line, fields, header
+/// fields). Quote-aware; only read to explain a parse failure.
+fn ragged_line(path: &Path) -> Option<(usize, usize, usize)> {
+    let bytes = std::fs::read(path).ok()?;
+    let (mut line, mut start, mut fields, mut quoted) = (1usize, 1usize, 1usize, false);
+    let mut header = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if quoted {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            } else if b == b'\n' {
+                line += 1;
+            }
+        } else {
+            match b {
+                b'"' => quoted = true,
+                b',' => fields += 1,
+                b'\n' => {
+                    match header {
+                        None => header = Some(fields),
+                        Some(h) if fields > h => return Some((start, fields, h)),
+                        _ => {}
+                    }
+                    line += 1;
+                    start = line;
+                    fields = 1;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    match header {
+        Some(h) if fields > h => Some((start, fields, h)),
+        _ => None,
+    }
 }
 
 /// Trim text, and turn empty cells into nulls.
@@ -367,6 +523,7 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Split a checked frame into used rows and reject rows.
+#[allow(clippy::too_many_arguments)]
 fn split(
     lf: LazyFrame,
     checks: &[Check],
@@ -375,6 +532,7 @@ fn split(
     table: &str,
     raw_rows: usize,
     keep: Vec<Expr>,
+    pre_rejects: DataFrame,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
     let [reason, column, value] = first_failure(checks, |c| col(format!("__raw_{c}")));
@@ -397,6 +555,8 @@ fn split(
             col("value"),
             col("reason"),
         ])
+        .collect()?;
+    let rej = concat([pre_rejects.lazy(), rej.lazy()], UnionArgs::default())?
         .sort(["row"], SortMultipleOptions::default())
         .collect()?;
     let used = df
@@ -474,8 +634,11 @@ fn load_accounts(
     kind_hints: Option<&BTreeMap<String, ColumnKind>>,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<(Table, BTreeMap<String, ColumnKind>)> {
-    let raw = read_raw(path)?;
-    let rows = raw.height();
+    let Raw {
+        df: raw,
+        rows,
+        pre_rejects,
+    } = read_raw(path)?;
     let (mut exprs, used, present) = map_columns(
         &raw,
         path,
@@ -624,7 +787,17 @@ fn load_accounts(
     let mut keep: Vec<Expr> = vec![col(ROW)];
     keep.extend(present.iter().map(|c| col(*c)));
     keep.extend(extras.iter().map(|c| col(c.as_str())));
-    let table = split(lf, &checks, typed, path, "accounts", rows, keep, rejects)?;
+    let table = split(
+        lf,
+        &checks,
+        typed,
+        path,
+        "accounts",
+        rows,
+        keep,
+        pre_rejects,
+        rejects,
+    )?;
     Ok((table, kinds))
 }
 
@@ -689,8 +862,11 @@ fn load_opportunities(
     ids: &DataFrame,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
-    let raw = read_raw(path)?;
-    let rows = raw.height();
+    let Raw {
+        df: raw,
+        rows,
+        pre_rejects,
+    } = read_raw(path)?;
     let required = ["opportunity_id", "account_id", "created_date", "outcome"];
     let (exprs, _, present) = map_columns(
         &raw,
@@ -823,6 +999,7 @@ fn load_opportunities(
         "opportunities",
         rows,
         keep,
+        pre_rejects,
         rejects,
     )
 }
@@ -833,8 +1010,11 @@ fn load_customers(
     ids: &DataFrame,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
-    let raw = read_raw(path)?;
-    let rows = raw.height();
+    let Raw {
+        df: raw,
+        rows,
+        pre_rejects,
+    } = read_raw(path)?;
     let (exprs, _, present) = map_columns(
         &raw,
         path,
@@ -921,7 +1101,17 @@ fn load_customers(
     } else {
         keep.push(lit(NULL).cast(DataType::String).alias("notes"));
     }
-    split(lf, &checks, typed, path, "customers", rows, keep, rejects)
+    split(
+        lf,
+        &checks,
+        typed,
+        path,
+        "customers",
+        rows,
+        keep,
+        pre_rejects,
+        rejects,
+    )
 }
 
 fn load_triggers(
@@ -930,8 +1120,11 @@ fn load_triggers(
     ids: &DataFrame,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
-    let raw = read_raw(path)?;
-    let rows = raw.height();
+    let Raw {
+        df: raw,
+        rows,
+        pre_rejects,
+    } = read_raw(path)?;
     let (exprs, _, _) = map_columns(
         &raw,
         path,
@@ -957,5 +1150,15 @@ fn load_triggers(
         col("trigger").str().to_lowercase(),
         col("date"),
     ];
-    split(lf, &checks, typed, path, "triggers", rows, keep, rejects)
+    split(
+        lf,
+        &checks,
+        typed,
+        path,
+        "triggers",
+        rows,
+        keep,
+        pre_rejects,
+        rejects,
+    )
 }

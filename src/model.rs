@@ -18,6 +18,7 @@ use crate::features::{self, FeatureSpec};
 use crate::label::{self, Labels, Window};
 use crate::load::{ColumnKind, Dataset, InputFile};
 use crate::metrics::{self, CalibrationBin};
+use crate::progress::Stages;
 
 pub const ARTIFACT_FORMAT: &str = "icp-model/1";
 /// A holdout AUC whose 95% interval reaches down to this is "near chance".
@@ -309,9 +310,15 @@ pub fn reference_cutpoints(logits: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// A logit within this distance below a cut point reaches it. Cut points are
+/// quantiles of the accounts' own logits, so some accounts sit exactly on one
+/// (the top account on the 100th); the tolerance keeps their score the same in
+/// an engine whose LN or EXP differs from ours in the last bit (`icp export-sql`).
+pub const CUT_TOLERANCE: f64 = 1e-9;
+
 /// Percentile score 0-100: how many reference cut points the logit reaches.
 pub fn percentile_score(logit: f64, reference: &[f64]) -> u8 {
-    reference.partition_point(|&c| c <= logit) as u8
+    reference.partition_point(|&c| c - CUT_TOLERANCE <= logit) as u8
 }
 
 pub fn band(score: u8) -> &'static str {
@@ -324,8 +331,20 @@ pub fn band(score: u8) -> &'static str {
 
 /// Train, evaluate on the time-based holdout, refit on everything.
 pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Result<TrainOutcome> {
+    train_staged(data, cfg, truth, &Stages::silent())
+}
+
+/// [`train`], marking its stages (label, features, fit) on `stages`.
+pub fn train_staged(
+    data: &Dataset,
+    cfg: &ValidConfig,
+    truth: Option<&DataFrame>,
+    stages: &Stages,
+) -> Result<TrainOutcome> {
+    stages.start("label");
     let labels = label::label(data, cfg)?;
     let rows = training_rows(&labels, data)?;
+    stages.rows(data.opportunities.as_ref().map_or(0, |t| t.df.height()));
     let holdout = bools(&rows, "holdout")?;
     let y_all = bools(&rows, "label")?;
     let n_train = holdout.iter().filter(|h| !**h).count();
@@ -371,8 +390,12 @@ pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Re
     let train_rows = rows.slice(0, n_train);
     let test_rows = rows.slice(n_train as i64, rows.height() - n_train);
     let (y_train, y_test) = (&y_all[..n_train], &y_all[n_train..]);
+    stages.start("features");
+    stages.rows(rows.height());
     let spec_train = fit_spec(&train_rows, y_train, data, cfg, reference_year)?;
     let x_train = spec_train.design(&train_rows)?;
+    stages.start("fit");
+    stages.rows(rows.height());
     let cv = cross_validate(x_train.view(), y_train, cfg)?;
     let best = cv
         .iter()
@@ -394,8 +417,10 @@ pub fn train(data: &Dataset, cfg: &ValidConfig, truth: Option<&DataFrame>) -> Re
     )?;
 
     // --- refit on every labelled deal for scoring
+    stages.start("features");
     let spec_all = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
     let x_all = spec_all.design(&rows)?;
+    stages.start("fit");
     let (coef, b) = fit_logistic(x_all.view(), &y_all, best, cfg.model.max_iterations)?;
     let model = LinearModel {
         spec: spec_all,

@@ -51,6 +51,7 @@ impl RunWriter {
             .file_name()
             .ok_or_else(|| IcpError::Invalid(format!("{}: not a directory name", dest.display())))?
             .to_string_lossy();
+        remove_stale_temporaries(parent);
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| IcpError::write(&tmp, e))?;
@@ -64,6 +65,14 @@ impl RunWriter {
     }
 
     fn record(&mut self, rel: &str, rows: usize) -> Result<()> {
+        // Fault injection for the crash-safety test: widen the window in
+        // which a kill lands mid-publish.
+        if let Some(ms) = std::env::var("ICP_TEST_PUBLISH_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let path = self.tmp.join(rel);
         let bytes = fs::read(&path).map_err(|e| IcpError::write(&path, e))?;
         self.files.push(OutputFile {
@@ -91,6 +100,12 @@ impl RunWriter {
             .finish(&mut df)
             .map_err(|e| IcpError::write(&path, e))?;
         self.record(rel, df.height())
+    }
+
+    /// A CSV meant to be opened by people (in a spreadsheet): text cells that
+    /// a spreadsheet would run as a formula get a leading `'`.
+    pub fn csv_for_people(&mut self, rel: &str, df: &DataFrame) -> Result<()> {
+        self.csv(rel, &neutralise_formulas(df)?)
     }
 
     pub fn parquet(&mut self, rel: &str, df: &DataFrame) -> Result<()> {
@@ -149,11 +164,10 @@ impl RunWriter {
         fs::write(&mpath, text + "\n").map_err(|e| IcpError::write(&mpath, e))?;
         sync_dir(&self.tmp);
         if self.dest.exists() {
-            // Replace: move the old run aside first, so the new one appears whole.
-            let old = self.tmp.with_extension("old");
-            fs::rename(&self.dest, &old).map_err(|e| IcpError::write(&self.dest, e))?;
-            fs::rename(&self.tmp, &self.dest).map_err(|e| IcpError::write(&self.dest, e))?;
-            let _ = fs::remove_dir_all(&old);
+            // Replace: swap the two directories in one step, so that at every
+            // moment `dest` is either the whole old run or the whole new one.
+            exchange(&self.tmp, &self.dest)?;
+            let _ = fs::remove_dir_all(&self.tmp);
         } else {
             fs::rename(&self.tmp, &self.dest).map_err(|e| IcpError::write(&self.dest, e))?;
         }
@@ -164,6 +178,95 @@ impl RunWriter {
     pub fn abandon(self) {
         let _ = fs::remove_dir_all(&self.tmp);
     }
+}
+
+/// Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE). Where
+/// the file system cannot, fall back to two renames (a short gap without `b`).
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let ca =
+            std::ffi::CString::new(a.as_os_str().as_bytes()).map_err(|e| IcpError::write(a, e))?;
+        let cb =
+            std::ffi::CString::new(b.as_os_str().as_bytes()).map_err(|e| IcpError::write(b, e))?;
+        // SAFETY: both are valid NUL-terminated paths; the call only renames.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+            return Err(IcpError::write(b, err));
+        }
+    }
+    let old = a.with_extension("old");
+    fs::rename(b, &old).map_err(|e| IcpError::write(b, e))?;
+    fs::rename(a, b).map_err(|e| IcpError::write(b, e))?;
+    // `a` is where callers expect the old contents
+    fs::rename(&old, a).map_err(|e| IcpError::write(a, e))
+}
+
+/// Remove `.NAME.tmp-PID` leftovers of runs that were killed (their process
+/// is gone), so a crash costs disk space only until the next run.
+fn remove_stale_temporaries(parent: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            continue;
+        }
+        let Some((_, tail)) = name.rsplit_once(".tmp-") else {
+            continue;
+        };
+        let pid = tail.split('.').next().unwrap_or("");
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if pid != std::process::id().to_string() && !Path::new("/proc").join(pid).exists() {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// Prefix text cells that begin like a spreadsheet formula (`=`, `+`, `-`,
+/// `@`, tab, carriage return) with `'`, so a spreadsheet shows them as text.
+pub fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
+    fn fix(s: &str) -> std::borrow::Cow<'_, str> {
+        if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            std::borrow::Cow::Owned(format!("'{s}"))
+        } else {
+            std::borrow::Cow::Borrowed(s)
+        }
+    }
+    let mut out = df.clone();
+    for c in df.columns() {
+        if c.dtype() != &DataType::String {
+            continue;
+        }
+        let ca = c.as_materialized_series().str()?.clone();
+        let fixed: StringChunked = ca.iter().map(|o| o.map(fix)).collect();
+        out.with_column(fixed.with_name(c.name().clone()).into_series().into())?;
+    }
+    Ok(out)
 }
 
 fn sync_dir(dir: &Path) {

@@ -220,6 +220,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
             SortMultipleOptions::default(),
         )
         .collect()?;
+    // read back from exclusion_matches.csv, already neutralised for spreadsheets
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .include_header(true)

@@ -342,6 +342,21 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
             .collect(),
     });
 
+    // Columns the model could not use as they are (high-cardinality text is
+    // capped, empty or too-rare columns are left out): say so, not silently.
+    let skipped = &inp.artifact.model.spec.skipped;
+    if !skipped.is_empty() {
+        d.push(Block::Para(
+            "Account columns the model did not use as they are:".into(),
+        ));
+        d.push(Block::Bullets(
+            skipped
+                .iter()
+                .map(|(c, why)| format!("{c}: {why}"))
+                .collect(),
+        ));
+    }
+
     // Best-fit signals.
     d.push(Block::Heading(2, "Best-fit signals".into()));
     d.push(Block::Para(format!(

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use polars::prelude::*;
 
 pub mod approve;
+pub mod bench;
+pub mod export_sql;
 pub mod generate;
 pub mod run;
 pub mod score;
@@ -39,6 +41,12 @@ pub enum Command {
     /// Approve a run after review: record who decided, publish its approved
     /// exclusions and make its model the active one for `icp score`.
     Approve(approve::Args),
+    /// Write the model's score as one SQL SELECT (score, p_velocity_win, band)
+    /// for a warehouse, DuckDB or Spark: for account universes beyond one machine.
+    ExportSql(export_sql::Args),
+    /// Measure: generate N accounts, run every stage, print time per stage,
+    /// rows per second and peak memory against a polars-only floor.
+    Bench(bench::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -49,6 +57,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Score(a) => score::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Approve(a) => approve::run(a),
+        Command::ExportSql(a) => export_sql::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 
@@ -95,6 +105,35 @@ pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
             col("p_velocity_win_true"),
         ])
         .collect()?)
+}
+
+/// Stop when no account row survived the checks: there is nothing to score.
+pub fn require_accounts(data: &crate::load::Dataset) -> anyhow::Result<()> {
+    let a = &data.accounts.input;
+    if data.accounts.df.height() == 0 {
+        anyhow::bail!(
+            "{}: no usable account rows ({} read, {} rejected); `icp validate` lists the rejects",
+            a.file,
+            a.rows,
+            a.rejected
+        );
+    }
+    Ok(())
+}
+
+/// The model file: the one given, or the active model's.
+pub fn model_path(given: Option<&Path>, reports: &Path) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(m) => Ok(m.to_path_buf()),
+        None => match crate::review::active(reports)? {
+            Some((_, dir)) => Ok(dir.join("model.json")),
+            None => anyhow::bail!(
+                "no active model in {}: approve a run first (icp approve RUN --by NAME), \
+                 or pass an explicit model file with --model",
+                reports.display()
+            ),
+        },
+    }
 }
 
 /// "12,345"

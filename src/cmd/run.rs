@@ -7,6 +7,7 @@ use anyhow::Context;
 use crate::cmd::{DataArgs, band_line, input_lines, publish, read_truth, thousands};
 use crate::load::{self, Need};
 use crate::model::{self, ModelArtifact};
+use crate::progress::Stages;
 use crate::publish::{new_run_dir, point_latest};
 use crate::review::{self, RunFindings};
 use crate::score;
@@ -40,9 +41,13 @@ pub struct RunSummary {
 
 pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     let cfg = args.data.config()?;
+    let stages = Stages::new("icp run", args.data.quiet);
+    stages.start("load");
     let data = load::load_dir(&args.data.data, &cfg, Need::Training)?;
+    stages.rows(data.inputs().iter().map(|i| i.rows).sum());
+    crate::cmd::require_accounts(&data)?;
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
-    let trained = model::train(&data, &cfg, truth.as_ref()).with_context(|| {
+    let trained = model::train_staged(&data, &cfg, truth.as_ref(), &stages).with_context(|| {
         format!(
             "training on {} stopped ({} rows rejected; `icp validate --data {}` lists them)",
             args.data.data.display(),
@@ -51,7 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         )
     })?;
     let artifact = trained.artifact;
+    stages.start("score");
+    stages.rows(data.accounts.df.height());
     let scores = score::score(&artifact, &data.accounts.df)?;
+    stages.start("signals");
+    stages.rows(data.accounts.df.height());
     let opportunities = data
         .opportunities
         .as_ref()
@@ -70,11 +79,15 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         &cfg.signals,
     )
     .context("computing the signals, exclusions and triggers")?;
+    stages.start("segments");
+    stages.rows(scores.height());
     let band_counts = segments::band_counts(&scores)?;
     let mut segment_counts = Vec::new();
     for t in segments::THRESHOLDS {
         segment_counts.push((t, segments::segment(&scores, t)?.height()));
     }
+    stages.start("brief");
+    stages.rows(scores.height());
     // Compare with the model people approved last, if any.
     let changes = match review::active(&args.reports)? {
         Some((_, dir)) => Some(
@@ -96,6 +109,8 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         cfg.signals.min_fit_gap,
         cfg.signals.min_margin_gap,
     )?;
+    stages.start("publish");
+    stages.rows(scores.height());
     let dest = match &args.out {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &artifact.model_id),
@@ -135,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             "measurement": brief.measurement,
         }),
     )?;
+    stages.finish();
     if !args.data.quiet {
         print_summary(&dir, &artifact, &data.inputs(), &counts);
         println!(
@@ -186,19 +202,19 @@ fn write_findings(
             "tested_conditions": f.tested_conditions, "below_support": f.below_support,
             "signals": f.signals }),
     )?;
-    w.csv("signals.csv", &signals::findings_frame(&f.signals)?)?;
+    w.csv_for_people("signals.csv", &signals::findings_frame(&f.signals)?)?;
     w.json(
         "exclusions.json",
         &serde_json::json!({
             "status": if f.readiness.ready { "proposed: awaiting approval" } else { "withheld: run NOT READY" },
             "exclusions": f.exclusions }),
     )?;
-    w.csv("exclusions.csv", &signals::findings_frame(&f.exclusions)?)?;
+    w.csv_for_people("exclusions.csv", &signals::findings_frame(&f.exclusions)?)?;
     if f.readiness.ready {
-        w.csv("exclusion_matches.csv", &f.exclusion_matches)?;
+        w.csv_for_people("exclusion_matches.csv", &f.exclusion_matches)?;
     }
-    w.csv("finding_accounts.csv", &f.finding_accounts)?;
-    w.csv("painful_customers.csv", &f.painful_accounts)?;
+    w.csv_for_people("finding_accounts.csv", &f.finding_accounts)?;
+    w.csv_for_people("painful_customers.csv", &f.painful_accounts)?;
     w.json("painful.json", &f.painful)?;
     w.json("triggers.json", &f.triggers)?;
     w.json("measurement.json", &brief.measurement)?;

@@ -59,28 +59,20 @@ pub fn write_scoring(
     for (b, n) in segments::band_counts(scores)? {
         counts.push((format!("band_{b}"), n));
     }
-    w.csv("rejects.csv", rejects)?;
+    w.csv_for_people("rejects.csv", rejects)?;
     counts.push(("rejects".into(), rejects.height()));
     Ok(counts)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model_path = match &args.model {
-        Some(m) => m.clone(),
-        None => match crate::review::active(&args.reports)? {
-            Some((_, dir)) => dir.join("model.json"),
-            None => anyhow::bail!(
-                "no active model in {}: approve a run first (icp approve RUN --by NAME), \
-                 or pass an explicit model file with --model",
-                args.reports.display()
-            ),
-        },
-    };
+    let model_path = crate::cmd::model_path(args.model.as_deref(), &args.reports)?;
     let artifact = ModelArtifact::read(&model_path)?;
     let cfg = match &args.config {
         Some(p) => ValidConfig::load(Some(p))?,
         None => artifact.config.clone(),
     };
+    let stages = crate::progress::Stages::new("icp score", args.quiet);
+    stages.start("load");
     let data = load::load_files(
         &args.accounts,
         None,
@@ -90,8 +82,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(&artifact.extra_column_kinds),
     )
     .with_context(|| format!("loading {}", args.accounts.display()))?;
+    crate::cmd::require_accounts(&data)?;
+    stages.start("score");
+    stages.rows(data.accounts.df.height());
     let scores = score::score(&artifact, &data.accounts.df)
         .with_context(|| format!("scoring {}", args.accounts.display()))?;
+    stages.start("publish");
+    stages.rows(scores.height());
     let dest = match &args.out {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &format!("score-{}", artifact.model_id)),
@@ -106,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
     }
+    stages.finish();
     if !args.quiet {
         println!("icp score: model {}", artifact.model_id);
         for l in input_lines(&data.inputs()) {

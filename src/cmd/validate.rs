@@ -106,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         has_triggers: data.triggers.is_some(),
     };
     let mut w = RunWriter::create(&args.out)?;
-    w.csv("rejects.csv", &data.rejects)?;
+    w.csv_for_people("rejects.csv", &data.rejects)?;
     w.json("readiness.json", &r)?;
     let dir = w.finish(
         "validate",

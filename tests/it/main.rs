@@ -2,11 +2,14 @@
 //! binary links all of polars, so there is only one).
 
 mod approve;
+mod bench;
 mod brief;
 mod common;
 mod generate;
+mod hardening;
 mod load;
 mod run;
 mod score;
 mod segments;
+mod sql;
 mod validate;

@@ -1,0 +1,145 @@
+//! Stage timings and progress on stderr.
+//!
+//! One object serves both: a run marks where each stage starts, a person at a
+//! terminal sees which stage is running and how long each took, and `icp
+//! bench` reads the same timings back (through `ICP_TIMINGS`). Pipes, CI and
+//! `--quiet` see nothing.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming a JSON file to write the stage timings to.
+pub const TIMINGS_ENV: &str = "ICP_TIMINGS";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageTime {
+    pub stage: String,
+    pub seconds: f64,
+    /// rows the stage worked through, where that means something
+    pub rows: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub command: String,
+    pub stages: Vec<StageTime>,
+    pub total_seconds: f64,
+    /// the process's peak resident set size (VmHWM), when the OS reports it
+    pub peak_rss_bytes: Option<u64>,
+    pub threads: usize,
+}
+
+struct Inner {
+    current: Option<(String, Instant)>,
+    done: Vec<StageTime>,
+}
+
+pub struct Stages {
+    command: String,
+    started: Instant,
+    show: bool,
+    inner: Mutex<Inner>,
+}
+
+impl Stages {
+    /// Progress for `command`, shown only when stderr is a terminal and not quiet.
+    pub fn new(command: &str, quiet: bool) -> Stages {
+        Stages {
+            command: command.into(),
+            started: Instant::now(),
+            show: !quiet && std::io::stderr().is_terminal(),
+            inner: Mutex::new(Inner {
+                current: None,
+                done: Vec::new(),
+            }),
+        }
+    }
+
+    /// Records timings, shows nothing (library callers and tests).
+    pub fn silent() -> Stages {
+        let mut s = Stages::new("", true);
+        s.show = false;
+        s
+    }
+
+    /// End the current stage (if any) and start `stage`. A stage entered
+    /// twice (features are learnt for the holdout model and again for the
+    /// final one) accumulates its time.
+    pub fn start(&self, stage: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.end_current(&mut g);
+        if self.show {
+            eprint!("\r\x1b[2K{} {stage} ...", self.command);
+            let _ = std::io::stderr().flush();
+        }
+        g.current = Some((stage.to_string(), Instant::now()));
+    }
+
+    /// Rows the current stage works through.
+    pub fn rows(&self, n: usize) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((name, _)) = g.current.clone()
+            && let Some(s) = g.done.iter_mut().find(|s| s.stage == name)
+        {
+            s.rows = Some(n);
+            return;
+        }
+        if let Some((name, _)) = g.current.clone() {
+            g.done.push(StageTime {
+                stage: name,
+                seconds: 0.0,
+                rows: Some(n),
+            });
+        }
+    }
+
+    fn end_current(&self, g: &mut Inner) {
+        let Some((name, t0)) = g.current.take() else {
+            return;
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        match g.done.iter_mut().find(|s| s.stage == name) {
+            Some(s) => s.seconds += secs,
+            None => g.done.push(StageTime {
+                stage: name.clone(),
+                seconds: secs,
+                rows: None,
+            }),
+        }
+        if self.show {
+            eprintln!("\r\x1b[2K{} {name:<10} {secs:>8.2} s", self.command);
+        }
+    }
+
+    /// End the last stage; write the timings where `ICP_TIMINGS` says.
+    pub fn finish(&self) -> Timings {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.end_current(&mut g);
+        let t = Timings {
+            command: self.command.clone(),
+            stages: g.done.clone(),
+            total_seconds: self.started.elapsed().as_secs_f64(),
+            peak_rss_bytes: peak_rss_bytes(),
+            threads: rayon::current_num_threads(),
+        };
+        if let Some(path) = std::env::var_os(TIMINGS_ENV).map(PathBuf::from)
+            && let Ok(text) = serde_json::to_string_pretty(&t)
+            && let Err(e) = std::fs::write(&path, text)
+        {
+            eprintln!("warning: cannot write timings to {}: {e}", path.display());
+        }
+        t
+    }
+}
+
+/// Peak resident set size of this process (Linux: VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
