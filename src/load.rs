@@ -246,7 +246,9 @@ fn read_raw(path: &Path) -> Result<Raw> {
             )
         })??;
     let rows = df.height();
-    let mut bad: Vec<Option<(String, String, String)>> = vec![None; rows];
+    // One pass over the text; only the (rare) bad cells allocate.
+    let mut is_bad = vec![false; rows];
+    let mut bad: Vec<(usize, String, String, String)> = Vec::new();
     for c in df.columns() {
         if c.name().as_str() == ROW {
             continue;
@@ -254,36 +256,32 @@ fn read_raw(path: &Path) -> Result<Raw> {
         let ca = c.as_materialized_series().str()?.clone();
         for (i, v) in ca.iter().enumerate() {
             let Some(v) = v else { continue };
-            if bad[i].is_some() {
+            if is_bad[i] {
                 continue;
             }
-            let head: String = v.chars().take(200).collect();
-            if v.len() > MAX_CELL_BYTES {
-                bad[i] = Some((
-                    c.name().to_string(),
-                    head,
-                    format!(
-                        "cell of {} bytes (at most {} allowed)",
-                        crate::cmd::thousands(v.len()),
-                        crate::cmd::thousands(MAX_CELL_BYTES)
-                    ),
-                ));
+            let why = if v.len() > MAX_CELL_BYTES {
+                format!(
+                    "cell of {} bytes (at most {} allowed)",
+                    crate::cmd::thousands(v.len()),
+                    crate::cmd::thousands(MAX_CELL_BYTES)
+                )
             } else if v.contains('\u{FFFD}') {
-                bad[i] = Some((
-                    c.name().to_string(),
-                    head,
-                    "not valid UTF-8 text (save the file as UTF-8)".into(),
-                ));
-            }
+                "not valid UTF-8 text (save the file as UTF-8)".into()
+            } else {
+                continue;
+            };
+            is_bad[i] = true;
+            bad.push((i, c.name().to_string(), v.chars().take(200).collect(), why));
         }
     }
-    if bad.iter().all(Option::is_none) {
+    if bad.is_empty() {
         return Ok(Raw {
             df,
             rows,
             pre_rejects: empty_rejects(),
         });
     }
+    bad.sort_by_key(|b| b.0);
     let row_ids: Vec<u64> = df
         .column(ROW)?
         .cast(&DataType::UInt64)?
@@ -292,13 +290,11 @@ fn read_raw(path: &Path) -> Result<Raw> {
         .map(|v| v.unwrap_or(0))
         .collect();
     let (mut r_row, mut r_col, mut r_val, mut r_why) = (vec![], vec![], vec![], vec![]);
-    for (i, b) in bad.iter().enumerate() {
-        if let Some((c, v, why)) = b {
-            r_row.push(row_ids[i]);
-            r_col.push(c.clone());
-            r_val.push(v.clone());
-            r_why.push(why.clone());
-        }
+    for (i, c, v, why) in bad {
+        r_row.push(row_ids[i]);
+        r_col.push(c);
+        r_val.push(v);
+        r_why.push(why);
     }
     let n = r_row.len();
     let pre_rejects = DataFrame::new(
@@ -311,7 +307,7 @@ fn read_raw(path: &Path) -> Result<Raw> {
             Column::new("reason".into(), r_why),
         ],
     )?;
-    let keep: BooleanChunked = bad.iter().map(|b| Some(b.is_none())).collect();
+    let keep: BooleanChunked = is_bad.iter().map(|b| Some(!*b)).collect();
     Ok(Raw {
         df: df.filter(&keep)?,
         rows,

@@ -97,6 +97,18 @@ pub fn fit_logistic(
     lambda: f64,
     max_iterations: u64,
 ) -> Result<(Vec<f64>, f64)> {
+    fit_logistic_from(x, y, lambda, max_iterations, None)
+}
+
+/// [`fit_logistic`] starting from `start` (coefficients, intercept), e.g. the
+/// solution for a neighbouring penalty: far fewer L-BFGS iterations.
+pub fn fit_logistic_from(
+    x: ArrayView2<f64>,
+    y: &[bool],
+    lambda: f64,
+    max_iterations: u64,
+    start: Option<(&[f64], f64)>,
+) -> Result<(Vec<f64>, f64)> {
     let n = x.nrows();
     let pos = y.iter().filter(|&&b| b).count();
     if pos == 0 || pos == n {
@@ -111,10 +123,23 @@ pub fn fit_logistic(
     }
     let targets = Array1::from(y.to_vec());
     let ds = linfa::DatasetBase::new(x, targets);
-    let model = LogisticRegression::default()
+    let mut params = LogisticRegression::default()
         .alpha(lambda * n as f64)
         .gradient_tolerance(1e-6 * n as f64)
-        .max_iterations(max_iterations)
+        .max_iterations(max_iterations);
+    if let Some((coef, b)) = start {
+        // linfa's own orientation: its positive class is the more frequent
+        // one (on a tie, the first one seen); parameters are [w..., intercept].
+        let linfa_pos_is_win = if 2 * pos != n { 2 * pos > n } else { y[0] };
+        let sign = if linfa_pos_is_win { 1.0 } else { -1.0 };
+        let init: Array1<f64> = coef
+            .iter()
+            .chain(std::iter::once(&b))
+            .map(|v| sign * v)
+            .collect();
+        params = params.initial_params(init);
+    }
+    let model = params
         .fit(&ds)
         .map_err(|e| IcpError::Fit(e.to_string()))?;
     // linfa calls the more frequent class "positive": make it ours.
@@ -470,33 +495,54 @@ fn model_id(a: &ModelArtifact) -> String {
     format!("m-{}", &crate::load::hex(&h.finalize())[..12])
 }
 
+/// Penalty selection looks at most at this many of the latest training
+/// deals: with more, the per-row penalty barely moves the fit, and the
+/// fifteen fits of a full cross-validation would dominate a large run.
+pub const CV_MAX_ROWS: usize = 100_000;
+
 /// Expanding-window CV in time order: fold k trains on blocks 0..k and
-/// validates on block k, so no fold ever sees its future.
+/// validates on block k, so no fold ever sees its future. Within a fold the
+/// penalties are fitted strongest first, each starting from the previous
+/// solution.
 fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<Vec<CvResult>> {
+    let start = x.nrows().saturating_sub(CV_MAX_ROWS);
+    let (x, y) = (x.slice(s![start.., ..]), &y[start..]);
     let n = x.nrows();
     let k = cfg.model.cv_folds;
     let bounds: Vec<usize> = (0..=k + 1).map(|i| i * n / (k + 1)).collect();
-    let jobs: Vec<(usize, usize)> = (0..cfg.model.lambdas.len())
-        .flat_map(|l| (1..=k).map(move |f| (l, f)))
-        .collect();
-    let results: Vec<Option<(usize, f64, Option<f64>)>> = jobs
+    let mut order: Vec<usize> = (0..cfg.model.lambdas.len()).collect();
+    order.sort_by(|a, b| cfg.model.lambdas[*b].total_cmp(&cfg.model.lambdas[*a]));
+    let folds: Vec<usize> = (1..=k).collect();
+    let results: Vec<Option<(usize, f64, Option<f64>)>> = folds
         .par_iter()
-        .map(|&(l, f)| {
+        .flat_map_iter(|&f| {
             let (end, stop) = (bounds[f], bounds[f + 1]);
             let (yt, yv) = (&y[..end], &y[end..stop]);
             let pos = yt.iter().filter(|b| **b).count();
-            if end == 0 || stop <= end || pos == 0 || pos == yt.len() {
-                return None;
+            let usable = end > 0 && stop > end && pos > 0 && pos < yt.len();
+            let mut warm: Option<(Vec<f64>, f64)> = None;
+            let mut out = Vec::new();
+            for &l in &order {
+                if !usable {
+                    out.push(None);
+                    continue;
+                }
+                let fit = fit_logistic_from(
+                    x.slice(s![..end, ..]),
+                    yt,
+                    cfg.model.lambdas[l],
+                    cfg.model.max_iterations,
+                    warm.as_ref().map(|(c, b)| (c.as_slice(), *b)),
+                );
+                let Ok((coef, b)) = fit else {
+                    out.push(None);
+                    continue;
+                };
+                let p = predict(x.slice(s![end..stop, ..]), &coef, b);
+                out.push(Some((l, metrics::log_loss(&p, yv), metrics::auc(&p, yv))));
+                warm = Some((coef, b));
             }
-            let (coef, b) = fit_logistic(
-                x.slice(s![..end, ..]),
-                yt,
-                cfg.model.lambdas[l],
-                cfg.model.max_iterations,
-            )
-            .ok()?;
-            let p = predict(x.slice(s![end..stop, ..]), &coef, b);
-            Some((l, metrics::log_loss(&p, yv), metrics::auc(&p, yv)))
+            out
         })
         .collect();
     let mut out = Vec::new();
@@ -723,6 +769,27 @@ mod tests {
                 (mean_p - win_share).abs() < 0.05,
                 "mean p {mean_p} vs {win_share}"
             );
+        }
+    }
+
+    /// A warm start (given in our orientation, wins positive) lands on the
+    /// cold fit's solution whichever class linfa calls positive.
+    #[test]
+    fn warm_starts_reach_the_cold_solution() {
+        for win_share in [0.2, 0.8] {
+            let n = 400;
+            let y: Vec<bool> = (0..n).map(|i| (i as f64) < win_share * n as f64).collect();
+            let x = Array2::from_shape_fn((n, 2), |(i, j)| {
+                let k = (i * 7 + j * 3) % 10;
+                if y[i] { (k < 7) as u8 as f64 } else { (k < 3) as u8 as f64 }
+            });
+            let (c0, b0) = fit_logistic(x.view(), &y, 1e-2, 300).expect("cold");
+            let (c1, b1) = fit_logistic_from(x.view(), &y, 1e-3, 300, Some((&c0, b0))).expect("warm");
+            let (c2, b2) = fit_logistic(x.view(), &y, 1e-3, 300).expect("cold");
+            for (a, b) in c1.iter().zip(&c2) {
+                assert!((a - b).abs() < 1e-2, "{win_share}: {c1:?} vs {c2:?}");
+            }
+            assert!((b1 - b2).abs() < 1e-2, "{win_share}: {b1} vs {b2}");
         }
     }
 

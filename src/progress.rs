@@ -19,6 +19,9 @@ pub const TIMINGS_ENV: &str = "ICP_TIMINGS";
 pub struct StageTime {
     pub stage: String,
     pub seconds: f64,
+    /// CPU seconds (user + system, all threads) the process spent in the
+    /// stage: steadier than wall time on a shared machine
+    pub cpu_seconds: f64,
     /// rows the stage worked through, where that means something
     pub rows: Option<usize>,
 }
@@ -34,7 +37,7 @@ pub struct Timings {
 }
 
 struct Inner {
-    current: Option<(String, Instant)>,
+    current: Option<(String, Instant, f64)>,
     done: Vec<StageTime>,
 }
 
@@ -76,37 +79,43 @@ impl Stages {
             eprint!("\r\x1b[2K{} {stage} ...", self.command);
             let _ = std::io::stderr().flush();
         }
-        g.current = Some((stage.to_string(), Instant::now()));
+        g.current = Some((stage.to_string(), Instant::now(), cpu_seconds()));
     }
 
     /// Rows the current stage works through.
     pub fn rows(&self, n: usize) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((name, _)) = g.current.clone()
+        if let Some((name, _, _)) = g.current.clone()
             && let Some(s) = g.done.iter_mut().find(|s| s.stage == name)
         {
             s.rows = Some(n);
             return;
         }
-        if let Some((name, _)) = g.current.clone() {
+        if let Some((name, _, _)) = g.current.clone() {
             g.done.push(StageTime {
                 stage: name,
                 seconds: 0.0,
+                cpu_seconds: 0.0,
                 rows: Some(n),
             });
         }
     }
 
     fn end_current(&self, g: &mut Inner) {
-        let Some((name, t0)) = g.current.take() else {
+        let Some((name, t0, c0)) = g.current.take() else {
             return;
         };
         let secs = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - c0;
         match g.done.iter_mut().find(|s| s.stage == name) {
-            Some(s) => s.seconds += secs,
+            Some(s) => {
+                s.seconds += secs;
+                s.cpu_seconds += cpu;
+            }
             None => g.done.push(StageTime {
                 stage: name.clone(),
                 seconds: secs,
+                cpu_seconds: cpu,
                 rows: None,
             }),
         }
@@ -134,6 +143,17 @@ impl Stages {
         }
         t
     }
+}
+
+/// CPU time of this process so far (user + system, every thread).
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we hand it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 /// Peak resident set size of this process (Linux: VmHWM), in bytes.

@@ -113,7 +113,14 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         .collect::<Result<_>>()?;
 
     let min_cov = artifact.min_feature_coverage;
-    let per_row: Vec<(Option<i64>, Option<f64>, String, String, String)> = (0..n)
+    type Row = (
+        Option<i64>,
+        Option<f64>,
+        &'static str,
+        std::borrow::Cow<'static, str>,
+        String,
+    );
+    let per_row: Vec<Row> = (0..n)
         .into_par_iter()
         .map(|i| {
             if cover[i] < min_cov {
@@ -121,11 +128,12 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
                 return (
                     None,
                     None,
-                    BAND_UNSCORED.to_string(),
+                    BAND_UNSCORED,
                     format!(
                         "insufficient_data: {known} of {} model inputs known",
                         inputs.len()
-                    ),
+                    )
+                    .into(),
                     String::new(),
                 );
             }
@@ -152,16 +160,16 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             (
                 Some(s as i64),
                 Some((p * 1e6).round() / 1e6),
-                band(s).to_string(),
-                STATUS_SCORED.to_string(),
+                band(s),
+                STATUS_SCORED.into(),
                 reasons.join("; "),
             )
         })
         .collect();
     let score: Vec<Option<i64>> = per_row.iter().map(|r| r.0).collect();
     let prob: Vec<Option<f64>> = per_row.iter().map(|r| r.1).collect();
-    let bands: Vec<&str> = per_row.iter().map(|r| r.2.as_str()).collect();
-    let status: Vec<&str> = per_row.iter().map(|r| r.3.as_str()).collect();
+    let bands: Vec<&str> = per_row.iter().map(|r| r.2).collect();
+    let status: Vec<&str> = per_row.iter().map(|r| r.3.as_ref()).collect();
     let reasons: Vec<&str> = per_row.iter().map(|r| r.4.as_str()).collect();
     let out = DataFrame::new(
         n,

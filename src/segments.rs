@@ -11,23 +11,13 @@ pub fn file_name(threshold: u8) -> String {
     format!("segments/score_gte_{threshold}.csv")
 }
 
-/// The accounts whose score is at or above `threshold`, sorted by score
-/// (desc) then account_id; accounts without a score are in no segment.
-pub fn segment(scores: &DataFrame, threshold: u8) -> Result<DataFrame> {
-    Ok(scores
+/// Every segment at once. Sorted by score (desc), the accounts at or above a
+/// threshold are a prefix of the scored accounts: one sort, seven slices.
+pub fn segments(scores: &DataFrame) -> Result<Vec<(u8, DataFrame)>> {
+    let sorted = scores
         .clone()
         .lazy()
-        .filter(
-            col("status").eq(lit(STATUS_SCORED)).and(
-                col("score")
-                    .cast(DataType::Int32)
-                    .gt_eq(lit(threshold as i32)),
-            ),
-        )
-        .sort_by_exprs(
-            [col("score"), col("account_id")],
-            SortMultipleOptions::default().with_order_descending_multi([true, false]),
-        )
+        .filter(col("status").eq(lit(STATUS_SCORED)))
         .select([
             col("account_id"),
             col("account_name"),
@@ -35,7 +25,25 @@ pub fn segment(scores: &DataFrame, threshold: u8) -> Result<DataFrame> {
             col("score"),
             col("band"),
         ])
-        .collect()?)
+        .sort_by_exprs(
+            [col("score"), col("account_id")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()?;
+    let s: Vec<i64> = sorted
+        .column("score")?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or(i64::MIN))
+        .collect();
+    Ok(THRESHOLDS
+        .iter()
+        .map(|&t| {
+            let n = s.partition_point(|&v| v >= t as i64);
+            (t, sorted.slice(0, n))
+        })
+        .collect())
 }
 
 /// Accounts per band, for summaries: (band, count) in a fixed order.

@@ -354,7 +354,7 @@ fn print_report(r: &Report, base: &Path, generated: Option<f64>) {
     println!("  floor                   {floor:>9.2}");
     if let (Some(t), Some(wall)) = (&r.run, r.run_wall_seconds) {
         println!();
-        println!("icp run                      seconds        rows     rows/s   x floor");
+        println!("icp run                      seconds   cpu s        rows     rows/s   x floor");
         for st in &t.stages {
             let rows = st.rows.map_or(String::new(), thousands);
             let rate = match st.rows {
@@ -362,18 +362,20 @@ fn print_report(r: &Report, base: &Path, generated: Option<f64>) {
                 _ => String::new(),
             };
             println!(
-                "  {:<22} {:>9.2} {:>11} {:>10} {:>9.1}",
+                "  {:<22} {:>9.2} {:>7.1} {:>11} {:>10} {:>9.1}",
                 st.stage,
                 st.seconds,
+                st.cpu_seconds,
                 rows,
                 rate,
                 st.seconds / floor.max(1e-9)
             );
         }
         println!(
-            "  {:<22} {:>9.2} {:>11} {:>10} {:>9.1}",
+            "  {:<22} {:>9.2} {:>7.1} {:>11} {:>10} {:>9.1}",
             "total (wall)",
             wall,
+            t.stages.iter().map(|s| s.cpu_seconds).sum::<f64>(),
             "",
             "",
             wall / floor.max(1e-9)

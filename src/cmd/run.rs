@@ -82,10 +82,10 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     stages.start("segments");
     stages.rows(scores.height());
     let band_counts = segments::band_counts(&scores)?;
-    let mut segment_counts = Vec::new();
-    for t in segments::THRESHOLDS {
-        segment_counts.push((t, segments::segment(&scores, t)?.height()));
-    }
+    let segment_counts: Vec<(u8, usize)> = segments::segments(&scores)?
+        .into_iter()
+        .map(|(t, s)| (t, s.height()))
+        .collect();
     stages.start("brief");
     stages.rows(scores.height());
     // Compare with the model people approved last, if any.

@@ -51,8 +51,7 @@ pub fn write_scoring(
         w.parquet("scores.parquet", scores)?;
     }
     let mut counts = vec![("accounts_scored".to_string(), scores.height())];
-    for t in segments::THRESHOLDS {
-        let seg = segments::segment(scores, t)?;
+    for (t, seg) in segments::segments(scores)? {
         counts.push((format!("score_gte_{t}"), seg.height()));
         w.csv(&segments::file_name(t), &seg)?;
     }

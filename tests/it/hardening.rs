@@ -220,17 +220,24 @@ fn empty_accounts_and_single_class_histories_stop_the_run_with_a_reason() {
     );
 }
 
-#[test]
-fn a_free_text_column_is_capped_and_the_brief_says_so() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+/// A data directory with the sample's tables except accounts (the test writes its own).
+fn sample_but_accounts(tmp: &Path) -> PathBuf {
     let sample = root().join("data/sample");
-    let d = tmp.path().join("data");
+    let d = tmp.join("data");
     std::fs::create_dir_all(&d).unwrap();
     for f in ["opportunities.csv", "customers.csv", "triggers.csv"] {
         if sample.join(f).is_file() {
             std::fs::copy(sample.join(f), d.join(f)).unwrap();
         }
     }
+    d
+}
+
+#[test]
+fn a_free_text_column_is_capped_and_the_brief_says_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sample = root().join("data/sample");
+    let d = sample_but_accounts(tmp.path());
     // a notes column: a different value on every account
     let text = std::fs::read_to_string(sample.join("accounts.csv")).unwrap();
     let mut out = String::new();
@@ -258,13 +265,7 @@ fn a_free_text_column_is_capped_and_the_brief_says_so() {
 fn formula_cells_are_neutralised_in_files_people_open_not_in_segments() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sample = root().join("data/sample");
-    let d = tmp.path().join("data");
-    std::fs::create_dir_all(&d).unwrap();
-    for f in ["opportunities.csv", "customers.csv", "triggers.csv"] {
-        if sample.join(f).is_file() {
-            std::fs::copy(sample.join(f), d.join(f)).unwrap();
-        }
-    }
+    let d = sample_but_accounts(tmp.path());
     // give the first account a hostile name and add a row whose employees is a formula
     let text = std::fs::read_to_string(sample.join("accounts.csv")).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();

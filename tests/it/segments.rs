@@ -1,6 +1,6 @@
 //! Segment files: each is exactly the accounts at or above its threshold.
 
-use icp::segments::{THRESHOLDS, segment};
+use icp::segments::{THRESHOLDS, segments};
 use polars::prelude::*;
 use proptest::prelude::*;
 
@@ -46,8 +46,9 @@ proptest! {
         let mut seen = std::collections::BTreeSet::new();
         let rows: Vec<(u32, Option<u8>)> = raw.into_iter().filter(|r| seen.insert(r.0)).collect();
         let df = scores_frame(&rows);
-        for t in THRESHOLDS {
-            let seg = segment(&df, t).expect("segment");
+        let all = segments(&df).expect("segments");
+        prop_assert_eq!(all.iter().map(|x| x.0).collect::<Vec<_>>(), THRESHOLDS.to_vec());
+        for (t, seg) in all {
             let got: Vec<(String, u8)> = (0..seg.height())
                 .map(|i| {
                     let id = seg.column("account_id").unwrap().str().unwrap().get(i).unwrap().to_string();
