@@ -139,9 +139,7 @@ pub fn fit_logistic_from(
             .collect();
         params = params.initial_params(init);
     }
-    let model = params
-        .fit(&ds)
-        .map_err(|e| IcpError::Fit(e.to_string()))?;
+    let model = params.fit(&ds).map_err(|e| IcpError::Fit(e.to_string()))?;
     // linfa calls the more frequent class "positive": make it ours.
     let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
     let coef = model.params().iter().map(|w| sign * w).collect();
@@ -781,10 +779,15 @@ mod tests {
             let y: Vec<bool> = (0..n).map(|i| (i as f64) < win_share * n as f64).collect();
             let x = Array2::from_shape_fn((n, 2), |(i, j)| {
                 let k = (i * 7 + j * 3) % 10;
-                if y[i] { (k < 7) as u8 as f64 } else { (k < 3) as u8 as f64 }
+                if y[i] {
+                    (k < 7) as u8 as f64
+                } else {
+                    (k < 3) as u8 as f64
+                }
             });
             let (c0, b0) = fit_logistic(x.view(), &y, 1e-2, 300).expect("cold");
-            let (c1, b1) = fit_logistic_from(x.view(), &y, 1e-3, 300, Some((&c0, b0))).expect("warm");
+            let (c1, b1) =
+                fit_logistic_from(x.view(), &y, 1e-3, 300, Some((&c0, b0))).expect("warm");
             let (c2, b2) = fit_logistic(x.view(), &y, 1e-3, 300).expect("cold");
             for (a, b) in c1.iter().zip(&c2) {
                 assert!((a - b).abs() < 1e-2, "{win_share}: {c1:?} vs {c2:?}");
