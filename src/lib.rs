@@ -3,7 +3,8 @@
 //!
 //! Data flows one way, one module per stage:
 //! [`load`] -> [`label`] -> [`features`] -> [`model`] -> [`score`] -> [`segments`],
-//! with [`publish`] writing run directories atomically and [`cmd`] holding
+//! with [`publish`] writing run directories atomically, [`ranked`] putting
+//! accounts scored in pieces back in order, and [`cmd`] holding
 //! one module per subcommand of the `icp` binary.
 
 pub mod brief;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod progress;
 pub mod publish;
+pub mod ranked;
 pub mod review;
 pub mod score;
 pub mod segments;

@@ -127,7 +127,7 @@ pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
 /// Load explicit files. `numeric_hints` forces extra account columns to a
 /// kind (scoring with a model must read them as the model was trained).
 pub fn load_files(
-    accounts: &Path,
+    accounts_path: &Path,
     opportunities: Option<&Path>,
     customers: Option<&Path>,
     triggers: Option<&Path>,
@@ -135,23 +135,26 @@ pub fn load_files(
     kind_hints: Option<&BTreeMap<String, ColumnKind>>,
 ) -> Result<Dataset> {
     let mut rejects = Vec::new();
-    let (accounts, extra_columns) = load_accounts(accounts, cfg, kind_hints, &mut rejects)?;
+    let (accounts, extra_columns) = load_accounts(
+        read_raw(accounts_path)?,
+        accounts_path,
+        cfg,
+        kind_hints,
+        None,
+        &mut rejects,
+    )?;
+    let accounts = fingerprinted(accounts, accounts_path)?;
     let ids = accounts.df.select(["account_id"])?;
     let opportunities = opportunities
-        .map(|p| load_opportunities(p, cfg, &ids, &mut rejects))
+        .map(|p| fingerprinted(load_opportunities(p, cfg, &ids, &mut rejects)?, p))
         .transpose()?;
     let customers = customers
-        .map(|p| load_customers(p, cfg, &ids, &mut rejects))
+        .map(|p| fingerprinted(load_customers(p, cfg, &ids, &mut rejects)?, p))
         .transpose()?;
     let triggers = triggers
-        .map(|p| load_triggers(p, cfg, &ids, &mut rejects))
+        .map(|p| fingerprinted(load_triggers(p, cfg, &ids, &mut rejects)?, p))
         .transpose()?;
-    let rejects = if rejects.is_empty() {
-        empty_rejects()
-    } else {
-        let lfs: Vec<LazyFrame> = rejects.into_iter().map(|d: DataFrame| d.lazy()).collect();
-        concat(lfs, UnionArgs::default())?.collect()?
-    };
+    let rejects = concat_rejects(rejects)?;
     Ok(Dataset {
         accounts,
         opportunities,
@@ -159,6 +162,21 @@ pub fn load_files(
         triggers,
         rejects,
         extra_columns,
+    })
+}
+
+fn fingerprinted(mut t: Table, path: &Path) -> Result<Table> {
+    t.input.sha256 = sha256_file(path)?;
+    Ok(t)
+}
+
+/// One rejects frame (file, row, column, value, reason) from several, in order.
+pub fn concat_rejects(parts: Vec<DataFrame>) -> Result<DataFrame> {
+    Ok(if parts.is_empty() {
+        empty_rejects()
+    } else {
+        let lfs: Vec<LazyFrame> = parts.into_iter().map(|d: DataFrame| d.lazy()).collect();
+        concat(lfs, UnionArgs::default())?.collect()?
     })
 }
 
@@ -229,7 +247,7 @@ pub const MAX_CELL_BYTES: usize = 64 * 1024;
 
 /// A file read as text: the rows to check, how many rows it had, and the
 /// rows rejected before any check (undecodable or oversized cells).
-struct Raw {
+pub struct Raw {
     df: DataFrame,
     rows: usize,
     pre_rejects: DataFrame,
@@ -238,13 +256,20 @@ struct Raw {
 /// [`read_raw_text`], then reject rows whose cells are not UTF-8 text or are
 /// too large to be a field, so every later check sees sane text.
 fn read_raw(path: &Path) -> Result<Raw> {
-    let df = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_raw_text(path)))
-        .map_err(|_| {
-            IcpError::read(
-                path,
-                "the CSV/Parquet reader failed on this file (is it a CSV with a header row, or Parquet?)",
-            )
-        })??;
+    checked_cells(path, guarded(path, || read_raw_text(path))?)
+}
+
+/// A reader panic (polars on some malformed inputs) becomes an error naming the file.
+fn guarded(path: &Path, read: impl FnOnce() -> Result<DataFrame>) -> Result<DataFrame> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|_| {
+        IcpError::read(
+            path,
+            "the CSV/Parquet reader failed on this file (is it a CSV with a header row, or Parquet?)",
+        )
+    })?
+}
+
+fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
     let rows = df.height();
     // One pass over the text; only the (rare) bad cells allocate.
     let mut is_bad = vec![false; rows];
@@ -318,10 +343,7 @@ fn read_raw(path: &Path) -> Result<Raw> {
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
 fn read_raw_text(path: &Path) -> Result<DataFrame> {
-    let is_parquet = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-    let df = if is_parquet {
+    let df = if is_parquet(path) {
         let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
         let df = ParquetReader::new(f)
             .finish()
@@ -339,34 +361,213 @@ fn read_raw_text(path: &Path) -> Result<DataFrame> {
             .map_err(|e| IcpError::read(path, e))?
     } else {
         if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-            return Err(IcpError::read(
-                path,
-                "the file is empty (expected a header row naming the columns, then one row per record)",
-            ));
+            return Err(empty_file(path));
         }
-        CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .map_parse_options(|o| o.with_encoding(CsvEncoding::LossyUtf8))
-            .with_row_index(Some(RowIndex {
-                name: ROW.into(),
-                offset: 2,
-            }))
+        text_csv_options(2)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .map_err(|e| IcpError::read(path, e))?
             .finish()
-            .map_err(|e| match ragged_line(path) {
-                Some((line, n, h)) => IcpError::read(
-                    path,
-                    format!(
-                        "line {line} has {n} fields but the header has {h} (a value with a comma \
-                         must be quoted, or a delimiter is stray)"
-                    ),
-                ),
-                None => IcpError::read(path, e),
-            })?
+            .map_err(|e| csv_error(path, e))?
     };
     Ok(df)
+}
+
+/// Every column as text, undecodable bytes kept visible (U+FFFD) so the row
+/// can be rejected, and each row's number from `first_row` on.
+fn text_csv_options(first_row: u64) -> CsvReadOptions {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .map_parse_options(|o| o.with_encoding(CsvEncoding::LossyUtf8))
+        .with_row_index(Some(RowIndex {
+            name: ROW.into(),
+            offset: first_row as IdxSize,
+        }))
+}
+
+fn csv_error(path: &Path, e: PolarsError) -> IcpError {
+    match ragged_line(path) {
+        Some((line, n, h)) => IcpError::read(
+            path,
+            format!(
+                "line {line} has {n} fields but the header has {h} (a value with a comma \
+                 must be quoted, or a delimiter is stray)"
+            ),
+        ),
+        None => IcpError::read(path, e),
+    }
+}
+
+fn empty_file(path: &Path) -> IcpError {
+    IcpError::read(
+        path,
+        "the file is empty (expected a header row naming the columns, then one row per record)",
+    )
+}
+
+fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// An accounts file read in pieces of at most `rows` records, so that a file
+/// of any size is checked and scored in bounded memory. A CSV is cut at
+/// record ends (a newline outside quotes, found the way polars' own parallel
+/// reader finds them) and each piece is parsed with the header in front, its
+/// rows numbered as in the whole file; Parquet is read whole and sliced.
+pub struct Pieces {
+    path: PathBuf,
+    rows: usize,
+    next_row: u64,
+    source: Source,
+    started: bool,
+    done: bool,
+}
+
+enum Source {
+    Csv {
+        reader: std::io::BufReader<std::fs::File>,
+        header: Vec<u8>,
+    },
+    Frame {
+        df: DataFrame,
+        at: usize,
+    },
+}
+
+impl Pieces {
+    pub fn open(path: &Path, rows: usize) -> Result<Pieces> {
+        let source = if is_parquet(path) {
+            Source::Frame {
+                df: guarded(path, || read_raw_text(path))?,
+                at: 0,
+            }
+        } else {
+            let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
+            if f.metadata().is_ok_and(|m| m.len() == 0) {
+                return Err(empty_file(path));
+            }
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+            let mut header = Vec::new();
+            read_record(&mut reader, &mut header).map_err(|e| IcpError::read(path, e))?;
+            Source::Csv { reader, header }
+        };
+        Ok(Pieces {
+            path: path.to_path_buf(),
+            rows: rows.max(1),
+            next_row: 2,
+            source,
+            started: false,
+            done: false,
+        })
+    }
+
+    /// True once the last piece has been returned.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The next piece (the first one always, even with no rows), checked
+    /// cell by cell like a whole file.
+    pub fn next_piece(&mut self) -> Result<Option<Raw>> {
+        use std::io::BufRead;
+        if self.done {
+            return Ok(None);
+        }
+        let path = self.path.clone();
+        let df = match &mut self.source {
+            Source::Frame { df, at } => {
+                let n = self.rows.min(df.height() - *at);
+                let piece = df.slice(*at as i64, n);
+                *at += n;
+                self.done = *at >= df.height();
+                piece
+            }
+            Source::Csv { reader, header } => {
+                let mut buf = header.clone();
+                let mut records = 0;
+                while records < self.rows {
+                    let got =
+                        read_record(reader, &mut buf).map_err(|e| IcpError::read(&path, e))?;
+                    if got == 0 {
+                        break;
+                    }
+                    records += 1;
+                }
+                let at_end = reader
+                    .fill_buf()
+                    .map_err(|e| IcpError::read(&path, e))?
+                    .is_empty();
+                self.done = at_end;
+                if records == 0 && self.started {
+                    return Ok(None);
+                }
+                let first = self.next_row;
+                let df = guarded(&path, || {
+                    text_csv_options(first)
+                        .into_reader_with_file_handle(std::io::Cursor::new(buf))
+                        .finish()
+                        .map_err(|e| csv_error(&path, e))
+                })?;
+                self.next_row += df.height() as u64;
+                df
+            }
+        };
+        self.started = true;
+        Ok(Some(checked_cells(&path, df)?))
+    }
+}
+
+/// Append one CSV record, through its end of line, to `buf`: lines are
+/// joined while a quote is open. Returns the bytes read (0 at end of file).
+fn read_record(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let (mut total, mut quoted) = (0, false);
+    loop {
+        let start = buf.len();
+        let n = r.read_until(b'\n', buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+        if buf[start..].iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+            quoted = !quoted;
+        }
+        if !quoted {
+            return Ok(total);
+        }
+    }
+}
+
+/// Account ids met in earlier pieces (as 128-bit hashes: 16 bytes an id,
+/// and a false match is as likely as two random 128-bit keys colliding).
+#[derive(Debug, Default)]
+pub struct SeenIds(std::collections::HashSet<u128>);
+
+impl SeenIds {
+    fn key(id: &str) -> u128 {
+        use std::hash::{Hash, Hasher};
+        let half = |salt: u8| {
+            let mut h = std::hash::DefaultHasher::new();
+            salt.hash(&mut h);
+            id.hash(&mut h);
+            h.finish() as u128
+        };
+        (half(0) << 64) | half(1)
+    }
+}
+
+/// Check one piece of an accounts file: like a whole file, and an id met in
+/// an earlier piece is a duplicate (the first row is kept). The result's
+/// input record has no fingerprint; the caller hashes the file once.
+pub fn accounts_piece(
+    raw: Raw,
+    path: &Path,
+    cfg: &ValidConfig,
+    kind_hints: Option<&BTreeMap<String, ColumnKind>>,
+    seen: &mut SeenIds,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<Table> {
+    Ok(load_accounts(raw, path, cfg, kind_hints, Some(seen), rejects)?.0)
 }
 
 /// The first record with more fields than the header: (line, fields, header
@@ -512,7 +713,7 @@ fn map_columns<'a>(
     Ok((exprs, used, mapped))
 }
 
-fn file_name(path: &Path) -> String {
+pub fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
@@ -564,7 +765,7 @@ fn split(
     let input = InputFile {
         table: table.into(),
         file: name,
-        sha256: sha256_file(path)?,
+        sha256: String::new(), // filled in by the caller, once per file
         rows: raw_rows,
         used: used.height(),
         rejected: rej.height(),
@@ -618,6 +819,29 @@ fn with_raw(lf: LazyFrame, cols: &[&str]) -> LazyFrame {
     )
 }
 
+/// Flags rows whose account id appeared in an earlier piece of the file.
+const EARLIER: &str = "__earlier";
+
+/// For each row of a piece: was its (cleaned) id seen in an earlier piece?
+/// Then remember this piece's ids.
+fn seen_before(raw: &DataFrame, cfg: &ValidConfig, seen: &mut SeenIds) -> Result<Column> {
+    let src = cfg.source("accounts", "account_id");
+    let ids = raw
+        .clone()
+        .lazy()
+        .select([col(src).alias("account_id")])
+        .select([clean("account_id")])
+        .collect()?;
+    let ids = ids.column("account_id")?.str()?.clone();
+    let keys: Vec<Option<u128>> = ids.iter().map(|v| v.map(SeenIds::key)).collect();
+    let before: BooleanChunked = keys
+        .iter()
+        .map(|k| Some(k.is_some_and(|k| seen.0.contains(&k))))
+        .collect();
+    seen.0.extend(keys.into_iter().flatten());
+    Ok(before.with_name(EARLIER.into()).into_column())
+}
+
 fn duplicate(id: &str) -> Result<Expr> {
     Ok(col(id)
         .is_not_null()
@@ -625,16 +849,18 @@ fn duplicate(id: &str) -> Result<Expr> {
 }
 
 fn load_accounts(
+    raw: Raw,
     path: &Path,
     cfg: &ValidConfig,
     kind_hints: Option<&BTreeMap<String, ColumnKind>>,
+    earlier: Option<&mut SeenIds>,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<(Table, BTreeMap<String, ColumnKind>)> {
     let Raw {
-        df: raw,
+        df: mut raw,
         rows,
         pre_rejects,
-    } = read_raw(path)?;
+    } = raw;
     let (mut exprs, used, present) = map_columns(
         &raw,
         path,
@@ -655,6 +881,12 @@ fn load_accounts(
         exprs.push(col(n));
         extras.push(n.to_string());
     }
+    if let Some(seen) = earlier {
+        let earlier = seen_before(&raw, cfg, seen)?;
+        raw.with_column(earlier)?;
+        exprs.push(col(EARLIER));
+    }
+    let have_earlier = raw.column(EARLIER).is_ok();
     let mut lf = raw.lazy().select(exprs);
     let text_cols: Vec<String> = present
         .iter()
@@ -696,6 +928,8 @@ fn load_accounts(
             let n = nonnull.column(c)?.get(0)?.extract::<u64>().unwrap_or(0);
             let kind = match kind_hints.and_then(|h| h.get(c)) {
                 Some(k) => *k,
+                // scoring: a column the model was not trained with is only carried
+                None if kind_hints.is_some() => ColumnKind::Categorical,
                 None if n > 0 && bad == 0 => ColumnKind::Numeric,
                 None => ColumnKind::Categorical,
             };
@@ -711,7 +945,11 @@ fn load_accounts(
         ),
         check(
             "account_id",
-            duplicate("account_id")?,
+            if have_earlier {
+                duplicate("account_id")?.or(col(EARLIER))
+            } else {
+                duplicate("account_id")?
+            },
             "duplicate account_id (an earlier row has the same id; the first is kept)",
         ),
     ];

@@ -64,7 +64,8 @@ impl RunWriter {
         })
     }
 
-    fn record(&mut self, rel: &str, rows: usize) -> Result<()> {
+    /// List a file written under the run (at `rel`) in the manifest.
+    pub fn record(&mut self, rel: &str, rows: usize) -> Result<()> {
         // Fault injection for the crash-safety test: widen the window in
         // which a kill lands mid-publish.
         if let Some(ms) = std::env::var("ICP_TEST_PUBLISH_DELAY_MS")
@@ -74,16 +75,59 @@ impl RunWriter {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         let path = self.tmp.join(rel);
-        let bytes = fs::read(&path).map_err(|e| IcpError::write(&path, e))?;
+        // streamed: an output may be larger than memory
+        let mut h = Sha256::new();
+        let mut f = fs::File::open(&path).map_err(|e| IcpError::write(&path, e))?;
+        std::io::copy(&mut f, &mut h).map_err(|e| IcpError::write(&path, e))?;
         self.files.push(OutputFile {
             path: rel.into(),
             rows,
-            sha256: hex(&Sha256::digest(&bytes)),
+            sha256: hex(&h.finalize()),
         });
         Ok(())
     }
 
-    fn open(&self, rel: &str) -> Result<(PathBuf, fs::File)> {
+    /// A scratch directory inside the run being written; it is gone when the
+    /// run is published or abandoned (or, after a crash, at the next run).
+    pub fn scratch(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.tmp.join(format!(".{name}"));
+        fs::create_dir_all(&dir).map_err(|e| IcpError::write(&dir, e))?;
+        Ok(dir)
+    }
+
+    /// A CSV written in batches, for outputs too large to hold at once: the
+    /// header (from `like`'s columns) now, rows with each `write`.
+    pub fn csv_stream(&mut self, rel: &str, like: &DataFrame) -> Result<CsvStream> {
+        let (path, f) = self.open(rel)?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+        CsvWriter::new(&mut file)
+            .include_header(true)
+            .finish(&mut like.clear())
+            .map_err(|e| IcpError::write(&path, e))?;
+        Ok(CsvStream {
+            rel: rel.into(),
+            path,
+            file,
+            rows: 0,
+        })
+    }
+
+    /// Finish a streamed CSV and list it in the manifest.
+    pub fn close(&mut self, s: CsvStream) -> Result<()> {
+        use std::io::Write;
+        let CsvStream {
+            rel,
+            path,
+            mut file,
+            rows,
+        } = s;
+        file.flush().map_err(|e| IcpError::write(&path, e))?;
+        drop(file);
+        self.record(&rel, rows)
+    }
+
+    /// Create a file of the run at `rel`; [`RunWriter::record`] it once written.
+    pub fn open(&self, rel: &str) -> Result<(PathBuf, fs::File)> {
         let path = self.tmp.join(rel);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| IcpError::write(dir, e))?;
@@ -136,6 +180,14 @@ impl RunWriter {
         inputs: Vec<InputFile>,
         counts: Vec<(String, usize)>,
     ) -> Result<PathBuf> {
+        // scratch directories are not part of the run
+        if let Ok(entries) = fs::read_dir(&self.tmp) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
         // A content id: same inputs, settings and outputs give the same id.
         let mut h = Sha256::new();
         h.update(kind.as_bytes());
@@ -177,6 +229,30 @@ impl RunWriter {
     /// Give up: remove the temporary directory.
     pub fn abandon(self) {
         let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// A CSV of a run being written in batches; see [`RunWriter::csv_stream`].
+pub struct CsvStream {
+    rel: String,
+    path: PathBuf,
+    file: std::io::BufWriter<fs::File>,
+    rows: usize,
+}
+
+impl CsvStream {
+    /// Append rows (same columns as the header). Each row's text depends on
+    /// that row alone, so batches give the bytes one whole frame would.
+    pub fn write(&mut self, df: &DataFrame) -> Result<()> {
+        if df.height() == 0 {
+            return Ok(());
+        }
+        CsvWriter::new(&mut self.file)
+            .include_header(false)
+            .finish(&mut df.clone())
+            .map_err(|e| IcpError::write(&self.path, e))?;
+        self.rows += df.height();
+        Ok(())
     }
 }
 

@@ -7,6 +7,14 @@ use crate::score::STATUS_SCORED;
 
 pub const THRESHOLDS: [u8; 7] = [30, 40, 50, 60, 70, 80, 90];
 
+/// What a segment file says of each account.
+pub const COLUMNS: [&str; 5] = ["account_id", "account_name", "domain", "score", "band"];
+
+/// The segment-file columns of scored accounts.
+pub fn columns(scores: &DataFrame) -> Result<DataFrame> {
+    Ok(scores.select(COLUMNS)?)
+}
+
 pub fn file_name(threshold: u8) -> String {
     format!("segments/score_gte_{threshold}.csv")
 }
@@ -18,13 +26,7 @@ pub fn segments(scores: &DataFrame) -> Result<Vec<(u8, DataFrame)>> {
         .clone()
         .lazy()
         .filter(col("status").eq(lit(STATUS_SCORED)))
-        .select([
-            col("account_id"),
-            col("account_name"),
-            col("domain"),
-            col("score"),
-            col("band"),
-        ])
+        .select(COLUMNS.map(col))
         .sort_by_exprs(
             [col("score"), col("account_id")],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),

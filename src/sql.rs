@@ -162,21 +162,33 @@ impl Gen<'_> {
         })
     }
 
-    /// `transformed >= edge`, said on the pre-log scale where there is a log.
-    fn at_least(&self, var: &Variable, edge: f64) -> Result<String> {
+    /// `transformed >= edge` (or `<`), said on the pre-log scale where there
+    /// is a log.
+    fn compare(&self, var: &Variable, op: &str, edge: f64) -> Result<String> {
         let Variable::Numeric { log, .. } = var else {
             unreachable!()
         };
         let t = if *log { raw_threshold(edge) } else { edge };
-        Ok(format!("{} >= {}", self.pre_log(var)?, self.d.num(t)?))
+        Ok(format!("{} {op} {}", self.pre_log(var)?, self.d.num(t)?))
+    }
+
+    fn at_least(&self, var: &Variable, edge: f64) -> Result<String> {
+        self.compare(var, ">=", edge)
     }
 
     fn below(&self, var: &Variable, edge: f64) -> Result<String> {
-        let Variable::Numeric { log, .. } = var else {
-            unreachable!()
-        };
-        let t = if *log { raw_threshold(edge) } else { edge };
-        Ok(format!("{} < {}", self.pre_log(var)?, self.d.num(t)?))
+        self.compare(var, "<", edge)
+    }
+
+    /// The raw input of a variable, null where missing: trimmed text of a
+    /// category, the number of a numeric column.
+    fn value(&self, var: &Variable) -> String {
+        match var {
+            Variable::Categorical { .. } => self.text(var),
+            Variable::Numeric { .. } => {
+                format!("CAST({} AS {})", self.column(var), self.d.double())
+            }
+        }
     }
 
     /// Condition of a category level or a numeric band (missing values take
@@ -246,13 +258,7 @@ impl Gen<'_> {
                 self.indicator(&cond)
             }
             Feature::Missing { var } => {
-                let v = &self.spec.variables[*var];
-                let value = match v {
-                    Variable::Categorical { .. } => self.text(v),
-                    Variable::Numeric { .. } => {
-                        format!("CAST({} AS {})", self.column(v), self.d.double())
-                    }
-                };
+                let value = self.value(&self.spec.variables[*var]);
                 self.indicator(&format!("{value} IS NULL"))
             }
             Feature::Linear { var } => {
@@ -336,15 +342,7 @@ pub fn export(a: &ModelArtifact, opts: &SqlOptions) -> Result<String> {
         let known: Vec<String> = spec
             .variables
             .iter()
-            .map(|v| {
-                let value = match v {
-                    Variable::Categorical { .. } => g.text(v),
-                    Variable::Numeric { .. } => {
-                        format!("CAST({} AS {})", g.column(v), d.double())
-                    }
-                };
-                g.indicator(&format!("{value} IS NOT NULL"))
-            })
+            .map(|v| g.indicator(&format!("{} IS NOT NULL", g.value(v))))
             .collect::<Result<_>>()?;
         let sum = known
             .into_iter()

@@ -260,14 +260,20 @@ fn csv_rows(path: &Path) -> anyhow::Result<usize> {
         .unwrap_or(0))
 }
 
-/// Read every input CSV with polars' own reader and type inference.
-fn floor_read(data: &Path) -> anyhow::Result<(f64, usize)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data)?
+/// The CSV files directly in `dir`, in name order.
+fn csv_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "csv"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// Read every input CSV with polars' own reader and type inference.
+fn floor_read(data: &Path) -> anyhow::Result<(f64, usize)> {
+    let files = csv_files(data)?;
     let t0 = Instant::now();
     let mut rows = 0;
     for f in &files {
@@ -285,13 +291,7 @@ fn floor_read(data: &Path) -> anyhow::Result<(f64, usize)> {
 /// back is not timed).
 fn floor_write(run_dir: &Path, scratch: &Path) -> anyhow::Result<f64> {
     let mut frames = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(run_dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    for f in files {
+    for f in csv_files(run_dir)? {
         let df = CsvReadOptions::default()
             .with_has_header(true)
             .try_into_reader_with_file_path(Some(f.clone()))?

@@ -109,8 +109,11 @@ pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
 
 /// Stop when no account row survived the checks: there is nothing to score.
 pub fn require_accounts(data: &crate::load::Dataset) -> anyhow::Result<()> {
-    let a = &data.accounts.input;
-    if data.accounts.df.height() == 0 {
+    require_rows(&data.accounts.input)
+}
+
+pub fn require_rows(a: &crate::load::InputFile) -> anyhow::Result<()> {
+    if a.used == 0 {
         anyhow::bail!(
             "{}: no usable account rows ({} read, {} rejected); `icp validate` lists the rejects",
             a.file,
@@ -187,9 +190,21 @@ pub fn publish(
     inputs: Vec<crate::load::InputFile>,
     write: impl FnOnce(&mut crate::publish::RunWriter) -> anyhow::Result<Vec<(String, usize)>>,
 ) -> anyhow::Result<(PathBuf, Vec<(String, usize)>)> {
+    publish_with(dest, kind, model_id, |w| Ok((inputs, write(w)?)))
+}
+
+/// [`publish`] for writers that learn the input row counts as they go.
+pub fn publish_with(
+    dest: &Path,
+    kind: &str,
+    model_id: Option<String>,
+    write: impl FnOnce(
+        &mut crate::publish::RunWriter,
+    ) -> anyhow::Result<(Vec<crate::load::InputFile>, Vec<(String, usize)>)>,
+) -> anyhow::Result<(PathBuf, Vec<(String, usize)>)> {
     let mut w = crate::publish::RunWriter::create(dest)?;
     match write(&mut w) {
-        Ok(counts) => Ok((w.finish(kind, model_id, inputs, counts.clone())?, counts)),
+        Ok((inputs, counts)) => Ok((w.finish(kind, model_id, inputs, counts.clone())?, counts)),
         Err(e) => {
             w.abandon();
             Err(e)

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use polars::prelude::*;
 
-use crate::cmd::{band_line, input_lines, publish};
+use crate::cmd::{band_line, input_lines, publish_with};
 use crate::config::ValidConfig;
-use crate::load;
+use crate::load::{self, InputFile};
 use crate::model::ModelArtifact;
 use crate::publish::{RunWriter, new_run_dir, point_latest};
+use crate::ranked::Buckets;
 use crate::score;
 use crate::segments;
 
@@ -35,6 +36,10 @@ pub struct Args {
     /// Also write scores.parquet.
     #[arg(long)]
     pub parquet: bool,
+    /// Accounts checked and scored at a time; memory grows with it, the
+    /// outputs do not change with it.
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_rows: u64,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -71,45 +76,161 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => artifact.config.clone(),
     };
     let stages = crate::progress::Stages::new("icp score", args.quiet);
-    stages.start("load");
-    let data = load::load_files(
-        &args.accounts,
-        None,
-        None,
-        None,
-        &cfg,
-        Some(&artifact.extra_column_kinds),
-    )
-    .with_context(|| format!("loading {}", args.accounts.display()))?;
-    crate::cmd::require_accounts(&data)?;
-    stages.start("score");
-    stages.rows(data.accounts.df.height());
-    let scores = score::score(&artifact, &data.accounts.df)
-        .with_context(|| format!("scoring {}", args.accounts.display()))?;
-    stages.start("publish");
-    stages.rows(scores.height());
     let dest = match &args.out {
         Some(o) => o.clone(),
         None => new_run_dir(&args.reports, &format!("score-{}", artifact.model_id)),
     };
-    let (dir, counts) = publish(
-        &dest,
-        "score",
-        Some(artifact.model_id.clone()),
-        data.inputs(),
-        |w| write_scoring(w, &scores, &data.rejects, args.parquet),
-    )?;
+    let mut inputs = Vec::new();
+    let (dir, counts) = publish_with(&dest, "score", Some(artifact.model_id.clone()), |w| {
+        let counts = score_in_pieces(w, &args, &artifact, &cfg, &stages, &mut inputs)?;
+        Ok((inputs.clone(), counts))
+    })?;
     if args.out.is_none() {
         point_latest(&args.reports, &dir)?;
     }
     stages.finish();
     if !args.quiet {
         println!("icp score: model {}", artifact.model_id);
-        for l in input_lines(&data.inputs()) {
+        for l in input_lines(&inputs) {
             println!("{l}");
         }
         println!("{}", band_line(&counts));
         println!("outputs: {}", dir.display());
     }
     Ok(())
+}
+
+/// Check and score the accounts `--chunk-rows` at a time. A file of one
+/// piece is written straight from memory; a larger one is spilled by score
+/// and written back in rank order, so memory stays bounded by the piece
+/// size. Both give the same bytes.
+fn score_in_pieces(
+    w: &mut RunWriter,
+    args: &Args,
+    artifact: &ModelArtifact,
+    cfg: &ValidConfig,
+    stages: &crate::progress::Stages,
+    inputs: &mut Vec<InputFile>,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    let path = &args.accounts;
+    let context = || format!("loading {}", path.display());
+    let hints = Some(&artifact.extra_column_kinds);
+    stages.start("load");
+    let mut pieces = load::Pieces::open(path, args.chunk_rows as usize).with_context(context)?;
+    let mut seen = load::SeenIds::default();
+    let mut rejects = Vec::new();
+    let (mut rows, mut used) = (0usize, 0usize);
+    let mut whole: Option<DataFrame> = None;
+    let mut buckets: Option<Buckets> = None;
+    while let Some(raw) = {
+        stages.start("load");
+        pieces.next_piece().with_context(context)?
+    } {
+        let table = load::accounts_piece(raw, path, cfg, hints, &mut seen, &mut rejects)
+            .with_context(context)?;
+        rows += table.input.rows;
+        used += table.df.height();
+        stages.start("score");
+        stages.rows(table.df.height());
+        let scores = score::score(artifact, &table.df)
+            .with_context(|| format!("scoring {}", path.display()))?;
+        drop(table);
+        if pieces.is_done() && buckets.is_none() {
+            whole = Some(scores);
+        } else {
+            stages.start("segments");
+            if buckets.is_none() {
+                buckets = Some(Buckets::new(&w.scratch("pieces")?));
+            }
+            if let Some(b) = &mut buckets {
+                b.add(&scores)?;
+            }
+        }
+    }
+    let rejects = load::concat_rejects(rejects)?;
+    let input = InputFile {
+        table: "accounts".into(),
+        file: load::file_name(path),
+        sha256: load::sha256_file(path)?,
+        rows,
+        used,
+        rejected: rejects.height(),
+    };
+    inputs.push(input.clone());
+    crate::cmd::require_rows(&input)?;
+    stages.start("publish");
+    stages.rows(used);
+    match (whole, buckets) {
+        (Some(scores), _) => write_scoring(w, &scores, &rejects, args.parquet),
+        (None, Some(b)) => write_ranked(w, b, &rejects, args.parquet),
+        (None, None) => anyhow::bail!("{}: no piece of accounts was read", path.display()),
+    }
+}
+
+/// [`write_scoring`] for scores spilled in buckets: the same files, counts
+/// and bytes, written one bucket at a time.
+fn write_ranked(
+    w: &mut RunWriter,
+    buckets: Buckets,
+    rejects: &DataFrame,
+    parquet: bool,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    let like = buckets
+        .like()
+        .cloned()
+        .context("no scored piece to write")?;
+    let mut scores = w.csv_stream("scores.csv", &like)?;
+    let seg_like = segments::columns(&like)?;
+    let mut segs = segments::THRESHOLDS
+        .iter()
+        .map(|&t| Ok((t, w.csv_stream(&segments::file_name(t), &seg_like)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut pq = match parquet {
+        true => {
+            let (_, f) = w.open("scores.parquet")?;
+            Some(ParquetWriter::new(f).batched(like.schema())?)
+        }
+        false => None,
+    };
+    let mut seg_rows = vec![0usize; segs.len()];
+    let mut bands = segments::band_counts(&like)?; // every band, at zero
+    let mut total = 0;
+    buckets.drain(|score, bucket| {
+        scores.write(&bucket)?;
+        if let Some(pw) = &mut pq {
+            pw.write_batch(&bucket)?;
+        }
+        if let Some(s) = score {
+            let seg = segments::columns(&bucket)?;
+            for (i, (t, out)) in segs.iter_mut().enumerate() {
+                if s >= *t as i64 {
+                    out.write(&seg)?;
+                    seg_rows[i] += seg.height();
+                }
+            }
+        }
+        for (b, n) in segments::band_counts(&bucket)? {
+            if let Some(x) = bands.iter_mut().find(|x| x.0 == b) {
+                x.1 += n;
+            }
+        }
+        total += bucket.height();
+        Ok(())
+    })?;
+    w.close(scores)?;
+    if let Some(pw) = pq {
+        pw.finish()?;
+        w.record("scores.parquet", total)?;
+    }
+    let mut counts = vec![("accounts_scored".to_string(), total)];
+    for ((t, out), n) in segs.into_iter().zip(seg_rows) {
+        counts.push((format!("score_gte_{t}"), n));
+        w.close(out)?;
+    }
+    for (b, n) in bands {
+        counts.push((format!("band_{b}"), n));
+    }
+    w.csv_for_people("rejects.csv", rejects)?;
+    counts.push(("rejects".into(), rejects.height()));
+    Ok(counts)
 }

@@ -39,6 +39,31 @@ fn assert_accounted(r: &icp::Result<icp::load::Dataset>, expected_rows: Option<u
     }
 }
 
+/// Load `path` as `icp score` does, `rows` records at a time: (used, rejects).
+fn load_in_pieces(
+    path: &Path,
+    rows: usize,
+) -> icp::Result<(polars::prelude::DataFrame, polars::prelude::DataFrame)> {
+    let cfg = icp::config::ValidConfig::default();
+    let mut pieces = icp::load::Pieces::open(path, rows)?;
+    let mut seen = icp::load::SeenIds::default();
+    let mut rejects = Vec::new();
+    let mut used: Option<polars::prelude::DataFrame> = None;
+    while let Some(raw) = pieces.next_piece()? {
+        let t = icp::load::accounts_piece(raw, path, &cfg, None, &mut seen, &mut rejects)?;
+        match &mut used {
+            None => used = Some(t.df),
+            Some(u) => {
+                u.vstack_mut(&t.df)?;
+            }
+        }
+    }
+    Ok((
+        used.expect("the first piece is always read"),
+        icp::load::concat_rejects(rejects)?,
+    ))
+}
+
 /// Cells a hostile or sloppy export holds.
 fn nasty_cell() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -98,6 +123,7 @@ proptest! {
         crlf in any::<bool>(),
         bom in any::<bool>(),
         latin1_row in proptest::option::of(0usize..25),
+        piece_rows in 1usize..6,
     ) {
         let nl = if crlf { "\r\n" } else { "\n" };
         let mut bytes = Vec::new();
@@ -119,9 +145,15 @@ proptest! {
             }
             bytes.extend_from_slice(nl.as_bytes());
         }
-        let (_dir, r) = load_accounts_bytes(&bytes);
+        let (dir, r) = load_accounts_bytes(&bytes);
         assert_accounted(&r, Some(rows.len()));
         let ds = r.expect("a well-formed CSV loads");
+        // read a few rows at a time (as `icp score` reads a large file), the
+        // same rows are used and rejected for the same reasons
+        let (used, rejects) = load_in_pieces(&dir.join("accounts.csv"), piece_rows)
+            .expect("loads in pieces");
+        prop_assert!(used.equals_missing(&ds.accounts.df), "used rows differ:\n{used}\n{}", ds.accounts.df);
+        prop_assert!(rejects.equals_missing(&ds.rejects), "rejects differ:\n{rejects}\n{}", ds.rejects);
         if let Some(i) = latin1_row.filter(|i| *i < rows.len()) {
             let reasons = strings(&ds.rejects, "reason");
             let at = strings(&ds.rejects, "row");
