@@ -613,6 +613,9 @@ pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
     out
 }
 
+/// Candidate interactions screened per polars query.
+const SCREEN_BATCH: usize = 32;
+
 /// Add the interactions that a score test on the training rows supports.
 ///
 /// `rows` are the training examples (one per closed deal, with account
@@ -664,25 +667,33 @@ pub fn add_interactions(
     if keep.is_empty() {
         return Ok(spec);
     }
-    let x = frame_to_array(
-        &rows
-            .clone()
-            .lazy()
-            .select(keep.iter().map(|&k| exprs[k].clone()).collect::<Vec<_>>())
-            .collect()?,
-    )?;
     let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();
     let w: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
     let mut scored: Vec<(f64, usize, usize)> = Vec::new();
-    for (col_idx, &k) in keep.iter().enumerate() {
-        let c = x.column(col_idx);
-        let (mut u, mut i) = (0.0, 0.0);
-        for r in 0..c.len() {
-            if c[r] != 0.0 {
-                u += resid[r];
-                i += w[r];
+    // a few candidates at a time: all of them as one matrix of deals would
+    // take gigabytes at a million accounts
+    let mut stats = Vec::with_capacity(keep.len());
+    for batch in keep.chunks(SCREEN_BATCH) {
+        let x = frame_to_array(
+            &rows
+                .clone()
+                .lazy()
+                .select(batch.iter().map(|&k| exprs[k].clone()).collect::<Vec<_>>())
+                .collect()?,
+        )?;
+        for (col_idx, &k) in batch.iter().enumerate() {
+            let c = x.column(col_idx);
+            let (mut u, mut i) = (0.0, 0.0);
+            for r in 0..c.len() {
+                if c[r] != 0.0 {
+                    u += resid[r];
+                    i += w[r];
+                }
             }
+            stats.push((k, u, i));
         }
+    }
+    for (k, u, i) in stats {
         if i > 0.0 {
             let chi2 = u * u / i;
             if chi2 > chi2_threshold {
