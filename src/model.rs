@@ -2,7 +2,7 @@
 //! (linfa-logistic), penalty chosen by time-ordered cross-validation,
 //! evaluated on a time-based holdout, then refitted on all labelled deals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
@@ -427,27 +427,13 @@ pub fn train_staged(
     let x_train = spec_train.design(&train_rows)?;
     stages.start("fit");
     stages.rows(rows.height());
-    let (cv, cv_solutions) = cross_validate(x_train.view(), y_train, cfg)?;
+    let cv = cross_validate(x_train.view(), y_train, cfg)?;
     let best = cv
         .iter()
         .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
         .map(|c| c.lambda)
         .unwrap_or(cfg.model.lambdas[0]);
-    // start from the last fold's solution at that penalty: same features,
-    // most of the same deals, so L-BFGS needs few steps from there
-    let warm = cfg
-        .model
-        .lambdas
-        .iter()
-        .position(|l| *l == best)
-        .and_then(|i| cv_solutions.get(i).cloned().flatten());
-    let (coef, b) = fit_logistic_from(
-        x_train.view(),
-        y_train,
-        best,
-        cfg.model.max_iterations,
-        warm.as_ref().map(|(c, b)| (c.as_slice(), *b)),
-    )?;
+    let (coef, b) = fit_logistic(x_train.view(), y_train, best, cfg.model.max_iterations)?;
     let train_model = LinearModel {
         spec: spec_train,
         coefficients: coef,
@@ -466,16 +452,7 @@ pub fn train_staged(
     let spec_all = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
     let x_all = spec_all.design(&rows)?;
     stages.start("fit");
-    // start from the training model, feature by feature where the two specs
-    // share one (a feature the refit added or re-cut starts at zero)
-    let start = carried_over(&train_model.spec, &train_model.coefficients, &spec_all);
-    let (coef, b) = fit_logistic_from(
-        x_all.view(),
-        &y_all,
-        best,
-        cfg.model.max_iterations,
-        Some((&start, train_model.intercept)),
-    )?;
+    let (coef, b) = fit_logistic(x_all.view(), &y_all, best, cfg.model.max_iterations)?;
     let model = LinearModel {
         spec: spec_all,
         coefficients: coef,
@@ -529,29 +506,11 @@ fn model_id(a: &ModelArtifact) -> String {
 /// fifteen fits of a full cross-validation would dominate a large run.
 pub const CV_MAX_ROWS: usize = 100_000;
 
-/// Coefficients of `from` for the features of `to` with the same description
-/// (variable, level or band, interaction); zero for the others.
-fn carried_over(from: &FeatureSpec, coef: &[f64], to: &FeatureSpec) -> Vec<f64> {
-    let known: HashMap<String, f64> = (0..from.features.len())
-        .map(|j| (from.describe_feature(j), coef[j]))
-        .collect();
-    (0..to.features.len())
-        .map(|j| known.get(&to.describe_feature(j)).copied().unwrap_or(0.0))
-        .collect()
-}
-
 /// Expanding-window CV in time order: fold k trains on blocks 0..k and
 /// validates on block k, so no fold ever sees its future. Within a fold the
 /// penalties are fitted strongest first, each starting from the previous
 /// solution.
-/// Also returns, per penalty of the config, the solution of the last fold
-/// that fitted it (the one trained on the most deals), for warm starts.
-#[allow(clippy::type_complexity)]
-fn cross_validate(
-    x: ArrayView2<f64>,
-    y: &[bool],
-    cfg: &ValidConfig,
-) -> Result<(Vec<CvResult>, Vec<Option<(Vec<f64>, f64)>>)> {
+fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<Vec<CvResult>> {
     let start = x.nrows().saturating_sub(CV_MAX_ROWS);
     let (x, y) = (x.slice(s![start.., ..]), &y[start..]);
     let n = x.nrows();
@@ -560,7 +519,7 @@ fn cross_validate(
     let mut order: Vec<usize> = (0..cfg.model.lambdas.len()).collect();
     order.sort_by(|a, b| cfg.model.lambdas[*b].total_cmp(&cfg.model.lambdas[*a]));
     let folds: Vec<usize> = (1..=k).collect();
-    let results: Vec<Option<(usize, f64, Option<f64>, (Vec<f64>, f64))>> = folds
+    let results: Vec<Option<(usize, f64, Option<f64>)>> = folds
         .par_iter()
         .flat_map_iter(|&f| {
             let (end, stop) = (bounds[f], bounds[f + 1]);
@@ -586,26 +545,18 @@ fn cross_validate(
                     continue;
                 };
                 let p = predict(x.slice(s![end..stop, ..]), &coef, b);
-                out.push(Some((
-                    l,
-                    metrics::log_loss(&p, yv),
-                    metrics::auc(&p, yv),
-                    (coef.clone(), b),
-                )));
+                out.push(Some((l, metrics::log_loss(&p, yv), metrics::auc(&p, yv))));
                 warm = Some((coef, b));
             }
             out
         })
         .collect();
     let mut out = Vec::new();
-    let mut solutions = vec![None; cfg.model.lambdas.len()];
     for (l, &lambda) in cfg.model.lambdas.iter().enumerate() {
-        // in fold order: the last one trained on the most deals
         let mine: Vec<_> = results.iter().flatten().filter(|r| r.0 == l).collect();
-        let Some(last) = mine.last() else {
+        if mine.is_empty() {
             continue;
-        };
-        solutions[l] = Some(last.3.clone());
+        }
         let aucs: Vec<f64> = mine.iter().filter_map(|r| r.2).collect();
         out.push(CvResult {
             lambda,
@@ -618,7 +569,7 @@ fn cross_validate(
             },
         });
     }
-    Ok((out, solutions))
+    Ok(out)
 }
 
 /// The elements of `v` where `mask` is true.
