@@ -107,6 +107,7 @@ pub struct ModelToml {
     pub cv_folds: Option<usize>,
     pub lambdas: Option<Vec<f64>>,
     pub max_iterations: Option<u64>,
+    pub solver: Option<Solver>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -174,6 +175,28 @@ pub struct ModelParams {
     /// L2 penalty per training row; alpha given to linfa is lambda * n.
     pub lambdas: Vec<f64>,
     pub max_iterations: u64,
+    /// Absent from artifacts written before the choice existed: those were
+    /// fitted with L-BFGS.
+    #[serde(default = "Solver::before_the_choice")]
+    pub solver: Solver,
+}
+
+/// How the logistic regression is solved; both minimise the same loss.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// Newton's method (IRLS): about ten passes over the deals.
+    #[default]
+    Newton,
+    /// linfa-logistic's L-BFGS: thousands of passes on weakly penalised,
+    /// nearly collinear designs; kept as the reference implementation.
+    Lbfgs,
+}
+
+impl Solver {
+    fn before_the_choice() -> Solver {
+        Solver::Lbfgs
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -327,6 +350,7 @@ impl Config {
                 .lambdas
                 .unwrap_or_else(|| vec![1e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
             max_iterations: m.max_iterations.unwrap_or(300),
+            solver: m.solver.unwrap_or_default(),
         };
         if !(model.holdout_fraction > 0.0 && model.holdout_fraction < 0.5) {
             return Err(bad(format!(

@@ -11,7 +11,7 @@
 //! Every feature is a polars expression, so training and scoring share one
 //! code path and the same expressions can be shown as SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ndarray::{Array2, ShapeBuilder};
 use polars::prelude::*;
@@ -134,6 +134,47 @@ fn is_skewed_name(c: &str) -> bool {
 impl FeatureSpec {
     pub fn n_groups(&self) -> usize {
         self.variables.len() + self.interactions.len()
+    }
+
+    /// Cells of a variable: its kept levels, or its bands.
+    pub fn n_cells(&self, var: usize) -> usize {
+        match &self.variables[var] {
+            Variable::Categorical { levels, .. } => levels.len(),
+            Variable::Numeric { edges, .. } => edges.len() + 1,
+        }
+    }
+
+    pub fn level_index(&self, var: usize, level: &str) -> Option<usize> {
+        match &self.variables[var] {
+            Variable::Categorical { levels, .. } => levels.iter().position(|l| l == level),
+            Variable::Numeric { .. } => None,
+        }
+    }
+
+    /// The cell a row falls in, as a UInt32: the kept level's index (null
+    /// for other levels and missing), or the band of the imputed value, so
+    /// that code == c exactly where [`FeatureSpec::cell_expr`] is true.
+    pub fn cell_code(&self, var: usize) -> Expr {
+        match &self.variables[var] {
+            Variable::Categorical { column, levels, .. } => {
+                let s = col(column.as_str()).cast(DataType::String);
+                levels.iter().enumerate().rev().fold(
+                    lit(NULL).cast(DataType::UInt32),
+                    |rest, (i, l)| {
+                        when(s.clone().eq(lit(l.clone())).fill_null(lit(false)))
+                            .then(lit(i as u32))
+                            .otherwise(rest)
+                    },
+                )
+            }
+            v @ Variable::Numeric { edges, .. } => {
+                let (x, _) = self.numeric_value(v);
+                edges.iter().fold(lit(0u32), |acc, e| {
+                    acc + x.clone().gt_eq(lit(*e)).cast(DataType::UInt32)
+                })
+            }
+        }
+        .cast(DataType::UInt32)
     }
 
     /// Columns of the accounts table the model reads.
@@ -613,9 +654,6 @@ pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
     out
 }
 
-/// Candidate interactions screened per polars query.
-const SCREEN_BATCH: usize = 32;
-
 /// Add the interactions that a score test on the training rows supports.
 ///
 /// `rows` are the training examples (one per closed deal, with account
@@ -638,72 +676,42 @@ pub fn add_interactions(
     if cands.is_empty() {
         return Ok(spec);
     }
-    let exprs: Vec<Expr> = cands
-        .iter()
-        .enumerate()
-        .map(|(k, (a, b))| {
-            spec.cell_expr(a)
-                .and(spec.cell_expr(b))
-                .cast(DataType::Float64)
-                .alias(format!("c{k}"))
-        })
-        .collect();
-    let support = accounts
-        .clone()
-        .lazy()
-        .select(exprs.iter().map(|e| e.clone().sum()).collect::<Vec<_>>())
-        .collect()?;
-    let keep: Vec<usize> = (0..cands.len())
-        .filter(|k| {
-            support
-                .column(&format!("c{k}"))
-                .ok()
-                .and_then(|c| c.get(0).ok())
-                .and_then(|v| v.extract::<f64>())
-                .unwrap_or(0.0)
-                >= params.min_interaction_count as f64
-        })
-        .collect();
-    if keep.is_empty() {
-        return Ok(spec);
-    }
+    // Every candidate is a (level, band) cell of two variables, so one code
+    // per variable and row (level index, band index) gives all of them: one
+    // polars pass over the deals and one over the accounts, then sums per
+    // cell, deal by deal in row order.
+    let deal_codes = CellCodes::of(&spec, rows)?;
+    let account_codes = CellCodes::of(&spec, accounts)?;
     let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();
     let w: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
+    let mut stats: HashMap<(usize, usize), Vec<(f64, f64, usize)>> = HashMap::new();
     let mut scored: Vec<(f64, usize, usize)> = Vec::new();
-    // a few candidates at a time: all of them as one matrix of deals would
-    // take gigabytes at a million accounts
-    let mut stats = Vec::with_capacity(keep.len());
-    for batch in keep.chunks(SCREEN_BATCH) {
-        let x = frame_to_array(
-            &rows
-                .clone()
-                .lazy()
-                .select(batch.iter().map(|&k| exprs[k].clone()).collect::<Vec<_>>())
-                .collect()?,
-        )?;
-        for (col_idx, &k) in batch.iter().enumerate() {
-            let c = x.column(col_idx);
-            let (mut u, mut i) = (0.0, 0.0);
-            for r in 0..c.len() {
-                if c[r] != 0.0 {
-                    u += resid[r];
-                    i += w[r];
-                }
-            }
-            stats.push((k, u, i));
+    for (k, (a, b)) in cands.iter().enumerate() {
+        let (Cell::Level { var: va, level }, Cell::Bin { var: vb, bin }) = (a, b) else {
+            continue;
+        };
+        let table = stats.entry((*va, *vb)).or_insert_with(|| {
+            cell_sums(
+                &deal_codes,
+                &account_codes,
+                *va,
+                *vb,
+                &resid,
+                &w,
+                spec.n_cells(*va),
+                spec.n_cells(*vb),
+            )
+        });
+        let Some(li) = spec.level_index(*va, level) else {
+            continue;
+        };
+        let (u, i, support) = table[li * spec.n_cells(*vb) + bin];
+        if support < params.min_interaction_count || i <= 0.0 {
+            continue;
         }
-    }
-    for (k, u, i) in stats {
-        if i > 0.0 {
-            let chi2 = u * u / i;
-            if chi2 > chi2_threshold {
-                let s = support
-                    .column(&format!("c{k}"))?
-                    .get(0)?
-                    .extract::<f64>()
-                    .unwrap_or(0.0) as usize;
-                scored.push((chi2, k, s));
-            }
+        let chi2 = u * u / i;
+        if chi2 > chi2_threshold {
+            scored.push((chi2, k, support));
         }
     }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -722,6 +730,60 @@ pub fn add_interactions(
     }
     spec.means = column_means(&spec.design(accounts)?);
     Ok(spec)
+}
+
+/// Per variable, the cell each row falls in: the kept level's index for a
+/// categorical (None for other levels and missing), the band for a numeric
+/// (missing values imputed, as the features do).
+struct CellCodes(Vec<Vec<Option<u32>>>);
+
+impl CellCodes {
+    fn of(spec: &FeatureSpec, df: &DataFrame) -> Result<CellCodes> {
+        let exprs: Vec<Expr> = (0..spec.variables.len())
+            .map(|v| spec.cell_code(v).alias(format!("v{v}")))
+            .collect();
+        let out = df.clone().lazy().select(exprs).collect()?;
+        let mut codes = Vec::with_capacity(spec.variables.len());
+        for v in 0..spec.variables.len() {
+            let c = out.column(&format!("v{v}"))?.u32()?;
+            codes.push(c.iter().collect());
+        }
+        Ok(CellCodes(codes))
+    }
+}
+
+/// (sum of residuals, sum of weights, distinct accounts) per cell of the
+/// pair (categorical `va`, numeric `vb`), indexed level * bands + band.
+#[allow(clippy::too_many_arguments)]
+fn cell_sums(
+    deals: &CellCodes,
+    accounts: &CellCodes,
+    va: usize,
+    vb: usize,
+    resid: &[f64],
+    w: &[f64],
+    na: usize,
+    nb: usize,
+) -> Vec<(f64, f64, usize)> {
+    let mut t = vec![(0.0, 0.0, 0usize); na * nb];
+    let cell = |a: Option<u32>, b: Option<u32>| match (a, b) {
+        (Some(a), Some(b)) if (a as usize) < na && (b as usize) < nb => {
+            Some(a as usize * nb + b as usize)
+        }
+        _ => None,
+    };
+    for (r, (a, b)) in deals.0[va].iter().zip(&deals.0[vb]).enumerate() {
+        if let Some(c) = cell(*a, *b) {
+            t[c].0 += resid[r];
+            t[c].1 += w[r];
+        }
+    }
+    for (a, b) in accounts.0[va].iter().zip(&accounts.0[vb]) {
+        if let Some(c) = cell(*a, *b) {
+            t[c].2 += 1;
+        }
+    }
+    t
 }
 
 #[cfg(test)]
@@ -779,6 +841,72 @@ mod tests {
             .map(|v| log_scale(*v))
             .collect();
         assert_eq!(y, want);
+    }
+
+    /// The screening reads cells through codes: a code must equal c exactly
+    /// where the cell's own expression (the one the interaction feature uses)
+    /// is true, missing values and rare levels included.
+    #[test]
+    fn cell_codes_pick_the_rows_of_each_cell() {
+        let n = 400;
+        let industry: Vec<Option<&str>> = (0..n)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 | 2 => Some("Retail"),
+                3 => Some("Logistics"),
+                4 if i % 91 == 4 => Some("Rare"),
+                _ => Some("Software"),
+            })
+            .collect();
+        let employees: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 11 != 0).then(|| ((i * 37) % 900) as f64 + 1.0))
+            .collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("A{i:04}")).collect();
+        let df = df![
+            "account_id" => ids,
+            "industry" => industry,
+            "employees" => employees,
+        ]
+        .expect("frame");
+        let params = FeatureParams {
+            exclude: vec![],
+            min_level_count: 10,
+            max_levels: 20,
+            numeric_bins: 4,
+            interactions: true,
+            min_interaction_count: 1,
+            max_features: 100,
+        };
+        let spec = fit_main_effects(&df, &BTreeMap::new(), &params, 2026).expect("spec");
+        let cands = candidate_cells(&spec);
+        assert!(!cands.is_empty(), "{spec:?}");
+        let codes = CellCodes::of(&spec, &df).expect("codes");
+        for (a, b) in &cands {
+            for cell in [a, b] {
+                let want: Vec<bool> = df
+                    .clone()
+                    .lazy()
+                    .select([spec.cell_expr(cell).alias("c")])
+                    .collect()
+                    .expect("collect")["c"]
+                    .bool()
+                    .expect("bool")
+                    .iter()
+                    .map(|v| v.unwrap_or(false))
+                    .collect();
+                let (var, idx) = match cell {
+                    Cell::Level { var, level } => {
+                        (*var, spec.level_index(*var, level).expect("kept level"))
+                    }
+                    Cell::Bin { var, bin } => (*var, *bin),
+                };
+                let got: Vec<bool> = codes.0[var]
+                    .iter()
+                    .map(|c| *c == Some(idx as u32))
+                    .collect();
+                assert_eq!(got, want, "{cell:?}");
+            }
+        }
     }
 
     #[test]

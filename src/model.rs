@@ -12,13 +12,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::ValidConfig;
+use crate::config::{Solver, ValidConfig};
 use crate::error::{IcpError, Result};
 use crate::features::{self, FeatureSpec};
 use crate::label::{self, Labels, Window};
 use crate::load::{ColumnKind, Dataset, InputFile};
 use crate::metrics::{self, CalibrationBin};
 use crate::progress::Stages;
+
+mod newton;
 
 pub const ARTIFACT_FORMAT: &str = "icp-model/1";
 /// A holdout AUC whose 95% interval reaches down to this is "near chance".
@@ -96,17 +98,19 @@ pub fn fit_logistic(
     y: &[bool],
     lambda: f64,
     max_iterations: u64,
+    solver: Solver,
 ) -> Result<(Vec<f64>, f64)> {
-    fit_logistic_from(x, y, lambda, max_iterations, None)
+    fit_logistic_from(x, y, lambda, max_iterations, solver, None)
 }
 
 /// [`fit_logistic`] starting from `start` (coefficients, intercept), e.g. the
-/// solution for a neighbouring penalty: far fewer L-BFGS iterations.
+/// solution for a neighbouring penalty: fewer iterations.
 pub fn fit_logistic_from(
     x: ArrayView2<f64>,
     y: &[bool],
     lambda: f64,
     max_iterations: u64,
+    solver: Solver,
     start: Option<(&[f64], f64)>,
 ) -> Result<(Vec<f64>, f64)> {
     let n = x.nrows();
@@ -121,10 +125,42 @@ pub fn fit_logistic_from(
             }
         )));
     }
+    let alpha = lambda * n as f64;
+    let (coef, b) = match solver {
+        Solver::Newton => {
+            let sol = newton::fit(x, y, alpha, max_iterations, start);
+            if !sol.converged {
+                return Err(IcpError::Fit(format!(
+                    "the logistic regression on {n} deals did not converge in {} Newton steps; raise [model] max_iterations",
+                    sol.iterations
+                )));
+            }
+            (sol.coef, sol.intercept)
+        }
+        Solver::Lbfgs => fit_lbfgs(x, y, alpha, max_iterations, start)?,
+    };
+    if !(b.is_finite() && coef.iter().all(|c| c.is_finite())) {
+        return Err(IcpError::Fit(format!(
+            "the logistic regression on {n} deals did not reach finite coefficients"
+        )));
+    }
+    Ok((coef, b))
+}
+
+/// linfa-logistic's L-BFGS on the same loss.
+fn fit_lbfgs(
+    x: ArrayView2<f64>,
+    y: &[bool],
+    alpha: f64,
+    max_iterations: u64,
+    start: Option<(&[f64], f64)>,
+) -> Result<(Vec<f64>, f64)> {
+    let n = x.nrows();
+    let pos = y.iter().filter(|&&b| b).count();
     let targets = Array1::from(y.to_vec());
     let ds = linfa::DatasetBase::new(x, targets);
     let mut params = LogisticRegression::default()
-        .alpha(lambda * n as f64)
+        .alpha(alpha)
         .gradient_tolerance(1e-6 * n as f64)
         .max_iterations(max_iterations);
     if let Some((coef, b)) = start {
@@ -311,14 +347,14 @@ fn fit_spec(
         return Ok(spec);
     }
     let x = spec.design(rows)?;
-    // The screening model only supplies residuals for the score test: fit it
-    // on the latest deals (as cross-validation does), predict for all.
-    let start = x.nrows().saturating_sub(CV_MAX_ROWS);
+    // the score test needs the residuals of a model fitted on these same
+    // deals: fitted on a subset, older deals' misfit reads as interactions
     let (coef, b) = fit_logistic(
-        x.slice(s![start.., ..]),
-        &y[start..],
+        x.view(),
+        y,
         1e-3,
         cfg.model.max_iterations,
+        cfg.model.solver,
     )?;
     let p = predict(x.view(), &coef, b);
     features::add_interactions(
@@ -433,7 +469,13 @@ pub fn train_staged(
         .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
         .map(|c| c.lambda)
         .unwrap_or(cfg.model.lambdas[0]);
-    let (coef, b) = fit_logistic(x_train.view(), y_train, best, cfg.model.max_iterations)?;
+    let (coef, b) = fit_logistic(
+        x_train.view(),
+        y_train,
+        best,
+        cfg.model.max_iterations,
+        cfg.model.solver,
+    )?;
     let train_model = LinearModel {
         spec: spec_train,
         coefficients: coef,
@@ -452,7 +494,13 @@ pub fn train_staged(
     let spec_all = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
     let x_all = spec_all.design(&rows)?;
     stages.start("fit");
-    let (coef, b) = fit_logistic(x_all.view(), &y_all, best, cfg.model.max_iterations)?;
+    let (coef, b) = fit_logistic(
+        x_all.view(),
+        &y_all,
+        best,
+        cfg.model.max_iterations,
+        cfg.model.solver,
+    )?;
     let model = LinearModel {
         spec: spec_all,
         coefficients: coef,
@@ -538,6 +586,7 @@ fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<V
                     yt,
                     cfg.model.lambdas[l],
                     cfg.model.max_iterations,
+                    cfg.model.solver,
                     warm.as_ref().map(|(c, b)| (c.as_slice(), *b)),
                 );
                 let Ok((coef, b)) = fit else {
@@ -754,7 +803,10 @@ mod tests {
     /// must get a positive weight whichever class is more frequent.
     #[test]
     fn coefficients_point_towards_wins_whatever_the_class_balance() {
-        for win_share in [0.2, 0.8] {
+        for (win_share, solver) in [0.2, 0.8]
+            .into_iter()
+            .flat_map(|w| [(w, Solver::Newton), (w, Solver::Lbfgs)])
+        {
             let n = 400;
             let y: Vec<bool> = (0..n).map(|i| (i as f64) < win_share * n as f64).collect();
             // the feature is 1 for 90% of wins and 10% of the others
@@ -766,7 +818,7 @@ mod tests {
                     (k == 0) as u8 as f64
                 }
             });
-            let (coef, b) = fit_logistic(x.view(), &y, 1e-3, 200).expect("fits");
+            let (coef, b) = fit_logistic(x.view(), &y, 1e-3, 200, solver).expect("fits");
             assert!(coef[0] > 1.0, "win share {win_share}: weight {}", coef[0]);
             // and the probabilities are of a win, not of the majority class
             let p = predict(x.view(), &coef, b);
@@ -782,7 +834,10 @@ mod tests {
     /// cold fit's solution whichever class linfa calls positive.
     #[test]
     fn warm_starts_reach_the_cold_solution() {
-        for win_share in [0.2, 0.8] {
+        for (win_share, solver) in [0.2, 0.8]
+            .into_iter()
+            .flat_map(|w| [(w, Solver::Newton), (w, Solver::Lbfgs)])
+        {
             let n = 400;
             let y: Vec<bool> = (0..n).map(|i| (i as f64) < win_share * n as f64).collect();
             let x = Array2::from_shape_fn((n, 2), |(i, j)| {
@@ -793,10 +848,10 @@ mod tests {
                     (k < 3) as u8 as f64
                 }
             });
-            let (c0, b0) = fit_logistic(x.view(), &y, 1e-2, 300).expect("cold");
+            let (c0, b0) = fit_logistic(x.view(), &y, 1e-2, 300, solver).expect("cold");
             let (c1, b1) =
-                fit_logistic_from(x.view(), &y, 1e-3, 300, Some((&c0, b0))).expect("warm");
-            let (c2, b2) = fit_logistic(x.view(), &y, 1e-3, 300).expect("cold");
+                fit_logistic_from(x.view(), &y, 1e-3, 300, solver, Some((&c0, b0))).expect("warm");
+            let (c2, b2) = fit_logistic(x.view(), &y, 1e-3, 300, solver).expect("cold");
             for (a, b) in c1.iter().zip(&c2) {
                 assert!((a - b).abs() < 1e-2, "{win_share}: {c1:?} vs {c2:?}");
             }
@@ -807,8 +862,66 @@ mod tests {
     #[test]
     fn single_class_is_a_clear_error() {
         let x = Array2::from_elem((10, 1), 1.0);
-        let e = fit_logistic(x.view(), &[false; 10], 1e-3, 50).expect_err("one class");
-        assert!(e.to_string().contains("same label"), "{e}");
+        for solver in [Solver::Newton, Solver::Lbfgs] {
+            let e = fit_logistic(x.view(), &[false; 10], 1e-3, 50, solver).expect_err("one class");
+            assert!(e.to_string().contains("same label"), "{e}");
+        }
+    }
+
+    /// The penalised loss both solvers minimise (linfa-logistic's objective).
+    fn objective(x: ArrayView2<f64>, y: &[bool], lambda: f64, coef: &[f64], b: f64) -> f64 {
+        let p = predict(x, coef, b);
+        let ll: f64 = p
+            .iter()
+            .zip(y)
+            .map(|(p, &y)| -(if y { p.ln() } else { (1.0 - p).ln() }))
+            .sum();
+        ll + 0.5 * lambda * y.len() as f64 * coef.iter().map(|c| c * c).sum::<f64>()
+    }
+
+    /// Newton's method lands where linfa-logistic's L-BFGS does, on a design
+    /// like ours (a linear term beside one-hot levels that sum to one), and
+    /// its loss is no higher.
+    #[test]
+    fn newton_agrees_with_linfa_lbfgs() {
+        let n = 3000;
+        let mut y = vec![false; n];
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            let a = ((i * 37) % 101) as f64 / 100.0 - 0.5;
+            let level = (i * 13) % 3;
+            match j {
+                0 => a,
+                1..=3 => (level == j - 1) as u8 as f64,
+                _ => unreachable!(),
+            }
+        });
+        for i in 0..n {
+            // a deterministic, noisy label
+            let z = 2.0 * x[[i, 0]] + 0.7 * x[[i, 1]] - 0.5 * x[[i, 3]];
+            let u = ((i * 7919) % 1000) as f64 / 1000.0;
+            y[i] = u < sigmoid(z);
+        }
+        for lambda in [1e-4, 1e-2] {
+            let (cn, bn) = fit_logistic(x.view(), &y, lambda, 300, Solver::Newton).expect("newton");
+            let (cl, bl) = fit_logistic(x.view(), &y, lambda, 3000, Solver::Lbfgs).expect("lbfgs");
+            let (on, ol) = (
+                objective(x.view(), &y, lambda, &cn, bn),
+                objective(x.view(), &y, lambda, &cl, bl),
+            );
+            assert!(
+                on <= ol + 1e-9 * n as f64,
+                "{lambda}: newton {on} vs lbfgs {ol}"
+            );
+            assert!((on - ol).abs() < 1e-4 * n as f64, "{lambda}: {on} vs {ol}");
+            let pn = predict(x.view(), &cn, bn);
+            let pl = predict(x.view(), &cl, bl);
+            let worst = pn
+                .iter()
+                .zip(&pl)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-3, "{lambda}: probabilities differ by {worst}");
+        }
     }
 
     #[test]
