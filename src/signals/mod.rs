@@ -118,10 +118,19 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         params,
     )?;
     let codes = conditions::account_codes(inp.spec, inp.accounts)?;
-    let deals = conditions::deal_frame(inp.labels, &codes);
-    let customers = inp
-        .customers
-        .map(|c| conditions::customer_frame(inp.labels, c, &codes));
+    // joined once: the screen groups these frames dozens of times, and a
+    // lazy frame would redo the join of deals to accounts for each. One
+    // chunk each, so sums do not depend on how the join split its output.
+    let once = |lf: LazyFrame| -> Result<LazyFrame> {
+        let mut df = lf.collect()?;
+        df.rechunk_mut_par();
+        Ok(df.lazy())
+    };
+    let deals = once(conditions::deal_frame(inp.labels, &codes))?;
+    let customers = match inp.customers {
+        Some(c) => Some(once(conditions::customer_frame(inp.labels, c, &codes))?),
+        None => None,
+    };
     let screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params)?;
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
     let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
