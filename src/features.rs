@@ -659,7 +659,8 @@ pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
 /// `rows` are the training examples (one per closed deal, with account
 /// columns), `y` their labels and `p` the main-effects model's probabilities.
 /// A cell is kept when it holds at least `min_interaction_count` distinct
-/// accounts and its score statistic exceeds `chi2_threshold`.
+/// accounts and its score statistic exceeds `chi2_threshold`. `accounts`
+/// must be the accounts `spec`'s main effects were fitted on.
 pub fn add_interactions(
     mut spec: FeatureSpec,
     rows: &DataFrame,
@@ -715,6 +716,9 @@ pub fn add_interactions(
         }
     }
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    // the main effects' means were taken over these same accounts
+    let main_means_fit = spec.means.len() == spec.features.len();
+    let first_new = spec.interactions.len();
     let budget = params.max_features.saturating_sub(spec.features.len());
     for (chi2, k, support) in scored.into_iter().take(budget) {
         let (a, b) = cands[k].clone();
@@ -728,7 +732,18 @@ pub fn add_interactions(
             chi2,
         });
     }
-    spec.means = column_means(&spec.design(accounts)?);
+    // an interaction's mean over the accounts is the share of them in its
+    // cell: the support just counted (the same f64 as summing the column)
+    if main_means_fit {
+        let n = accounts.height().max(1) as f64;
+        let added: Vec<f64> = spec.interactions[first_new..]
+            .iter()
+            .map(|it| it.support as f64 / n)
+            .collect();
+        spec.means.extend(added);
+    } else {
+        spec.means = column_means(&spec.design(accounts)?);
+    }
     Ok(spec)
 }
 
