@@ -185,7 +185,7 @@ pub struct ModelParams {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Solver {
-    /// Newton's method (IRLS): about ten passes over the deals.
+    /// Newton's method (IRLS): a few passes over the deals.
     #[default]
     Newton,
     /// linfa-logistic's L-BFGS: thousands of passes on weakly penalised,

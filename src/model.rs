@@ -137,7 +137,7 @@ pub fn fit_logistic_from(
             }
             (sol.coef, sol.intercept)
         }
-        Solver::Lbfgs => fit_lbfgs(x, y, alpha, max_iterations, start)?,
+        Solver::Lbfgs => fit_lbfgs(x, y, pos, alpha, max_iterations, start)?,
     };
     if !(b.is_finite() && coef.iter().all(|c| c.is_finite())) {
         return Err(IcpError::Fit(format!(
@@ -148,15 +148,16 @@ pub fn fit_logistic_from(
 }
 
 /// linfa-logistic's L-BFGS on the same loss.
+/// `pos` is the number of wins in `y`.
 fn fit_lbfgs(
     x: ArrayView2<f64>,
     y: &[bool],
+    pos: usize,
     alpha: f64,
     max_iterations: u64,
     start: Option<(&[f64], f64)>,
 ) -> Result<(Vec<f64>, f64)> {
     let n = x.nrows();
-    let pos = y.iter().filter(|&&b| b).count();
     let targets = Array1::from(y.to_vec());
     let ds = linfa::DatasetBase::new(x, targets);
     let mut params = LogisticRegression::default()
