@@ -36,6 +36,50 @@ pub struct Config {
     pub evidence: EvidenceToml,
     #[serde(default)]
     pub signals: SignalsToml,
+    #[serde(default)]
+    pub brief: BriefToml,
+}
+
+/// `[brief]`: who the brief is for and who decides.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BriefToml {
+    /// shown in the title; default: the data directory's name
+    pub company: Option<String>,
+    #[serde(default)]
+    pub owners: Owners,
+    /// days from the run to the review's due date (default 14)
+    pub review_days: Option<i64>,
+}
+
+/// The people who decide, by role (`[brief.owners]` or `[brief] owners = {..}`).
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Owners {
+    /// approves the model and the include criteria with the field's view
+    pub sales: Option<String>,
+    /// confirms the delivery-fit and margin evidence behind exclusions
+    pub delivery: Option<String>,
+    /// founder / revenue leader: approves the ICP and the exclusions
+    pub revenue_leader: Option<String>,
+}
+
+/// `[brief]`, checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BriefParams {
+    pub company: Option<String>,
+    pub owners: Owners,
+    pub review_days: i64,
+}
+
+impl Default for BriefParams {
+    fn default() -> Self {
+        BriefParams {
+            company: None,
+            owners: Owners::default(),
+            review_days: 14,
+        }
+    }
 }
 
 /// `[signals]`: support, false discovery rate and thresholds of the findings.
@@ -57,6 +101,7 @@ pub struct SignalsToml {
     pub min_won: Option<usize>,
     pub min_lost: Option<usize>,
     pub max_generic_loss_share: Option<f64>,
+    pub max_criteria: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -222,6 +267,8 @@ pub struct ValidConfig {
     pub evidence: EvidenceParams,
     #[serde(default)]
     pub signals: crate::signals::SignalParams,
+    #[serde(default)]
+    pub brief: BriefParams,
 }
 
 impl Default for ValidConfig {
@@ -382,7 +429,24 @@ impl Config {
             min_holdout_per_class: e.min_holdout_per_class.unwrap_or(10),
         };
         let signals = check_signals(self.signals).map_err(bad)?;
+        let review_days = self.brief.review_days.unwrap_or(14);
+        if !(1..=365).contains(&review_days) {
+            return Err(bad(format!(
+                "[brief] review_days = {review_days}: expected 1 to 365"
+            )));
+        }
+        let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let brief = BriefParams {
+            company: clean(self.brief.company),
+            owners: Owners {
+                sales: clean(self.brief.owners.sales),
+                delivery: clean(self.brief.owners.delivery),
+                revenue_leader: clean(self.brief.owners.revenue_leader),
+            },
+            review_days,
+        };
         Ok(ValidConfig {
+            brief,
             signals,
             files: self.files,
             columns: self.columns,
@@ -418,7 +482,14 @@ fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalPa
         min_won: t.min_won.unwrap_or(d.min_won),
         min_lost: t.min_lost.unwrap_or(d.min_lost),
         max_generic_loss_share: t.max_generic_loss_share.unwrap_or(d.max_generic_loss_share),
+        max_criteria: t.max_criteria.unwrap_or(d.max_criteria),
     };
+    if !(1..=50).contains(&p.max_criteria) {
+        return Err(format!(
+            "[signals] max_criteria = {}: expected 1 to 50 (a leader approves a handful)",
+            p.max_criteria
+        ));
+    }
     if p.min_accounts < 2 {
         return Err(format!(
             "[signals] min_accounts = {}: expected at least 2 (a signal from one account is an anecdote)",

@@ -310,6 +310,20 @@ impl FeatureSpec {
         }
     }
 
+    /// A bin's range `[from, to)` in the column's own units (None: open end).
+    pub fn bin_bounds(&self, var: usize, bin: usize) -> (Option<f64>, Option<f64>) {
+        let Variable::Numeric { edges, log, .. } = &self.variables[var] else {
+            return (None, None);
+        };
+        let back = |e: f64| if *log { e.exp_m1() } else { e };
+        let lo = if bin == 0 {
+            None
+        } else {
+            edges.get(bin - 1).map(|e| back(*e))
+        };
+        (lo, edges.get(bin).map(|e| back(*e)))
+    }
+
     pub fn describe_bin(&self, var: usize, bin: usize) -> String {
         let v = &self.variables[var];
         let Variable::Numeric {

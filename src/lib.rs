@@ -25,5 +25,8 @@ pub mod segments;
 pub mod signals;
 pub mod sql;
 pub mod synth;
+pub mod util;
+pub mod icp;
+pub mod outcomes;
 
 pub use error::{IcpError, Result};

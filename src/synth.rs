@@ -48,15 +48,19 @@ pub const OWNERSHIP: &[(&str, f64, f64)] = &[
     ("pe_backed", 0.15, 0.3),
     ("public", 0.15, -0.1),
 ];
-/// trigger, share of accounts with it, probability of a deal afterwards
+/// trigger, share of accounts with it, probability of a deal afterwards.
+/// `office_move` is the null trigger: its probability is the base one, so
+/// it brings no deal (a negative control the findings must not support).
 pub const TRIGGERS: &[(&str, f64, f64)] = &[
     ("funding_round", 0.08, 0.85),
     ("new_executive", 0.10, 0.70),
     ("hiring_surge", 0.10, 0.70),
-    ("office_move", 0.07, 0.45),
+    ("office_move", 0.07, BASE_DEAL_PROBABILITY),
 ];
+/// the trigger with no effect
+pub const NULL_TRIGGER: &str = "office_move";
 /// probability that an account with no trigger ever has a deal
-const BASE_DEAL_PROBABILITY: f64 = 0.42;
+pub const BASE_DEAL_PROBABILITY: f64 = 0.42;
 const MISSING_RATE: f64 = 0.03;
 const PAINFUL_REVENUE: f64 = 500e6;
 

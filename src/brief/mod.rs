@@ -141,7 +141,7 @@ fn finding_rows(list: &[Finding], matches: Option<&dyn Fn(&str) -> usize>) -> Ve
                 opt_num(s.median_cycle_days, 0),
                 opt_pct(s.churn_rate),
                 money(s.average_deal),
-                money(s.sales_velocity_per_day),
+                money(s.sales_velocity_per_month),
                 format!("{:.1e}", s.q_value),
             ];
             if let Some(m) = matches {

@@ -140,17 +140,7 @@ pub fn model_path(given: Option<&Path>, reports: &Path) -> anyhow::Result<PathBu
 }
 
 /// "12,345"
-pub fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub use crate::util::thousands;
 
 /// Lines saying how many rows each input had, used and rejected.
 pub fn input_lines(inputs: &[crate::load::InputFile]) -> Vec<String> {

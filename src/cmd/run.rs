@@ -75,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             labels: &trained.labels.df,
             window_days: artifact.velocity_window.days,
             evaluation: &artifact.evaluation,
+            scores: &scores,
         },
         &cfg.signals,
     )

@@ -119,8 +119,9 @@ pub struct Finding {
     /// churned share of the group's won deals
     pub churn_rate: Option<f64>,
     pub average_deal: Option<f64>,
-    /// (deals x win rate x average deal) / median cycle days, per day
-    pub sales_velocity_per_day: Option<f64>,
+    /// sales velocity per 30 days over the period of the data (see [`velocity`])
+    #[serde(default)]
+    pub sales_velocity_per_month: Option<f64>,
     pub delivery_fit: Option<f64>,
     pub gross_margin: Option<f64>,
     /// the test that qualified the finding, adjusted for testing many conditions
@@ -128,6 +129,59 @@ pub struct Finding {
     pub q_value: f64,
     /// why it is a finding, in plain words with the numbers
     pub evidence: Vec<String>,
+    /// won deals (later churned included) and their share of the closed deals
+    #[serde(default)]
+    pub won_deals: usize,
+    #[serde(default)]
+    pub close_rate: f64,
+    /// sum of the won deals' amounts
+    #[serde(default)]
+    pub booked_revenue: f64,
+    /// the condition as structured terms (column, level or range)
+    #[serde(default)]
+    pub terms: Vec<Term>,
+    /// which kinds of evidence made it an exclusion: rate, churn, fit, margin
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// the refined-ICP criterion this finding is, or supports (set by [`crate::icp`])
+    #[serde(default)]
+    pub criterion: Option<String>,
+    /// up to three verbatim notes from the accounts behind it (loss reasons,
+    /// customer notes, interview quotes)
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// One part of a condition, structured: a category level or a numeric range
+/// `[from, to)` in the column's own units (company age in years for a
+/// founding year).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Term {
+    pub column: String,
+    /// what the range is measured in, when it is not the column itself
+    pub quantity: String,
+    pub level: Option<String>,
+    pub range: Option<(Option<f64>, Option<f64>)>,
+}
+
+pub fn terms_of(spec: &FeatureSpec, cells: &[Cell]) -> Vec<Term> {
+    cells
+        .iter()
+        .map(|c| match c {
+            Cell::Level { var, level } => Term {
+                column: spec.variables[*var].column().to_string(),
+                quantity: spec.variables[*var].display_name(),
+                level: Some(level.clone()),
+                range: None,
+            },
+            Cell::Bin { var, bin } => Term {
+                column: spec.variables[*var].column().to_string(),
+                quantity: spec.variables[*var].display_name(),
+                level: None,
+                range: Some(spec.bin_bounds(*var, *bin)),
+            },
+        })
+        .collect()
 }
 
 /// Baseline figures every finding is compared with.
@@ -143,7 +197,14 @@ pub struct Baseline {
     pub median_cycle_days: Option<f64>,
     pub churn_rate: Option<f64>,
     pub average_deal: Option<f64>,
-    pub sales_velocity_per_day: Option<f64>,
+    /// days from the first to the last close date of the labelled deals
+    #[serde(default)]
+    pub period_days: f64,
+    /// sum of the won deals' amounts over the period
+    #[serde(default)]
+    pub booked_revenue: f64,
+    #[serde(default)]
+    pub sales_velocity_per_month: Option<f64>,
     pub delivery_fit: Option<f64>,
     pub gross_margin: Option<f64>,
 }
@@ -285,6 +346,7 @@ pub fn deal_frame(labels: &DataFrame, codes: &DataFrame) -> LazyFrame {
         .clone()
         .lazy()
         .select([
+            col("opportunity_id"),
             col("account_id"),
             col("outcome"),
             col("cycle_days"),
@@ -350,6 +412,7 @@ pub fn screen(
     deals: &LazyFrame,
     customers: Option<&LazyFrame>,
     params: &SignalParams,
+    period_days: f64,
 ) -> Result<Screen> {
     let total = groups(deals, customers, &[])?
         .into_values()
@@ -473,7 +536,9 @@ pub fn screen(
         median_cycle_days: total.median_cycle,
         churn_rate: base_churn,
         average_deal: average_deal(&t),
-        sales_velocity_per_day: velocity(&t, total.median_cycle),
+        period_days,
+        booked_revenue: t.amount_sum,
+        sales_velocity_per_month: velocity(&t, total.median_cycle, period_days),
         delivery_fit: base_fit,
         gross_margin: base_margin,
     };
@@ -509,12 +574,19 @@ pub fn screen(
             median_cycle_days: c.group.median_cycle,
             churn_rate: g.churn_rate(),
             average_deal: average_deal(g),
-            sales_velocity_per_day: velocity(g, c.group.median_cycle),
+            sales_velocity_per_month: velocity(g, c.group.median_cycle, period_days),
             delivery_fit: Tally::mean(g.fit),
             gross_margin: Tally::mean(g.margin),
             p_value: p,
             q_value: q,
             evidence,
+            won_deals: g.won as usize,
+            close_rate: ratio(g.won, g.deals),
+            booked_revenue: g.amount_sum,
+            terms: terms_of(spec, &c.cells),
+            kinds: Vec::new(),
+            criterion: None,
+            notes: Vec::new(),
         };
         let rate_words = format!(
             "velocity-win rate {} of {} deals vs {} baseline (lift {:.2})",
@@ -539,15 +611,40 @@ pub fn screen(
             signals.push(finding(ev, pq("rate")));
         }
         let mut why = Vec::new();
+        let mut kinds: Vec<String> = Vec::new();
         let mut qual = (1.0f64, 1.0f64);
-        let mut take = |w: String, pq: (f64, f64)| {
+        let mut take = |w: String, kind: &str, pq: (f64, f64)| {
             why.push(w);
+            kinds.push(kind.to_string());
             if pq.1 < qual.1 {
                 qual = pq;
             }
         };
         if lift <= 1.0 / params.min_lift && sig("rate") && beyond_parts_down {
-            take(format!("loses or stalls: {rate_words}"), pq("rate"));
+            // say which: fewer wins, slower wins, or both
+            let close = ratio(g.won, g.deals);
+            let base_close = ratio(t.won, t.deals);
+            let mut parts = Vec::new();
+            if close < base_close {
+                parts.push(format!(
+                    "wins less: {} of closed deals won vs {}",
+                    pct(close),
+                    pct(base_close)
+                ));
+            }
+            if let (Some(c), Some(bc)) = (c.group.median_cycle, total.median_cycle) {
+                if c > bc {
+                    parts.push(format!("closes slower: median cycle {c:.0} vs {bc:.0} days"));
+                }
+            }
+            if parts.is_empty() {
+                parts.push("fewer wins stay fast and retained".into());
+            }
+            take(
+                format!("fewer velocity wins ({rate_words}): {}", parts.join("; ")),
+                "rate",
+                pq("rate"),
+            );
         }
         if let (Some(cr), Some(bc)) = (g.churn_rate(), base_churn) {
             if sig("churn") && cr >= params.min_lift * bc && bc > 0.0 {
@@ -558,6 +655,7 @@ pub fn screen(
                         g.won as usize,
                         pct(bc)
                     ),
+                    "churn",
                     pq("churn"),
                 );
             }
@@ -569,6 +667,7 @@ pub fn screen(
                         "hard to serve: delivery fit {f:.2} of 5 over {} customers vs {bf:.2}",
                         g.fit.0 as usize
                     ),
+                    "fit",
                     pq("fit"),
                 );
             }
@@ -582,12 +681,15 @@ pub fn screen(
                         g.margin.0 as usize,
                         pct(bm)
                     ),
+                    "margin",
                     pq("margin"),
                 );
             }
         }
         if !why.is_empty() {
-            exclusions.push(finding(why, qual));
+            let mut x = finding(why, qual);
+            x.kinds = kinds;
+            exclusions.push(x);
         }
     }
     signals.sort_by(|a, b| {
@@ -623,11 +725,40 @@ fn average_deal(t: &Tally) -> Option<f64> {
     (t.amount_n > 0.0).then(|| t.amount_sum / t.amount_n)
 }
 
-/// (opportunities x win rate x average deal) / cycle days.
-fn velocity(t: &Tally, median_cycle: Option<f64>) -> Option<f64> {
-    let deal = average_deal(t)?;
-    let cycle = median_cycle.filter(|c| *c > 0.0)?;
-    Some(t.deals * ratio(t.won, t.deals) * deal / cycle)
+fn velocity(t: &Tally, median_cycle: Option<f64>, period_days: f64) -> Option<f64> {
+    sales_velocity(
+        t.deals,
+        t.won,
+        average_deal(t)?,
+        median_cycle?,
+        period_days,
+        t.amount_sum,
+    )
+}
+
+/// Sales velocity per 30 days by its usual definition: opportunities in
+/// the pipeline x win rate x average deal / cycle length. The pipeline is
+/// the closed opportunities per day over the period times the cycle length
+/// (Little's law), so a segment's velocity is what it books in a month at
+/// its pace, never the all-time total over one cycle. Capped at the
+/// revenue actually booked per 30 days (the average deal can extrapolate
+/// past it when some won deals have no amount).
+pub fn sales_velocity(
+    closed_deals: f64,
+    won_deals: f64,
+    average_deal: f64,
+    cycle_days: f64,
+    period_days: f64,
+    booked: f64,
+) -> Option<f64> {
+    if !(cycle_days > 0.0 && period_days > 0.0 && closed_deals > 0.0) {
+        return None;
+    }
+    let per_day = closed_deals / period_days;
+    let pipeline = per_day * cycle_days;
+    let win_rate = won_deals / closed_deals;
+    let v = pipeline * win_rate * average_deal / cycle_days * 30.0;
+    Some(v.min(booked / period_days * 30.0))
 }
 
 /// The expression that selects a finding's accounts from a frame with codes.

@@ -51,6 +51,13 @@ pub struct SignalParams {
     pub min_won: usize,
     pub min_lost: usize,
     pub max_generic_loss_share: f64,
+    /// the refined ICP keeps at most this many include (and exclude) criteria
+    #[serde(default = "default_max_criteria")]
+    pub max_criteria: usize,
+}
+
+fn default_max_criteria() -> usize {
+    7
 }
 
 impl Default for SignalParams {
@@ -71,6 +78,7 @@ impl Default for SignalParams {
             min_won: 50,
             min_lost: 50,
             max_generic_loss_share: 0.5,
+            max_criteria: default_max_criteria(),
         }
     }
 }
@@ -93,6 +101,11 @@ pub struct Findings {
     /// exclusion_id, criterion, account_id (prospects only)
     pub exclusion_matches: DataFrame,
     pub painful_accounts: DataFrame,
+    /// the refined ICP: a few include and exclude criteria chosen from the
+    /// signals and exclusions above
+    pub icp: crate::icp::RefinedIcp,
+    /// best customers: velocity win, retained, delivery fit 4+ where known
+    pub best_accounts: DataFrame,
 }
 
 pub struct Inputs<'a> {
@@ -105,6 +118,8 @@ pub struct Inputs<'a> {
     pub labels: &'a DataFrame,
     pub window_days: i64,
     pub evaluation: &'a Evaluation,
+    /// the model's scores of every account (account_id, p_velocity_win)
+    pub scores: &'a DataFrame,
 }
 
 pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
@@ -131,11 +146,30 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         Some(c) => Some(once(conditions::customer_frame(inp.labels, c, &codes))?),
         None => None,
     };
-    let screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params)?;
+    let period_days = period_days(inp.labels)?;
+    let mut screen =
+        conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
+    let nv = inp.spec.variables.len();
+    let deal_rows = deal_rows(&deals, inp.opportunities, nv)?;
+    let account_rows = account_rows(&codes, inp.labels, inp.scores, inp.customers, nv)?;
+    let icp = crate::icp::refine(
+        &mut screen.signals,
+        &mut screen.exclusions,
+        &deal_rows,
+        &account_rows,
+        screen.baseline.velocity_win_rate,
+        screen.baseline.average_deal,
+        &crate::icp::IcpParams {
+            max_criteria: params.max_criteria,
+            min_accounts: params.min_accounts,
+            min_lift: params.min_lift,
+        },
+    );
+    drop((deal_rows, account_rows));
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
     let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
     let exclusion_matches = conditions::exclusion_matches(&codes, inp.labels, &screen.exclusions)?;
-    let (painful_accounts, painful) = painful::painful(
+    let (painful_accounts, painful, best_accounts) = painful::painful(
         inp.spec,
         inp.accounts,
         inp.labels,
@@ -167,6 +201,143 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         finding_accounts,
         exclusion_matches,
         painful_accounts,
+        icp,
+        best_accounts,
+    })
+}
+
+/// Days from the first to the last close date of the labelled deals (at
+/// least one): the period that sales velocity is measured over.
+fn period_days(labels: &DataFrame) -> Result<f64> {
+    let d = labels
+        .clone()
+        .lazy()
+        .select([
+            col("closed_date").cast(DataType::Int32).min().alias("lo"),
+            col("closed_date").cast(DataType::Int32).max().alias("hi"),
+        ])
+        .collect()?;
+    let lo = f64_col(&d, "lo")?.first().copied().flatten();
+    let hi = f64_col(&d, "hi")?.first().copied().flatten();
+    Ok(match (lo, hi) {
+        (Some(a), Some(b)) => (b - a).max(1.0),
+        _ => 1.0,
+    })
+}
+
+/// The labelled deals as the refined-ICP selection reads them.
+fn deal_rows(
+    deals: &LazyFrame,
+    opportunities: &DataFrame,
+    n_vars: usize,
+) -> Result<crate::icp::DealRows> {
+    let reasons = opportunities
+        .clone()
+        .lazy()
+        .select([col("opportunity_id"), col("loss_reason").cast(DataType::String)]);
+    let df = deals
+        .clone()
+        .join(
+            reasons,
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()?;
+    let cells = crate::icp::Coded::from_frame(&df, n_vars)?;
+    let ids = df.column("account_id")?.as_materialized_series().cast(&DataType::String)?;
+    let mut index: std::collections::HashMap<String, u32> = Default::default();
+    let account: Vec<u32> = ids
+        .str()?
+        .iter()
+        .map(|id| {
+            let next = index.len() as u32;
+            *index.entry(id.unwrap_or_default().to_string()).or_insert(next)
+        })
+        .collect();
+    let label: Vec<bool> = df
+        .column("label")?
+        .as_materialized_series()
+        .cast(&DataType::Boolean)?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
+    let lost: Vec<bool> = str_col(&df, "outcome")?
+        .iter()
+        .map(|o| o.as_deref() == Some("lost"))
+        .collect();
+    Ok(crate::icp::DealRows {
+        cells,
+        n_accounts: index.len(),
+        account,
+        velocity_win: crate::icp::Bits::from_bools(&label),
+        lost: crate::icp::Bits::from_bools(&lost),
+        loss_reason: str_col(&df, "loss_reason")?,
+    })
+}
+
+/// Every account: its cells, whether it is a prospect (no closed deal) or a
+/// current customer (a won deal, not churned) and its won revenue, the
+/// model's probability and any customer note.
+fn account_rows(
+    codes: &DataFrame,
+    labels: &DataFrame,
+    scores: &DataFrame,
+    customers: Option<&DataFrame>,
+    n_vars: usize,
+) -> Result<crate::icp::AccountRows> {
+    use std::collections::HashMap;
+    let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
+    let ids: Vec<String> = str_col(codes, "account_id")?
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let l_acc = str_col(labels, "account_id")?;
+    let l_out = str_col(labels, "outcome")?;
+    let l_amt = f64_col(labels, "amount")?;
+    let mut closed: std::collections::HashSet<&str> = Default::default();
+    let mut revenue: HashMap<&str, f64> = HashMap::new();
+    for i in 0..l_acc.len() {
+        let Some(a) = l_acc[i].as_deref() else { continue };
+        closed.insert(a);
+        if l_out[i].as_deref() == Some("won") {
+            *revenue.entry(a).or_default() += l_amt[i].unwrap_or(0.0);
+        }
+    }
+    let s_acc = str_col(scores, "account_id")?;
+    let s_p = f64_col(scores, "p_velocity_win")?;
+    let p_of: HashMap<&str, f64> = s_acc
+        .iter()
+        .zip(&s_p)
+        .filter_map(|(a, p)| Some((a.as_deref()?, (*p)?)))
+        .collect();
+    let mut note_of: HashMap<String, String> = HashMap::new();
+    if let Some(c) = customers {
+        if c.get_column_names().iter().any(|n| n.as_str() == "notes") {
+            for (a, n) in str_col(c, "account_id")?.into_iter().zip(str_col(c, "notes")?) {
+                if let (Some(a), Some(n)) = (a, n) {
+                    note_of.entry(a).or_insert(n);
+                }
+            }
+        }
+    }
+    let prospect: Vec<bool> = ids.iter().map(|a| !closed.contains(a.as_str())).collect();
+    let customer: Vec<bool> = ids.iter().map(|a| revenue.contains_key(a.as_str())).collect();
+    Ok(crate::icp::AccountRows {
+        cells,
+        prospect: crate::icp::Bits::from_bools(&prospect),
+        p: ids
+            .iter()
+            .map(|a| p_of.get(a.as_str()).copied().unwrap_or(f64::NAN))
+            .collect(),
+        customer: crate::icp::Bits::from_bools(&customer),
+        customer_revenue: ids
+            .iter()
+            .map(|a| revenue.get(a.as_str()).copied().unwrap_or(0.0))
+            .collect(),
+        note: ids.iter().map(|a| note_of.get(a).cloned()).collect(),
+        account_id: ids,
     })
 }
 
@@ -208,14 +379,18 @@ pub fn findings_frame(list: &[Finding]) -> Result<DataFrame> {
         Column::new("churn_rate".into(), o(&|f| f.churn_rate)),
         Column::new("average_deal".into(), o(&|f| f.average_deal)),
         Column::new(
-            "sales_velocity_per_day".into(),
-            o(&|f| f.sales_velocity_per_day),
+            "sales_velocity_per_month".into(),
+            o(&|f| f.sales_velocity_per_month),
         ),
         Column::new("delivery_fit".into(), o(&|f| f.delivery_fit)),
         Column::new("gross_margin".into(), o(&|f| f.gross_margin)),
         Column::new("p_value".into(), x(&|f| f.p_value)),
         Column::new("q_value".into(), x(&|f| f.q_value)),
         Column::new("evidence".into(), s(&|f| f.evidence.join("; "))),
+        Column::new(
+            "icp_criterion".into(),
+            s(&|f| f.criterion.clone().unwrap_or_default()),
+        ),
     ];
     Ok(DataFrame::new(list.len(), cols)?)
 }

@@ -47,7 +47,7 @@ pub fn painful(
     customers: Option<&DataFrame>,
     window_days: i64,
     params: &SignalParams,
-) -> Result<(DataFrame, PainfulSummary)> {
+) -> Result<(DataFrame, PainfulSummary, DataFrame)> {
     let won = labels
         .clone()
         .lazy()
@@ -166,7 +166,7 @@ pub fn painful(
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .collect()?;
-    let best = flagged
+    let best_list = flagged
         .clone()
         .lazy()
         .filter(
@@ -174,8 +174,21 @@ pub fn painful(
                 .and(col("churned").not())
                 .and(col("delivery_fit").gt_eq(lit(4.0)).fill_null(lit(true))),
         )
-        .collect()?
-        .height();
+        .select([
+            col("account_id"),
+            col("account_name"),
+            col("won_revenue"),
+            col("won_deals"),
+            col("longest_cycle_days"),
+            col("delivery_fit"),
+            col("gross_margin"),
+        ])
+        .sort_by_exprs(
+            [col("won_revenue"), col("account_id")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()?;
+    let best = best_list.height();
     let high_n = flagged
         .clone()
         .lazy()
@@ -267,5 +280,6 @@ pub fn painful(
             best_accounts: best,
             shared_conditions: shared,
         },
+        best_list,
     ))
 }

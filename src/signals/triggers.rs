@@ -2,9 +2,15 @@
 //! within the window than it does for accounts that never had one, how often
 //! those opportunities are won, and the typical lag.
 //!
-//! The baseline is matched in time: for each trigger on day d, the share of
-//! never-triggered accounts that opened an opportunity in (d, d + window].
-//! That keeps seasonality and the growth of the CRM out of the lift.
+//! The baseline is matched in time and in prior activity: for each trigger
+//! on day d, the share of never-triggered accounts *with the same prior
+//! activity* (an opportunity created on or before d, or none) that opened
+//! an opportunity in (d, d + window]. That keeps seasonality, the growth of
+//! the CRM and dormant accounts out of the lift.
+//!
+//! Two answers per trigger, kept apart: timing (does a deal follow?) and
+//! fit (are those deals won more often than others?). A trigger that tells
+//! when to call is not evidence of who fits.
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -40,6 +46,17 @@ pub struct TriggerFinding {
     pub median_lag_days: Option<f64>,
     /// enough events to say anything, and the lift survives the FDR correction
     pub supported: bool,
+    /// the same as `supported`: a deal follows more often than the baseline
+    #[serde(default)]
+    pub timing_supported: bool,
+    /// the deals that follow are won more often than the baseline's
+    #[serde(default)]
+    pub fit_supported: bool,
+    /// share of events on accounts that had an opportunity before the trigger
+    #[serde(default)]
+    pub prior_activity_share: f64,
+    #[serde(default)]
+    pub window_days: i64,
 }
 
 /// Summarise every trigger type. `opportunities` holds all deals, open included.
@@ -86,12 +103,31 @@ pub fn summarise(
             col("__lag").first().alias("__lag"),
             col("outcome").first().alias("__outcome"),
         ]);
-    let per_event = events.clone().join(
-        first,
-        [col("__e")],
-        [col("__e")],
-        JoinArgs::new(JoinType::Left),
-    );
+    let first_opp = opps
+        .clone()
+        .group_by([col("account_id")])
+        .agg([col("__c").min().alias("__f")]);
+    let per_event = events
+        .clone()
+        .join(
+            first,
+            [col("__e")],
+            [col("__e")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            first_opp,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            col("__f")
+                .lt_eq(col("__d"))
+                .fill_null(lit(false))
+                .alias("__prior"),
+        )
+        .sort(["__e"], SortMultipleOptions::default());
     let per_type = per_event
         .clone()
         .group_by([col("trigger")])
@@ -153,10 +189,21 @@ pub fn summarise(
         .filter(|o| matches!(o.as_deref(), Some("won") | Some("churned")))
         .count();
 
-    // Coverage: for each day d, how many never-triggered accounts opened an
-    // opportunity in (d, d + window]. Intervals per account are merged first.
-    let ev = per_event.select([col("trigger"), col("__d")]).collect()?;
+    // Coverage: for each day d and prior-activity stratum, how many
+    // never-triggered accounts opened an opportunity in (d, d + window], and
+    // how many were in the stratum on day d. An account is "prior" from the
+    // day its first opportunity was created. Intervals per account are
+    // merged first.
+    let ev = per_event
+        .select([col("trigger"), col("__d"), col("__prior")])
+        .collect()?;
     let ev_trig = str_col(&ev, "trigger")?;
+    let ev_prior: Vec<bool> = ev
+        .column("__prior")?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
     let ev_day: Vec<i64> = f64_col(&ev, "__d")?
         .into_iter()
         .map(|d| d.unwrap_or(0.0) as i64)
@@ -166,42 +213,19 @@ pub fn summarise(
         ev_day.iter().copied().max().unwrap_or(0),
     );
     let span = (hi - lo + 1).max(1) as usize;
-    let mut diff = vec![0i64; span + 1];
+    let mut strata = Strata::new(lo, span);
     let mut i = 0;
     while i < u_acc.len() {
         let mut j = i;
-        let mut cur: Option<(i64, i64)> = None;
         while j < u_acc.len() && u_acc[j] == u_acc[i] {
-            if let Some(c) = u_day[j] {
-                let c = c as i64;
-                // d with c - window <= d <= c - 1, clipped to the event days
-                let (a, b) = ((c - window_days).max(lo), (c - 1).min(hi));
-                if a <= b {
-                    cur = match cur {
-                        Some((x, y)) if a <= y + 1 => Some((x, y.max(b))),
-                        Some((x, y)) => {
-                            diff[(x - lo) as usize] += 1;
-                            diff[(y - lo + 1) as usize] -= 1;
-                            Some((a, b))
-                        }
-                        None => Some((a, b)),
-                    };
-                }
-            }
             j += 1;
         }
-        if let Some((x, y)) = cur {
-            diff[(x - lo) as usize] += 1;
-            diff[(y - lo + 1) as usize] -= 1;
-        }
+        // days sorted within the account (the frame is sorted by account, day)
+        let days: Vec<i64> = u_day[i..j].iter().flatten().map(|d| *d as i64).collect();
+        strata.add_account(&days, window_days);
         i = j;
     }
-    let mut cover = Vec::with_capacity(span);
-    let mut run = 0i64;
-    for d in diff.iter().take(span) {
-        run += d;
-        cover.push(run as f64);
-    }
+    let cover = strata.finish(n_untriggered);
 
     let names = str_col(&per_type, "trigger")?;
     let get = |c: &str| f64_col(&per_type, c);
@@ -219,16 +243,19 @@ pub fn summarise(
         let name = name.clone().unwrap_or_default();
         let n = events_n[k].unwrap_or(0.0) as usize;
         let x = followed_n[k].unwrap_or(0.0) as usize;
-        let baseline = if n_untriggered > 0 {
-            let days: Vec<f64> = ev_trig
-                .iter()
-                .zip(&ev_day)
-                .filter(|(t, _)| t.as_deref() == Some(name.as_str()))
-                .map(|(_, d)| cover[(*d - lo) as usize] / n_untriggered as f64)
-                .collect();
-            (!days.is_empty()).then(|| days.iter().sum::<f64>() / days.len() as f64)
+        let mine: Vec<usize> = (0..ev_trig.len())
+            .filter(|&e| ev_trig[e].as_deref() == Some(name.as_str()))
+            .collect();
+        let rates: Vec<f64> = mine
+            .iter()
+            .filter_map(|&e| cover.rate(ev_day[e], ev_prior[e]))
+            .collect();
+        let baseline =
+            (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+        let prior_share = if mine.is_empty() {
+            0.0
         } else {
-            None
+            mine.iter().filter(|&&e| ev_prior[e]).count() as f64 / mine.len() as f64
         };
         let rate = if n > 0 { x as f64 / n as f64 } else { f64::NAN };
         let follow_p = match baseline {
@@ -263,13 +290,23 @@ pub fn summarise(
             win_q_value: 1.0,
             median_lag_days: lag[k],
             supported: false,
+            timing_supported: false,
+            fit_supported: false,
+            prior_activity_share: prior_share,
+            window_days,
         });
     }
     let q = benjamini_hochberg(&pvals);
     for (k, t) in out.iter_mut().enumerate() {
         t.follow_q_value = q[2 * k];
         t.win_q_value = q[2 * k + 1];
-        t.supported = t.events >= min_events && t.follow_q_value <= fdr;
+        t.timing_supported = t.events >= min_events
+            && t.follow_q_value <= fdr
+            && t.lift.is_some_and(|l| l > 1.0);
+        t.supported = t.timing_supported;
+        t.fit_supported = t.events >= min_events
+            && t.win_q_value <= fdr
+            && matches!((t.win_rate, t.baseline_win_rate), (Some(w), Some(b)) if w > b);
     }
     out.sort_by(|a, b| {
         b.lift
@@ -278,4 +315,141 @@ pub fn summarise(
             .then(a.trigger.cmp(&b.trigger))
     });
     Ok(out)
+}
+
+/// Day-by-day coverage of the comparison pool, split by prior activity.
+struct Strata {
+    lo: i64,
+    span: usize,
+    /// difference arrays: accounts covered (an opportunity in (d, d + w]),
+    /// by stratum, and accounts that became "prior" on each day
+    cover: [Vec<i64>; 2],
+    became_prior: Vec<i64>,
+    /// accounts already prior before the first day
+    prior_before: i64,
+}
+
+/// Per day: covered accounts and pool size, by stratum (0: no prior
+/// opportunity, 1: prior opportunity).
+struct Cover {
+    lo: i64,
+    covered: [Vec<f64>; 2],
+    size: [Vec<f64>; 2],
+}
+
+impl Cover {
+    fn rate(&self, day: i64, prior: bool) -> Option<f64> {
+        let s = prior as usize;
+        let i = usize::try_from(day - self.lo).ok()?;
+        let n = *self.size[s].get(i)?;
+        (n > 0.0).then(|| self.covered[s][i] / n)
+    }
+}
+
+impl Strata {
+    fn new(lo: i64, span: usize) -> Strata {
+        Strata {
+            lo,
+            span,
+            cover: [vec![0; span + 1], vec![0; span + 1]],
+            became_prior: vec![0; span + 1],
+            prior_before: 0,
+        }
+    }
+
+    fn mark(&mut self, s: usize, a: i64, b: i64) {
+        let hi = self.lo + self.span as i64 - 1;
+        let (a, b) = (a.max(self.lo), b.min(hi));
+        if a <= b {
+            self.cover[s][(a - self.lo) as usize] += 1;
+            self.cover[s][(b - self.lo + 1) as usize] -= 1;
+        }
+    }
+
+    /// One pool account with its opportunity creation days, sorted.
+    fn add_account(&mut self, days: &[i64], window: i64) {
+        let Some(&first) = days.first() else {
+            return;
+        };
+        if first < self.lo {
+            self.prior_before += 1;
+        } else if first < self.lo + self.span as i64 {
+            self.became_prior[(first - self.lo) as usize] += 1;
+        }
+        // merged intervals of days d with c - window <= d <= c - 1
+        let mut cur: Option<(i64, i64)> = None;
+        let mut merged = Vec::new();
+        for &c in days {
+            let (a, b) = (c - window, c - 1);
+            cur = match cur {
+                Some((x, y)) if a <= y + 1 => Some((x, y.max(b))),
+                Some(iv) => {
+                    merged.push(iv);
+                    Some((a, b))
+                }
+                None => Some((a, b)),
+            };
+        }
+        merged.extend(cur);
+        // days before the first opportunity are "no prior", from it on "prior"
+        for (x, y) in merged {
+            if x < first {
+                self.mark(0, x, y.min(first - 1));
+            }
+            if y >= first {
+                self.mark(1, x.max(first), y);
+            }
+        }
+    }
+
+    fn finish(self, pool: usize) -> Cover {
+        let mut covered = [Vec::with_capacity(self.span), Vec::with_capacity(self.span)];
+        let mut size = [Vec::with_capacity(self.span), Vec::with_capacity(self.span)];
+        let (mut c0, mut c1, mut prior) = (0i64, 0i64, self.prior_before);
+        for d in 0..self.span {
+            c0 += self.cover[0][d];
+            c1 += self.cover[1][d];
+            prior += self.became_prior[d];
+            covered[0].push(c0 as f64);
+            covered[1].push(c1 as f64);
+            size[0].push((pool as i64 - prior) as f64);
+            size[1].push(prior as f64);
+        }
+        Cover {
+            lo: self.lo,
+            covered,
+            size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three pool accounts, window 10, days 0..=19:
+    /// - P: opportunities on days 5 and 25 (prior from day 5);
+    /// - Q: one on day 12 (prior from day 12);
+    /// - R: none (never prior, never covered).
+    #[test]
+    fn the_baseline_is_matched_in_time_and_prior_activity() {
+        let mut s = Strata::new(0, 20);
+        s.add_account(&[5, 25], 10);
+        s.add_account(&[12], 10);
+        s.add_account(&[], 10);
+        let c = s.finish(3);
+        // day 3: nobody prior; P (opp on 5) and Q (opp on 12) covered: 2 of 3
+        assert_eq!(c.rate(3, false), Some(2.0 / 3.0));
+        assert_eq!(c.rate(3, true), None, "no prior account on day 3");
+        // day 8: P prior (first opp day 5), no opp in (8, 18] for P: 0 of 1;
+        // no-prior pool Q, R: Q's opp on 12 is in (8, 18]: 1 of 2
+        assert_eq!(c.rate(8, true), Some(0.0));
+        assert_eq!(c.rate(8, false), Some(0.5));
+        // day 15: P and Q prior; P's opp on 25 is in (15, 25]: 1 of 2
+        assert_eq!(c.rate(15, true), Some(0.5));
+        // day 5: P just became prior, its next opp (25) is past (5, 15]
+        assert_eq!(c.rate(5, true), Some(0.0));
+        assert_eq!(c.rate(20, true), None, "outside the event days");
+        assert_eq!(c.rate(19, false), Some(0.0));
+    }
 }

@@ -1,0 +1,274 @@
+//! Measurement that can fail: what happened next to the accounts an earlier
+//! scoring put in each band. If High does not go on to open, win and win
+//! fast more often than Low, this table says so, run after run.
+//!
+//! Pure functions of an earlier scoring (its bands and its data's as-of
+//! date) and today's opportunities; reading run directories is the
+//! caller's business.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::metrics::wilson;
+
+/// The bands one earlier run gave the accounts.
+#[derive(Debug, Clone)]
+pub struct EarlierScoring {
+    pub run_id: String,
+    /// newest date in the data that run read: "next" is after it
+    pub as_of: NaiveDate,
+    /// account_id -> band (high, medium, low; unscored accounts left out)
+    pub bands: HashMap<String, String>,
+}
+
+/// What followed for one band of one earlier scoring.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BandOutcome {
+    pub band: String,
+    pub accounts: usize,
+    /// accounts that opened an opportunity after the as-of date
+    pub accounts_with_new_opportunity: usize,
+    pub new_opportunity_rate: f64,
+    pub new_opportunity_rate_ci95: (f64, f64),
+    /// those opportunities: created, closed since, won (churned included)
+    pub opportunities: usize,
+    pub closed: usize,
+    pub won: usize,
+    pub win_rate: Option<f64>,
+    pub win_rate_ci95: Option<(f64, f64)>,
+    /// velocity wins among the closed ones
+    pub velocity_wins: usize,
+    pub velocity_win_rate: Option<f64>,
+    pub velocity_win_rate_ci95: Option<(f64, f64)>,
+    pub median_cycle_days_won: Option<f64>,
+    /// churned of the won
+    pub churned: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScoringOutcomes {
+    pub run_id: String,
+    pub as_of: String,
+    /// days from that as-of date to today's
+    pub days_since: i64,
+    pub bands: Vec<BandOutcome>,
+}
+
+pub const BANDS: [&str; 3] = ["high", "medium", "low"];
+
+/// `opportunities`: every deal (account_id, opportunity_id, created_date,
+/// closed_date, outcome); `labels`: the labelled closed deals
+/// (opportunity_id, label, outcome as effective). Deals created after the
+/// earlier as-of date count; open ones count as opportunities only.
+pub fn band_outcomes(
+    earlier: &EarlierScoring,
+    today: NaiveDate,
+    opportunities: &DataFrame,
+    labels: &DataFrame,
+) -> Result<ScoringOutcomes> {
+    let day = |d: NaiveDate| {
+        (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
+    };
+    let after = day(earlier.as_of);
+    let lab = labels.clone().lazy().select([
+        col("opportunity_id"),
+        col("label").cast(DataType::Boolean).alias("__vw"),
+        col("outcome").alias("__eff"),
+    ]);
+    let df = opportunities
+        .clone()
+        .lazy()
+        .filter(col("created_date").cast(DataType::Int32).gt(lit(after)))
+        .select([
+            col("account_id"),
+            col("opportunity_id"),
+            (col("closed_date").cast(DataType::Int32) - col("created_date").cast(DataType::Int32))
+                .alias("__cycle"),
+            col("outcome"),
+        ])
+        .join(
+            lab,
+            [col("opportunity_id")],
+            [col("opportunity_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(["account_id", "opportunity_id"], SortMultipleOptions::default())
+        .collect()?;
+    let acc = crate::signals::str_col(&df, "account_id")?;
+    let out = crate::signals::str_col(&df, "outcome")?;
+    let eff = crate::signals::str_col(&df, "__eff")?;
+    let cyc = crate::signals::f64_col(&df, "__cycle")?;
+    let vw: Vec<bool> = df
+        .column("__vw")?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
+    #[derive(Default)]
+    struct T {
+        accounts: usize,
+        with_new: std::collections::BTreeSet<String>,
+        opps: usize,
+        closed: usize,
+        won: usize,
+        vwins: usize,
+        churned: usize,
+        cycles: Vec<f64>,
+    }
+    let mut t: HashMap<&str, T> = BANDS.iter().map(|b| (*b, T::default())).collect();
+    for b in earlier.bands.values() {
+        if let Some(x) = t.get_mut(b.as_str()) {
+            x.accounts += 1;
+        }
+    }
+    for i in 0..acc.len() {
+        let Some(a) = acc[i].as_deref() else { continue };
+        let Some(band) = earlier.bands.get(a) else {
+            continue;
+        };
+        let Some(x) = t.get_mut(band.as_str()) else {
+            continue;
+        };
+        x.with_new.insert(a.to_string());
+        x.opps += 1;
+        // the effective outcome (a won deal whose customer left is churned)
+        let o = eff[i].as_deref().or(out[i].as_deref()).unwrap_or("open");
+        if o == "open" {
+            continue;
+        }
+        x.closed += 1;
+        if o == "won" || o == "churned" {
+            x.won += 1;
+            if let Some(c) = cyc[i] {
+                x.cycles.push(c);
+            }
+        }
+        x.churned += (o == "churned") as usize;
+        x.vwins += vw[i] as usize;
+    }
+    let bands = BANDS
+        .iter()
+        .map(|b| {
+            let mut x = t.remove(b).unwrap_or_default();
+            let share = |k: usize, n: usize| (n > 0).then(|| k as f64 / n as f64);
+            let ci = |k: usize, n: usize| (n > 0).then(|| wilson(k, n));
+            BandOutcome {
+                band: b.to_string(),
+                accounts: x.accounts,
+                accounts_with_new_opportunity: x.with_new.len(),
+                new_opportunity_rate: share(x.with_new.len(), x.accounts).unwrap_or(f64::NAN),
+                new_opportunity_rate_ci95: wilson(x.with_new.len(), x.accounts),
+                opportunities: x.opps,
+                closed: x.closed,
+                won: x.won,
+                win_rate: share(x.won, x.closed),
+                win_rate_ci95: ci(x.won, x.closed),
+                velocity_wins: x.vwins,
+                velocity_win_rate: share(x.vwins, x.closed),
+                velocity_win_rate_ci95: ci(x.vwins, x.closed),
+                median_cycle_days_won: crate::util::median(&mut x.cycles),
+                churned: x.churned,
+            }
+        })
+        .collect();
+    Ok(ScoringOutcomes {
+        run_id: earlier.run_id.clone(),
+        as_of: earlier.as_of.to_string(),
+        days_since: (today - earlier.as_of).num_days(),
+        bands,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Option<i32> {
+        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        Some((d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32)
+    }
+
+    /// A scoring on 2024-03-31 put H1, H2 in high and L1, L2, L3 in low.
+    /// In the quarter after: H1 opened two deals (one won in 20 days, a
+    /// velocity win; one lost), H2 one (won in 60 days, not fast); L1 one
+    /// (lost), L2 one still open. L3 nothing. A deal of H2 created before the
+    /// as-of date does not count.
+    #[test]
+    fn a_scoring_a_quarter_earlier_gives_the_band_outcome_table() {
+        let ids = ["o1", "o2", "o3", "o4", "o5", "o0"];
+        let accounts = ["H1", "H1", "H2", "L1", "L2", "H2"];
+        let created = ["2024-04-02", "2024-04-10", "2024-04-05", "2024-05-01", "2024-06-01", "2024-01-01"];
+        let closed = [Some("2024-04-22"), Some("2024-05-10"), Some("2024-06-04"), Some("2024-05-20"), None, Some("2024-02-01")];
+        let outcome = ["won", "lost", "won", "lost", "open", "won"];
+        let opps = DataFrame::new(
+            6,
+            vec![
+                Column::new("opportunity_id".into(), ids.to_vec()),
+                Column::new("account_id".into(), accounts.to_vec()),
+                Column::new("created_date".into(), created.iter().map(|d| date(d)).collect::<Vec<_>>())
+                    .cast(&DataType::Date)
+                    .unwrap(),
+                Column::new(
+                    "closed_date".into(),
+                    closed.iter().map(|d| d.and_then(date)).collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Date)
+                .unwrap(),
+                Column::new("outcome".into(), outcome.to_vec()),
+            ],
+        )
+        .unwrap();
+        let labels = DataFrame::new(
+            5,
+            vec![
+                Column::new("opportunity_id".into(), vec!["o1", "o2", "o3", "o4", "o0"]),
+                Column::new("label".into(), vec![true, false, false, false, true]),
+                Column::new("outcome".into(), vec!["won", "lost", "won", "lost", "won"]),
+            ],
+        )
+        .unwrap();
+        let bands: HashMap<String, String> = [
+            ("H1", "high"),
+            ("H2", "high"),
+            ("L1", "low"),
+            ("L2", "low"),
+            ("L3", "low"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let earlier = EarlierScoring {
+            run_id: "r0".into(),
+            as_of: NaiveDate::from_ymd_opt(2024, 3, 31).unwrap(),
+            bands,
+        };
+        let o = band_outcomes(&earlier, NaiveDate::from_ymd_opt(2024, 6, 30).unwrap(), &opps, &labels)
+            .unwrap();
+        assert_eq!(o.days_since, 91);
+        let high = &o.bands[0];
+        assert_eq!(high.band, "high");
+        assert_eq!(high.accounts, 2);
+        assert_eq!(high.accounts_with_new_opportunity, 2);
+        assert_eq!(high.opportunities, 3);
+        assert_eq!(high.closed, 3);
+        assert_eq!(high.won, 2);
+        assert_eq!(high.velocity_wins, 1);
+        assert_eq!(high.median_cycle_days_won, Some(40.0)); // 20 and 60
+        let medium = &o.bands[1];
+        assert_eq!(medium.accounts, 0);
+        assert_eq!(medium.win_rate, None);
+        let low = &o.bands[2];
+        assert_eq!(low.accounts, 3);
+        assert_eq!(low.accounts_with_new_opportunity, 2);
+        assert!((low.new_opportunity_rate - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(low.opportunities, 2);
+        assert_eq!(low.closed, 1);
+        assert_eq!(low.won, 0);
+        assert_eq!(low.win_rate, Some(0.0));
+        assert_eq!(low.velocity_win_rate, Some(0.0));
+    }
+}
