@@ -102,6 +102,7 @@ pub struct SignalsToml {
     pub min_lost: Option<usize>,
     pub max_generic_loss_share: Option<f64>,
     pub max_criteria: Option<usize>,
+    pub criterion_fwer: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -483,7 +484,14 @@ fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalPa
         min_lost: t.min_lost.unwrap_or(d.min_lost),
         max_generic_loss_share: t.max_generic_loss_share.unwrap_or(d.max_generic_loss_share),
         max_criteria: t.max_criteria.unwrap_or(d.max_criteria),
+        criterion_fwer: t.criterion_fwer.unwrap_or(d.criterion_fwer),
     };
+    if !(p.criterion_fwer > 0.0 && p.criterion_fwer < 1.0) {
+        return Err(format!(
+            "[signals] criterion_fwer = {}: expected more than 0 and less than 1",
+            p.criterion_fwer
+        ));
+    }
     if !(1..=50).contains(&p.max_criteria) {
         return Err(format!(
             "[signals] max_criteria = {}: expected 1 to 50 (a leader approves a handful)",

@@ -192,6 +192,27 @@ pub struct IcpParams {
     /// the part a criterion adds must reach this lift (include) or its
     /// inverse (exclude) over the baseline
     pub min_lift: f64,
+    /// a criterion's own test must pass a Bonferroni correction at this
+    /// family-wise error rate over the tests of its kind (single conditions,
+    /// or the far more numerous pairs): stricter than the findings' FDR,
+    /// because criteria are acted on, and with many true effects the FDR
+    /// lets a chance pair through
+    pub fwer: f64,
+    /// tests on single conditions and on pairs in the screen
+    pub single_tests: usize,
+    pub pair_tests: usize,
+}
+
+impl IcpParams {
+    /// Strong enough evidence to act on (see `fwer`).
+    fn passes(&self, f: &Finding) -> bool {
+        let m = if f.cells.len() > 1 {
+            self.pair_tests
+        } else {
+            self.single_tests
+        };
+        f.p_value * m.max(1) as f64 <= self.fwer
+    }
 }
 
 /// What a criterion adds beyond the criteria chosen before it.
@@ -259,8 +280,13 @@ pub struct RefinedIcp {
     pub prospects_excluded: usize,
     /// sum over all prospects of P(velocity win) x the baseline average deal
     pub expected_pipeline_all: f64,
+    /// the same over the prospects the exclusions match (each once)
+    pub expected_pipeline_excluded: f64,
     pub customers: usize,
     pub customer_revenue_all: f64,
+    /// current customers matching an exclusion, and their won revenue
+    pub customers_excluded: usize,
+    pub customer_revenue_excluded: f64,
 }
 
 struct Cand {
@@ -383,7 +409,7 @@ pub fn refine(
     let inc_cands: Vec<Cand> = signals
         .iter()
         .enumerate()
-        .filter(|(_, f)| !x_mixed.contains(&f.condition))
+        .filter(|(_, f)| !x_mixed.contains(&f.condition) && p.passes(f))
         .map(|(i, _)| Cand {
             at: i,
             mask: sig_masks[i].clone(),
@@ -392,7 +418,7 @@ pub fn refine(
     let exc_cands: Vec<Cand> = exclusions
         .iter()
         .enumerate()
-        .filter(|(_, f)| !x_mixed.contains(&f.condition))
+        .filter(|(_, f)| !x_mixed.contains(&f.condition) && p.passes(f))
         .map(|(i, _)| Cand {
             at: i,
             mask: exc_masks[i].clone(),
@@ -664,8 +690,11 @@ pub fn refine(
         prospects_fitting: fitting,
         prospects_excluded: any_x.and_count(&accounts.prospect),
         expected_pipeline_all: pipeline(&all, base_avg),
+        expected_pipeline_excluded: pipeline(&any_x, base_avg),
         customers: accounts.customer.count(),
         customer_revenue_all: accounts.customer_revenue.iter().sum(),
+        customers_excluded: any_x.and_count(&accounts.customer),
+        customer_revenue_excluded: any_x.ones().map(|r| accounts.customer_revenue[r]).sum(),
     }
 }
 
@@ -768,6 +797,9 @@ mod tests {
             max_criteria: 7,
             min_accounts: 20,
             min_lift: 1.25,
+            fwer: 0.01,
+            single_tests: 1,
+            pair_tests: 1,
         };
         let icp = refine(&mut signals, &mut exclusions, &deals, &accounts, 0.3, None, &p);
         assert_eq!(icp.include.len(), 1, "{:?}", icp.include);
@@ -837,6 +869,9 @@ mod tests {
             max_criteria: 7,
             min_accounts: 20,
             min_lift: 1.25,
+            fwer: 0.01,
+            single_tests: 1,
+            pair_tests: 1,
         };
         let base = 60.0 / 300.0;
         let icp = refine(&mut signals, &mut exclusions, &deals, &accounts, base, Some(1000.0), &p);

@@ -183,6 +183,164 @@ pub fn band_outcomes(
     })
 }
 
+/// The newest date in the inputs (opportunity, churn and trigger dates):
+/// what "now" is for the data, whatever day the run is made.
+pub fn newest_date(data: &crate::load::Dataset) -> Option<NaiveDate> {
+    let mut best: Option<i32> = None;
+    let mut see = |df: &DataFrame, c: &str| {
+        if let Ok(col) = df.column(c) {
+            if let Ok(s) = col.as_materialized_series().cast(&DataType::Int32) {
+                if let Ok(ca) = s.i32() {
+                    if let Some(m) = ca.max() {
+                        best = Some(best.map_or(m, |b| b.max(m)));
+                    }
+                }
+            }
+        }
+    };
+    if let Some(o) = &data.opportunities {
+        see(&o.df, "created_date");
+        see(&o.df, "closed_date");
+    }
+    if let Some(c) = &data.customers {
+        see(&c.df, "churn_date");
+    }
+    if let Some(t) = &data.triggers {
+        see(&t.df, "date");
+    }
+    best.map(crate::label::epoch_days_to_date)
+}
+
+/// Today's accounts by their band now: what the customers in each band are
+/// worth, how risky they are to onboard, how often they churned, and why
+/// the band's deals were lost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BandNow {
+    pub band: String,
+    pub accounts: usize,
+    /// no closed deal yet
+    pub prospects: usize,
+    /// accounts with a won deal (later churned included)
+    pub won_accounts: usize,
+    pub churned_accounts: usize,
+    pub churn_rate: Option<f64>,
+    /// mean won revenue per won account
+    pub mean_won_revenue: Option<f64>,
+    /// customers with a delivery fit, and of them 2 or less (onboarding risk)
+    pub fit_known: usize,
+    pub onboarding_risk: usize,
+    pub lost_deals: usize,
+    /// most common loss reasons: (reason, lost deals)
+    pub loss_reasons: Vec<(String, usize)>,
+}
+
+pub fn by_band_now(
+    scores: &DataFrame,
+    labels: &DataFrame,
+    opportunities: &DataFrame,
+    customers: Option<&DataFrame>,
+) -> Result<Vec<BandNow>> {
+    use crate::signals::{f64_col, str_col};
+    let band_of: HashMap<String, String> = str_col(scores, "account_id")?
+        .into_iter()
+        .zip(str_col(scores, "band")?)
+        .filter_map(|(a, b)| Some((a?, b?)))
+        .collect();
+    let mut out: Vec<BandNow> = BANDS
+        .iter()
+        .map(|b| BandNow {
+            band: b.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    let at = |b: &str| BANDS.iter().position(|x| *x == b);
+    for b in band_of.values() {
+        if let Some(i) = at(b) {
+            out[i].accounts += 1;
+        }
+    }
+    // accounts: closed at all, won, churned, won revenue
+    let acc = str_col(labels, "account_id")?;
+    let outc = str_col(labels, "outcome")?;
+    let amt = f64_col(labels, "amount")?;
+    #[derive(Default)]
+    struct A {
+        won: bool,
+        churned: bool,
+        revenue: f64,
+    }
+    let mut per: HashMap<&str, A> = HashMap::new();
+    for i in 0..acc.len() {
+        let Some(a) = acc[i].as_deref() else { continue };
+        let e = per.entry(a).or_default();
+        match outc[i].as_deref() {
+            Some("won") => {
+                e.won = true;
+                e.revenue += amt[i].unwrap_or(0.0);
+            }
+            Some("churned") => {
+                e.won = true;
+                e.churned = true;
+                e.revenue += amt[i].unwrap_or(0.0);
+            }
+            _ => {}
+        }
+    }
+    let mut revenue: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for (a, b) in &band_of {
+        let Some(i) = at(b) else { continue };
+        match per.get(a.as_str()) {
+            None => out[i].prospects += 1,
+            Some(x) if x.won => {
+                out[i].won_accounts += 1;
+                out[i].churned_accounts += x.churned as usize;
+                revenue[i].push(x.revenue);
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(c) = customers {
+        for (a, f) in str_col(c, "account_id")?
+            .into_iter()
+            .zip(f64_col(c, "delivery_fit")?)
+        {
+            let (Some(a), Some(f)) = (a, f) else { continue };
+            if let Some(i) = band_of.get(&a).and_then(|b| at(b)) {
+                out[i].fit_known += 1;
+                out[i].onboarding_risk += (f <= 2.0) as usize;
+            }
+        }
+    }
+    let o_acc = str_col(opportunities, "account_id")?;
+    let o_out = str_col(opportunities, "outcome")?;
+    let o_why = str_col(opportunities, "loss_reason")?;
+    let mut reasons: Vec<std::collections::BTreeMap<String, usize>> = vec![Default::default(); 3];
+    for i in 0..o_acc.len() {
+        if o_out[i].as_deref() != Some("lost") {
+            continue;
+        }
+        let Some(k) = o_acc[i].as_deref().and_then(|a| band_of.get(a)).and_then(|b| at(b)) else {
+            continue;
+        };
+        out[k].lost_deals += 1;
+        let why = o_why[i]
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "(blank)".into());
+        *reasons[k].entry(why).or_default() += 1;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        b.churn_rate = (b.won_accounts > 0).then(|| b.churned_accounts as f64 / b.won_accounts as f64);
+        b.mean_won_revenue = (!revenue[i].is_empty())
+            .then(|| revenue[i].iter().sum::<f64>() / revenue[i].len() as f64);
+        let mut v: Vec<(String, usize)> = std::mem::take(&mut reasons[i]).into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(3);
+        b.loss_reasons = v;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,13 +26,91 @@ pub const APPROVED_EXCLUSIONS: &str = "exclusions_approved.csv";
 /// What a run writes for review (see `cmd::run`).
 pub const FINDINGS: &str = "findings.json";
 
-/// The review-relevant part of a run's findings.json.
+/// A run's findings.json: what was found and what is asked, self-describing
+/// (every condition in words and as column / level / range).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunFindings {
     pub model_id: String,
     pub readiness: Readiness,
     pub signals: Vec<Finding>,
     pub exclusions: Vec<Finding>,
+    /// the refined ICP: the criteria approvals decide on (runs made before
+    /// it existed have none: their exclusions are decided one by one)
+    #[serde(default)]
+    pub icp: Option<crate::icp::RefinedIcp>,
+    #[serde(default)]
+    pub company: Option<String>,
+    #[serde(default)]
+    pub run_date: Option<String>,
+    /// newest date in the data the run read
+    #[serde(default)]
+    pub as_of: Option<String>,
+    #[serde(default)]
+    pub owners: Option<crate::config::Owners>,
+    #[serde(default)]
+    pub triggers: Vec<crate::signals::TriggerFinding>,
+    #[serde(default)]
+    pub painful: Option<crate::signals::PainfulSummary>,
+}
+
+/// Earlier scorings of the accounts: every run directory under `reports`
+/// (but `skip`) whose data ends before `as_of`, newest first, at most `max`.
+pub fn earlier_scorings(
+    reports: &Path,
+    skip: &Path,
+    as_of: chrono::NaiveDate,
+    max: usize,
+) -> Result<Vec<crate::outcomes::EarlierScoring>> {
+    let Ok(entries) = fs::read_dir(reports) else {
+        return Ok(Vec::new());
+    };
+    let skip = skip.canonicalize().ok();
+    let mut found: Vec<(chrono::NaiveDate, String, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !dir.is_dir() || dir.canonicalize().ok() == skip {
+            continue;
+        }
+        // the `latest` link points at a run listed anyway
+        if e.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
+            continue;
+        }
+        let (fj, sc) = (dir.join(FINDINGS), dir.join("scores.csv"));
+        if !fj.is_file() || !sc.is_file() {
+            continue;
+        }
+        let Ok(f) = read_json::<RunFindings>(&fj) else {
+            continue;
+        };
+        let Some(then) = f
+            .as_of
+            .as_deref()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if then < as_of {
+            found.push((then, run_id_of(&dir).unwrap_or_default(), dir));
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let mut out = Vec::new();
+    for (then, run_id, dir) in found.into_iter().take(max) {
+        let df = read_text_csv(&dir.join("scores.csv"))?;
+        let ids = crate::signals::str_col(&df, "account_id")?;
+        let bands = crate::signals::str_col(&df, "band")?;
+        out.push(crate::outcomes::EarlierScoring {
+            run_id,
+            as_of: then,
+            bands: ids
+                .into_iter()
+                .zip(bands)
+                .filter_map(|(a, b)| Some((a?, b?)))
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,11 +259,27 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
     }
     let f: RunFindings = read_json(&dir.join(FINDINGS))?;
     let run_id = run_id_of(&dir)?;
-    let known: BTreeSet<&str> = f.exclusions.iter().map(|x| x.id.as_str()).collect();
+    // Decisions are about the refined ICP's exclude criteria; the other
+    // exclusions are supporting evidence and never published. Runs made
+    // before the refined ICP decide every exclusion.
+    let decidable: Vec<&Finding> = match &f.icp {
+        Some(icp) => icp.exclude.iter().map(|c| &c.finding).collect(),
+        None => f.exclusions.iter().collect(),
+    };
+    let known: BTreeSet<&str> = decidable.iter().map(|x| x.id.as_str()).collect();
     for r in req.reject_exclusions {
         if !known.contains(r.as_str()) {
+            let evidence = f
+                .exclusions
+                .iter()
+                .find(|x| &x.id == r)
+                .map(|x| match &x.criterion {
+                    Some(c) => format!(" ({r} is supporting evidence for {c}, not a criterion)"),
+                    None => format!(" ({r} is supporting evidence, not a criterion)"),
+                })
+                .unwrap_or_default();
             return Err(IcpError::Invalid(format!(
-                "--reject-exclusion {r}: run {run_id} has no such exclusion (it has: {})",
+                "--reject-exclusion {r}: run {run_id} has no such exclude criterion{evidence}; the criteria to decide are: {}",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -197,7 +291,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
     let rejected: BTreeSet<&str> = req.reject_exclusions.iter().map(String::as_str).collect();
     // Exclusions of a NOT READY run are evidence only: none is published.
     let approved: Vec<String> = if f.readiness.ready {
-        f.exclusions
+        decidable
             .iter()
             .map(|x| x.id.clone())
             .filter(|id| !rejected.contains(id.as_str()))

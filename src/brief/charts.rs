@@ -12,7 +12,12 @@ use crate::metrics::CalibrationBin;
 
 static FONT: Once = Once::new();
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
-const SIZE: (u32, u32) = (560, 320);
+/// Drawn at this size and scaled to the page by its viewBox (see
+/// [`responsive`]); fonts are sized so ticks stay 11 px or more when a
+/// phone shows the chart about 380 px wide.
+const SIZE: (u32, u32) = (560, 360);
+const TICK: u32 = 16;
+const DESC: u32 = 16;
 const INK: RGBColor = RGBColor(0x1f, 0x4e, 0x79);
 const GREY: RGBColor = RGBColor(0x88, 0x88, 0x88);
 
@@ -40,10 +45,10 @@ pub fn lift_by_decile(bins: &[CalibrationBin], base_rate: f64) -> Result<String>
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Holdout lift by score decile", ("sans-serif", 17))
+            .caption("Holdout lift by score decile", ("sans-serif", 20))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(48)
+            .x_label_area_size(52)
+            .y_label_area_size(64)
             .build_cartesian_2d(0.5f64..10.5f64, 0f64..top)
             .map_err(err)?;
         chart
@@ -53,7 +58,8 @@ pub fn lift_by_decile(bins: &[CalibrationBin], base_rate: f64) -> Result<String>
             .x_label_formatter(&|x| format!("{:.0}", x))
             .x_desc("decile of predicted probability (10 = highest)")
             .y_desc("lift over baseline")
-            .label_style(("sans-serif", 12))
+            .label_style(("sans-serif", TICK))
+            .axis_desc_style(("sans-serif", DESC))
             .draw()
             .map_err(err)?;
         chart
@@ -66,8 +72,15 @@ pub fn lift_by_decile(bins: &[CalibrationBin], base_rate: f64) -> Result<String>
         chart
             .draw_series(LineSeries::new(
                 [(0.5, 1.0), (10.5, 1.0)],
-                GREY.stroke_width(1),
+                GREY.stroke_width(2),
             ))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "baseline = 1.0",
+                (0.7, 1.0 + top * 0.02),
+                ("sans-serif", TICK).into_font().color(&GREY),
+            )))
             .map_err(err)?;
         root.present().map_err(err)?;
     }
@@ -88,10 +101,10 @@ pub fn calibration(bins: &[CalibrationBin]) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Calibration on the holdout", ("sans-serif", 17))
+            .caption("Calibration on the holdout", ("sans-serif", 20))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(48)
+            .x_label_area_size(52)
+            .y_label_area_size(64)
             .build_cartesian_2d(0f64..top, 0f64..top)
             .map_err(err)?;
         chart
@@ -100,14 +113,22 @@ pub fn calibration(bins: &[CalibrationBin]) -> Result<String> {
             .y_desc("observed velocity-win rate")
             .x_label_formatter(&|x| format!("{:.0}%", 100.0 * x))
             .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
-            .label_style(("sans-serif", 12))
+            .label_style(("sans-serif", TICK))
+            .axis_desc_style(("sans-serif", DESC))
             .draw()
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
                 [(0.0, 0.0), (top, top)],
-                GREY.stroke_width(1),
+                GREY.stroke_width(2),
             ))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "perfect calibration",
+                (top * 0.45, top * 0.38),
+                ("sans-serif", TICK).into_font().color(&GREY),
+            )))
             .map_err(err)?;
         let pts: Vec<(f64, f64)> = bins
             .iter()
@@ -122,6 +143,24 @@ pub fn calibration(bins: &[CalibrationBin]) -> Result<String> {
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// Let the page scale a chart: drop the fixed width and height so the
+/// viewBox sizes it (plotters writes both on the root element).
+pub fn responsive(svg: &str) -> String {
+    let (w, h) = SIZE;
+    let fixed = format!("width=\"{w}\" height=\"{h}\"");
+    if svg.contains(&fixed) && svg.contains("viewBox") {
+        svg.replacen(&fixed, "class=\"fit\"", 1)
+    } else if svg.contains(&fixed) {
+        svg.replacen(
+            &fixed,
+            &format!("class=\"fit\" viewBox=\"0 0 {w} {h}\""),
+            1,
+        )
+    } else {
+        svg.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -145,8 +184,12 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..60.min(svg.len())]);
         assert!(svg.contains("Holdout lift by score decile"));
         assert!(svg.matches("<rect").count() >= 10);
+        assert!(svg.contains("baseline = 1.0"));
+        let r = responsive(&svg);
+        assert!(r.contains("viewBox=\"0 0 560 360\"") && !r.contains("<svg width="), "{}", &r[..200.min(r.len())]);
         let svg = calibration(&bins()).unwrap();
         assert!(svg.contains("Calibration on the holdout"));
+        assert!(svg.contains("perfect calibration"));
         assert!(svg.contains("<circle"));
     }
 }

@@ -14,11 +14,15 @@ pub enum Block {
         head: Vec<String>,
         rows: Vec<Vec<String>>,
     },
-    /// an SVG drawn by this program (trusted); Markdown gets `alt` instead
-    Svg {
-        svg: String,
-        alt: String,
-    },
+    /// SVGs drawn by this program (trusted), side by side where there is
+    /// room; Markdown gets each `alt` instead
+    Charts(Vec<Chart>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Chart {
+    pub svg: String,
+    pub alt: String,
 }
 
 pub fn escape_html(s: &str) -> String {
@@ -107,23 +111,28 @@ pub fn markdown(blocks: &[Block]) -> String {
                 }
                 o.push('\n');
             }
-            Block::Svg { alt, .. } => {
-                o.push_str(&format!("_{}_\n\n", escape_md(alt)));
+            Block::Charts(charts) => {
+                for c in charts {
+                    o.push_str(&format!("_{}_\n\n", escape_md(&c.alt)));
+                }
             }
         }
     }
     o
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:980px;\
-margin:2em auto;padding:0 1em;color:#1d2733;line-height:1.45}\
-h1{font-size:1.6em;border-bottom:2px solid #1f4e79;padding-bottom:.2em}\
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1040px;\
+margin:1.5em auto;padding:0 1em;color:#1d2733;line-height:1.45}\
+h1{font-size:1.6em;border-bottom:2px solid #1f4e79;padding-bottom:.2em;margin-bottom:.3em}\
 h2{font-size:1.25em;margin-top:1.8em;color:#1f4e79}h3{font-size:1.05em}\
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}\
-th,td{border:1px solid #c9d3de;padding:.3em .55em;text-align:left;vertical-align:top}\
-th{background:#eef3f8}tr:nth-child(even) td{background:#fafbfc}\
+.scroll{overflow-x:auto;margin:.6em 0 1.2em;-webkit-overflow-scrolling:touch}\
+table{border-collapse:collapse;font-size:.88em}\
+th,td{border:1px solid #c9d3de;padding:.3em .55em;text-align:left;vertical-align:top;min-width:4.5em}\
+td:nth-child(2){min-width:12em}th{background:#eef3f8}tr:nth-child(even) td{background:#fafbfc}\
 .callout{background:#fff6e0;border-left:4px solid #e0a100;padding:.6em .9em;font-weight:600}\
-.chart{display:inline-block;margin:.4em 1em .4em 0}ul.check{list-style:none;padding-left:.4em}\
+.charts{display:flex;flex-wrap:wrap;gap:1em;margin:.6em 0}\
+.charts figure{flex:1 1 380px;max-width:560px;margin:0}svg.fit{width:100%;height:auto;display:block}\
+ul.check{list-style:none;padding-left:.4em}ul.check li{margin:.25em 0}\
 ul.check li:before{content:'\\2610  '}";
 
 pub fn html(title: &str, blocks: &[Block]) -> String {
@@ -156,7 +165,7 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
                 o.push_str("</ul>\n");
             }
             Block::Table { head, rows } => {
-                o.push_str("<table><thead><tr>");
+                o.push_str("<div class=\"scroll\"><table><thead><tr>");
                 for h in head {
                     o.push_str(&format!("<th>{}</th>", escape_html(h)));
                 }
@@ -168,13 +177,18 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
                     }
                     o.push_str("</tr>\n");
                 }
-                o.push_str("</tbody></table>\n");
+                o.push_str("</tbody></table></div>\n");
             }
-            Block::Svg { svg, alt } => {
-                o.push_str(&format!(
-                    "<figure class=\"chart\" role=\"img\" aria-label=\"{}\">{svg}</figure>\n",
-                    escape_html(alt)
-                ));
+            Block::Charts(charts) => {
+                o.push_str("<div class=\"charts\">\n");
+                for c in charts {
+                    o.push_str(&format!(
+                        "<figure role=\"img\" aria-label=\"{}\">{}</figure>\n",
+                        escape_html(&c.alt),
+                        super::charts::responsive(&c.svg)
+                    ));
+                }
+                o.push_str("</div>\n");
             }
         }
     }

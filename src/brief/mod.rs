@@ -1,16 +1,23 @@
 //! Stage 8: the ICP refinement brief that leadership reviews and approves.
 //!
-//! Every claim names its evidence (counts and the file beside the brief it
-//! comes from). The brief proposes; `icp approve` records the decision.
+//! The first screen says what to do and what is asked of whom; the refined
+//! ICP follows, then the evidence. Every claim names its evidence (counts,
+//! intervals and the file beside the brief it comes from). The brief
+//! proposes; `icp approve` records the decision.
 
 pub mod charts;
 pub mod doc;
 
-use doc::Block;
+use chrono::NaiveDate;
+use doc::{Block, Chart};
 
+use crate::config::BriefParams;
 use crate::error::Result;
+use crate::icp::{Criterion, RefinedIcp};
 use crate::model::ModelArtifact;
-use crate::signals::{Finding, Findings};
+use crate::outcomes::{BandNow, ScoringOutcomes};
+use crate::signals::{Baseline, Finding, Findings};
+use crate::util::{money, opt_money, opt_num, opt_pct, p_value, pct, pct_ci, thousands as n};
 
 /// Everything the brief is written from.
 pub struct BriefInput<'a> {
@@ -23,6 +30,15 @@ pub struct BriefInput<'a> {
     pub rejected_rows: usize,
     /// what changed since the active model's run, already worded
     pub changes: Option<&'a [Block]>,
+    pub company: &'a str,
+    pub run_date: NaiveDate,
+    /// newest date in the inputs
+    pub as_of: Option<NaiveDate>,
+    pub params: &'a BriefParams,
+    /// today's accounts by band: customers' value, risk, churn, loss reasons
+    pub bands_now: &'a [BandNow],
+    /// what happened next to the accounts of earlier scorings, by band
+    pub earlier: &'a [ScoringOutcomes],
 }
 
 pub struct Brief {
@@ -31,245 +47,399 @@ pub struct Brief {
     pub measurement: Measurement,
 }
 
-/// Today's baseline values for the measurement plan.
+/// One kind of evidence and how many of the ICP's criteria it backs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Alignment {
+    /// win/loss, retention, margin, delivery
+    pub kind: String,
+    /// false when the data has none of this evidence
+    pub available: bool,
+    pub criteria: usize,
+    pub backed: usize,
+    pub rate: Option<f64>,
+}
+
+/// The measures a quarterly re-run compares with (measurement.json). None
+/// is true by construction: each can come out badly.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Measurement {
-    /// share of all accounts (unscored included) in the high band
-    pub lead_fit_rate: f64,
     /// won (incl. later churned) over closed deals
     pub close_rate: f64,
     pub median_sales_cycle_days: Option<f64>,
     pub churn_rate: Option<f64>,
     pub mean_delivery_fit: Option<f64>,
-    /// share of ICP criteria (best-fit signals) backed by win/loss, retention,
-    /// margin and delivery evidence: no worse than baseline on each that is known
-    pub icp_evidence_alignment_rate: Option<f64>,
+    pub sales_velocity_per_month: Option<f64>,
+    /// per kind of evidence: the share of the ICP's criteria (include and
+    /// exclude) it backs
+    pub icp_evidence_alignment_rate: Vec<Alignment>,
+    /// kinds of evidence the data does not have at all
+    pub missing_evidence: Vec<String>,
+    /// what followed each earlier scoring, by the band it gave
+    pub band_outcomes: Vec<ScoringOutcomes>,
 }
 
-fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:.1}%", 100.0 * x)
-    } else {
-        "n/a".into()
+/// Does a criterion's retention / margin / delivery evidence point the same
+/// way as the criterion? (include: no worse than baseline; exclude: worse.)
+/// None: that kind of evidence is not measured for it.
+fn backs(c: &Criterion, kind: &str, b: &Baseline, fit_gap: f64, margin_gap: f64) -> Option<bool> {
+    let f = &c.finding;
+    let include = c.kind == "include";
+    match kind {
+        "win/loss" => Some(if include {
+            f.lift > 1.0
+        } else {
+            f.kinds.iter().any(|k| k == "rate")
+        }),
+        "retention" => {
+            let (x, bx) = (f.churn_rate?, b.churn_rate?);
+            if f.won_deals < 10 {
+                return None;
+            }
+            Some(if include { x <= bx * 1.1 + 0.01 } else { x > bx })
+        }
+        "margin" => {
+            let (x, bx) = (f.gross_margin?, b.gross_margin?);
+            Some(if include { x >= bx - margin_gap } else { x < bx })
+        }
+        "delivery" => {
+            let (x, bx) = (f.delivery_fit?, b.delivery_fit?);
+            Some(if include { x >= bx - fit_gap } else { x < bx })
+        }
+        _ => None,
     }
 }
-fn opt_pct(x: Option<f64>) -> String {
-    x.map(pct).unwrap_or_else(|| "n/a".into())
-}
-fn opt_num(x: Option<f64>, digits: usize) -> String {
-    x.filter(|v| v.is_finite())
-        .map(|v| format!("{v:.digits$}"))
-        .unwrap_or_else(|| "n/a".into())
-}
-fn money(x: Option<f64>) -> String {
-    match x {
-        Some(v) if v.is_finite() => crate::features::format_quantity("annual_revenue", v),
-        _ => "n/a".into(),
-    }
-}
-fn n(x: usize) -> String {
-    crate::cmd::thousands(x)
-}
 
-/// Is a signal backed by retention, margin and delivery evidence as well as
-/// by win/loss (no worse than baseline on each measure that is known)?
-fn aligned(s: &Finding, f: &Findings, tol_fit: f64, tol_margin: f64) -> bool {
-    let b = &f.baseline;
-    let churn_ok = match (s.churn_rate, b.churn_rate) {
-        (Some(c), Some(bc)) => c <= bc * 1.1 + 0.01,
-        _ => true,
-    };
-    let fit_ok = match (s.delivery_fit, b.delivery_fit) {
-        (Some(x), Some(bx)) => x >= bx - tol_fit,
-        _ => true,
-    };
-    let margin_ok = match (s.gross_margin, b.gross_margin) {
-        (Some(x), Some(bx)) => x >= bx - tol_margin,
-        _ => true,
-    };
-    churn_ok && fit_ok && margin_ok
-}
+pub const EVIDENCE_KINDS: [&str; 4] = ["win/loss", "retention", "margin", "delivery"];
 
-pub fn measurement(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Measurement {
+pub fn measurement(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Measurement {
     let f = inp.findings;
     let b = &f.baseline;
-    let high = inp
-        .band_counts
+    let criteria: Vec<&Criterion> = f.icp.include.iter().chain(&f.icp.exclude).collect();
+    let available = |k: &str| match k {
+        "retention" => b.churn_rate.is_some(),
+        "margin" => b.gross_margin.is_some(),
+        "delivery" => b.delivery_fit.is_some(),
+        _ => true,
+    };
+    let align: Vec<Alignment> = EVIDENCE_KINDS
         .iter()
-        .find(|(k, _)| k == "high")
-        .map(|x| x.1)
-        .unwrap_or(0);
-    let total: usize = inp.band_counts.iter().map(|x| x.1).sum();
+        .map(|k| {
+            let backed = criteria
+                .iter()
+                .filter(|c| backs(c, k, b, fit_gap, margin_gap) == Some(true))
+                .count();
+            Alignment {
+                kind: k.to_string(),
+                available: available(k),
+                criteria: criteria.len(),
+                backed,
+                rate: (available(k) && !criteria.is_empty())
+                    .then(|| backed as f64 / criteria.len() as f64),
+            }
+        })
+        .collect();
     Measurement {
-        lead_fit_rate: if total > 0 {
-            high as f64 / total as f64
-        } else {
-            f64::NAN
-        },
         close_rate: b.close_rate,
         median_sales_cycle_days: b.median_cycle_days,
         churn_rate: b.churn_rate,
         mean_delivery_fit: b.delivery_fit,
-        icp_evidence_alignment_rate: (!f.signals.is_empty()).then(|| {
-            f.signals
-                .iter()
-                .filter(|s| aligned(s, f, tol_fit, tol_margin))
-                .count() as f64
-                / f.signals.len() as f64
-        }),
+        sales_velocity_per_month: b.sales_velocity_per_month,
+        missing_evidence: align
+            .iter()
+            .filter(|a| !a.available)
+            .map(|a| a.kind.clone())
+            .collect(),
+        icp_evidence_alignment_rate: align,
+        band_outcomes: inp.earlier.to_vec(),
+    }
+}
+
+/// The run date: `SOURCE_DATE_EPOCH` (seconds) when set, so a rebuilt
+/// brief can be byte-identical; otherwise today (UTC).
+pub fn run_date() -> NaiveDate {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|t| t.date_naive())
+        .unwrap_or_else(|| chrono::Utc::now().date_naive())
+}
+
+fn role(name: &Option<String>, title: &str) -> String {
+    match name {
+        Some(p) => format!("{p} ({title})"),
+        None => title.to_string(),
+    }
+}
+
+fn ids(list: &[Criterion]) -> String {
+    list.iter()
+        .map(|c| c.finding.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn named(list: &[Criterion]) -> String {
+    list.iter()
+        .map(|c| format!("{} {}", c.finding.id, c.finding.condition))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn share(k: usize, of: usize) -> String {
+    if of == 0 {
+        "n/a".into()
+    } else {
+        pct(k as f64 / of as f64)
     }
 }
 
 const TOP: usize = 15;
 
-fn finding_rows(list: &[Finding], matches: Option<&dyn Fn(&str) -> usize>) -> Vec<Vec<String>> {
-    list.iter()
-        .take(TOP)
-        .map(|s| {
-            let mut r = vec![
-                s.id.clone(),
-                s.condition.clone(),
-                n(s.accounts),
-                n(s.velocity_wins),
-                format!(
-                    "{} ({}-{})",
-                    pct(s.velocity_win_rate),
-                    pct(s.velocity_win_rate_ci95.0),
-                    pct(s.velocity_win_rate_ci95.1)
-                ),
-                format!("{:.2}", s.lift),
-                opt_num(s.median_cycle_days, 0),
-                opt_pct(s.churn_rate),
-                money(s.average_deal),
-                money(s.sales_velocity_per_month),
-                format!("{:.1e}", s.q_value),
-            ];
-            if let Some(m) = matches {
-                r.push(n(m(&s.id)));
-                r.push(s.evidence.join("; "));
-            }
-            r
-        })
-        .collect()
+pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
+    let a = inp.artifact;
+    let f = inp.findings;
+    let r = &f.readiness;
+    let icp = &f.icp;
+    let m = measurement(inp, fit_gap, margin_gap);
+    let owners = &inp.params.owners;
+    let leader = role(&owners.revenue_leader, "founder / revenue leader");
+    let sales = role(&owners.sales, "head of sales");
+    let delivery = role(&owners.delivery, "head of delivery");
+    let due = inp.run_date + chrono::Duration::days(inp.params.review_days);
+    let mut d: Vec<Block> = Vec::new();
+
+    // ---- The first screen: who, when, status, what to do, decisions.
+    let title = format!("{}: ICP refinement brief", inp.company);
+    d.push(Block::Heading(1, title.clone()));
+    d.push(Block::Para(format!(
+        "Run {} on CRM data as of {}. Model {} (program {}); {} input rows rejected (rejects.csv).",
+        inp.run_date,
+        inp.as_of
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        a.model_id,
+        a.program_version,
+        n(inp.rejected_rows)
+    )));
+    let failed: Vec<&crate::signals::Gate> = r.gates.iter().filter(|g| !g.passed).collect();
+    if r.ready {
+        d.push(Block::Callout(format!(
+            "PROPOSAL for leadership approval: nothing here changes targeting until it is approved (icp approve). Decisions are due {due}."
+        )));
+    } else {
+        d.push(Block::Callout(format!(
+            "NOT READY: {} failed. Do not change targeting on this run: the evidence is kept below, no exclusion is published and the model should not be approved until this is fixed.",
+            failed
+                .iter()
+                .map(|g| g.gate.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+        readiness(&mut d, f);
+    }
+
+    d.push(Block::Heading(2, "What to do".into()));
+    d.push(Block::Bullets(recommendations(inp)));
+
+    d.push(Block::Heading(2, format!("Decisions asked, by {due}")));
+    let mut tasks = Vec::new();
+    if r.ready && !(icp.include.is_empty() && icp.exclude.is_empty()) {
+        tasks.push(format!(
+            "{leader}: approve or amend the refined ICP below (include {}; exclude {}).",
+            if icp.include.is_empty() { "none".into() } else { ids(&icp.include) },
+            if icp.exclude.is_empty() { "none".into() } else { ids(&icp.exclude) },
+        ));
+        for x in &icp.exclude {
+            tasks.push(format!(
+                "{leader}: keep or reject exclusion {} ({}): {} of {} prospects, {} expected pipeline.",
+                x.finding.id,
+                x.finding.condition,
+                n(x.prospects_matching),
+                n(icp.prospects),
+                money(x.expected_pipeline)
+            ));
+        }
+    }
+    tasks.push(format!(
+        "{sales}: approve model {} as the active scoring model{}, and confirm the include criteria match what the field sees.",
+        a.model_id,
+        if r.ready { "" } else { " (not recommended: the run is NOT READY)" }
+    ));
+    let fit_x: Vec<&Criterion> = icp
+        .exclude
+        .iter()
+        .filter(|c| c.finding.kinds.iter().any(|k| k == "fit" || k == "margin"))
+        .collect();
+    if !fit_x.is_empty() {
+        tasks.push(format!(
+            "{delivery}: confirm the delivery-fit and margin evidence behind {}.",
+            fit_x
+                .iter()
+                .map(|c| c.finding.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !icp.review.is_empty() {
+        tasks.push(format!(
+            "{leader} with {sales}: decide the review list ({}): targeted, excluded, or neither.",
+            ids(&icp.review)
+        ));
+    }
+    d.push(Block::Checklist(tasks));
+    d.push(Block::Para(
+        "Record the decision with: icp approve RUN --by NAME [--note TEXT] [--reject-exclusion ID ...], where RUN is this run directory (printed by icp run; reports/latest is the newest). Only the exclude criteria below can be approved or rejected; every other finding is supporting evidence.".into(),
+    ));
+    if r.ready {
+        d.push(Block::Para(format!(
+            "Readiness: all {} gates pass ({}).",
+            r.gates.len(),
+            r.gates
+                .iter()
+                .map(|g| g.gate.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+
+    refined_icp(&mut d, inp);
+    model_quality(&mut d, inp)?;
+    supporting(&mut d, f);
+    customers(&mut d, f);
+    triggers(&mut d, f);
+    segments(&mut d, inp);
+    measurement_section(&mut d, inp, &m);
+    if r.ready {
+        readiness(&mut d, f);
+    }
+    if let Some(ch) = inp.changes {
+        d.push(Block::Heading(2, "Changes since the active model".into()));
+        d.extend(ch.iter().cloned());
+    }
+
+    Ok(Brief {
+        markdown: doc::markdown(&d),
+        html: doc::html(&title, &d),
+        measurement: m,
+    })
 }
 
-const FINDING_HEAD: [&str; 11] = [
-    "id",
-    "condition",
-    "accounts",
-    "velocity wins",
-    "velocity-win rate (95% CI)",
-    "lift",
-    "median cycle (days)",
-    "churn",
-    "average deal",
-    "velocity per day",
-    "q (BH)",
-];
+fn band<'a>(e: &'a crate::model::Evaluation, name: &str) -> Option<&'a crate::model::BandStats> {
+    e.bands.iter().find(|b| b.band == name)
+}
 
-pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
+/// Three to five plain recommendations with their effect in the leader's terms.
+fn recommendations(inp: &BriefInput) -> Vec<String> {
     let a = inp.artifact;
     let e = &a.evaluation;
     let f = inp.findings;
-    let r = &f.readiness;
-    let m = measurement(inp, tol_fit, tol_margin);
-    let mut d: Vec<Block> = Vec::new();
-    let title = format!("ICP refinement brief: model {}", a.model_id);
-    d.push(Block::Heading(1, title.clone()));
-    d.push(Block::Callout(if r.ready {
-        "PROPOSAL awaiting leadership approval: nothing here changes targeting until it is approved with `icp approve`.".into()
-    } else {
-        let failed: Vec<&str> = r
-            .gates
+    let icp = &f.icp;
+    let mut out = Vec::new();
+    if !f.readiness.ready {
+        out.push("Keep targeting as it is until the failed readiness gates above are fixed; then re-run.".into());
+    }
+    let count = |b: &str| {
+        inp.band_counts
             .iter()
-            .filter(|g| !g.passed)
-            .map(|g| g.gate.as_str())
-            .collect();
-        format!(
-            "NOT READY: {} failed. The evidence is kept below; no exclusion is published and the model should not be approved until this is fixed.",
-            failed.join(", ")
-        )
-    }));
-    d.push(Block::Para(format!(
-        "Model {} (program {}), velocity window {} days ({}); {} input rows rejected (rejects.csv).",
-        a.model_id,
-        a.program_version,
-        a.velocity_window.days,
-        a.velocity_window.source,
-        n(inp.rejected_rows)
-    )));
-
-    // The answer in five lines.
-    d.push(Block::Heading(2, "The answer in five lines".into()));
-    let top_signals: Vec<String> = f
-        .signals
-        .iter()
-        .take(3)
-        .map(|s| format!("{} (lift {:.2})", s.condition, s.lift))
-        .collect();
-    let top_x: Vec<String> = f
-        .exclusions
-        .iter()
-        .take(3)
-        .map(|s| s.condition.clone())
-        .collect();
-    let best_trigger = f
-        .triggers
-        .iter()
-        .find(|t| t.supported)
-        .map(|t| {
-            format!(
-                "{} is followed by a new opportunity within the window {} of the time ({:.1}x accounts without a trigger), median lag {} days",
-                t.trigger,
-                pct(t.follow_rate),
-                t.lift.unwrap_or(f64::NAN),
-                opt_num(t.median_lag_days, 0)
-            )
-        })
-        .unwrap_or_else(|| "no buying trigger has supported lift in this data".into());
-    d.push(Block::Bullets(vec![
-        format!(
-            "Model: {} (evaluation.json).",
+            .find(|x| x.0 == b)
+            .map(|x| x.1)
+            .unwrap_or(0)
+    };
+    let prospects_in = |b: &str| {
+        inp.bands_now
+            .iter()
+            .find(|x| x.band == b)
+            .map(|x| x.prospects)
+            .unwrap_or(0)
+    };
+    match (e.reliable, band(e, "high"), band(e, "low")) {
+        (true, Some(h), Some(l)) => out.push(format!(
+            "Work the {} High accounts first ({} of them prospects): on {} deals the model never saw, High won {} against {} for Low, and {} against {} became velocity wins (fast, retained).",
+            n(count("high")),
+            n(prospects_in("high")),
+            n(e.holdout_deals),
+            pct(h.win_rate),
+            pct(l.win_rate),
+            pct(h.velocity_win_share),
+            pct(l.velocity_win_share)
+        )),
+        _ => out.push(format!(
+            "Do not rank accounts by score yet: {}.",
             e.verdict
-        ),
-        if top_signals.is_empty() {
-            "Best fit: no condition passes the support and false-discovery checks; do not change targeting on this data.".into()
-        } else {
-            format!(
-                "Best fit: {} of {} tested conditions pass; strongest: {} (signals.csv).",
-                f.signals.len(),
-                n(f.tested_conditions),
-                top_signals.join("; ")
-            )
-        },
-        if !r.ready {
-            format!(
-                "Exclusions: {} proposed by the evidence but withheld because the run is NOT READY (exclusions.json).",
-                f.exclusions.len()
-            )
-        } else if top_x.is_empty() {
-            "Exclusions: none supported by the evidence.".into()
-        } else {
-            format!(
-                "Exclusions proposed: {} conditions, for example {}; {} current prospects match one (exclusion_matches.csv).",
-                f.exclusions.len(),
-                top_x.join("; "),
-                n(f.exclusion_matches.height())
-            )
-        },
-        format!(
-            "Painful customers: {} of {} high-revenue customers churned, stalled or are hard to serve (painful_customers.csv).",
-            n(f.painful.painful_accounts),
-            n(f.painful.high_revenue_accounts)
-        ),
-        format!("Triggers: {best_trigger} (triggers.json)."),
-    ]));
+        )),
+    }
+    if !icp.include.is_empty() {
+        let c = &icp.include_coverage;
+        out.push(format!(
+            "Aim new outbound at the refined ICP ({}): on closed deals, accounts matching one became velocity wins {} of the time against {} for the rest; {} of {} prospects fit (match one and no exclusion).",
+            named(&icp.include),
+            pct(c.velocity_win_rate),
+            pct(c.other_velocity_win_rate),
+            n(icp.prospects_fitting),
+            n(icp.prospects)
+        ));
+    } else {
+        out.push("No condition adds enough velocity wins to be an include criterion: keep the current ICP and use the scores.".into());
+    }
+    if f.readiness.ready && !icp.exclude.is_empty() {
+        let biggest = icp
+            .exclude
+            .iter()
+            .max_by(|x, y| x.expected_pipeline.total_cmp(&y.expected_pipeline));
+        out.push(format!(
+            "Stop outbound to the {} of {} prospects ({}) that match an exclusion ({}). The trade-off: they hold {} of the {} expected pipeline ({}), and current customers matching them booked {} of {} won revenue{}.",
+            n(icp.prospects_excluded),
+            n(icp.prospects),
+            share(icp.prospects_excluded, icp.prospects),
+            ids(&icp.exclude),
+            money(icp.expected_pipeline_excluded),
+            money(icp.expected_pipeline_all),
+            pct(icp.expected_pipeline_excluded / icp.expected_pipeline_all),
+            money(icp.customer_revenue_excluded),
+            money(icp.customer_revenue_all),
+            biggest
+                .map(|b| format!(
+                    "; {} ({}) alone gives up {}: decide it on its own",
+                    b.finding.id,
+                    b.finding.condition,
+                    money(b.expected_pipeline)
+                ))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(t) = f.triggers.iter().find(|t| t.timing_supported) {
+        out.push(format!(
+            "Call accounts within {} days of a {}: a new opportunity followed {} of the time against {} for comparable accounts on the same days. Those deals were won {} against {} otherwise: {}",
+            t.window_days,
+            t.trigger.replace('_', " "),
+            pct(t.follow_rate),
+            opt_pct(t.baseline_follow_rate),
+            opt_pct(t.win_rate),
+            opt_pct(t.baseline_win_rate),
+            if t.fit_supported {
+                "they also fit better."
+            } else {
+                "a trigger tells when to call, not who fits."
+            }
+        ));
+    }
+    if !icp.review.is_empty() {
+        out.push(format!(
+            "Weigh the {} conditions with mixed evidence before targeting or excluding them: {}.",
+            icp.review.len(),
+            named(&icp.review)
+        ));
+    }
+    out
+}
 
-    // Readiness gates.
+fn readiness(d: &mut Vec<Block>, f: &Findings) {
     d.push(Block::Heading(2, "Readiness gates".into()));
     d.push(Block::Table {
         head: vec!["gate".into(), "result".into(), "why".into()],
-        rows: r
+        rows: f
+            .readiness
             .gates
             .iter()
             .map(|g| {
@@ -281,16 +451,279 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
             })
             .collect(),
     });
+}
 
-    // Model quality.
+fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
+    let f = inp.findings;
+    let icp: &RefinedIcp = &f.icp;
+    let b = &f.baseline;
+    d.push(Block::Heading(2, "The refined ICP".into()));
+    d.push(Block::Para(format!(
+        "{} Chosen from the {} best-fit signals and {} exclusions that passed the tests: each criterion adds velocity wins (or losses avoided) that the ones above it do not already explain, and the part it adds must reach a lift of {:.2} (or below {:.2}) with a 95% interval clear of the baseline, with at least {} accounts; its own test must pass a Bonferroni correction at {} over the tests of its kind ({} on single conditions, {} on pairs): criteria are acted on, so even one false criterion is guarded against, not only the share of false findings. At most {} of each (icp.json).",
+        icp.rule,
+        n(f.signals.len()),
+        n(f.exclusions.len()),
+        f.signal_params.min_lift,
+        1.0 / f.signal_params.min_lift,
+        f.signal_params.min_accounts,
+        f.signal_params.criterion_fwer,
+        n(f.single_tests),
+        n(f.pair_tests),
+        f.signal_params.max_criteria
+    )));
+    d.push(Block::Heading(3, "Include".into()));
+    if f.signals.is_empty() {
+        d.push(Block::Callout(
+            "No best-fit signal: nothing in this data passes the support and false-discovery checks, so there is nothing to include.".into(),
+        ));
+    } else if icp.include.is_empty() {
+        d.push(Block::Para(
+            "None: no best-fit signal adds enough velocity wins beyond the baseline to be a criterion.".into(),
+        ));
+    } else {
+        let mut rows: Vec<Vec<String>> = icp
+            .include
+            .iter()
+            .map(|c| {
+                let x = &c.finding;
+                vec![
+                    x.id.clone(),
+                    x.condition.clone(),
+                    n(x.accounts),
+                    n(x.deals),
+                    pct_ci(x.velocity_win_rate, x.velocity_win_rate_ci95),
+                    format!("{:.2}", x.lift),
+                    format!(
+                        "{} deals, +{:.0} velocity wins",
+                        n(c.adds.deals),
+                        c.adds.excess_velocity_wins
+                    ),
+                    opt_pct(x.churn_rate),
+                    opt_num(x.delivery_fit, 2),
+                    opt_pct(x.gross_margin),
+                    opt_money(x.sales_velocity_per_month),
+                    n(c.prospects_matching),
+                    if c.supporting.is_empty() {
+                        "-".into()
+                    } else {
+                        c.supporting.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        rows.push(baseline_row(b, 13));
+        d.push(Block::Table {
+            head: [
+                "id",
+                "condition",
+                "accounts",
+                "deals",
+                "velocity-win rate (95% CI)",
+                "lift",
+                "adds beyond those above",
+                "churn",
+                "delivery fit (1-5)",
+                "margin",
+                "velocity per month",
+                "prospects matching",
+                "supporting findings",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            rows,
+        });
+    }
+    d.push(Block::Heading(3, "Exclude".into()));
+    if !f.readiness.ready {
+        d.push(Block::Callout(
+            "Withheld: the run is NOT READY, so these are evidence only and no exclusion is published.".into(),
+        ));
+    }
+    if icp.exclude.is_empty() {
+        d.push(Block::Para("None: no condition passes.".into()));
+    } else {
+        d.push(Block::Para(format!(
+            "Together the exclusions match {} of {} prospects ({}), each counted once; they hold {} of the {} expected pipeline of all prospects ({}; expected pipeline = P(velocity win) x average deal), and {} current customers with {} of {} won revenue match them.",
+            n(icp.prospects_excluded),
+            n(icp.prospects),
+            share(icp.prospects_excluded, icp.prospects),
+            money(icp.expected_pipeline_excluded),
+            money(icp.expected_pipeline_all),
+            pct(icp.expected_pipeline_excluded / icp.expected_pipeline_all),
+            n(icp.customers_excluded),
+            money(icp.customer_revenue_excluded),
+            money(icp.customer_revenue_all)
+        )));
+        let mut rows: Vec<Vec<String>> = icp
+            .exclude
+            .iter()
+            .map(|c| {
+                let x = &c.finding;
+                vec![
+                    x.id.clone(),
+                    x.condition.clone(),
+                    format!(
+                        "{} ({}); {} only this one",
+                        n(c.prospects_matching),
+                        share(c.prospects_matching, icp.prospects),
+                        n(c.prospects_only_this)
+                    ),
+                    money(c.expected_pipeline),
+                    format!("{}: {}", n(c.customers_matching), money(c.customer_revenue)),
+                    pct_ci(x.velocity_win_rate, x.velocity_win_rate_ci95),
+                    pct(x.close_rate),
+                    opt_num(x.median_cycle_days, 0),
+                    opt_pct(x.churn_rate),
+                    opt_num(x.delivery_fit, 2),
+                    opt_pct(x.gross_margin),
+                    x.kinds
+                        .iter()
+                        .map(|k| match k.as_str() {
+                            "rate" => "fewer velocity wins",
+                            "churn" => "churns",
+                            "fit" => "hard to serve",
+                            "margin" => "low margin",
+                            _ => "other",
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if c.supporting.is_empty() {
+                        "-".into()
+                    } else {
+                        c.supporting.join(", ")
+                    },
+                ]
+            })
+            .collect();
+        rows.push(vec![
+            "all".into(),
+            "all closed deals (baseline)".into(),
+            format!("{} prospects", n(icp.prospects)),
+            money(icp.expected_pipeline_all),
+            format!("{}: {}", n(icp.customers), money(icp.customer_revenue_all)),
+            pct(b.velocity_win_rate),
+            pct(b.close_rate),
+            opt_num(b.median_cycle_days, 0),
+            opt_pct(b.churn_rate),
+            opt_num(b.delivery_fit, 2),
+            opt_pct(b.gross_margin),
+            "-".into(),
+            "-".into(),
+        ]);
+        d.push(Block::Table {
+            head: [
+                "id",
+                "condition",
+                "prospects matching",
+                "expected pipeline given up",
+                "current customers: won revenue",
+                "velocity-win rate (95% CI)",
+                "close rate",
+                "median cycle (days)",
+                "churn",
+                "delivery fit (1-5)",
+                "margin",
+                "why",
+                "supporting findings",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            rows,
+        });
+        let mut why = Vec::new();
+        for c in &icp.exclude {
+            let mut parts = c.finding.evidence.clone();
+            if c.lost_deals > 0 {
+                parts.push(format!(
+                    "loss reasons of its {} lost deals: {}",
+                    n(c.lost_deals),
+                    c.loss_reasons
+                        .iter()
+                        .map(|(r, k)| format!("{r} {}", share(*k, c.lost_deals)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            for note in &c.finding.notes {
+                parts.push(format!("customer note: \"{note}\""));
+            }
+            why.push(format!("{}: {}", c.finding.id, parts.join("; ")));
+        }
+        d.push(Block::Para("Why, in detail:".into()));
+        d.push(Block::Bullets(why));
+    }
+    d.push(Block::Heading(3, "Review: mixed evidence".into()));
+    if icp.review.is_empty() {
+        d.push(Block::Para(
+            "None: no condition wins more often but churns, serves badly or earns less.".into(),
+        ));
+    } else {
+        d.push(Block::Table {
+            head: ["id", "condition", "for", "against"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            rows: icp
+                .review
+                .iter()
+                .map(|c| {
+                    let x = &c.finding;
+                    vec![
+                        x.id.clone(),
+                        x.condition.clone(),
+                        format!(
+                            "velocity-win rate {} (lift {:.2}), {} deals",
+                            pct_ci(x.velocity_win_rate, x.velocity_win_rate_ci95),
+                            x.lift,
+                            n(x.deals)
+                        ),
+                        x.evidence
+                            .iter()
+                            .filter(|e| !e.starts_with("velocity-win rate"))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ]
+                })
+                .collect(),
+        });
+    }
+}
+
+fn baseline_row(b: &Baseline, width: usize) -> Vec<String> {
+    let mut r = vec![
+        "all".into(),
+        "all closed deals (baseline)".into(),
+        n(b.accounts),
+        n(b.deals),
+        pct(b.velocity_win_rate),
+        "1.00".into(),
+        "-".into(),
+        opt_pct(b.churn_rate),
+        opt_num(b.delivery_fit, 2),
+        opt_pct(b.gross_margin),
+        opt_money(b.sales_velocity_per_month),
+    ];
+    r.resize(width, "-".into());
+    r
+}
+
+fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
+    let a = inp.artifact;
+    let e = &a.evaluation;
     d.push(Block::Heading(2, "How good the model is".into()));
     let mut q = vec![
+        format!("Verdict: {}.", e.verdict),
         format!(
-            "Holdout: {} deals that closed from {} on, never used for fitting; {} velocity wins (base rate {}).",
+            "Holdout: {} deals that closed from {} on, never used for fitting; {} velocity wins (base rate {}). Velocity win: won within {} days ({}) and not churned.",
             n(e.holdout_deals),
             e.holdout_from,
             n(e.holdout_velocity_wins),
-            pct(e.base_rate)
+            pct(e.base_rate),
+            a.velocity_window.days,
+            a.velocity_window.source
         ),
         format!(
             "ROC AUC {:.3} (95% CI {:.3}-{:.3}); Brier {:.4} against {:.4} for the base rate alone.",
@@ -311,40 +744,43 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
         ));
     }
     d.push(Block::Bullets(q));
-    d.push(Block::Svg {
-        svg: charts::lift_by_decile(&e.calibration, e.base_rate)?,
-        alt: "Chart: holdout lift by score decile (brief.html).".into(),
-    });
-    d.push(Block::Svg {
-        svg: charts::calibration(&e.calibration)?,
-        alt: "Chart: calibration on the holdout (brief.html).".into(),
-    });
+    d.push(Block::Charts(vec![
+        Chart {
+            svg: charts::lift_by_decile(&e.calibration, e.base_rate)?,
+            alt: "Chart: holdout lift by score decile (brief.html).".into(),
+        },
+        Chart {
+            svg: charts::calibration(&e.calibration)?,
+            alt: "Chart: calibration on the holdout (brief.html).".into(),
+        },
+    ]));
     d.push(Block::Table {
         head: vec![
             "band (holdout)".into(),
             "deals".into(),
-            "win rate".into(),
-            "velocity-win share".into(),
+            "win rate (95% CI)".into(),
+            "velocity-win share (95% CI)".into(),
             "median cycle of wins (days)".into(),
         ],
         rows: e
             .bands
             .iter()
             .map(|b| {
+                let k = |r: f64| (r * b.deals as f64).round() as usize;
                 vec![
                     b.band.clone(),
                     n(b.deals),
-                    pct(b.win_rate),
-                    pct(b.velocity_win_share),
+                    pct_ci(b.win_rate, crate::metrics::wilson(k(b.win_rate), b.deals)),
+                    pct_ci(
+                        b.velocity_win_share,
+                        crate::metrics::wilson(k(b.velocity_win_share), b.deals),
+                    ),
                     opt_num(b.median_cycle_days_won, 0),
                 ]
             })
             .collect(),
     });
-
-    // Columns the model could not use as they are (high-cardinality text is
-    // capped, empty or too-rare columns are left out): say so, not silently.
-    let skipped = &inp.artifact.model.spec.skipped;
+    let skipped = &a.model.spec.skipped;
     if !skipped.is_empty() {
         d.push(Block::Para(
             "Account columns the model did not use as they are:".into(),
@@ -356,84 +792,102 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
                 .collect(),
         ));
     }
+    Ok(())
+}
 
-    // Best-fit signals.
-    d.push(Block::Heading(2, "Best-fit signals".into()));
+fn finding_rows(list: &[Finding]) -> Vec<Vec<String>> {
+    list.iter()
+        .take(TOP)
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.condition.clone(),
+                s.criterion.clone().unwrap_or_else(|| "-".into()),
+                n(s.accounts),
+                n(s.deals),
+                pct_ci(s.velocity_win_rate, s.velocity_win_rate_ci95),
+                format!("{:.2}", s.lift),
+                opt_num(s.median_cycle_days, 0),
+                opt_pct(s.churn_rate),
+                opt_money(s.average_deal),
+                opt_money(s.sales_velocity_per_month),
+                p_value(s.q_value),
+            ]
+        })
+        .collect()
+}
+
+const FINDING_HEAD: [&str; 12] = [
+    "id",
+    "condition",
+    "ICP criterion",
+    "accounts",
+    "deals",
+    "velocity-win rate (95% CI)",
+    "lift",
+    "median cycle (days)",
+    "churn",
+    "average deal",
+    "velocity per month",
+    "q (BH)",
+];
+
+fn supporting(d: &mut Vec<Block>, f: &Findings) {
+    let p = &f.signal_params;
+    let b = &f.baseline;
+    d.push(Block::Heading(2, "Supporting evidence: every finding".into()));
     d.push(Block::Para(format!(
-        "Conditions whose deals become velocity wins at least {:.2}x as often as the baseline ({} of {} deals), with at least {} accounts and {} velocity wins, surviving a Benjamini-Hochberg correction over all {} conditions tested ({} more were below the support minimum and not tested). Pairs must also beat each part alone. Evidence: signals.csv, signals.json; accounts behind each: finding_accounts.csv.",
-        f.signal_params.min_lift,
-        pct(f.baseline.velocity_win_rate),
-        n(f.baseline.deals),
-        f.signal_params.min_accounts,
-        f.signal_params.min_wins,
+        "Every condition that passed the tests, with the ICP criterion it is or supports (a dash: it adds little beyond the criteria). Signals: deals become velocity wins at least {:.2}x as often as the baseline ({} of {} deals); exclusions: fewer velocity wins, more churn, lower delivery fit or lower margin. Each with at least {} accounts and {} velocity wins (signals), surviving a Benjamini-Hochberg correction over all {} conditions tested ({} more were below the support minimum and not tested); pairs must also beat each part alone. Sales velocity per month: closed opportunities per day over the {} days of the data x median cycle (the pipeline) x close rate x average deal / median cycle x 30, capped at what was booked; the whole book runs at {} a month. Files: signals.csv, exclusions.csv, finding_accounts.csv.",
+        p.min_lift,
+        pct(b.velocity_win_rate),
+        n(b.deals),
+        p.min_accounts,
+        p.min_wins,
         n(f.tested_conditions),
-        n(f.below_support)
+        n(f.below_support),
+        n(b.period_days.round() as usize),
+        opt_money(b.sales_velocity_per_month)
     )));
-    if f.signals.is_empty() {
-        d.push(Block::Callout(
-            "No best-fit signal: nothing in this data passes the support and false-discovery checks.".into(),
-        ));
-    } else {
+    for (name, list, file) in [
+        ("Best-fit signals", &f.signals, "signals.csv"),
+        ("Poor-fit exclusions", &f.exclusions, "exclusions.csv"),
+    ] {
+        d.push(Block::Heading(3, name.into()));
+        if list.is_empty() {
+            d.push(Block::Para("None pass.".into()));
+            continue;
+        }
         d.push(Block::Table {
             head: FINDING_HEAD.iter().map(|s| s.to_string()).collect(),
-            rows: finding_rows(&f.signals, None),
+            rows: finding_rows(list),
         });
-        if f.signals.len() > TOP {
+        if list.len() > TOP {
             d.push(Block::Para(format!(
-                "{} more in signals.csv.",
-                f.signals.len() - TOP
+                "{} more in {file}.",
+                n(list.len() - TOP)
             )));
         }
     }
+}
 
-    // Exclusions.
-    d.push(Block::Heading(2, "Poor-fit exclusions (proposals)".into()));
-    let counts = |id: &str| -> usize {
-        f.exclusion_matches
-            .column("exclusion_id")
-            .ok()
-            .and_then(|c| {
-                c.str()
-                    .ok()
-                    .map(|s| s.iter().filter(|v| *v == Some(id)).count())
-            })
-            .unwrap_or(0)
-    };
-    if f.exclusions.is_empty() {
-        d.push(Block::Para(
-            "No condition is supported as a poor fit.".into(),
-        ));
-    } else {
-        if !r.ready {
-            d.push(Block::Callout(
-                "Withheld: the run is NOT READY, so these are evidence only and no exclusion list is published.".into(),
-            ));
-        }
-        d.push(Block::Para(
-            "Conditions whose deals lose or stall, churn, are hard to serve or earn low margin, with the same support and correction. Each is a proposal until approved; matching prospects are in exclusion_matches.csv.".into(),
-        ));
-        let mut head: Vec<String> = FINDING_HEAD.iter().map(|s| s.to_string()).collect();
-        head.push("prospects matching".into());
-        head.push("why".into());
-        d.push(Block::Table {
-            head,
-            rows: finding_rows(&f.exclusions, Some(&counts)),
-        });
-    }
-
-    // Painful customers.
-    d.push(Block::Heading(2, "Painful customers".into()));
+fn customers(d: &mut Vec<Block>, f: &Findings) {
+    d.push(Block::Heading(2, "Painful and best customers".into()));
     let p = &f.painful;
     d.push(Block::Para(format!(
-        "Of {} won customers, {} are high-revenue (won revenue {} or more); {} of those churned, took over {:.0}x the velocity window to close, or have poor delivery fit or low margin (painful_customers.csv). For contrast, {} customers are the best kind: a velocity win, retained, delivery fit 4+ where known.",
+        "Of {} won customers, {} are high-revenue (won revenue {} or more); {} of those churned, took over {:.0}x the velocity window to close, or have poor delivery fit or low margin (painful_customers.csv). For contrast, {} customers are the best kind: a velocity win, retained, delivery fit 4+ where known (best_customers.csv).",
         n(p.won_accounts),
         n(p.high_revenue_accounts),
-        money(p.high_revenue_from),
+        opt_money(p.high_revenue_from),
         n(p.painful_accounts),
         f.signal_params.painful_slow_factor,
         n(p.best_accounts)
     )));
-    if !p.shared_conditions.is_empty() {
+    d.push(Block::Heading(3, "Conditions painful customers share".into()));
+    if p.shared_conditions.is_empty() {
+        d.push(Block::Para(
+            "None found: no condition holds a painful share clearly above the rest of the high-revenue customers.".into(),
+        ));
+    } else {
         d.push(Block::Table {
             head: vec![
                 "condition they share".into(),
@@ -451,25 +905,36 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
                         s.condition.clone(),
                         n(s.accounts),
                         n(s.painful),
-                        format!(
-                            "{} ({}-{})",
-                            pct(s.painful_share),
-                            pct(s.painful_share_ci95.0),
-                            pct(s.painful_share_ci95.1)
-                        ),
+                        pct_ci(s.painful_share, s.painful_share_ci95),
                         format!("{:.2}", s.lift),
                     ]
                 })
                 .collect(),
         });
     }
-    let list = &f.painful_accounts;
-    if list.height() > 0 {
-        let take = list.head(Some(10));
-        let ids = crate::signals::str_col(&take, "account_id")?;
-        let names = crate::signals::str_col(&take, "account_name")?;
-        let rev = crate::signals::f64_col(&take, "won_revenue")?;
-        let pain = crate::signals::str_col(&take, "pain")?;
+    let list = |df: &polars::prelude::DataFrame, why: Option<&str>| -> Vec<Vec<String>> {
+        let take = df.head(Some(10));
+        let col = |c: &str| crate::signals::str_col(&take, c).unwrap_or_default();
+        let ids = col("account_id");
+        let names = col("account_name");
+        let rev = crate::signals::f64_col(&take, "won_revenue").unwrap_or_default();
+        let pain = why.map(col);
+        (0..take.height())
+            .map(|i| {
+                let mut r = vec![
+                    ids.get(i).cloned().flatten().unwrap_or_default(),
+                    names.get(i).cloned().flatten().unwrap_or_default(),
+                    opt_money(rev.get(i).copied().flatten()),
+                ];
+                if let Some(p) = &pain {
+                    r.push(p.get(i).cloned().flatten().unwrap_or_default());
+                }
+                r
+            })
+            .collect()
+    };
+    if f.painful_accounts.height() > 0 {
+        d.push(Block::Heading(3, "The largest painful customers".into()));
         d.push(Block::Table {
             head: vec![
                 "account".into(),
@@ -477,87 +942,90 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
                 "won revenue".into(),
                 "why painful".into(),
             ],
-            rows: (0..take.height())
-                .map(|i| {
-                    vec![
-                        ids[i].clone().unwrap_or_default(),
-                        names[i].clone().unwrap_or_default(),
-                        money(rev[i]),
-                        pain[i].clone().unwrap_or_default(),
-                    ]
-                })
-                .collect(),
+            rows: list(&f.painful_accounts, Some("pain")),
         });
     }
+    if f.best_accounts.height() > 0 {
+        d.push(Block::Heading(3, "The largest best customers".into()));
+        d.push(Block::Table {
+            head: vec!["account".into(), "name".into(), "won revenue".into()],
+            rows: list(&f.best_accounts, None),
+        });
+    }
+}
 
-    // Triggers.
+fn triggers(d: &mut Vec<Block>, f: &Findings) {
     d.push(Block::Heading(2, "Buying triggers".into()));
     if f.triggers.is_empty() {
-        d.push(Block::Para(
-            "No triggers file, or no trigger events.".into(),
-        ));
-    } else {
-        d.push(Block::Para(format!(
-            "How often a new opportunity follows a trigger within {} days, against accounts with no trigger over the same days, and how often those opportunities are won (triggers.json).",
-            f.signal_params.trigger_window_days
-        )));
-        d.push(Block::Table {
-            head: vec![
-                "trigger".into(),
-                "events".into(),
-                "followed by a deal (95% CI)".into(),
-                "no-trigger baseline".into(),
-                "lift".into(),
-                "won of closed (95% CI)".into(),
-                "baseline win rate".into(),
-                "median lag (days)".into(),
-                "supported".into(),
-            ],
-            rows: f
-                .triggers
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.trigger.clone(),
-                        n(t.events),
-                        format!(
-                            "{} ({}-{})",
-                            pct(t.follow_rate),
-                            pct(t.follow_rate_ci95.0),
-                            pct(t.follow_rate_ci95.1)
-                        ),
-                        opt_pct(t.baseline_follow_rate),
-                        opt_num(t.lift, 2),
-                        match (t.win_rate, t.win_rate_ci95) {
-                            (Some(w), Some(ci)) => {
-                                format!(
-                                    "{} of {} ({}-{})",
-                                    pct(w),
-                                    n(t.closed),
-                                    pct(ci.0),
-                                    pct(ci.1)
-                                )
-                            }
-                            _ => "n/a".into(),
-                        },
-                        opt_pct(t.baseline_win_rate),
-                        opt_num(t.median_lag_days, 0),
-                        if t.supported { "yes" } else { "no" }.into(),
-                    ]
-                })
-                .collect(),
-        });
+        d.push(Block::Para("No triggers file, or no trigger events.".into()));
+        return;
     }
-
-    // Segments.
-    d.push(Block::Heading(2, "Segments and qualification".into()));
-    let band_expect = |name: &str| {
-        e.bands
+    let w = f.signal_params.trigger_window_days;
+    d.push(Block::Para(format!(
+        "Two questions per trigger. Timing: is a new opportunity opened within {w} days of the trigger more often than by comparable accounts (never triggered, with the same prior activity: an opportunity before that day or none) over the same {w} days? Fit: are the opportunities that follow won more often than those of accounts without a trigger? A trigger that passes timing but not fit says when to call, not who fits (triggers.json)."
+    )));
+    d.push(Block::Table {
+        head: [
+            "trigger",
+            "events",
+            "had prior opportunity",
+            &format!("opportunity within {w} days (95% CI)"),
+            "comparable accounts",
+            "lift",
+            "timing",
+            "won of closed (95% CI)",
+            "others' win rate",
+            "fit",
+            "median lag (days)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: f
+            .triggers
             .iter()
-            .find(|b| b.band == name)
+            .map(|t| {
+                vec![
+                    t.trigger.clone(),
+                    n(t.events),
+                    pct(t.prior_activity_share),
+                    pct_ci(t.follow_rate, t.follow_rate_ci95),
+                    opt_pct(t.baseline_follow_rate),
+                    opt_num(t.lift, 2),
+                    if t.timing_supported {
+                        "supported"
+                    } else {
+                        "not supported"
+                    }
+                    .into(),
+                    match (t.win_rate, t.win_rate_ci95) {
+                        (Some(x), Some(ci)) => format!("{} of {}", pct_ci(x, ci), n(t.closed)),
+                        _ => "n/a".into(),
+                    },
+                    opt_pct(t.baseline_win_rate),
+                    if t.fit_supported {
+                        "wins more"
+                    } else {
+                        "no difference shown"
+                    }
+                    .into(),
+                    opt_num(t.median_lag_days, 0),
+                ]
+            })
+            .collect(),
+    });
+}
+
+fn segments(d: &mut Vec<Block>, inp: &BriefInput) {
+    let e = &inp.artifact.evaluation;
+    let f = inp.findings;
+    let icp = &f.icp;
+    d.push(Block::Heading(2, "Segments and qualification".into()));
+    let expect = |name: &str| {
+        band(e, name)
             .map(|b| {
                 format!(
-                    "on the holdout: win rate {}, velocity wins {}",
+                    "on the holdout: won {}, velocity wins {}",
                     pct(b.win_rate),
                     pct(b.velocity_win_share)
                 )
@@ -565,108 +1033,251 @@ pub fn build(inp: &BriefInput, tol_fit: f64, tol_margin: f64) -> Result<Brief> {
             .unwrap_or_default()
     };
     d.push(Block::Table {
-        head: vec!["band".into(), "accounts".into(), "what to expect".into()],
+        head: vec![
+            "band".into(),
+            "accounts".into(),
+            "prospects".into(),
+            "what to expect".into(),
+        ],
         rows: inp
             .band_counts
             .iter()
             .map(|(b, c)| {
+                let prospects = inp
+                    .bands_now
+                    .iter()
+                    .find(|x| &x.band == b)
+                    .map(|x| n(x.prospects))
+                    .unwrap_or_else(|| "-".into());
                 let what = match b.as_str() {
-                    "high" => format!("score 70+: work first; {}", band_expect("high")),
-                    "medium" => format!("score 40-69: nurture; {}", band_expect("medium")),
-                    "low" => format!("score 39 or less: deprioritise; {}", band_expect("low")),
+                    "high" => format!("score 70+: work first; {}", expect("high")),
+                    "medium" => format!("score 40-69: nurture; {}", expect("medium")),
+                    "low" => format!("score 39 or less: deprioritise; {}", expect("low")),
                     _ => "too little data to score: enrich before targeting".into(),
                 };
-                vec![b.clone(), n(*c), what]
+                vec![b.clone(), n(*c), prospects, what]
             })
             .collect(),
     });
+    // Qualification checklists built from the ICP's criteria and triggers.
+    let inc = if icp.include.is_empty() {
+        "no include criterion yet: rely on the score".to_string()
+    } else {
+        icp.include
+            .iter()
+            .map(|c| c.finding.condition.clone())
+            .collect::<Vec<_>>()
+            .join(", or ")
+    };
+    let exc = icp
+        .exclude
+        .iter()
+        .map(|c| c.finding.condition.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let trig: Vec<String> = f
+        .triggers
+        .iter()
+        .filter(|t| t.timing_supported)
+        .map(|t| t.trigger.replace('_', " "))
+        .collect();
+    let trig_q = if trig.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "ask whether a {} happened in the last {} days (then call now)",
+            trig.join(", "),
+            f.signal_params.trigger_window_days
+        ))
+    };
+    let mut high = vec![format!("confirm one of: {inc}")];
+    if !exc.is_empty() {
+        high.push(format!("disqualify if any of: {exc} (once approved)"));
+    }
+    high.extend(trig_q.clone());
+    let mut medium = vec![format!("move to High treatment when one of these holds: {inc}")];
+    medium.extend(trig_q.clone());
+    let mut low = vec!["no outbound spend".to_string()];
+    if let Some(t) = &trig_q {
+        low.push(format!("{t}, and reconsider only if an include criterion also holds"));
+    }
+    d.push(Block::Para("Qualification checklists for sales reps:".into()));
+    d.push(Block::Bullets(vec![
+        format!("High: {}.", high.join("; ")),
+        format!("Medium: {}.", medium.join("; ")),
+        format!("Low: {}.", low.join("; ")),
+    ]));
     d.push(Block::Table {
-        head: vec!["segment file".into(), "accounts".into()],
+        head: vec!["segment file (proposal)".into(), "accounts".into()],
         rows: inp
             .segment_counts
             .iter()
             .map(|(t, c)| vec![crate::segments::file_name(*t), n(*c)])
             .collect(),
     });
+}
 
-    // Measurement plan.
+fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
     d.push(Block::Heading(2, "Measurement plan".into()));
     d.push(Block::Para(
-        "Re-run each quarter and compare with these baseline values (measurement.json); the events log (reports/events.jsonl) records every run and approval.".into(),
+        "Each measure below can come out badly; the next run compares with these values (measurement.json), and the events log (reports/events.jsonl) records every run and approval.".into(),
     ));
+    d.push(Block::Heading(3, "Did the bands convert in practice?".into()));
+    if inp.earlier.is_empty() {
+        d.push(Block::Para(
+            "No earlier scoring of these accounts yet. The next run reads the scores of every earlier run under the reports directory and shows, band by band, what happened next: new opportunities, wins, velocity wins, cycle and churn.".into(),
+        ));
+    } else {
+        for s in inp.earlier {
+            d.push(Block::Para(format!(
+                "Accounts as scored by run {} (data as of {}), and what they did in the {} days since:",
+                s.run_id,
+                s.as_of,
+                n(s.days_since.max(0) as usize)
+            )));
+            d.push(Block::Table {
+                head: [
+                    "band then",
+                    "accounts",
+                    "opened an opportunity (95% CI)",
+                    "closed",
+                    "won (95% CI)",
+                    "velocity wins (95% CI)",
+                    "median cycle of wins (days)",
+                    "churned",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                rows: s
+                    .bands
+                    .iter()
+                    .map(|b| {
+                        let opt_ci = |x: Option<f64>, ci: Option<(f64, f64)>| match (x, ci) {
+                            (Some(x), Some(ci)) => pct_ci(x, ci),
+                            _ => "n/a".into(),
+                        };
+                        vec![
+                            b.band.clone(),
+                            n(b.accounts),
+                            pct_ci(b.new_opportunity_rate, b.new_opportunity_rate_ci95),
+                            n(b.closed),
+                            opt_ci(b.win_rate, b.win_rate_ci95),
+                            opt_ci(b.velocity_win_rate, b.velocity_win_rate_ci95),
+                            opt_num(b.median_cycle_days_won, 0),
+                            format!("{} of {}", n(b.churned), n(b.won)),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+    }
+    d.push(Block::Heading(3, "Customers and losses by band today".into()));
+    d.push(Block::Table {
+        head: [
+            "band",
+            "won accounts",
+            "mean won revenue",
+            "churned",
+            "onboarding risk (delivery fit 2 or less)",
+            "lost deals",
+            "top loss reasons",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: inp
+            .bands_now
+            .iter()
+            .map(|b| {
+                vec![
+                    b.band.clone(),
+                    n(b.won_accounts),
+                    opt_money(b.mean_won_revenue),
+                    format!("{} ({})", n(b.churned_accounts), opt_pct(b.churn_rate)),
+                    format!("{} of {}", n(b.onboarding_risk), n(b.fit_known)),
+                    n(b.lost_deals),
+                    b.loss_reasons
+                        .iter()
+                        .map(|(r, k)| format!("{r} {}", share(*k, b.lost_deals)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ]
+            })
+            .collect(),
+    });
+    d.push(Block::Heading(3, "Baseline values".into()));
+    let mut rows = vec![
+        vec![
+            "close rate".into(),
+            pct(m.close_rate),
+            "won (incl. later churned) over closed deals".into(),
+        ],
+        vec![
+            "sales cycle".into(),
+            opt_num(m.median_sales_cycle_days, 0),
+            "median days from created to closed, won deals".into(),
+        ],
+        vec![
+            "churn".into(),
+            opt_pct(m.churn_rate),
+            "churned over won deals".into(),
+        ],
+        vec![
+            "delivery fit".into(),
+            opt_num(m.mean_delivery_fit, 2),
+            "mean delivery_fit (1-5) of customers with a closed deal".into(),
+        ],
+        vec![
+            "sales velocity per month".into(),
+            opt_money(m.sales_velocity_per_month),
+            "opportunities in the pipeline x close rate x average deal / cycle, per 30 days".into(),
+        ],
+    ];
+    for al in &m.icp_evidence_alignment_rate {
+        rows.push(vec![
+            format!("icp_evidence_alignment_rate ({})", al.kind),
+            match al.rate {
+                Some(x) => format!("{} ({} of {})", pct(x), n(al.backed), n(al.criteria)),
+                None if !al.available => "missing".into(),
+                None => "n/a".into(),
+            },
+            format!(
+                "share of the refined ICP's criteria whose {} evidence points the same way (include: no worse than baseline; exclude: worse)",
+                al.kind
+            ),
+        ]);
+    }
     d.push(Block::Table {
         head: vec!["measure".into(), "today".into(), "definition".into()],
-        rows: vec![
-            vec![
-                "lead fit".into(),
-                pct(m.lead_fit_rate),
-                "share of scored accounts in the high band".into(),
-            ],
-            vec![
-                "close rate".into(),
-                pct(m.close_rate),
-                "won (incl. later churned) over closed deals".into(),
-            ],
-            vec![
-                "sales cycle".into(),
-                opt_num(m.median_sales_cycle_days, 0),
-                "median days from created to closed, won deals".into(),
-            ],
-            vec![
-                "churn".into(),
-                opt_pct(m.churn_rate),
-                "churned over won deals".into(),
-            ],
-            vec![
-                "delivery fit".into(),
-                opt_num(m.mean_delivery_fit, 2),
-                "mean delivery_fit (1-5) of customers with a closed deal".into(),
-            ],
-            vec![
-                "icp_evidence_alignment_rate".into(),
-                opt_pct(m.icp_evidence_alignment_rate),
-                "share of best-fit signals backed by win/loss, retention, margin and delivery evidence (no worse than baseline on each known measure)".into(),
-            ],
-        ],
+        rows,
     });
-
-    if let Some(ch) = inp.changes {
-        d.push(Block::Heading(2, "Changes since the active model".into()));
-        d.extend(ch.iter().cloned());
+    if !m.missing_evidence.is_empty() {
+        d.push(Block::Callout(format!(
+            "Missing evidence: {}. Add it (customers.csv: status, delivery_fit, gross_margin) before trusting the criteria on those counts.",
+            m.missing_evidence.join(", ")
+        )));
     }
+}
 
-    // Leadership review.
-    d.push(Block::Heading(2, "Leadership review".into()));
-    let mut tasks = vec![format!(
-        "Approve model {} as the active scoring model (owner: VP Sales or Revenue Operations lead){}",
-        a.model_id,
-        if r.ready {
-            String::new()
-        } else {
-            " - not recommended: the run is NOT READY".into()
-        }
-    )];
-    if r.ready {
-        for x in f.exclusions.iter().take(TOP) {
-            tasks.push(format!(
-                "Approve or reject exclusion {}: {} ({} prospects) (owner: Head of Marketing)",
-                x.id,
-                x.condition,
-                n(counts(&x.id))
-            ));
-        }
+#[cfg(test)]
+mod tests {
+    use crate::signals::conditions::sales_velocity;
+
+    /// 120 closed deals over 360 days, 60 won at $10k on average, cycle 30
+    /// days: 1/3 of a deal a day, 10 in the pipeline, 10 x 0.5 x $10k / 30
+    /// = $1,667 a day, $50,000 per 30 days: what was booked ($600k / 12).
+    #[test]
+    fn sales_velocity_by_its_definition_and_never_above_bookings() {
+        let v = sales_velocity(120.0, 60.0, 10_000.0, 30.0, 360.0, 600_000.0).unwrap();
+        assert!((v - 50_000.0).abs() < 1e-6, "{v}");
+        // a slower cycle does not inflate it (the pipeline grows with it)
+        let slow = sales_velocity(120.0, 60.0, 10_000.0, 90.0, 360.0, 600_000.0).unwrap();
+        assert!((slow - 50_000.0).abs() < 1e-6, "{slow}");
+        // half the won deals lack an amount: the average extrapolates to
+        // $50k a month, but only $300k was booked: $25k a month
+        let capped = sales_velocity(120.0, 60.0, 10_000.0, 30.0, 360.0, 300_000.0).unwrap();
+        assert!((capped - 25_000.0).abs() < 1e-6, "{capped}");
+        assert_eq!(sales_velocity(0.0, 0.0, 1.0, 30.0, 360.0, 0.0), None);
     }
-    tasks.push(
-        "Confirm the best-fit signals match what the field sees (owner: Sales leadership)".into(),
-    );
-    d.push(Block::Checklist(tasks));
-    d.push(Block::Para(format!(
-        "Record the decision: icp approve RUN --by NAME [--note TEXT] [--reject-exclusion ID ...], where RUN is this run directory (printed by icp run; reports/latest is the newest)."
-    )));
-
-    Ok(Brief {
-        markdown: doc::markdown(&d),
-        html: doc::html(&title, &d),
-        measurement: m,
-    })
 }

@@ -98,6 +98,35 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         None => None,
     };
     let change_blocks = changes.as_ref().map(|c| c.blocks());
+    let dest = match &args.out {
+        Some(o) => o.clone(),
+        None => new_run_dir(&args.reports, &artifact.model_id),
+    };
+    let as_of = crate::outcomes::newest_date(&data);
+    let run_date = crate::brief::run_date();
+    let earlier = match as_of {
+        Some(d) => review::earlier_scorings(&args.reports, &dest, d, 4)?
+            .iter()
+            .map(|s| {
+                crate::outcomes::band_outcomes(s, d, &opportunities.df, &trained.labels.df)
+            })
+            .collect::<crate::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let bands_now = crate::outcomes::by_band_now(
+        &scores,
+        &trained.labels.df,
+        &opportunities.df,
+        data.customers.as_ref().map(|t| &t.df),
+    )?;
+    let company = cfg.brief.company.clone().unwrap_or_else(|| {
+        args.data
+            .data
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_else(|| args.data.data.display().to_string())
+    });
     let brief = crate::brief::build(
         &crate::brief::BriefInput {
             artifact: &artifact,
@@ -106,15 +135,23 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             segment_counts: &segment_counts,
             rejected_rows: data.rejects.height(),
             changes: change_blocks.as_deref(),
+            company: &company,
+            run_date,
+            as_of,
+            params: &cfg.brief,
+            bands_now: &bands_now,
+            earlier: &earlier,
         },
         cfg.signals.min_fit_gap,
         cfg.signals.min_margin_gap,
     )?;
     stages.start("publish");
     stages.rows(scores.height());
-    let dest = match &args.out {
-        Some(o) => o.clone(),
-        None => new_run_dir(&args.reports, &artifact.model_id),
+    let about = About {
+        company: company.clone(),
+        run_date: run_date.to_string(),
+        as_of: as_of.map(|d| d.to_string()),
+        owners: cfg.brief.owners.clone(),
     };
     let (dir, counts) = publish(
         &dest,
@@ -126,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             w.json("evaluation.json", &artifact.evaluation)?;
             let mut counts =
                 crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet)?;
-            write_findings(w, &artifact, &findings, &brief, changes.as_ref())?;
+            write_findings(w, &artifact, &findings, &brief, changes.as_ref(), &about)?;
             counts.push(("signals".into(), findings.signals.len()));
             counts.push(("exclusions_proposed".into(), findings.exclusions.len()));
             Ok(counts)
@@ -178,6 +215,14 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     Ok(RunSummary { dir, artifact })
 }
 
+/// Who and when a run's findings are about.
+struct About {
+    company: String,
+    run_date: String,
+    as_of: Option<String>,
+    owners: crate::config::Owners,
+}
+
 /// The evidence files beside the brief.
 fn write_findings(
     w: &mut crate::publish::RunWriter,
@@ -185,6 +230,7 @@ fn write_findings(
     f: &signals::Findings,
     brief: &crate::brief::Brief,
     changes: Option<&review::RunDiff>,
+    about: &About,
 ) -> anyhow::Result<()> {
     w.text("brief.md", &brief.markdown)?;
     w.text("brief.html", &brief.html)?;
@@ -195,6 +241,13 @@ fn write_findings(
             readiness: f.readiness.clone(),
             signals: f.signals.clone(),
             exclusions: f.exclusions.clone(),
+            icp: Some(f.icp.clone()),
+            company: Some(about.company.clone()),
+            run_date: Some(about.run_date.clone()),
+            as_of: about.as_of.clone(),
+            owners: Some(about.owners.clone()),
+            triggers: f.triggers.clone(),
+            painful: Some(f.painful.clone()),
         },
     )?;
     w.json(
@@ -216,6 +269,8 @@ fn write_findings(
     }
     w.csv_for_people("finding_accounts.csv", &f.finding_accounts)?;
     w.csv_for_people("painful_customers.csv", &f.painful_accounts)?;
+    w.csv_for_people("best_customers.csv", &f.best_accounts)?;
+    w.json("icp.json", &f.icp)?;
     w.json("painful.json", &f.painful)?;
     w.json("triggers.json", &f.triggers)?;
     w.json("measurement.json", &brief.measurement)?;

@@ -219,6 +219,11 @@ pub struct Screen {
     pub tested: usize,
     /// conditions seen but below the support minimum
     pub below_support: usize,
+    /// tests run (the multiple-testing family), and of them on single
+    /// conditions and on pairs
+    pub tests: usize,
+    pub single_tests: usize,
+    pub pair_tests: usize,
 }
 
 fn deal_aggs() -> Vec<Expr> {
@@ -718,6 +723,15 @@ pub fn screen(
         exclusions,
         tested: candidates.len(),
         below_support,
+        tests: tests.len(),
+        single_tests: tests
+            .iter()
+            .filter(|t| candidates[t.0].parts.is_empty())
+            .count(),
+        pair_tests: tests
+            .iter()
+            .filter(|t| !candidates[t.0].parts.is_empty())
+            .count(),
     })
 }
 

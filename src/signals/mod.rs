@@ -54,6 +54,14 @@ pub struct SignalParams {
     /// the refined ICP keeps at most this many include (and exclude) criteria
     #[serde(default = "default_max_criteria")]
     pub max_criteria: usize,
+    /// a refined-ICP criterion's own p-value times the number of tests of
+    /// its kind, single or pair (Bonferroni), must be at most this
+    #[serde(default = "default_criterion_fwer")]
+    pub criterion_fwer: f64,
+}
+
+fn default_criterion_fwer() -> f64 {
+    0.01
 }
 
 fn default_max_criteria() -> usize {
@@ -79,6 +87,7 @@ impl Default for SignalParams {
             min_lost: 50,
             max_generic_loss_share: 0.5,
             max_criteria: default_max_criteria(),
+            criterion_fwer: default_criterion_fwer(),
         }
     }
 }
@@ -94,6 +103,11 @@ pub struct Findings {
     pub exclusions: Vec<Finding>,
     pub tested_conditions: usize,
     pub below_support: usize,
+    /// tests run over all conditions (the multiple-testing family), and of
+    /// them on single conditions and on pairs
+    pub tests: usize,
+    pub single_tests: usize,
+    pub pair_tests: usize,
     pub painful: PainfulSummary,
     pub triggers: Vec<TriggerFinding>,
     /// finding_id, condition, account_id, deals, velocity_wins, churned_deals
@@ -163,6 +177,9 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
             max_criteria: params.max_criteria,
             min_accounts: params.min_accounts,
             min_lift: params.min_lift,
+            fwer: params.criterion_fwer,
+            single_tests: screen.single_tests,
+            pair_tests: screen.pair_tests,
         },
     );
     drop((deal_rows, account_rows));
@@ -196,6 +213,9 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         exclusions: screen.exclusions,
         tested_conditions: screen.tested,
         below_support: screen.below_support,
+        tests: screen.tests,
+        single_tests: screen.single_tests,
+        pair_tests: screen.pair_tests,
         painful,
         triggers,
         finding_accounts,

@@ -21,13 +21,21 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
     let (tmp, data, reports, q1) = setup();
     let f = json(&q1.join("findings.json"));
     assert_eq!(f["readiness"]["ready"], true, "{}", f["readiness"]);
-    let ids: Vec<String> = f["exclusions"]
+    // decisions are about the refined ICP's exclude criteria
+    let ids: Vec<String> = f["icp"]["exclude"]
         .as_array()
         .unwrap()
         .iter()
         .map(|x| x["id"].as_str().unwrap().to_string())
         .collect();
     assert!(ids.len() >= 2, "{ids:?}");
+    let evidence_only: Vec<String> = f["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .filter(|i| !ids.contains(i))
+        .collect();
 
     // the daily job refuses to guess a model before anything is approved
     let sc = icp(
@@ -44,6 +52,26 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
     );
     assert_eq!(sc.status.code(), Some(1));
     assert!(stderr(&sc).contains("no active model"), "{}", stderr(&sc));
+
+    // a finding that is only supporting evidence cannot be decided on
+    if let Some(x) = evidence_only.first() {
+        let o = icp(
+            &[
+                "approve",
+                q1.to_str().unwrap(),
+                "--by",
+                "Dana Revenue",
+                "--reject-exclusion",
+                x,
+                "--reports",
+                reports.to_str().unwrap(),
+            ],
+            &root(),
+        );
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("supporting evidence"), "{}", stderr(&o));
+        assert!(!q1.join("approval.json").exists());
+    }
 
     let before = tree(&q1);
     let o = icp(
@@ -89,12 +117,12 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
     let matches = read_csv(&q1.join("exclusion_matches.csv"));
     let want = strings(&matches, "exclusion_id")
         .iter()
-        .filter(|i| **i != ids[0])
+        .filter(|i| **i != ids[0] && ids.contains(i))
         .count();
     assert_eq!(
         published.height(),
         want,
-        "every other proposal's matches are published"
+        "every other criterion's matches are published, and no supporting finding's"
     );
 
     let active = json(&reports.join("active.json"));

@@ -37,12 +37,16 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
             "{want} not a signal: {sig:?}"
         );
     }
-    // the size sweet spot (50-500 employees in the truth) is a band signal
-    assert!(
-        sig.iter()
-            .any(|c| c.starts_with("employees") && !c.contains(" and ")),
-        "no employee band among {sig:?}"
-    );
+    // the size sweet spot (50-500 employees in the truth) shows in a signal
+    // on an employee band inside it (alone or paired)
+    let in_sweet_spot = s["signals"].as_array().unwrap().iter().any(|f| {
+        f["terms"].as_array().unwrap().iter().any(|t| {
+            t["column"] == "employees"
+                && t["range"][0].as_f64().is_some_and(|lo| lo >= 45.0)
+                && t["range"][1].as_f64().is_some_and(|hi| hi <= 560.0)
+        })
+    });
+    assert!(in_sweet_spot, "no employee band of 50-500 among {sig:?}");
     // the planted interaction: Healthcare at 200-2,000 employees
     assert!(
         sig.iter()
@@ -111,10 +115,21 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
     let t = json(&run.join("triggers.json"));
     for trig in t.as_array().unwrap() {
         let name = trig["trigger"].as_str().unwrap();
-        assert!(
-            trig["lift"].as_f64().unwrap() > 1.0 && trig["supported"].as_bool().unwrap(),
-            "{name}: {trig}"
-        );
+        if name == icp::synth::NULL_TRIGGER {
+            // the negative control: no effect planted, none reported
+            assert!(
+                !trig["timing_supported"].as_bool().unwrap() && !trig["supported"].as_bool().unwrap(),
+                "the null trigger is reported as supported: {trig}"
+            );
+        } else {
+            assert!(
+                trig["lift"].as_f64().unwrap() > 1.0 && trig["timing_supported"].as_bool().unwrap(),
+                "{name}: {trig}"
+            );
+        }
+        // no trigger makes a deal likelier to be won in the generator
+        assert!(!trig["fit_supported"].as_bool().unwrap(), "{name}: {trig}");
+        assert_eq!(trig["window_days"], 90);
     }
     assert_eq!(t.as_array().unwrap().len(), 4);
 
@@ -161,17 +176,22 @@ fn the_brief_has_every_section_and_inline_charts() {
     let html = std::fs::read_to_string(run.join("brief.html")).unwrap();
     let md = std::fs::read_to_string(run.join("brief.md")).unwrap();
     for section in [
-        "The answer in five lines",
-        "Readiness gates",
+        "What to do",
+        "Decisions asked",
+        "The refined ICP",
+        "Review: mixed evidence",
         "How good the model is",
         "Best-fit signals",
         "Poor-fit exclusions",
-        "Painful customers",
+        "Painful and best customers",
+        "Conditions painful customers share",
         "Buying triggers",
         "Segments and qualification",
+        "Qualification checklists",
         "Measurement plan",
+        "Did the bands convert in practice?",
         "icp_evidence_alignment_rate",
-        "Leadership review",
+        "Readiness gates",
     ] {
         assert!(html.contains(section), "html lacks {section}");
         // Markdown escapes underscores
@@ -183,7 +203,15 @@ fn the_brief_has_every_section_and_inline_charts() {
     assert!(html.matches("<svg").count() >= 2, "two inline charts");
     assert!(!html.contains("<script"), "no scripts");
     assert!(!html.contains("src=\"http"), "no network resources");
-    assert!(html.contains("PROPOSAL awaiting leadership approval"));
+    assert!(html.contains("PROPOSAL for leadership approval"));
+    // the first screen: recommendations come before the evidence
+    let first = html.find("What to do").unwrap();
+    assert!(first < html.find("The refined ICP").unwrap());
+    assert!(first < html.find("Readiness gates").unwrap(), "readiness follows when all pass");
+    // no literal Markdown in the HTML
+    assert!(!html.contains('`') && !html.contains("\\_"), "markup leaks into the HTML");
+    // charts scale to the page
+    assert!(html.contains("viewBox") && !html.contains("<svg width="));
 }
 
 /// Tiny evidence: the run works, but the brief says NOT READY and publishes
@@ -239,7 +267,8 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
 
 /// reports/example/ holds the brief of the bundled sample, so a reader sees
 /// one without running anything; it must be what the code makes today.
-/// Regenerate: `cargo run -- run --quiet --out /tmp/ex` and copy brief.md,
+/// Regenerate: `SOURCE_DATE_EPOCH=1764633600 cargo run -- run --quiet --out /tmp/ex`
+/// and copy brief.md,
 /// brief.html and findings.json into reports/example/.
 #[test]
 fn the_committed_example_is_what_the_code_makes_of_the_sample() {
@@ -253,5 +282,77 @@ fn the_committed_example_is_what_the_code_makes_of_the_sample() {
             now == committed,
             "reports/example/{f} is stale; regenerate it (see this test's doc)"
         );
+    }
+}
+
+/// The refined ICP on generated data with a known truth: the planted strong
+/// conditions are criteria, no planted weak or null one is, and every
+/// criterion is a handful, not a pile.
+#[test]
+fn the_refined_icp_holds_the_planted_strong_conditions_and_no_weak_one() {
+    let run = run30k();
+    let icp = json(&run.join("icp.json"));
+    let conds = |k: &str| conditions(&icp[k]);
+    let include = conds("include");
+    let exclude = conds("exclude");
+    assert!(include.len() <= 7 && exclude.len() <= 7, "{include:?} {exclude:?}");
+    for want in ["industry = Software", "industry = Logistics"] {
+        assert!(include.iter().any(|c| c == want), "{want} not included: {include:?}");
+    }
+    assert!(
+        include
+            .iter()
+            .any(|c| c.contains("industry = Healthcare") && c.contains("employees")),
+        "the planted Healthcare x size interaction is not included: {include:?}"
+    );
+    for want in ["industry = Government", "industry = Retail"] {
+        assert!(exclude.iter().any(|c| c == want), "{want} not excluded: {exclude:?}");
+    }
+    // planted weak or null: small industry effects, every country and ownership
+    let weak_levels = [
+        "Manufacturing",
+        "Financial Services",
+        "Construction",
+        "Energy",
+        "Media",
+    ];
+    for (kind, list) in [("include", &icp["include"]), ("exclude", &icp["exclude"])] {
+        for c in list.as_array().unwrap() {
+            for t in c["terms"].as_array().unwrap() {
+                let column = t["column"].as_str().unwrap();
+                assert!(
+                    column != "country" && column != "ownership",
+                    "{kind} criterion on a null variable: {}",
+                    c["condition"]
+                );
+                if let Some(level) = t["level"].as_str() {
+                    assert!(
+                        !weak_levels.contains(&level),
+                        "{kind} criterion on a weak level: {}",
+                        c["condition"]
+                    );
+                }
+            }
+            // structured, and with its evidence
+            assert!(c["accounts"].as_u64().unwrap() >= 20);
+            assert!(c["adds"]["deals"].as_u64().unwrap() > 0);
+        }
+    }
+    // each prospect once: the union is no more than the sum, and no more
+    // than all prospects
+    let sum: u64 = icp["exclude"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["prospects_matching"].as_u64().unwrap())
+        .sum();
+    let once = icp["prospects_excluded"].as_u64().unwrap();
+    assert!(once <= sum && once <= icp["prospects"].as_u64().unwrap());
+    // every other signal points at the criterion it supports, or at none
+    let s = read_csv(&run.join("signals.csv"));
+    let ids = strings(&s, "id");
+    let crit = strings(&s, "icp_criterion");
+    for (i, c) in ids.iter().zip(&crit) {
+        assert!(c.is_empty() || c.starts_with('S'), "{i} -> {c}");
     }
 }

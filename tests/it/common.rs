@@ -4,6 +4,9 @@ use std::sync::OnceLock;
 
 use polars::prelude::*;
 
+/// 2025-12-02T00:00:00Z: the run date of every test run and of reports/example.
+pub const RUN_DATE_EPOCH: &str = "1764633600";
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -15,6 +18,8 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn icp(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_icp"))
         .args(args)
+        // the brief's run date, fixed so outputs are byte-identical
+        .env("SOURCE_DATE_EPOCH", RUN_DATE_EPOCH)
         .current_dir(cwd)
         .output()
         .expect("the icp binary runs")
