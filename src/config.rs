@@ -112,6 +112,8 @@ pub struct Files {
     pub opportunities: Option<String>,
     pub customers: Option<String>,
     pub triggers: Option<String>,
+    #[serde(default)]
+    pub interviews: Option<String>,
 }
 
 /// Per table: canonical column name -> the CRM's column name.
@@ -126,6 +128,8 @@ pub struct Columns {
     pub customers: BTreeMap<String, String>,
     #[serde(default)]
     pub triggers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub interviews: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -302,6 +306,7 @@ pub const CUSTOMER_COLUMNS: &[&str] = &[
     "notes",
 ];
 pub const TRIGGER_COLUMNS: &[&str] = &["account_id", "trigger", "date"];
+pub const INTERVIEW_COLUMNS: &[&str] = &["account_id", "date", "role", "quote"];
 pub const NUMERIC_ACCOUNT_COLUMNS: &[&str] = &["employees", "annual_revenue", "founded_year"];
 
 impl Config {
@@ -355,6 +360,7 @@ impl Config {
         )?;
         known("customers", CUSTOMER_COLUMNS, &self.columns.customers)?;
         known("triggers", TRIGGER_COLUMNS, &self.columns.triggers)?;
+        known("interviews", INTERVIEW_COLUMNS, &self.columns.interviews)?;
         for (col, f) in &self.scale {
             if !(f.is_finite() && *f > 0.0) {
                 return Err(bad(format!(
@@ -562,6 +568,7 @@ impl ValidConfig {
             "accounts" => &self.columns.accounts,
             "opportunities" => &self.columns.opportunities,
             "customers" => &self.columns.customers,
+            "interviews" => &self.columns.interviews,
             _ => &self.columns.triggers,
         };
         map.get(canonical).map(String::as_str).unwrap_or(canonical)

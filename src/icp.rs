@@ -31,15 +31,18 @@ const NONE: u32 = u32::MAX;
 /// Each variable's cell codes, interned, for a set of rows (deals or accounts).
 #[derive(Debug, Clone, Default)]
 pub struct Coded {
-    codes: Vec<Vec<u32>>,
     dict: Vec<HashMap<String, u32>>,
+    /// per variable and code, the rows in that cell: a condition's rows are
+    /// the AND of one or two of these (a word at a time, not a row at a time)
+    bits: Vec<Vec<Bits>>,
     rows: usize,
 }
 
 impl Coded {
     /// From a frame with the code columns of [`crate::signals::conditions::code_col`].
     pub fn from_frame(df: &DataFrame, n_vars: usize) -> Result<Coded> {
-        let mut codes = Vec::with_capacity(n_vars);
+        let rows = df.height();
+        let mut bits = Vec::with_capacity(n_vars);
         let mut dict = Vec::with_capacity(n_vars);
         for i in 0..n_vars {
             let s = df
@@ -52,20 +55,26 @@ impl Coded {
                 .iter()
                 .map(|x| match x {
                     None => NONE,
-                    Some(x) => {
-                        let next = d.len() as u32;
-                        *d.entry(x.to_string()).or_insert(next)
-                    }
+                    Some(x) => match d.get(x) {
+                        Some(k) => *k,
+                        None => {
+                            let next = d.len() as u32;
+                            d.insert(x.to_string(), next);
+                            next
+                        }
+                    },
                 })
                 .collect();
-            codes.push(v);
+            let mut b = vec![Bits::new(rows); d.len()];
+            for (r, k) in v.iter().enumerate() {
+                if *k != NONE {
+                    b[*k as usize].set(r);
+                }
+            }
+            bits.push(b);
             dict.push(d);
         }
-        Ok(Coded {
-            codes,
-            dict,
-            rows: df.height(),
-        })
+        Ok(Coded { dict, bits, rows })
     }
 
     pub fn rows(&self) -> usize {
@@ -85,11 +94,12 @@ impl Coded {
                 None => return Bits::new(self.rows),
             }
         }
-        let mut b = Bits::new(self.rows);
-        for r in 0..self.rows {
-            if want.iter().all(|(v, k)| self.codes[*v][r] == *k) {
-                b.set(r);
-            }
+        let Some(((v0, k0), rest)) = want.split_first() else {
+            return Bits::new(self.rows);
+        };
+        let mut b = self.bits[*v0][*k0 as usize].clone();
+        for (v, k) in rest {
+            b.and_with(&self.bits[*v][*k as usize]);
         }
         b
     }
@@ -120,6 +130,11 @@ impl Bits {
     }
     pub fn count(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    pub fn and_with(&mut self, o: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a &= b;
+        }
     }
     pub fn or_with(&mut self, o: &Bits) {
         for (a, b) in self.0.iter_mut().zip(&o.0) {
@@ -176,12 +191,16 @@ pub struct AccountRows {
     pub prospect: Bits,
     /// P(velocity win) from the model; NaN when unscored
     pub p: Vec<f64>,
+    /// prospects the model puts in the High band
+    pub prospect_high: Bits,
     /// won, not churned: a current customer
     pub customer: Bits,
     /// won revenue of each current customer (0 otherwise)
     pub customer_revenue: Vec<f64>,
     /// a customer note (customers.notes), verbatim
     pub note: Vec<Option<String>>,
+    /// a buyer interview quote (interviews.csv), verbatim with who and when
+    pub quote: Vec<Option<String>>,
 }
 
 /// How many criteria, and how big an effect is worth one.
@@ -257,10 +276,11 @@ pub struct Criterion {
 pub struct Coverage {
     pub deals: usize,
     pub velocity_wins: usize,
-    pub velocity_win_rate: f64,
+    /// None when no deal matches (no include criterion)
+    pub velocity_win_rate: Option<f64>,
     pub velocity_win_rate_ci95: (f64, f64),
     pub other_deals: usize,
-    pub other_velocity_win_rate: f64,
+    pub other_velocity_win_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -276,6 +296,9 @@ pub struct RefinedIcp {
     pub prospects: usize,
     /// prospects matching an include criterion and no exclude criterion
     pub prospects_fitting: usize,
+    /// and of them, in the High band
+    #[serde(default)]
+    pub prospects_fitting_high: usize,
     /// prospects matching at least one exclude criterion (counted once)
     pub prospects_excluded: usize,
     /// sum over all prospects of P(velocity win) x the baseline average deal
@@ -289,13 +312,20 @@ pub struct RefinedIcp {
     pub customer_revenue_excluded: f64,
 }
 
-struct Cand {
+struct Cand<'a> {
     /// index into the finding list
     at: usize,
-    mask: Bits,
+    mask: &'a Bits,
 }
 
-fn added(mask: &Bits, deals: &DealRows, base: f64, up: bool, stamp: &mut Vec<u32>, generation: &mut u32) -> Added {
+fn added(
+    mask: &Bits,
+    deals: &DealRows,
+    base: f64,
+    up: bool,
+    stamp: &mut Vec<u32>,
+    generation: &mut u32,
+) -> Added {
     let n = mask.count();
     let w = mask.and_count(&deals.velocity_win);
     *generation += 1;
@@ -316,7 +346,11 @@ fn added(mask: &Bits, deals: &DealRows, base: f64, up: bool, stamp: &mut Vec<u32
         velocity_win_rate: rate,
         velocity_win_rate_ci95: wilson(w, n),
         lift: rate / base,
-        excess_velocity_wins: if up { w as f64 - expected } else { expected - w as f64 },
+        excess_velocity_wins: if up {
+            w as f64 - expected
+        } else {
+            expected - w as f64
+        },
     }
 }
 
@@ -362,7 +396,10 @@ fn greedy(
             } else {
                 n as f64 * base - w as f64
             };
-            if best.as_ref().is_some_and(|(_, b)| b.excess_velocity_wins >= excess) {
+            if best
+                .as_ref()
+                .is_some_and(|(_, b)| b.excess_velocity_wins >= excess)
+            {
                 continue;
             }
             let a = added(&rest, deals, base, up, &mut stamp, &mut generation);
@@ -372,7 +409,7 @@ fn greedy(
             best = Some((ci, a));
         }
         let Some((ci, a)) = best else { break };
-        covered.or_with(&cands[ci].mask);
+        covered.or_with(cands[ci].mask);
         chosen.push((ci, a));
     }
     chosen
@@ -404,7 +441,10 @@ pub fn refine(
         .map(|x| x.condition.clone())
         .collect();
     let sig_masks: Vec<Bits> = signals.iter().map(|f| deals.cells.mask(&f.cells)).collect();
-    let exc_masks: Vec<Bits> = exclusions.iter().map(|f| deals.cells.mask(&f.cells)).collect();
+    let exc_masks: Vec<Bits> = exclusions
+        .iter()
+        .map(|f| deals.cells.mask(&f.cells))
+        .collect();
 
     let inc_cands: Vec<Cand> = signals
         .iter()
@@ -412,7 +452,7 @@ pub fn refine(
         .filter(|(_, f)| !x_mixed.contains(&f.condition) && p.passes(f))
         .map(|(i, _)| Cand {
             at: i,
-            mask: sig_masks[i].clone(),
+            mask: &sig_masks[i],
         })
         .collect();
     let exc_cands: Vec<Cand> = exclusions
@@ -421,7 +461,7 @@ pub fn refine(
         .filter(|(_, f)| !x_mixed.contains(&f.condition) && p.passes(f))
         .map(|(i, _)| Cand {
             at: i,
-            mask: exc_masks[i].clone(),
+            mask: &exc_masks[i],
         })
         .collect();
     let inc = greedy(&inc_cands, deals, base_rate, true, p);
@@ -432,7 +472,7 @@ pub fn refine(
     {
         let mut covered = Bits::new(deals.cells.rows());
         for (ci, _) in &exc {
-            covered.or_with(&exc_cands[*ci].mask);
+            covered.or_with(exc_cands[*ci].mask);
         }
         let mut stamp = vec![0u32; deals.n_accounts];
         let mut generation = 0;
@@ -447,7 +487,7 @@ pub fn refine(
             let rest = c.mask.and_not(&covered);
             let a = added(&rest, deals, base_rate, false, &mut stamp, &mut generation);
             if a.accounts >= p.min_accounts && 2 * a.deals >= c.mask.count() {
-                covered.or_with(&c.mask);
+                covered.or_with(c.mask);
                 exc.push((ci, a));
             }
         }
@@ -461,7 +501,9 @@ pub fn refine(
             exclusions
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| x_mixed.contains(&f.condition) && !in_signals.contains(&f.condition))
+                .filter(|(_, f)| {
+                    x_mixed.contains(&f.condition) && !in_signals.contains(&f.condition)
+                })
                 .map(|(i, _)| (false, i)),
         )
         .take(p.max_criteria)
@@ -509,6 +551,10 @@ pub fn refine(
                 list[k].criterion = Some(list[k].id.clone());
                 continue;
             }
+            // mixed evidence is its own review item, not support
+            if x_mixed.contains(&list[k].condition) {
+                continue;
+            }
             let own = masks[k].count().max(1);
             let best = (0..n_chosen)
                 .map(|c| (c, masks[k].and_count(&masks[c])))
@@ -544,16 +590,31 @@ pub fn refine(
         }
         v
     };
-    let pipeline = |m: &Bits, avg: f64| -> f64 {
+    // One deal size per prospect for every total: the average deal of the
+    // first exclude criterion it matches, else the baseline's. So the
+    // exclusions' total is never more than the sum of their own figures,
+    // and its share of all prospects' is a share of the same measure.
+    let base_avg = base_average_deal.unwrap_or(0.0);
+    let deal_of: Vec<f64> = {
+        let mut v = vec![base_avg; accounts.cells.rows()];
+        let mut set = vec![false; accounts.cells.rows()];
+        for (k, m) in acc_masks_x.iter().enumerate() {
+            let avg = exclusions[k].average_deal.unwrap_or(base_avg);
+            for r in m.ones() {
+                if !set[r] {
+                    set[r] = true;
+                    v[r] = avg;
+                }
+            }
+        }
+        v
+    };
+    let value = |m: &Bits| -> f64 {
         m.ones()
-            .filter(|&r| accounts.prospect.get(r))
-            .map(|r| {
-                let p = accounts.p[r];
-                if p.is_finite() { p * avg } else { 0.0 }
-            })
+            .filter(|&r| accounts.prospect.get(r) && accounts.p[r].is_finite())
+            .map(|r| accounts.p[r] * deal_of[r])
             .sum()
     };
-    let base_avg = base_average_deal.unwrap_or(0.0);
     let cost = |c: &mut Criterion, m: &Bits, only: Option<&[u8]>| {
         c.prospects_matching = m.and_count(&accounts.prospect);
         c.prospects_only_this = match only {
@@ -563,7 +624,7 @@ pub fn refine(
                 .count(),
             None => c.prospects_matching,
         };
-        c.expected_pipeline = pipeline(m, c.finding.average_deal.unwrap_or(base_avg));
+        c.expected_pipeline = value(m);
         c.customers_matching = m.and_count(&accounts.customer);
         c.customer_revenue = m.ones().map(|r| accounts.customer_revenue[r]).sum();
     };
@@ -585,12 +646,32 @@ pub fn refine(
         v.truncate(3);
         (v, lost)
     };
-    let notes = |m: &Bits| -> Vec<String> {
-        m.ones()
+    // Up to three verbatim notes: buyer interview quotes first, then
+    // customer notes, from the accounts the criterion is about (won accounts
+    // for an include, the others that closed a deal for an exclude).
+    let notes = |m: &Bits, include: bool| -> Vec<String> {
+        let about = |r: usize| !accounts.prospect.get(r) && (accounts.customer.get(r) == include);
+        let quotes = m
+            .ones()
+            .filter(|&r| about(r))
+            .filter_map(|r| accounts.quote[r].clone());
+        let plain = m
+            .ones()
+            .filter(|&r| about(r))
             .filter_map(|r| accounts.note[r].clone())
-            .filter(|s| !s.trim().is_empty())
-            .take(3)
-            .collect()
+            .map(|n| format!("customer note: \"{n}\""));
+        let mut out: Vec<String> = Vec::new();
+        // the words themselves, without who said them and when
+        let words = |q: &str| q.split("\" (").next().unwrap_or(q).to_string();
+        for q in quotes.chain(plain) {
+            if !q.trim().is_empty() && !out.iter().any(|o| words(o) == words(&q)) {
+                out.push(q);
+            }
+            if out.len() == 3 {
+                break;
+            }
+        }
+        out
     };
     let make = |f: &Finding, kind: &str, adds: Added, supporting: Vec<String>, dm: &Bits| {
         let (loss_reasons, lost_deals) = reasons(dm);
@@ -610,17 +691,29 @@ pub fn refine(
     };
     let mut include = Vec::new();
     for (k, (_, a)) in inc.iter().enumerate() {
-        let mut c = make(&signals[k], "include", a.clone(), s_support[k].clone(), &sig_masks[k]);
+        let mut c = make(
+            &signals[k],
+            "include",
+            a.clone(),
+            s_support[k].clone(),
+            &sig_masks[k],
+        );
         let m = accounts.cells.mask(&signals[k].cells);
         cost(&mut c, &m, None);
-        c.finding.notes = notes(&m.and_not(&accounts.prospect));
+        c.finding.notes = notes(&m, true);
         include.push(c);
     }
     let mut exclude = Vec::new();
     for (k, (_, a)) in exc.iter().enumerate() {
-        let mut c = make(&exclusions[k], "exclude", a.clone(), x_support[k].clone(), &exc_masks[k]);
+        let mut c = make(
+            &exclusions[k],
+            "exclude",
+            a.clone(),
+            x_support[k].clone(),
+            &exc_masks[k],
+        );
         cost(&mut c, &acc_masks_x[k], Some(&matched_by));
-        c.finding.notes = notes(&acc_masks_x[k].and_not(&accounts.prospect));
+        c.finding.notes = notes(&acc_masks_x[k], false);
         exclude.push(c);
     }
     let mut review = Vec::new();
@@ -641,6 +734,7 @@ pub fn refine(
         let mut c = make(&f, "review", Added::default(), Vec::new(), dm);
         let m = accounts.cells.mask(&f.cells);
         cost(&mut c, &m, None);
+        c.finding.notes = notes(&m, false);
         review.push(c);
     }
     for c in &mut review {
@@ -656,14 +750,12 @@ pub fn refine(
     let w_in = any_inc.and_count(&deals.velocity_win);
     let n_all = deals.cells.rows();
     let w_all = deals.velocity_win.count();
-    let rate = |w: usize, n: usize| if n > 0 { w as f64 / n as f64 } else { f64::NAN };
+    let rate = |w: usize, n: usize| (n > 0).then(|| w as f64 / n as f64);
     let mut any_inc_acc = Bits::new(accounts.cells.rows());
     for f in signals.iter().take(inc.len()) {
         any_inc_acc.or_with(&accounts.cells.mask(&f.cells));
     }
-    let fitting = any_inc_acc
-        .and_not(&any_x)
-        .and_count(&accounts.prospect);
+    let fitting = any_inc_acc.and_not(&any_x).and_count(&accounts.prospect);
     let all = {
         let mut b = Bits::new(accounts.cells.rows());
         for r in 0..accounts.cells.rows() {
@@ -689,8 +781,11 @@ pub fn refine(
         prospects: accounts.prospect.count(),
         prospects_fitting: fitting,
         prospects_excluded: any_x.and_count(&accounts.prospect),
-        expected_pipeline_all: pipeline(&all, base_avg),
-        expected_pipeline_excluded: pipeline(&any_x, base_avg),
+        expected_pipeline_all: value(&all),
+        expected_pipeline_excluded: value(&any_x),
+        prospects_fitting_high: any_inc_acc
+            .and_not(&any_x)
+            .and_count(&accounts.prospect_high),
         customers: accounts.customer.count(),
         customer_revenue_all: accounts.customer_revenue.iter().sum(),
         customers_excluded: any_x.and_count(&accounts.customer),
@@ -716,7 +811,7 @@ mod tests {
             median_cycle_days: None,
             churn_rate: None,
             average_deal: Some(1000.0),
-            sales_velocity_per_month: None,
+            sales_velocity_per_day: None,
             delivery_fit: None,
             gross_margin: None,
             p_value: 0.0,
@@ -783,9 +878,11 @@ mod tests {
             account_id: (0..200).map(|i| format!("A{i:03}")).collect(),
             prospect: Bits::from_bools(&[false; 200]),
             p: vec![0.5; 200],
+            prospect_high: Bits::new(200),
             customer: Bits::from_bools(&wins),
             customer_revenue: wins.iter().map(|w| if *w { 10.0 } else { 0.0 }).collect(),
             note: vec![None; 200],
+            quote: vec![None; 200],
         };
         // ranked with the duplicate first
         let mut signals = vec![
@@ -801,7 +898,15 @@ mod tests {
             single_tests: 1,
             pair_tests: 1,
         };
-        let icp = refine(&mut signals, &mut exclusions, &deals, &accounts, 0.3, None, &p);
+        let icp = refine(
+            &mut signals,
+            &mut exclusions,
+            &deals,
+            &accounts,
+            0.3,
+            None,
+            &p,
+        );
         assert_eq!(icp.include.len(), 1, "{:?}", icp.include);
         let c = &icp.include[0];
         assert_eq!(c.adds.deals, 40);
@@ -820,7 +925,9 @@ mod tests {
         assert!((icp.exclude[0].customer_revenue - 40.0).abs() < 1e-9);
         assert_eq!(icp.include_coverage.deals, 40);
         assert_eq!(icp.include_coverage.other_deals, 160);
-        assert!((icp.include_coverage.other_velocity_win_rate - 30.0 / 160.0).abs() < 1e-12);
+        assert!(
+            (icp.include_coverage.other_velocity_win_rate.unwrap() - 30.0 / 160.0).abs() < 1e-12
+        );
     }
 
     /// Pipeline at stake and the prospect count: each prospect once.
@@ -835,9 +942,11 @@ mod tests {
             account_id: vec!["a0".into(), "a1".into(), "a2".into(), "a3".into()],
             prospect: Bits::from_bools(&[true, true, true, false]),
             p: vec![0.2, 0.4, f64::NAN, 0.9],
+            prospect_high: Bits::new(4),
             customer: Bits::from_bools(&[false, false, false, true]),
             customer_revenue: vec![0.0, 0.0, 0.0, 500.0],
             note: vec![None; 4],
+            quote: vec![None; 4],
         };
         // deals: 100 on (B, b) with 5 wins; 100 on (C, c) with 50 wins;
         // 100 on (C, b) with 5 wins
@@ -874,10 +983,21 @@ mod tests {
             pair_tests: 1,
         };
         let base = 60.0 / 300.0;
-        let icp = refine(&mut signals, &mut exclusions, &deals, &accounts, base, Some(1000.0), &p);
+        let icp = refine(
+            &mut signals,
+            &mut exclusions,
+            &deals,
+            &accounts,
+            base,
+            Some(1000.0),
+            &p,
+        );
         // "b" first: 200 deals, 10 wins, 30 short; then B adds nothing new
         assert_eq!(icp.exclude.len(), 1, "{:?}", icp.exclude);
-        assert_eq!(icp.exclude[0].finding.condition, format!("{:?}", vec![lvl(1, "b")]));
+        assert_eq!(
+            icp.exclude[0].finding.condition,
+            format!("{:?}", vec![lvl(1, "b")])
+        );
         assert_eq!(icp.exclude[0].supporting, vec!["X02".to_string()]);
         // prospects with "b": accounts 0 and 1
         assert_eq!(icp.exclude[0].prospects_matching, 2);

@@ -163,7 +163,7 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
                 days: (median.ceil() as i64).max(1),
                 source: format!(
                     "median sales cycle of the {} won deals before the holdout",
-                    v.len()
+                    crate::util::thousands(v.len())
                 ),
             }
         }

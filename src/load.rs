@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::config::{CUSTOMER_COLUMNS, OPPORTUNITY_COLUMNS, TRIGGER_COLUMNS, ValidConfig};
+use crate::config::{
+    CUSTOMER_COLUMNS, INTERVIEW_COLUMNS, OPPORTUNITY_COLUMNS, TRIGGER_COLUMNS, ValidConfig,
+};
 use crate::error::{IcpError, Result};
 
 /// Name of the column that carries each row's position in its file.
@@ -54,6 +56,9 @@ pub struct Dataset {
     pub opportunities: Option<Table>,
     pub customers: Option<Table>,
     pub triggers: Option<Table>,
+    /// buyer interview quotes (account_id, date, role, quote): evidence for
+    /// the brief, never a model input
+    pub interviews: Option<Table>,
     /// file, row, column, value, reason
     pub rejects: DataFrame,
     /// extra account columns (beyond the contract's) and whether they are numeric
@@ -74,6 +79,7 @@ impl Dataset {
             self.opportunities.as_ref(),
             self.customers.as_ref(),
             self.triggers.as_ref(),
+            self.interviews.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -114,14 +120,25 @@ pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
     }
     let cust_path = locate(dir, "customers", cfg.files.customers.as_deref())?;
     let trig_path = locate(dir, "triggers", cfg.files.triggers.as_deref())?;
-    load_files(
+    let int_path = locate(dir, "interviews", cfg.files.interviews.as_deref())?;
+    let mut data = load_files(
         &acc_path,
         opp_path.as_deref(),
         cust_path.as_deref(),
         trig_path.as_deref(),
         cfg,
         None,
-    )
+    )?;
+    if let Some(p) = int_path {
+        let ids = data.accounts.df.select(["account_id"])?;
+        let mut rejects = vec![data.rejects];
+        data.interviews = Some(fingerprinted(
+            load_interviews(&p, cfg, &ids, &mut rejects)?,
+            &p,
+        )?);
+        data.rejects = concat_rejects(rejects)?;
+    }
+    Ok(data)
 }
 
 /// Load explicit files. `numeric_hints` forces extra account columns to a
@@ -160,6 +177,7 @@ pub fn load_files(
         opportunities,
         customers,
         triggers,
+        interviews: None,
         rejects,
         extra_columns,
     })
@@ -1341,6 +1359,55 @@ fn load_customers(
         typed,
         path,
         "customers",
+        rows,
+        keep,
+        pre_rejects,
+        rejects,
+    )
+}
+
+fn load_interviews(
+    path: &Path,
+    cfg: &ValidConfig,
+    ids: &DataFrame,
+    rejects: &mut Vec<DataFrame>,
+) -> Result<Table> {
+    let Raw {
+        df: raw,
+        rows,
+        pre_rejects,
+    } = read_raw(path)?;
+    let (exprs, _, present) = map_columns(
+        &raw,
+        path,
+        "interviews",
+        INTERVIEW_COLUMNS,
+        &["account_id", "quote"],
+        cfg,
+    )?;
+    let lf = prepare(raw, exprs, &present, ids);
+    let mut checks = account_checks();
+    checks.push(check("quote", col("quote").is_null(), "missing quote"));
+    let mut typed = Vec::new();
+    if present.contains(&"date") {
+        let d = parse_date("date", cfg);
+        checks.extend(date_checks("date", &d, cfg));
+        typed.push(d.alias("date"));
+    } else {
+        typed.push(lit(NULL).cast(DataType::Date).alias("date"));
+    }
+    let role = if present.contains(&"role") {
+        col("role")
+    } else {
+        lit(NULL).cast(DataType::String).alias("role")
+    };
+    let keep = vec![col(ROW), col("account_id"), col("date"), role, col("quote")];
+    split(
+        lf,
+        &checks,
+        typed,
+        path,
+        "interviews",
         rows,
         keep,
         pre_rejects,

@@ -32,7 +32,8 @@ pub struct BandOutcome {
     pub accounts: usize,
     /// accounts that opened an opportunity after the as-of date
     pub accounts_with_new_opportunity: usize,
-    pub new_opportunity_rate: f64,
+    /// None for a band with no account
+    pub new_opportunity_rate: Option<f64>,
     pub new_opportunity_rate_ci95: (f64, f64),
     /// those opportunities: created, closed since, won (churned included)
     pub opportunities: usize,
@@ -96,7 +97,10 @@ pub fn band_outcomes(
             [col("opportunity_id")],
             JoinArgs::new(JoinType::Left),
         )
-        .sort(["account_id", "opportunity_id"], SortMultipleOptions::default())
+        .sort(
+            ["account_id", "opportunity_id"],
+            SortMultipleOptions::default(),
+        )
         .collect()?;
     let acc = crate::signals::str_col(&df, "account_id")?;
     let out = crate::signals::str_col(&df, "outcome")?;
@@ -160,7 +164,7 @@ pub fn band_outcomes(
                 band: b.to_string(),
                 accounts: x.accounts,
                 accounts_with_new_opportunity: x.with_new.len(),
-                new_opportunity_rate: share(x.with_new.len(), x.accounts).unwrap_or(f64::NAN),
+                new_opportunity_rate: share(x.with_new.len(), x.accounts),
                 new_opportunity_rate_ci95: wilson(x.with_new.len(), x.accounts),
                 opportunities: x.opps,
                 closed: x.closed,
@@ -319,7 +323,11 @@ pub fn by_band_now(
         if o_out[i].as_deref() != Some("lost") {
             continue;
         }
-        let Some(k) = o_acc[i].as_deref().and_then(|a| band_of.get(a)).and_then(|b| at(b)) else {
+        let Some(k) = o_acc[i]
+            .as_deref()
+            .and_then(|a| band_of.get(a))
+            .and_then(|b| at(b))
+        else {
             continue;
         };
         out[k].lost_deals += 1;
@@ -330,7 +338,10 @@ pub fn by_band_now(
         *reasons[k].entry(why).or_default() += 1;
     }
     for (i, b) in out.iter_mut().enumerate() {
-        b.churn_rate = (b.won_accounts > 0).then(|| b.churned_accounts as f64 / b.won_accounts as f64);
+        b.churn_rate =
+            (b.won_accounts > 0).then(|| b.churned_accounts as f64 / b.won_accounts as f64);
+        // summed in a fixed order: the same bits whatever the map's order
+        revenue[i].sort_by(f64::total_cmp);
         b.mean_won_revenue = (!revenue[i].is_empty())
             .then(|| revenue[i].iter().sum::<f64>() / revenue[i].len() as f64);
         let mut v: Vec<(String, usize)> = std::mem::take(&mut reasons[i]).into_iter().collect();
@@ -359,17 +370,34 @@ mod tests {
     fn a_scoring_a_quarter_earlier_gives_the_band_outcome_table() {
         let ids = ["o1", "o2", "o3", "o4", "o5", "o0"];
         let accounts = ["H1", "H1", "H2", "L1", "L2", "H2"];
-        let created = ["2024-04-02", "2024-04-10", "2024-04-05", "2024-05-01", "2024-06-01", "2024-01-01"];
-        let closed = [Some("2024-04-22"), Some("2024-05-10"), Some("2024-06-04"), Some("2024-05-20"), None, Some("2024-02-01")];
+        let created = [
+            "2024-04-02",
+            "2024-04-10",
+            "2024-04-05",
+            "2024-05-01",
+            "2024-06-01",
+            "2024-01-01",
+        ];
+        let closed = [
+            Some("2024-04-22"),
+            Some("2024-05-10"),
+            Some("2024-06-04"),
+            Some("2024-05-20"),
+            None,
+            Some("2024-02-01"),
+        ];
         let outcome = ["won", "lost", "won", "lost", "open", "won"];
         let opps = DataFrame::new(
             6,
             vec![
                 Column::new("opportunity_id".into(), ids.to_vec()),
                 Column::new("account_id".into(), accounts.to_vec()),
-                Column::new("created_date".into(), created.iter().map(|d| date(d)).collect::<Vec<_>>())
-                    .cast(&DataType::Date)
-                    .unwrap(),
+                Column::new(
+                    "created_date".into(),
+                    created.iter().map(|d| date(d)).collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Date)
+                .unwrap(),
                 Column::new(
                     "closed_date".into(),
                     closed.iter().map(|d| d.and_then(date)).collect::<Vec<_>>(),
@@ -404,8 +432,13 @@ mod tests {
             as_of: NaiveDate::from_ymd_opt(2024, 3, 31).unwrap(),
             bands,
         };
-        let o = band_outcomes(&earlier, NaiveDate::from_ymd_opt(2024, 6, 30).unwrap(), &opps, &labels)
-            .unwrap();
+        let o = band_outcomes(
+            &earlier,
+            NaiveDate::from_ymd_opt(2024, 6, 30).unwrap(),
+            &opps,
+            &labels,
+        )
+        .unwrap();
         assert_eq!(o.days_since, 91);
         let high = &o.bands[0];
         assert_eq!(high.band, "high");
@@ -422,7 +455,7 @@ mod tests {
         let low = &o.bands[2];
         assert_eq!(low.accounts, 3);
         assert_eq!(low.accounts_with_new_opportunity, 2);
-        assert!((low.new_opportunity_rate - 2.0 / 3.0).abs() < 1e-12);
+        assert!((low.new_opportunity_rate.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(low.opportunities, 2);
         assert_eq!(low.closed, 1);
         assert_eq!(low.won, 0);

@@ -97,7 +97,15 @@ pub fn earlier_scorings(
     found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     let mut out = Vec::new();
     for (then, run_id, dir) in found.into_iter().take(max) {
-        let df = read_text_csv(&dir.join("scores.csv"))?;
+        // an unreadable old run is skipped, never a reason to stop this one
+        let Ok(df) = CsvReadOptions::default()
+            .with_infer_schema_length(Some(0))
+            .with_columns(Some(["account_id".into(), "band".into()].into()))
+            .try_into_reader_with_file_path(Some(dir.join("scores.csv")))
+            .and_then(|r| r.finish())
+        else {
+            continue;
+        };
         let ids = crate::signals::str_col(&df, "account_id")?;
         let bands = crate::signals::str_col(&df, "band")?;
         out.push(crate::outcomes::EarlierScoring {

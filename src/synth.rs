@@ -400,12 +400,112 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
     c
 }
 
+/// Share of accounts with a closed deal that gave a buyer interview.
+const INTERVIEW_SHARE: f64 = 0.05;
+const ROLES: &[&str] = &[
+    "CFO",
+    "COO",
+    "Head of Operations",
+    "VP Engineering",
+    "IT Director",
+    "Procurement lead",
+];
+
+/// What a buyer says, by how the deal went (the generator's truth in words).
+fn quote_for(
+    outcome: &str,
+    cycle: i64,
+    loss: Option<&str>,
+    industry: Option<&str>,
+) -> &'static str {
+    match (outcome, loss) {
+        ("lost", _) if industry == Some("Government") => {
+            "Procurement rules made a quick decision impossible for us."
+        }
+        ("lost", Some("price")) => "The price was hard to justify at our size.",
+        ("lost", Some("competitor")) => "Another vendor already covered most of what we needed.",
+        ("lost", Some("no decision")) => "We never got the budget signed off this year.",
+        ("lost", Some("timing")) => "Maybe next year, once our migration is done.",
+        ("lost", Some("product fit")) => "It did not fit how our teams actually work.",
+        ("lost", _) => "Nothing wrong with it; the project just stalled.",
+        ("churned", _) => "Once the champion left, the renewal was hard to justify.",
+        (_, _) if cycle <= 30 => "We needed it live this quarter, and it was.",
+        (_, _) if industry == Some("Government") => {
+            "Security review and procurement took most of the time."
+        }
+        _ => "It works well; getting everyone to agree took a while.",
+    }
+}
+
+/// Interviews after the first closed deal of a few accounts, drawn with
+/// their own RNG so the rest of the data does not change with them.
+fn interviews(all: &Chunk, seed: u64) -> Result<DataFrame> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1A7E_4B1E_D00D_F00D);
+    let end = as_of();
+    // one interview per account, about its won deal when it has one (a
+    // customer speaks about buying), else about its first closed deal
+    let mut about: std::collections::BTreeMap<&str, usize> = Default::default();
+    for i in 0..all.opp_acc.len() {
+        if all.closed[i].is_none() {
+            continue;
+        }
+        let won = |k: usize| all.outcome[k] != "lost";
+        about
+            .entry(all.opp_acc[i].as_str())
+            .and_modify(|k| {
+                if !won(*k) && won(i) {
+                    *k = i;
+                }
+            })
+            .or_insert(i);
+    }
+    let mut picked: Vec<usize> = about.into_values().collect();
+    picked.sort_unstable();
+    let (mut acc, mut date, mut role, mut quote) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in picked {
+        let Some(closed) = all.closed[i] else {
+            continue;
+        };
+        let u: f64 = rng.r#gen();
+        let lag = rng.gen_range(3..30);
+        let r = ROLES[rng.gen_range(0..ROLES.len())];
+        if u >= INTERVIEW_SHARE {
+            continue;
+        }
+        let industry = all.opp_acc[i][1..]
+            .parse::<usize>()
+            .ok()
+            .and_then(|a| all.industry.get(a).copied().flatten());
+        let cycle = (closed - all.created[i]).num_days();
+        acc.push(all.opp_acc[i].clone());
+        date.push(Some((closed + Duration::days(lag)).min(end)));
+        role.push(r);
+        quote.push(quote_for(
+            all.outcome[i],
+            cycle,
+            all.loss_reason[i],
+            industry,
+        ));
+    }
+    Ok(DataFrame::new(
+        acc.len(),
+        vec![
+            Column::new("account_id".into(), acc),
+            dates("date", date)?,
+            Column::new("role".into(), role),
+            Column::new("quote".into(), quote),
+        ],
+    )?)
+}
+
 /// A generated CRM and its ground truth.
 pub struct Synthetic {
     pub accounts: DataFrame,
     pub opportunities: DataFrame,
     pub customers: DataFrame,
     pub triggers: DataFrame,
+    /// buyer interview quotes (account_id, date, role, quote)
+    pub interviews: DataFrame,
     /// account_id, p_velocity_win_true (for the window below)
     pub truth: DataFrame,
     pub window_days: i64,
@@ -474,6 +574,7 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
     } else {
         ((cyc[cyc.len() / 2 - 1] + cyc[cyc.len() / 2]) as f64 / 2.0).ceil() as i64
     };
+    let interviews = interviews(&all, seed)?;
     let n = all.acc_id.len();
     let p_true: Vec<f64> = all
         .truth
@@ -543,6 +644,7 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
         opportunities,
         customers,
         triggers,
+        interviews,
         truth,
         window_days,
     })
@@ -566,6 +668,7 @@ pub fn write(s: &Synthetic, dir: &Path, truth_path: &Path, format: Format) -> Re
         ("opportunities", &s.opportunities),
         ("customers", &s.customers),
         ("triggers", &s.triggers),
+        ("interviews", &s.interviews),
     ] {
         write_frame(&dir.join(format!("{name}.{ext}")), df, format)?;
     }

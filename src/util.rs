@@ -81,7 +81,7 @@ pub fn p_value(p: f64) -> String {
         return format!("{p:.2}");
     }
     // 0.001 <= p < 0.1: two significant digits
-    let digits = (-p.log10()).floor() as usize + 2;
+    let digits = (-p.log10()).ceil() as usize + 1;
     format!("{p:.digits$}")
 }
 
@@ -123,6 +123,8 @@ mod tests {
         assert_eq!(p_value(0.00354), "0.0035");
         assert_eq!(p_value(0.35), "0.35");
         assert_eq!(p_value(0.05), "0.050");
+        assert_eq!(p_value(0.01), "0.010");
+        assert_eq!(p_value(0.001), "0.0010");
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&mut []), None);

@@ -153,11 +153,7 @@ pub fn responsive(svg: &str) -> String {
     if svg.contains(&fixed) && svg.contains("viewBox") {
         svg.replacen(&fixed, "class=\"fit\"", 1)
     } else if svg.contains(&fixed) {
-        svg.replacen(
-            &fixed,
-            &format!("class=\"fit\" viewBox=\"0 0 {w} {h}\""),
-            1,
-        )
+        svg.replacen(&fixed, &format!("class=\"fit\" viewBox=\"0 0 {w} {h}\""), 1)
     } else {
         svg.to_string()
     }
@@ -186,7 +182,11 @@ mod tests {
         assert!(svg.matches("<rect").count() >= 10);
         assert!(svg.contains("baseline = 1.0"));
         let r = responsive(&svg);
-        assert!(r.contains("viewBox=\"0 0 560 360\"") && !r.contains("<svg width="), "{}", &r[..200.min(r.len())]);
+        assert!(
+            r.contains("viewBox=\"0 0 560 360\"") && !r.contains("<svg width="),
+            "{}",
+            &r[..200.min(r.len())]
+        );
         let svg = calibration(&bins()).unwrap();
         assert!(svg.contains("Calibration on the holdout"));
         assert!(svg.contains("perfect calibration"));

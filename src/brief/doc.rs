@@ -44,11 +44,22 @@ pub fn escape_html(s: &str) -> String {
 /// HTML), plus the characters that would start emphasis or break a table.
 pub fn escape_md(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &ch) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        let next = chars.get(i + 1).copied();
+        let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
         match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
+            // `<` starts raw HTML only before a letter, `/`, `!` or `?`:
+            // "< 0.001" stays readable
+            '<' if next.is_some_and(|c| c.is_ascii_alphabetic() || "/!?".contains(c)) => {
+                o.push_str("&lt;")
+            }
+            '&' if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '#') => {
+                o.push_str("&amp;")
+            }
+            // an underscore inside a word never starts emphasis (funding_round)
+            '_' if word(prev) && word(next) => o.push('_'),
             '|' => o.push_str("\\|"),
             '*' | '_' | '`' | '[' | ']' | '\\' => {
                 o.push('\\');

@@ -57,6 +57,9 @@ pub struct Alignment {
     pub criteria: usize,
     pub backed: usize,
     pub rate: Option<f64>,
+    /// criteria whose evidence of this kind points the other way
+    #[serde(default)]
+    pub against: Vec<String>,
 }
 
 /// The measures a quarterly re-run compares with (measurement.json). None
@@ -68,7 +71,7 @@ pub struct Measurement {
     pub median_sales_cycle_days: Option<f64>,
     pub churn_rate: Option<f64>,
     pub mean_delivery_fit: Option<f64>,
-    pub sales_velocity_per_month: Option<f64>,
+    pub sales_velocity_per_day: Option<f64>,
     /// per kind of evidence: the share of the ICP's criteria (include and
     /// exclude) it backs
     pub icp_evidence_alignment_rate: Vec<Alignment>,
@@ -95,11 +98,19 @@ fn backs(c: &Criterion, kind: &str, b: &Baseline, fit_gap: f64, margin_gap: f64)
             if f.won_deals < 10 {
                 return None;
             }
-            Some(if include { x <= bx * 1.1 + 0.01 } else { x > bx })
+            Some(if include {
+                x <= bx * 1.1 + 0.01
+            } else {
+                x > bx
+            })
         }
         "margin" => {
             let (x, bx) = (f.gross_margin?, b.gross_margin?);
-            Some(if include { x >= bx - margin_gap } else { x < bx })
+            Some(if include {
+                x >= bx - margin_gap
+            } else {
+                x < bx
+            })
         }
         "delivery" => {
             let (x, bx) = (f.delivery_fit?, b.delivery_fit?);
@@ -132,6 +143,11 @@ pub fn measurement(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Measureme
                 kind: k.to_string(),
                 available: available(k),
                 criteria: criteria.len(),
+                against: criteria
+                    .iter()
+                    .filter(|c| backs(c, k, b, fit_gap, margin_gap) == Some(false))
+                    .map(|c| c.finding.id.clone())
+                    .collect(),
                 backed,
                 rate: (available(k) && !criteria.is_empty())
                     .then(|| backed as f64 / criteria.len() as f64),
@@ -143,7 +159,7 @@ pub fn measurement(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Measureme
         median_sales_cycle_days: b.median_cycle_days,
         churn_rate: b.churn_rate,
         mean_delivery_fit: b.delivery_fit,
-        sales_velocity_per_month: b.sales_velocity_per_month,
+        sales_velocity_per_day: b.sales_velocity_per_day,
         missing_evidence: align
             .iter()
             .filter(|a| !a.available)
@@ -222,6 +238,14 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         a.program_version,
         n(inp.rejected_rows)
     )));
+    if let Some(as_of) = inp.as_of {
+        let age = (inp.run_date - as_of).num_days();
+        if age > 30 {
+            d.push(Block::Callout(format!(
+                "The data is {age} days old (newest date {as_of}): deals and triggers since then are missing. Re-export the CRM before acting on triggers."
+            )));
+        }
+    }
     let failed: Vec<&crate::signals::Gate> = r.gates.iter().filter(|g| !g.passed).collect();
     if r.ready {
         d.push(Block::Callout(format!(
@@ -246,13 +270,12 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
     let mut tasks = Vec::new();
     if r.ready && !(icp.include.is_empty() && icp.exclude.is_empty()) {
         tasks.push(format!(
-            "{leader}: approve or amend the refined ICP below (include {}; exclude {}).",
+            "{leader}: approve the refined ICP below as targeting guidance (include {}), or send it back for a re-run with different settings.",
             if icp.include.is_empty() { "none".into() } else { ids(&icp.include) },
-            if icp.exclude.is_empty() { "none".into() } else { ids(&icp.exclude) },
         ));
         for x in &icp.exclude {
             tasks.push(format!(
-                "{leader}: keep or reject exclusion {} ({}): {} of {} prospects, {} expected pipeline.",
+                "{leader}: keep or reject exclusion {} ({}): {} of {} prospects, {} expected value.",
                 x.finding.id,
                 x.finding.condition,
                 n(x.prospects_matching),
@@ -288,8 +311,13 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         ));
     }
     d.push(Block::Checklist(tasks));
+    if owners.sales.is_none() || owners.delivery.is_none() || owners.revenue_leader.is_none() {
+        d.push(Block::Para(
+            "Owners without a name are roles: name them in the config ([brief] owners = { sales, delivery, revenue_leader }).".into(),
+        ));
+    }
     d.push(Block::Para(
-        "Record the decision with: icp approve RUN --by NAME [--note TEXT] [--reject-exclusion ID ...], where RUN is this run directory (printed by icp run; reports/latest is the newest). Only the exclude criteria below can be approved or rejected; every other finding is supporting evidence.".into(),
+        "Record the decision with: icp approve RUN --by NAME, adding --note TEXT and one --reject-exclusion ID per exclusion rejected; RUN is this run directory (printed by icp run; reports/latest is the newest). Approval takes the include criteria and the model as a whole; only exclude criteria are kept or rejected one by one, and findings that are not criteria are evidence, not decisions.".into(),
     ));
     if r.ready {
         d.push(Block::Para(format!(
@@ -317,6 +345,16 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         d.push(Block::Heading(2, "Changes since the active model".into()));
         d.extend(ch.iter().cloned());
     }
+    d.push(Block::Heading(2, "Terms".into()));
+    d.push(Block::Bullets(vec![
+        "Velocity win: a deal won within the velocity window (the median sales cycle) whose customer did not churn: fast, successful, retained.".into(),
+        "Lift: a group's velocity-win rate over everyone's; 1.50 means half again as often.".into(),
+        "95% CI: the range the true rate lies in, given how few deals there are; narrow means solid.".into(),
+        format!("q (BH): the chance a finding is a fluke after allowing for testing many conditions (Benjamini-Hochberg); findings need {} or less. Criteria need more: their own test times the number of tests of their kind (Bonferroni) at {} or less.", f.signal_params.fdr, f.signal_params.criterion_fwer),
+        "AUC: how often the model ranks a velocity win above a deal that was not one; 0.5 is chance, 1.0 perfect.".into(),
+        "Expected value: P(velocity win) x average deal, summed over prospects.".into(),
+        "Model id: the fingerprint of the scoring model; approvals name it so the scores people act on are the ones they approved.".into(),
+    ]));
 
     Ok(Brief {
         markdown: doc::markdown(&d),
@@ -369,15 +407,31 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
             e.verdict
         )),
     }
+    if e.reliable {
+        let strength = if e.auc >= 0.75 {
+            "a strong ranking"
+        } else if e.auc >= 0.65 {
+            "a moderate ranking"
+        } else {
+            "a weak but real ranking: useful for ordering a list, not for judging one account"
+        };
+        if let Some(first) = out.last_mut() {
+            first.push_str(&format!(
+                " The score is {strength} (holdout AUC {:.2}).",
+                e.auc
+            ));
+        }
+    }
     if !icp.include.is_empty() {
         let c = &icp.include_coverage;
         out.push(format!(
-            "Aim new outbound at the refined ICP ({}): on closed deals, accounts matching one became velocity wins {} of the time against {} for the rest; {} of {} prospects fit (match one and no exclusion).",
+            "Aim new outbound at the refined ICP ({}): on closed deals, accounts matching one became velocity wins {} of the time against {} for the rest; {} of {} prospects fit (match one and no exclusion), {} of them also in the High band: start there.",
             named(&icp.include),
-            pct(c.velocity_win_rate),
-            pct(c.other_velocity_win_rate),
+            opt_pct(c.velocity_win_rate),
+            opt_pct(c.other_velocity_win_rate),
             n(icp.prospects_fitting),
-            n(icp.prospects)
+            n(icp.prospects),
+            n(icp.prospects_fitting_high)
         ));
     } else {
         out.push("No condition adds enough velocity wins to be an include criterion: keep the current ICP and use the scores.".into());
@@ -388,7 +442,7 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
             .iter()
             .max_by(|x, y| x.expected_pipeline.total_cmp(&y.expected_pipeline));
         out.push(format!(
-            "Stop outbound to the {} of {} prospects ({}) that match an exclusion ({}). The trade-off: they hold {} of the {} expected pipeline ({}), and current customers matching them booked {} of {} won revenue{}.",
+            "Stop outbound to the {} of {} prospects ({}) that match an exclusion ({}). The trade-off: they hold {} of the {} expected value of all prospects ({}; P(velocity win) x average deal), and current customers (won, not churned) matching them booked {} of their {}{}.",
             n(icp.prospects_excluded),
             n(icp.prospects),
             share(icp.prospects_excluded, icp.prospects),
@@ -400,7 +454,7 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
             money(icp.customer_revenue_all),
             biggest
                 .map(|b| format!(
-                    "; {} ({}) alone gives up {}: decide it on its own",
+                    "; {} ({}) alone gives up {} of expected value: decide it on its own",
                     b.finding.id,
                     b.finding.condition,
                     money(b.expected_pipeline)
@@ -501,7 +555,7 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                     opt_pct(x.churn_rate),
                     opt_num(x.delivery_fit, 2),
                     opt_pct(x.gross_margin),
-                    opt_money(x.sales_velocity_per_month),
+                    opt_money(x.sales_velocity_per_day),
                     n(c.prospects_matching),
                     if c.supporting.is_empty() {
                         "-".into()
@@ -512,6 +566,20 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
             })
             .collect();
         rows.push(baseline_row(b, 13));
+        let detail: Vec<String> = icp
+            .include
+            .iter()
+            .filter(|c| !c.finding.notes.is_empty())
+            .map(|c| {
+                format!(
+                    "{} ({}), in their words: {}",
+                    c.finding.id,
+                    c.finding.condition,
+                    c.finding.notes.join("; ")
+                )
+            })
+            .collect();
+        let detail_block = (!detail.is_empty()).then_some(Block::Bullets(detail));
         d.push(Block::Table {
             head: [
                 "id",
@@ -524,7 +592,7 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                 "churn",
                 "delivery fit (1-5)",
                 "margin",
-                "velocity per month",
+                "velocity per day",
                 "prospects matching",
                 "supporting findings",
             ]
@@ -533,6 +601,7 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
             .collect(),
             rows,
         });
+        d.extend(detail_block);
     }
     d.push(Block::Heading(3, "Exclude".into()));
     if !f.readiness.ready {
@@ -544,7 +613,7 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
         d.push(Block::Para("None: no condition passes.".into()));
     } else {
         d.push(Block::Para(format!(
-            "Together the exclusions match {} of {} prospects ({}), each counted once; they hold {} of the {} expected pipeline of all prospects ({}; expected pipeline = P(velocity win) x average deal), and {} current customers with {} of {} won revenue match them.",
+            "Together the exclusions match {} of {} prospects ({}), each counted once; they hold {} of the {} expected value of all prospects ({}; expected value = P(velocity win) x average deal, so it counts fast, retained wins only), and {} current customers (won, not churned) with {} of their {} won revenue match them.",
             n(icp.prospects_excluded),
             n(icp.prospects),
             share(icp.prospects_excluded, icp.prospects),
@@ -616,7 +685,7 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                 "id",
                 "condition",
                 "prospects matching",
-                "expected pipeline given up",
+                "expected value given up",
                 "current customers: won revenue",
                 "velocity-win rate (95% CI)",
                 "close rate",
@@ -646,8 +715,8 @@ fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                         .join(", ")
                 ));
             }
-            for note in &c.finding.notes {
-                parts.push(format!("customer note: \"{note}\""));
+            if !c.finding.notes.is_empty() {
+                parts.push(format!("in their words: {}", c.finding.notes.join("; ")));
             }
             why.push(format!("{}: {}", c.finding.id, parts.join("; ")));
         }
@@ -704,7 +773,7 @@ fn baseline_row(b: &Baseline, width: usize) -> Vec<String> {
         opt_pct(b.churn_rate),
         opt_num(b.delivery_fit, 2),
         opt_pct(b.gross_margin),
-        opt_money(b.sales_velocity_per_month),
+        opt_money(b.sales_velocity_per_day),
     ];
     r.resize(width, "-".into());
     r
@@ -810,7 +879,7 @@ fn finding_rows(list: &[Finding]) -> Vec<Vec<String>> {
                 opt_num(s.median_cycle_days, 0),
                 opt_pct(s.churn_rate),
                 opt_money(s.average_deal),
-                opt_money(s.sales_velocity_per_month),
+                opt_money(s.sales_velocity_per_day),
                 p_value(s.q_value),
             ]
         })
@@ -828,25 +897,29 @@ const FINDING_HEAD: [&str; 12] = [
     "median cycle (days)",
     "churn",
     "average deal",
-    "velocity per month",
+    "velocity per day",
     "q (BH)",
 ];
 
 fn supporting(d: &mut Vec<Block>, f: &Findings) {
     let p = &f.signal_params;
     let b = &f.baseline;
-    d.push(Block::Heading(2, "Supporting evidence: every finding".into()));
+    d.push(Block::Heading(
+        2,
+        "Supporting evidence: every finding".into(),
+    ));
     d.push(Block::Para(format!(
-        "Every condition that passed the tests, with the ICP criterion it is or supports (a dash: it adds little beyond the criteria). Signals: deals become velocity wins at least {:.2}x as often as the baseline ({} of {} deals); exclusions: fewer velocity wins, more churn, lower delivery fit or lower margin. Each with at least {} accounts and {} velocity wins (signals), surviving a Benjamini-Hochberg correction over all {} conditions tested ({} more were below the support minimum and not tested); pairs must also beat each part alone. Sales velocity per month: closed opportunities per day over the {} days of the data x median cycle (the pipeline) x close rate x average deal / median cycle x 30, capped at what was booked; the whole book runs at {} a month. Files: signals.csv, exclusions.csv, finding_accounts.csv.",
+        "Every condition that passed the tests, with the ICP criterion it is or supports. A dash means it is not part of the refined ICP: it adds little beyond the criteria or falls short of their bar, so it is neither targeted nor excluded. Signals: deals become velocity wins at least {:.2}x as often as the baseline ({} of {} deals); exclusions: fewer velocity wins, more churn, lower delivery fit or lower margin. Each with at least {} accounts and {} velocity wins (signals), surviving a Benjamini-Hochberg correction over all {} tests of {} conditions ({} more conditions were below the support minimum and not tested); pairs must also beat each part alone. Sales velocity per day: closed opportunities per 30 days (over the {} days of the data) x close rate x average deal / median cycle in days, capped at what was booked per day; the whole book runs at {} a day. Files: signals.csv, exclusions.csv, finding_accounts.csv.",
         p.min_lift,
         pct(b.velocity_win_rate),
         n(b.deals),
         p.min_accounts,
         p.min_wins,
+        n(f.tests),
         n(f.tested_conditions),
         n(f.below_support),
         n(b.period_days.round() as usize),
-        opt_money(b.sales_velocity_per_month)
+        opt_money(b.sales_velocity_per_day)
     )));
     for (name, list, file) in [
         ("Best-fit signals", &f.signals, "signals.csv"),
@@ -882,7 +955,10 @@ fn customers(d: &mut Vec<Block>, f: &Findings) {
         f.signal_params.painful_slow_factor,
         n(p.best_accounts)
     )));
-    d.push(Block::Heading(3, "Conditions painful customers share".into()));
+    d.push(Block::Heading(
+        3,
+        "Conditions painful customers share".into(),
+    ));
     if p.shared_conditions.is_empty() {
         d.push(Block::Para(
             "None found: no condition holds a painful share clearly above the rest of the high-revenue customers.".into(),
@@ -957,7 +1033,9 @@ fn customers(d: &mut Vec<Block>, f: &Findings) {
 fn triggers(d: &mut Vec<Block>, f: &Findings) {
     d.push(Block::Heading(2, "Buying triggers".into()));
     if f.triggers.is_empty() {
-        d.push(Block::Para("No triggers file, or no trigger events.".into()));
+        d.push(Block::Para(
+            "No triggers file, or no trigger events.".into(),
+        ));
         return;
     }
     let w = f.signal_params.trigger_window_days;
@@ -1043,12 +1121,13 @@ fn segments(d: &mut Vec<Block>, inp: &BriefInput) {
             .band_counts
             .iter()
             .map(|(b, c)| {
+                let banded: usize = inp.bands_now.iter().map(|x| x.prospects).sum();
                 let prospects = inp
                     .bands_now
                     .iter()
                     .find(|x| &x.band == b)
                     .map(|x| n(x.prospects))
-                    .unwrap_or_else(|| "-".into());
+                    .unwrap_or_else(|| n(icp.prospects.saturating_sub(banded)));
                 let what = match b.as_str() {
                     "high" => format!("score 70+: work first; {}", expect("high")),
                     "medium" => format!("score 40-69: nurture; {}", expect("medium")),
@@ -1092,16 +1171,24 @@ fn segments(d: &mut Vec<Block>, inp: &BriefInput) {
     };
     let mut high = vec![format!("confirm one of: {inc}")];
     if !exc.is_empty() {
-        high.push(format!("disqualify if any of: {exc} (once approved)"));
+        high.push(format!(
+            "once the exclusions are approved, disqualify if any of: {exc}"
+        ));
     }
     high.extend(trig_q.clone());
-    let mut medium = vec![format!("move to High treatment when one of these holds: {inc}")];
+    let mut medium = vec![format!(
+        "move to High treatment when one of these holds: {inc}"
+    )];
     medium.extend(trig_q.clone());
     let mut low = vec!["no outbound spend".to_string()];
     if let Some(t) = &trig_q {
-        low.push(format!("{t}, and reconsider only if an include criterion also holds"));
+        low.push(format!(
+            "{t}, and reconsider only if an include criterion also holds"
+        ));
     }
-    d.push(Block::Para("Qualification checklists for sales reps:".into()));
+    d.push(Block::Para(
+        "Qualification checklists for sales reps:".into(),
+    ));
     d.push(Block::Bullets(vec![
         format!("High: {}.", high.join("; ")),
         format!("Medium: {}.", medium.join("; ")),
@@ -1122,7 +1209,10 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
     d.push(Block::Para(
         "Each measure below can come out badly; the next run compares with these values (measurement.json), and the events log (reports/events.jsonl) records every run and approval.".into(),
     ));
-    d.push(Block::Heading(3, "Did the bands convert in practice?".into()));
+    d.push(Block::Heading(
+        3,
+        "Did the bands convert in practice?".into(),
+    ));
     if inp.earlier.is_empty() {
         d.push(Block::Para(
             "No earlier scoring of these accounts yet. The next run reads the scores of every earlier run under the reports directory and shows, band by band, what happened next: new opportunities, wins, velocity wins, cycle and churn.".into(),
@@ -1160,7 +1250,9 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
                         vec![
                             b.band.clone(),
                             n(b.accounts),
-                            pct_ci(b.new_opportunity_rate, b.new_opportunity_rate_ci95),
+                            b.new_opportunity_rate
+                                .map(|x| pct_ci(x, b.new_opportunity_rate_ci95))
+                                .unwrap_or_else(|| "n/a".into()),
                             n(b.closed),
                             opt_ci(b.win_rate, b.win_rate_ci95),
                             opt_ci(b.velocity_win_rate, b.velocity_win_rate_ci95),
@@ -1172,7 +1264,10 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
             });
         }
     }
-    d.push(Block::Heading(3, "Customers and losses by band today".into()));
+    d.push(Block::Heading(
+        3,
+        "Customers and losses by band today".into(),
+    ));
     d.push(Block::Table {
         head: [
             "band",
@@ -1214,7 +1309,7 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
             "won (incl. later churned) over closed deals".into(),
         ],
         vec![
-            "sales cycle".into(),
+            "sales cycle (days)".into(),
             opt_num(m.median_sales_cycle_days, 0),
             "median days from created to closed, won deals".into(),
         ],
@@ -1229,21 +1324,30 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
             "mean delivery_fit (1-5) of customers with a closed deal".into(),
         ],
         vec![
-            "sales velocity per month".into(),
-            opt_money(m.sales_velocity_per_month),
-            "opportunities in the pipeline x close rate x average deal / cycle, per 30 days".into(),
+            "sales velocity per day".into(),
+            opt_money(m.sales_velocity_per_day),
+            "closed opportunities per 30 days x close rate x average deal / median cycle days; capped at bookings per day".into(),
         ],
     ];
     for al in &m.icp_evidence_alignment_rate {
         rows.push(vec![
             format!("icp_evidence_alignment_rate ({})", al.kind),
             match al.rate {
-                Some(x) => format!("{} ({} of {})", pct(x), n(al.backed), n(al.criteria)),
+                Some(x) if al.against.is_empty() => {
+                    format!("{} ({} of {})", pct(x), n(al.backed), n(al.criteria))
+                }
+                Some(x) => format!(
+                    "{} ({} of {}; against: {})",
+                    pct(x),
+                    n(al.backed),
+                    n(al.criteria),
+                    al.against.join(", ")
+                ),
                 None if !al.available => "missing".into(),
                 None => "n/a".into(),
             },
             format!(
-                "share of the refined ICP's criteria whose {} evidence points the same way (include: no worse than baseline; exclude: worse)",
+                "share of the refined ICP's criteria whose {} evidence points the same way (include: no worse than baseline, churn within 10% of it; exclude: worse); the rest lack that evidence or point the other way",
                 al.kind
             ),
         ]);
@@ -1264,20 +1368,22 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
 mod tests {
     use crate::signals::conditions::sales_velocity;
 
-    /// 120 closed deals over 360 days, 60 won at $10k on average, cycle 30
-    /// days: 1/3 of a deal a day, 10 in the pipeline, 10 x 0.5 x $10k / 30
-    /// = $1,667 a day, $50,000 per 30 days: what was booked ($600k / 12).
+    /// 120 closed deals over 360 days: 10 per 30-day period; 60 won at $10k
+    /// on average; cycle 60 days: 10 x 0.5 x $10,000 / 60 = $833 a day,
+    /// below the $1,667 a day booked ($600k / 360).
     #[test]
     fn sales_velocity_by_its_definition_and_never_above_bookings() {
-        let v = sales_velocity(120.0, 60.0, 10_000.0, 30.0, 360.0, 600_000.0).unwrap();
-        assert!((v - 50_000.0).abs() < 1e-6, "{v}");
-        // a slower cycle does not inflate it (the pipeline grows with it)
-        let slow = sales_velocity(120.0, 60.0, 10_000.0, 90.0, 360.0, 600_000.0).unwrap();
-        assert!((slow - 50_000.0).abs() < 1e-6, "{slow}");
-        // half the won deals lack an amount: the average extrapolates to
-        // $50k a month, but only $300k was booked: $25k a month
+        let v = sales_velocity(120.0, 60.0, 10_000.0, 60.0, 360.0, 600_000.0).unwrap();
+        assert!((v - 10.0 * 0.5 * 10_000.0 / 60.0).abs() < 1e-9, "{v}");
+        // a faster cycle is a higher velocity...
+        let fast = sales_velocity(120.0, 60.0, 10_000.0, 40.0, 360.0, 600_000.0).unwrap();
+        assert!((fast - 1_250.0).abs() < 1e-9, "{fast}");
+        // ...but never above what was booked per day ($1,666.67)
+        let faster = sales_velocity(120.0, 60.0, 10_000.0, 15.0, 360.0, 600_000.0).unwrap();
+        assert!((faster - 600_000.0 / 360.0).abs() < 1e-9, "{faster}");
+        // half the won deals lack an amount: only $300k booked, $833 a day
         let capped = sales_velocity(120.0, 60.0, 10_000.0, 30.0, 360.0, 300_000.0).unwrap();
-        assert!((capped - 25_000.0).abs() < 1e-6, "{capped}");
+        assert!((capped - 300_000.0 / 360.0).abs() < 1e-9, "{capped}");
         assert_eq!(sales_velocity(0.0, 0.0, 1.0, 30.0, 360.0, 0.0), None);
     }
 }

@@ -12,7 +12,7 @@ pub struct Args {
     /// Seed: the same seed gives byte-identical files.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Data directory to write accounts, opportunities, customers, triggers to.
+    /// Data directory to write accounts, opportunities, customers, triggers and interviews to.
     #[arg(long)]
     pub out: PathBuf,
     /// Where to write each account's true probability of a velocity win
@@ -45,11 +45,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     synth::write(&s, &args.out, &truth, args.format)?;
     if !args.quiet {
         println!(
-            "icp generate: {} accounts, {} opportunities, {} customers, {} triggers -> {}",
+            "icp generate: {} accounts, {} opportunities, {} customers, {} triggers, {} interviews -> {}",
             s.accounts.height(),
             s.opportunities.height(),
             s.customers.height(),
             s.triggers.height(),
+            s.interviews.height(),
             args.out.display()
         );
         println!(

@@ -76,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             window_days: artifact.velocity_window.days,
             evaluation: &artifact.evaluation,
             scores: &scores,
+            interviews: data.interviews.as_ref().map(|t| &t.df),
         },
         &cfg.signals,
     )
@@ -107,9 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     let earlier = match as_of {
         Some(d) => review::earlier_scorings(&args.reports, &dest, d, 4)?
             .iter()
-            .map(|s| {
-                crate::outcomes::band_outcomes(s, d, &opportunities.df, &trained.labels.df)
-            })
+            .map(|s| crate::outcomes::band_outcomes(s, d, &opportunities.df, &trained.labels.df))
             .collect::<crate::Result<Vec<_>>>()?,
         None => Vec::new(),
     };
@@ -125,6 +124,13 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             .canonicalize()
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .map(|n| {
+                // the directory's name as a title: "sample" reads "Sample"
+                let mut c = n.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or(n)
+            })
             .unwrap_or_else(|| args.data.data.display().to_string())
     });
     let brief = crate::brief::build(

@@ -119,9 +119,9 @@ pub struct Finding {
     /// churned share of the group's won deals
     pub churn_rate: Option<f64>,
     pub average_deal: Option<f64>,
-    /// sales velocity per 30 days over the period of the data (see [`velocity`])
+    /// sales velocity per day (see [`sales_velocity`])
     #[serde(default)]
-    pub sales_velocity_per_month: Option<f64>,
+    pub sales_velocity_per_day: Option<f64>,
     pub delivery_fit: Option<f64>,
     pub gross_margin: Option<f64>,
     /// the test that qualified the finding, adjusted for testing many conditions
@@ -204,7 +204,7 @@ pub struct Baseline {
     #[serde(default)]
     pub booked_revenue: f64,
     #[serde(default)]
-    pub sales_velocity_per_month: Option<f64>,
+    pub sales_velocity_per_day: Option<f64>,
     pub delivery_fit: Option<f64>,
     pub gross_margin: Option<f64>,
 }
@@ -543,7 +543,7 @@ pub fn screen(
         average_deal: average_deal(&t),
         period_days,
         booked_revenue: t.amount_sum,
-        sales_velocity_per_month: velocity(&t, total.median_cycle, period_days),
+        sales_velocity_per_day: velocity(&t, total.median_cycle, period_days),
         delivery_fit: base_fit,
         gross_margin: base_margin,
     };
@@ -579,7 +579,7 @@ pub fn screen(
             median_cycle_days: c.group.median_cycle,
             churn_rate: g.churn_rate(),
             average_deal: average_deal(g),
-            sales_velocity_per_month: velocity(g, c.group.median_cycle, period_days),
+            sales_velocity_per_day: velocity(g, c.group.median_cycle, period_days),
             delivery_fit: Tally::mean(g.fit),
             gross_margin: Tally::mean(g.margin),
             p_value: p,
@@ -638,8 +638,10 @@ pub fn screen(
                 ));
             }
             if let (Some(c), Some(bc)) = (c.group.median_cycle, total.median_cycle) {
-                if c > bc {
-                    parts.push(format!("closes slower: median cycle {c:.0} vs {bc:.0} days"));
+                if c >= 1.1 * bc {
+                    parts.push(format!(
+                        "closes slower: median cycle {c:.0} vs {bc:.0} days"
+                    ));
                 }
             }
             if parts.is_empty() {
@@ -750,13 +752,14 @@ fn velocity(t: &Tally, median_cycle: Option<f64>, period_days: f64) -> Option<f6
     )
 }
 
-/// Sales velocity per 30 days by its usual definition: opportunities in
-/// the pipeline x win rate x average deal / cycle length. The pipeline is
-/// the closed opportunities per day over the period times the cycle length
-/// (Little's law), so a segment's velocity is what it books in a month at
-/// its pace, never the all-time total over one cycle. Capped at the
-/// revenue actually booked per 30 days (the average deal can extrapolate
-/// past it when some won deals have no amount).
+/// Sales velocity per day by its usual definition over a stated period of
+/// 30 days: opportunities per period x win rate x average deal / cycle
+/// length in days. The opportunities are the closed ones per 30 days over
+/// the data's period, so a segment's velocity is its own pace, never its
+/// all-time total over one cycle; a faster cycle gives a higher velocity.
+/// Capped at the revenue actually booked per day (the formula can pass it
+/// when the cycle is shorter than the period, or when the average deal
+/// extrapolates over won deals without an amount).
 pub fn sales_velocity(
     closed_deals: f64,
     won_deals: f64,
@@ -768,12 +771,14 @@ pub fn sales_velocity(
     if !(cycle_days > 0.0 && period_days > 0.0 && closed_deals > 0.0) {
         return None;
     }
-    let per_day = closed_deals / period_days;
-    let pipeline = per_day * cycle_days;
+    let per_period = closed_deals / period_days * VELOCITY_PERIOD_DAYS;
     let win_rate = won_deals / closed_deals;
-    let v = pipeline * win_rate * average_deal / cycle_days * 30.0;
-    Some(v.min(booked / period_days * 30.0))
+    let v = per_period * win_rate * average_deal / cycle_days;
+    Some(v.min(booked / period_days))
 }
+
+/// The period of "opportunities per period" in sales velocity.
+pub const VELOCITY_PERIOD_DAYS: f64 = 30.0;
 
 /// The expression that selects a finding's accounts from a frame with codes.
 pub fn condition_expr(cells: &[Cell]) -> Expr {

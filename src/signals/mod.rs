@@ -134,6 +134,8 @@ pub struct Inputs<'a> {
     pub evaluation: &'a Evaluation,
     /// the model's scores of every account (account_id, p_velocity_win)
     pub scores: &'a DataFrame,
+    /// buyer interview quotes (account_id, date, role, quote)
+    pub interviews: Option<&'a DataFrame>,
 }
 
 pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
@@ -161,11 +163,17 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         None => None,
     };
     let period_days = period_days(inp.labels)?;
-    let mut screen =
-        conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
+    let mut screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
     let nv = inp.spec.variables.len();
     let deal_rows = deal_rows(&deals, inp.opportunities, nv)?;
-    let account_rows = account_rows(&codes, inp.labels, inp.scores, inp.customers, nv)?;
+    let account_rows = account_rows(
+        &codes,
+        inp.labels,
+        inp.scores,
+        inp.customers,
+        inp.interviews,
+        nv,
+    )?;
     let icp = crate::icp::refine(
         &mut screen.signals,
         &mut screen.exclusions,
@@ -251,10 +259,10 @@ fn deal_rows(
     opportunities: &DataFrame,
     n_vars: usize,
 ) -> Result<crate::icp::DealRows> {
-    let reasons = opportunities
-        .clone()
-        .lazy()
-        .select([col("opportunity_id"), col("loss_reason").cast(DataType::String)]);
+    let reasons = opportunities.clone().lazy().select([
+        col("opportunity_id"),
+        col("loss_reason").cast(DataType::String),
+    ]);
     let df = deals
         .clone()
         .join(
@@ -265,14 +273,19 @@ fn deal_rows(
         )
         .collect()?;
     let cells = crate::icp::Coded::from_frame(&df, n_vars)?;
-    let ids = df.column("account_id")?.as_materialized_series().cast(&DataType::String)?;
+    let ids = df
+        .column("account_id")?
+        .as_materialized_series()
+        .cast(&DataType::String)?;
     let mut index: std::collections::HashMap<String, u32> = Default::default();
     let account: Vec<u32> = ids
         .str()?
         .iter()
         .map(|id| {
             let next = index.len() as u32;
-            *index.entry(id.unwrap_or_default().to_string()).or_insert(next)
+            *index
+                .entry(id.unwrap_or_default().to_string())
+                .or_insert(next)
         })
         .collect();
     let label: Vec<bool> = df
@@ -305,6 +318,7 @@ fn account_rows(
     labels: &DataFrame,
     scores: &DataFrame,
     customers: Option<&DataFrame>,
+    interviews: Option<&DataFrame>,
     n_vars: usize,
 ) -> Result<crate::icp::AccountRows> {
     use std::collections::HashMap;
@@ -319,7 +333,9 @@ fn account_rows(
     let mut closed: std::collections::HashSet<&str> = Default::default();
     let mut revenue: HashMap<&str, f64> = HashMap::new();
     for i in 0..l_acc.len() {
-        let Some(a) = l_acc[i].as_deref() else { continue };
+        let Some(a) = l_acc[i].as_deref() else {
+            continue;
+        };
         closed.insert(a);
         if l_out[i].as_deref() == Some("won") {
             *revenue.entry(a).or_default() += l_amt[i].unwrap_or(0.0);
@@ -332,21 +348,69 @@ fn account_rows(
         .zip(&s_p)
         .filter_map(|(a, p)| Some((a.as_deref()?, (*p)?)))
         .collect();
+    let high: std::collections::HashSet<&str> = s_acc
+        .iter()
+        .zip(str_col(scores, "band")?)
+        .filter(|(_, b)| b.as_deref() == Some("high"))
+        .filter_map(|(a, _)| a.as_deref())
+        .collect();
     let mut note_of: HashMap<String, String> = HashMap::new();
     if let Some(c) = customers {
         if c.get_column_names().iter().any(|n| n.as_str() == "notes") {
-            for (a, n) in str_col(c, "account_id")?.into_iter().zip(str_col(c, "notes")?) {
+            for (a, n) in str_col(c, "account_id")?
+                .into_iter()
+                .zip(str_col(c, "notes")?)
+            {
                 if let (Some(a), Some(n)) = (a, n) {
                     note_of.entry(a).or_insert(n);
                 }
             }
         }
     }
+    // the first quote of each account, in date order (undated last)
+    let mut quote_of: HashMap<String, String> = HashMap::new();
+    if let Some(iv) = interviews {
+        let iv = iv
+            .clone()
+            .lazy()
+            .sort(
+                ["account_id", "date"],
+                SortMultipleOptions::default().with_nulls_last(true),
+            )
+            .collect()?;
+        let (a, d, r, q) = (
+            str_col(&iv, "account_id")?,
+            str_col(&iv, "date")?,
+            str_col(&iv, "role")?,
+            str_col(&iv, "quote")?,
+        );
+        for i in 0..a.len() {
+            let (Some(acc), Some(text)) = (a[i].clone(), q[i].clone()) else {
+                continue;
+            };
+            let who: Vec<String> = [r[i].clone(), d[i].clone()].into_iter().flatten().collect();
+            let line = if who.is_empty() {
+                format!("\"{}\"", text.trim())
+            } else {
+                format!("\"{}\" ({})", text.trim(), who.join(", "))
+            };
+            quote_of.entry(acc).or_insert(line);
+        }
+    }
     let prospect: Vec<bool> = ids.iter().map(|a| !closed.contains(a.as_str())).collect();
-    let customer: Vec<bool> = ids.iter().map(|a| revenue.contains_key(a.as_str())).collect();
+    let customer: Vec<bool> = ids
+        .iter()
+        .map(|a| revenue.contains_key(a.as_str()))
+        .collect();
+    let prospect_high: Vec<bool> = ids
+        .iter()
+        .zip(&prospect)
+        .map(|(a, p)| *p && high.contains(a.as_str()))
+        .collect();
     Ok(crate::icp::AccountRows {
         cells,
         prospect: crate::icp::Bits::from_bools(&prospect),
+        prospect_high: crate::icp::Bits::from_bools(&prospect_high),
         p: ids
             .iter()
             .map(|a| p_of.get(a.as_str()).copied().unwrap_or(f64::NAN))
@@ -357,6 +421,7 @@ fn account_rows(
             .map(|a| revenue.get(a.as_str()).copied().unwrap_or(0.0))
             .collect(),
         note: ids.iter().map(|a| note_of.get(a).cloned()).collect(),
+        quote: ids.iter().map(|a| quote_of.get(a).cloned()).collect(),
         account_id: ids,
     })
 }
@@ -399,8 +464,8 @@ pub fn findings_frame(list: &[Finding]) -> Result<DataFrame> {
         Column::new("churn_rate".into(), o(&|f| f.churn_rate)),
         Column::new("average_deal".into(), o(&|f| f.average_deal)),
         Column::new(
-            "sales_velocity_per_month".into(),
-            o(&|f| f.sales_velocity_per_month),
+            "sales_velocity_per_day".into(),
+            o(&|f| f.sales_velocity_per_day),
         ),
         Column::new("delivery_fit".into(), o(&|f| f.delivery_fit)),
         Column::new("gross_margin".into(), o(&|f| f.gross_margin)),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{SignalParams, str_col};
 use crate::error::Result;
 use crate::model::Evaluation;
+use crate::util::thousands;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Gate {
@@ -72,14 +73,19 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
             gate: "won deals".into(),
             passed: won >= params.min_won,
             detail: format!(
-                "{won} won deals (churned included); at least {} needed",
+                "{} won deals (churned included); at least {} needed",
+                thousands(won),
                 params.min_won
             ),
         },
         Gate {
             gate: "lost deals".into(),
             passed: lost >= params.min_lost,
-            detail: format!("{lost} lost deals; at least {} needed", params.min_lost),
+            detail: format!(
+                "{} lost deals; at least {} needed",
+                thousands(lost),
+                params.min_lost
+            ),
         },
     ];
     let status = match inp.customers {
@@ -90,7 +96,11 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
         gate: "retention evidence".into(),
         passed: churned > 0 || status > 0,
         detail: if churned > 0 || status > 0 {
-            format!("{churned} churned deals; {status} customers with a status")
+            format!(
+                "{} churned deals; {} customers with a status",
+                thousands(churned),
+                thousands(status)
+            )
         } else {
             "no churned outcome and no customers file: retention cannot be judged, so a fast \
              win that churns would still look like a best fit"
@@ -105,7 +115,7 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
         gate: "delivery-fit evidence".into(),
         passed: fit_n > 0,
         detail: if fit_n > 0 {
-            format!("{fit_n} customers with a delivery fit score")
+            format!("{} customers with a delivery fit score", thousands(fit_n))
         } else {
             "no delivery_fit in customers: whether the company can serve a segment is unknown"
                 .into()
@@ -132,10 +142,11 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
         gate: "loss reasons".into(),
         passed: share <= params.max_generic_loss_share,
         detail: format!(
-            "{generic} of {} lost deals ({:.0}%) have a blank or generic loss reason; at most {:.0}% allowed",
-            reasons.len(),
-            100.0 * share,
-            100.0 * params.max_generic_loss_share
+            "{} of {} lost deals ({}) have a blank or generic loss reason; at most {} allowed",
+            thousands(generic),
+            thousands(reasons.len()),
+            crate::util::pct(share),
+            crate::util::pct(params.max_generic_loss_share)
         ),
     });
     let e = inp.evaluation;

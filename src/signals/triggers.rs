@@ -250,8 +250,7 @@ pub fn summarise(
             .iter()
             .filter_map(|&e| cover.rate(ev_day[e], ev_prior[e]))
             .collect();
-        let baseline =
-            (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
+        let baseline = (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64);
         let prior_share = if mine.is_empty() {
             0.0
         } else {
@@ -300,9 +299,8 @@ pub fn summarise(
     for (k, t) in out.iter_mut().enumerate() {
         t.follow_q_value = q[2 * k];
         t.win_q_value = q[2 * k + 1];
-        t.timing_supported = t.events >= min_events
-            && t.follow_q_value <= fdr
-            && t.lift.is_some_and(|l| l > 1.0);
+        t.timing_supported =
+            t.events >= min_events && t.follow_q_value <= fdr && t.lift.is_some_and(|l| l > 1.0);
         t.supported = t.timing_supported;
         t.fit_supported = t.events >= min_events
             && t.win_q_value <= fdr

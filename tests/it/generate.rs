@@ -30,6 +30,7 @@ fn same_seed_same_bytes_and_truth_outside_data_dir() {
         [
             "accounts.csv",
             "customers.csv",
+            "interviews.csv",
             "opportunities.csv",
             "triggers.csv"
         ]

@@ -42,6 +42,9 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
         "customers.csv 4 delivery_fit",
         "triggers.csv 3 account_id",
         "triggers.csv 4 date",
+        "interviews.csv 3 account_id",
+        "interviews.csv 4 quote",
+        "interviews.csv 5 date",
     ];
     assert_eq!(got, want);
     let reasons = strings(r, "reason");
@@ -65,6 +68,15 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
     assert!(reasons[12].starts_with("missing closed_date"));
     // the raw value is shown as written
     assert_eq!(strings(r, "value")[1], "abc");
+    assert!(reasons[16].starts_with("unknown account_id"));
+    assert_eq!(reasons[17], "missing quote");
+    assert!(reasons[18].contains("ISO 8601"), "{}", reasons[18]);
+    // the good quotes are kept verbatim, a date and a role optional
+    let iv = &data.interviews.as_ref().expect("interviews loaded").df;
+    assert_eq!(
+        strings(iv, "quote"),
+        ["We needed it live, and it was.", "Undated and no role"]
+    );
 }
 
 #[test]
