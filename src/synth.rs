@@ -295,7 +295,8 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
                 // the base chance applies: q + (1 - q) * base = p_deal
                 let q = (p_deal - BASE_DEAL_PROBABILITY).max(0.0) / (1.0 - BASE_DEAL_PROBABILITY);
                 if rng.r#gen::<f64>() < q {
-                    first_created = Some(d + Duration::days(rng.gen_range(7..90)));
+                    // no deal is created after the export date (it stays open)
+                    first_created = Some((d + Duration::days(rng.gen_range(7..90))).min(h1));
                 }
                 break;
             }

@@ -464,10 +464,11 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
     }
     if let Some(t) = f.triggers.iter().find(|t| t.timing_supported) {
         out.push(format!(
-            "Call accounts within {} days of a {}: a new opportunity followed {} of the time against {} for comparable accounts on the same days. Those deals were won {} against {} otherwise: {}",
+            "Call accounts within {} days of a {}: a new opportunity followed {} of the time (median {} days later) against {} for comparable accounts on the same days. Those deals were won {} against {} otherwise: {}",
             t.window_days,
             t.trigger.replace('_', " "),
             pct(t.follow_rate),
+            opt_num(t.median_lag_days, 0),
             opt_pct(t.baseline_follow_rate),
             opt_pct(t.win_rate),
             opt_pct(t.baseline_win_rate),

@@ -271,7 +271,7 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
 
 /// reports/example/ holds the brief of the bundled sample, so a reader sees
 /// one without running anything; it must be what the code makes today.
-/// Regenerate: `SOURCE_DATE_EPOCH=1764633600 cargo run -- run --quiet --out /tmp/ex`
+/// Regenerate: `SOURCE_DATE_EPOCH=1751328000 cargo run -- run --quiet --out /tmp/ex`
 /// and copy brief.md,
 /// brief.html and findings.json into reports/example/.
 #[test]

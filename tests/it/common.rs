@@ -4,8 +4,9 @@ use std::sync::OnceLock;
 
 use polars::prelude::*;
 
-/// 2025-12-02T00:00:00Z: the run date of every test run and of reports/example.
-pub const RUN_DATE_EPOCH: &str = "1764633600";
+/// 2025-07-01T00:00:00Z, the day after the generated data ends: the run
+/// date of every test run and of reports/example.
+pub const RUN_DATE_EPOCH: &str = "1751328000";
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
