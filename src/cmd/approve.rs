@@ -16,7 +16,9 @@ pub struct Args {
     /// Why, or under which conditions.
     #[arg(long)]
     pub note: Option<String>,
-    /// An exclusion (X01, X02, ...) not to publish; repeat for several.
+    /// An exclude criterion of the refined ICP (X01, X02, ...) not to
+    /// publish; repeat for several. Other exclusions are supporting evidence
+    /// and are never published.
     #[arg(long = "reject-exclusion", value_name = "ID")]
     pub reject_exclusion: Vec<String>,
     /// Where active.json and events.jsonl live.

@@ -198,20 +198,22 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     if !args.data.quiet {
         print_summary(&dir, &artifact, &data.inputs(), &counts);
         println!(
-            "brief: {} ({}; {} best-fit signals, {} exclusions proposed{})",
+            "brief: {} ({}; refined ICP: {} include and {} exclude criteria{}, from {} best-fit signals and {} exclusions)",
             dir.join("brief.html").display(),
             if findings.readiness.ready {
                 "ready for review"
             } else {
                 "NOT READY"
             },
-            findings.signals.len(),
-            findings.exclusions.len(),
+            findings.icp.include.len(),
+            findings.icp.exclude.len(),
             if findings.readiness.ready {
                 ""
             } else {
-                ", withheld"
-            }
+                " withheld"
+            },
+            findings.signals.len(),
+            findings.exclusions.len(),
         );
         println!(
             "review: icp approve {} --by NAME   (makes this model the active one)",
