@@ -38,6 +38,22 @@ pub struct Config {
     pub signals: SignalsToml,
     #[serde(default)]
     pub brief: BriefToml,
+    #[serde(default)]
+    pub publish: PublishToml,
+}
+
+/// `[publish]`: what the published targeting segments hold.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishToml {
+    /// "prospects" (prospects and open opportunities; the default) or "all"
+    pub audience: Option<String>,
+}
+
+/// `[publish]`, checked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PublishParams {
+    pub audience: crate::feed::Audience,
 }
 
 /// `[brief]`: who the brief is for and who decides.
@@ -274,6 +290,8 @@ pub struct ValidConfig {
     pub signals: crate::signals::SignalParams,
     #[serde(default)]
     pub brief: BriefParams,
+    #[serde(default)]
+    pub publish: PublishParams,
 }
 
 impl Default for ValidConfig {
@@ -452,7 +470,17 @@ impl Config {
             },
             review_days,
         };
+        let audience = match self.publish.audience.as_deref().map(str::trim) {
+            None | Some("prospects") => crate::feed::Audience::Prospects,
+            Some("all") => crate::feed::Audience::All,
+            Some(other) => {
+                return Err(bad(format!(
+                    "[publish] audience = \"{other}\": expected \"prospects\" (prospects and open opportunities) or \"all\" (customers too)"
+                )));
+            }
+        };
         Ok(ValidConfig {
+            publish: PublishParams { audience },
             brief,
             signals,
             files: self.files,

@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod features;
+pub mod feed;
 pub mod icp;
 pub mod label;
 pub mod load;

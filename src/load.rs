@@ -97,6 +97,16 @@ pub enum Need {
 
 /// Load and check a data directory.
 pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
+    load_dir_with(dir, cfg, need, None)
+}
+
+/// [`load_dir`] reading extra account columns as a model was trained on them.
+pub fn load_dir_with(
+    dir: &Path,
+    cfg: &ValidConfig,
+    need: Need,
+    kind_hints: Option<&BTreeMap<String, ColumnKind>>,
+) -> Result<Dataset> {
     if !dir.is_dir() {
         return Err(IcpError::read(
             dir,
@@ -127,7 +137,7 @@ pub fn load_dir(dir: &Path, cfg: &ValidConfig, need: Need) -> Result<Dataset> {
         cust_path.as_deref(),
         trig_path.as_deref(),
         cfg,
-        None,
+        kind_hints,
     )?;
     if let Some(p) = int_path {
         let ids = data.accounts.df.select(["account_id"])?;

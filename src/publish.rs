@@ -31,6 +31,14 @@ pub struct Manifest {
     pub inputs: Vec<InputFile>,
     pub counts: Vec<(String, usize)>,
     pub files: Vec<OutputFile>,
+    /// publications: the one this replaces, and the data's as-of date
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// what this directory is for its readers
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A run directory being written.
@@ -38,6 +46,9 @@ pub struct RunWriter {
     tmp: PathBuf,
     dest: PathBuf,
     files: Vec<OutputFile>,
+    previous_id: Option<String>,
+    as_of: Option<String>,
+    note: Option<String>,
 }
 
 impl RunWriter {
@@ -61,7 +72,29 @@ impl RunWriter {
             tmp,
             dest: dest.to_path_buf(),
             files: Vec::new(),
+            previous_id: None,
+            as_of: None,
+            note: None,
         })
+    }
+
+    /// Say in the manifest what the directory is for its readers.
+    pub fn set_note(&mut self, note: impl Into<String>) {
+        self.note = Some(note.into());
+    }
+
+    /// A publication: the one it replaces (part of its id, so a repeated
+    /// publication of the same content is a new one) and the data's as-of
+    /// date.
+    pub fn set_publication(
+        &mut self,
+        previous: Option<String>,
+        as_of: Option<String>,
+        note: String,
+    ) {
+        self.previous_id = previous;
+        self.as_of = as_of;
+        self.note = Some(note);
     }
 
     /// List a file written under the run (at `rel`) in the manifest.
@@ -198,6 +231,10 @@ impl RunWriter {
             h.update(f.path.as_bytes());
             h.update(f.sha256.as_bytes());
         }
+        if let Some(p) = &self.previous_id {
+            h.update(b"previous");
+            h.update(p.as_bytes());
+        }
         let run_id = format!("r-{}", &hex(&h.finalize())[..12]);
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = Manifest {
@@ -209,6 +246,9 @@ impl RunWriter {
             inputs,
             counts,
             files: std::mem::take(&mut self.files),
+            previous_id: self.previous_id.take(),
+            as_of: self.as_of.take(),
+            note: self.note.take(),
         };
         let text = serde_json::to_string_pretty(&manifest)
             .map_err(|e| IcpError::write("manifest.json", e))?;

@@ -20,6 +20,12 @@ use crate::segments::THRESHOLDS;
 use crate::signals::{Finding, Readiness};
 
 pub const ACTIVE: &str = "active.json";
+/// A copy of the active run's model and decisions, so that moving or
+/// deleting old run directories never breaks the daily job.
+pub const ACTIVE_DIR: &str = "active";
+/// What a run writes for the feed: each account's CRM status and the ICP's
+/// exclude criteria it matches.
+pub const CRM_STATUS: &str = "crm_status.csv";
 pub const EVENTS: &str = "events.jsonl";
 pub const APPROVAL: &str = "approval.json";
 pub const APPROVED_EXCLUSIONS: &str = "exclusions_approved.csv";
@@ -127,6 +133,9 @@ pub struct Approval {
     pub run_id: String,
     pub model_id: String,
     pub approved_by: String,
+    /// every person who decided (`approved_by` joins them)
+    #[serde(default)]
+    pub deciders: Vec<String>,
     pub approved_at: String,
     pub note: Option<String>,
     pub ready: bool,
@@ -198,7 +207,9 @@ pub fn run_id_of(dir: &Path) -> Result<String> {
     Ok(m.run_id)
 }
 
-/// The active model's run directory, if a run has been approved.
+/// The active model's run directory, if a run has been approved. The
+/// directory may since have been moved or deleted: the model and decisions
+/// live on in [`active_dir`].
 pub fn active(reports: &Path) -> Result<Option<(Active, PathBuf)>> {
     let path = reports.join(ACTIVE);
     if !path.exists() {
@@ -209,16 +220,135 @@ pub fn active(reports: &Path) -> Result<Option<(Active, PathBuf)>> {
         let p = PathBuf::from(&a.run_dir);
         if p.is_absolute() { p } else { reports.join(p) }
     };
-    if !dir.join("model.json").is_file() {
-        return Err(IcpError::read(
-            &path,
-            format!(
-                "the active run {} has no model.json (was the run directory moved or deleted?)",
-                dir.display()
-            ),
-        ));
-    }
     Ok(Some((a, dir)))
+}
+
+/// Where the active model's artifact and approved criteria are kept.
+pub fn active_dir(reports: &Path) -> PathBuf {
+    reports.join(ACTIVE_DIR)
+}
+
+/// The active model's artifact: the copy kept at approval, or (approvals
+/// made before copies were kept) the run directory's.
+pub fn active_model(reports: &Path) -> Result<Option<PathBuf>> {
+    let copy = active_dir(reports).join("model.json");
+    if copy.is_file() {
+        return Ok(Some(copy));
+    }
+    match active(reports)? {
+        Some((_, dir)) if dir.join("model.json").is_file() => Ok(Some(dir.join("model.json"))),
+        Some((a, dir)) => Err(IcpError::read(
+            &reports.join(ACTIVE),
+            format!(
+                "the active run {} ({}) has no model.json and no copy is kept in {} (was the run directory moved or deleted?); approve or activate a run again",
+                a.run_id,
+                dir.display(),
+                active_dir(reports).display()
+            ),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The approved exclude criteria of the active model (none before any
+/// approval, or for runs made before the refined ICP).
+pub fn active_exclusions(reports: &Path) -> Result<Vec<Finding>> {
+    let dir = active_dir(reports);
+    let (icp_path, appr_path) = (dir.join("icp.json"), dir.join(APPROVAL));
+    if !icp_path.is_file() || !appr_path.is_file() {
+        return Ok(Vec::new());
+    }
+    let icp: crate::icp::RefinedIcp = read_json(&icp_path)?;
+    let appr: Approval = read_json(&appr_path)?;
+    Ok(icp
+        .exclude
+        .into_iter()
+        .map(|c| c.finding)
+        .filter(|f| appr.exclusions_approved.contains(&f.id))
+        .collect())
+}
+
+/// Copy a run's model, refined ICP and decision into `reports/active/`
+/// (replaced whole, atomically).
+fn keep_active(reports: &Path, run: &Path) -> Result<()> {
+    let mut w = crate::publish::RunWriter::create(&active_dir(reports))?;
+    let copied = (|| -> Result<()> {
+        for f in ["model.json", "icp.json", APPROVAL, FINDINGS] {
+            let src = run.join(f);
+            if src.is_file() {
+                let (dst, _) = w.open(f)?;
+                fs::copy(&src, &dst).map_err(|e| IcpError::write(&dst, e))?;
+                w.record(f, 1)?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        w.abandon();
+        return Err(e);
+    }
+    w.set_note("the active model: a copy of the approved run's model and decisions");
+    let model_id = read_json::<RunFindings>(&run.join(FINDINGS))
+        .ok()
+        .map(|f| f.model_id);
+    w.finish("active", model_id, Vec::new(), Vec::new())?;
+    Ok(())
+}
+
+/// Publish an approved run's scoring to `reports/published/`. Runs made
+/// before `crm_status.csv` existed cannot be published (None).
+fn publish_run(
+    reports: &Path,
+    run: &Path,
+    approved: &[String],
+) -> Result<Option<crate::feed::Published>> {
+    let status_path = run.join(CRM_STATUS);
+    if !status_path.is_file() {
+        return Ok(None);
+    }
+    let scores = read_text_csv(&run.join("scores.csv"))?;
+    let st = read_text_csv(&status_path)?;
+    let ids = crate::signals::str_col(&st, "account_id")?;
+    let crm_col = crate::signals::str_col(&st, "crm_status")?;
+    let exc_col = crate::signals::str_col(&st, "exclude_criteria")?;
+    let mut crm = std::collections::HashMap::new();
+    let mut excluded = std::collections::HashMap::new();
+    for i in 0..ids.len() {
+        let Some(a) = ids[i].clone() else { continue };
+        if let Some(c) = crm_col[i]
+            .as_deref()
+            .and_then(crate::feed::CrmStatus::parse)
+        {
+            crm.insert(a.clone(), c);
+        }
+        let x: Vec<String> = exc_col[i]
+            .as_deref()
+            .unwrap_or("")
+            .split(';')
+            .filter(|x| approved.iter().any(|a| a == x))
+            .map(str::to_string)
+            .collect();
+        if !x.is_empty() {
+            excluded.insert(a, x);
+        }
+    }
+    let f: RunFindings = read_json(&run.join(FINDINGS))?;
+    let m: crate::publish::Manifest = read_json(&run.join("manifest.json"))?;
+    let audience = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))
+        .map(|a| a.config.publish.audience)
+        .unwrap_or_default();
+    Ok(Some(crate::feed::publish(&crate::feed::Publish {
+        reports,
+        by: "approve",
+        model_id: &f.model_id,
+        as_of: f.as_of.clone(),
+        audience,
+        inputs: m.inputs,
+        scores: &scores,
+        crm: &crm,
+        excluded: &excluded,
+        rejects: &read_text_csv(&run.join("rejects.csv"))?,
+    })?))
 }
 
 /// Resolve a run argument: a directory, or `latest` / a run name under `reports`.
@@ -241,21 +371,41 @@ pub fn resolve_run(reports: &Path, run: &Path) -> Result<PathBuf> {
 pub struct ApproveRequest<'a> {
     pub reports: &'a Path,
     pub run: &'a Path,
-    pub by: &'a str,
+    /// who decided (the sales, delivery and founder owners often together)
+    pub by: &'a [String],
     pub note: Option<&'a str>,
     pub reject_exclusions: &'a [String],
+    pub accept_exclusions: &'a [String],
+    /// accept every exclude criterion not rejected explicitly
+    pub accept_all: bool,
     /// RFC 3339 time of the decision
     pub now: String,
 }
 
-/// Record an approval and make the run's model the active one.
-pub fn approve(req: &ApproveRequest) -> Result<Approval> {
-    let by = req.by.trim();
-    if by.is_empty() {
+/// What an approval did.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    pub approval: Approval,
+    /// the approved run's scoring, published to `reports/published/` (None
+    /// for runs made before publications existed)
+    pub publication: Option<crate::feed::Published>,
+}
+
+/// Record an approval, make the run's model the active one and publish its
+/// scoring.
+pub fn approve(req: &ApproveRequest) -> Result<Approved> {
+    let names: Vec<String> = req
+        .by
+        .iter()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if names.is_empty() {
         return Err(IcpError::Invalid(
             "--by: the approver's name is empty".into(),
         ));
     }
+    let by = names.join(", ");
     let dir = resolve_run(req.reports, req.run)?;
     let approval_path = dir.join(APPROVAL);
     if approval_path.exists() {
@@ -275,7 +425,16 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
         None => f.exclusions.iter().collect(),
     };
     let known: BTreeSet<&str> = decidable.iter().map(|x| x.id.as_str()).collect();
-    for r in req.reject_exclusions {
+    for (flag, r) in req
+        .reject_exclusions
+        .iter()
+        .map(|r| ("--reject-exclusion", r))
+        .chain(
+            req.accept_exclusions
+                .iter()
+                .map(|r| ("--accept-exclusion", r)),
+        )
+    {
         if !known.contains(r.as_str()) {
             let evidence = f
                 .exclusions
@@ -287,7 +446,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
                 })
                 .unwrap_or_default();
             return Err(IcpError::Invalid(format!(
-                "--reject-exclusion {r}: run {run_id} has no such exclude criterion{evidence}; the criteria to decide are: {}",
+                "{flag} {r}: run {run_id} has no such exclude criterion{evidence}; the criteria to decide are: {}",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -297,7 +456,32 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
         }
     }
     let rejected: BTreeSet<&str> = req.reject_exclusions.iter().map(String::as_str).collect();
+    let accepted: BTreeSet<&str> = req.accept_exclusions.iter().map(String::as_str).collect();
+    if let Some(both) = rejected.intersection(&accepted).next() {
+        return Err(IcpError::Invalid(format!(
+            "{both} is both accepted and rejected: decide it once"
+        )));
+    }
+    // Every exclude criterion is decided explicitly, never by omission.
     // Exclusions of a NOT READY run are evidence only: none is published.
+    if f.readiness.ready && !req.accept_all {
+        let undecided: Vec<&str> = known
+            .iter()
+            .copied()
+            .filter(|id| !rejected.contains(id) && !accepted.contains(id))
+            .collect();
+        if !undecided.is_empty() {
+            let list: Vec<String> = decidable
+                .iter()
+                .filter(|x| undecided.contains(&x.id.as_str()))
+                .map(|x| format!("{} ({})", x.id, x.condition))
+                .collect();
+            return Err(IcpError::Invalid(format!(
+                "undecided exclude criteria of run {run_id}: {}; add --accept-exclusion ID or --reject-exclusion ID for each (or --accept-all-exclusions to accept every one not rejected)",
+                list.join("; ")
+            )));
+        }
+    }
     let approved: Vec<String> = if f.readiness.ready {
         decidable
             .iter()
@@ -332,7 +516,8 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
         format: "icp-approval/1".into(),
         run_id: run_id.clone(),
         model_id: f.model_id.clone(),
-        approved_by: by.to_string(),
+        approved_by: by.clone(),
+        deciders: names.clone(),
         approved_at: req.now.clone(),
         note: req.note.map(str::to_string),
         ready: f.readiness.ready,
@@ -358,6 +543,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
         approved_by: approval.approved_by.clone(),
         approved_at: approval.approved_at.clone(),
     };
+    keep_active(req.reports, &dir)?;
     let text = serde_json::to_string_pretty(&active).map_err(|e| IcpError::write(ACTIVE, e))?;
     write_atomic(&req.reports.join(ACTIVE), (text + "\n").as_bytes())?;
     log_event(
@@ -374,7 +560,80 @@ pub fn approve(req: &ApproveRequest) -> Result<Approval> {
             "exclusions_rejected": approval.exclusions_rejected,
         }),
     )?;
-    Ok(approval)
+    let publication = publish_run(req.reports, &dir, &approval.exclusions_approved)?;
+    if let Some(p) = &publication {
+        log_event(
+            req.reports,
+            &serde_json::json!({
+                "event": "publication",
+                "at": req.now,
+                "publication_id": p.id,
+                "previous_id": p.previous,
+                "by": "approve",
+                "model_id": approval.model_id,
+                "changes": p.actions,
+            }),
+        )?;
+    }
+    Ok(Approved {
+        approval,
+        publication,
+    })
+}
+
+/// Make an earlier approved run's model active again (a roll-back). A run
+/// never approved is refused.
+pub fn activate(
+    reports: &Path,
+    run: &Path,
+    by: &str,
+    note: Option<&str>,
+    now: &str,
+) -> Result<Active> {
+    let by = by.trim();
+    if by.is_empty() {
+        return Err(IcpError::Invalid("--by: the name is empty".into()));
+    }
+    let dir = resolve_run(reports, run)?;
+    let appr_path = dir.join(APPROVAL);
+    if !appr_path.is_file() {
+        return Err(IcpError::Invalid(format!(
+            "run {} was never approved, so its model cannot be made active: review it and run icp approve {} --by NAME",
+            run_id_of(&dir)?,
+            dir.display()
+        )));
+    }
+    let appr: Approval = read_json(&appr_path)?;
+    keep_active(reports, &dir)?;
+    let run_dir = match (dir.canonicalize(), reports.canonicalize()) {
+        (Ok(d), Ok(r)) => d
+            .strip_prefix(&r)
+            .map(|p| p.to_path_buf())
+            .unwrap_or(d.clone()),
+        _ => dir.clone(),
+    };
+    let active = Active {
+        format: "icp-active/1".into(),
+        run_dir: run_dir.to_string_lossy().to_string(),
+        run_id: appr.run_id.clone(),
+        model_id: appr.model_id.clone(),
+        approved_by: appr.approved_by.clone(),
+        approved_at: appr.approved_at.clone(),
+    };
+    let text = serde_json::to_string_pretty(&active).map_err(|e| IcpError::write(ACTIVE, e))?;
+    write_atomic(&reports.join(ACTIVE), (text + "\n").as_bytes())?;
+    log_event(
+        reports,
+        &serde_json::json!({
+            "event": "activation",
+            "at": now,
+            "run_id": appr.run_id,
+            "model_id": appr.model_id,
+            "by": by,
+            "note": note,
+        }),
+    )?;
+    Ok(active)
 }
 
 /// What changed since the active model's run.

@@ -317,7 +317,7 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         ));
     }
     d.push(Block::Para(
-        "Record the decision with: icp approve RUN --by NAME, adding --note TEXT and one --reject-exclusion ID per exclusion rejected; RUN is this run directory (printed by icp run; reports/latest is the newest). Approval takes the include criteria and the model as a whole; only exclude criteria are kept or rejected one by one, and findings that are not criteria are evidence, not decisions.".into(),
+        "Record the decision with: icp approve RUN --by NAME (repeat --by when several decide), one --accept-exclusion ID or --reject-exclusion ID per exclude criterion (or --accept-all-exclusions), and --note TEXT; RUN is this run directory (printed by icp run; reports/latest is the newest). Approval takes the include criteria and the model as a whole; only exclude criteria are kept or rejected one by one, and findings that are not criteria are evidence, not decisions.".into(),
     ));
     if r.ready {
         d.push(Block::Para(format!(
@@ -1348,8 +1348,14 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
                 None => "n/a".into(),
             },
             format!(
-                "share of the refined ICP's criteria whose {} evidence points the same way (include: no worse than baseline, churn within 10% of it; exclude: worse); the rest lack that evidence or point the other way",
-                al.kind
+                "share of the refined ICP's criteria whose {} evidence points the same way ({}); the rest lack that evidence (too few customers) or point the other way",
+                al.kind,
+                match al.kind.as_str() {
+                    "win/loss" => "include: velocity wins above the baseline; exclude: fewer velocity wins among its reasons",
+                    "retention" => "include: churn at most 10% above the baseline (plus one point); exclude: churn above it",
+                    "margin" => "include: gross margin no more than min_margin_gap below the baseline; exclude: below it",
+                    _ => "include: delivery fit no more than min_fit_gap below the baseline; exclude: below it",
+                }
             ),
         ]);
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use polars::prelude::*;
 
+pub mod activate;
 pub mod approve;
 pub mod bench;
 pub mod export_sql;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Approve a run after review: record who decided, publish its approved
     /// exclusions and make its model the active one for `icp score`.
     Approve(approve::Args),
+    /// Make an earlier approved run's model active again (roll back); the
+    /// next `icp score --data` publishes with it.
+    Activate(activate::Args),
     /// Write the model's score as one SQL SELECT (score, p_velocity_win, band)
     /// for a warehouse, DuckDB or Spark: for account universes beyond one machine.
     ExportSql(export_sql::Args),
@@ -57,6 +61,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Score(a) => score::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Approve(a) => approve::run(a),
+        Command::Activate(a) => activate::run(a),
         Command::ExportSql(a) => export_sql::run(a),
         Command::Bench(a) => bench::run(a),
     }
@@ -128,8 +133,8 @@ pub fn require_rows(a: &crate::load::InputFile) -> anyhow::Result<()> {
 pub fn model_path(given: Option<&Path>, reports: &Path) -> anyhow::Result<PathBuf> {
     match given {
         Some(m) => Ok(m.to_path_buf()),
-        None => match crate::review::active(reports)? {
-            Some((_, dir)) => Ok(dir.join("model.json")),
+        None => match crate::review::active_model(reports)? {
+            Some(p) => Ok(p),
             None => anyhow::bail!(
                 "no active model in {}: approve a run first (icp approve RUN --by NAME), \
                  or pass an explicit model file with --model",

@@ -91,12 +91,23 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     stages.start("brief");
     stages.rows(scores.height());
     // Compare with the model people approved last, if any.
-    let changes = match review::active(&args.reports)? {
-        Some((_, dir)) => Some(
-            review::diff(&dir, &findings.signals, &scores)
-                .with_context(|| format!("comparing with the active run {}", dir.display()))?,
-        ),
-        None => None,
+    // A missing or unreadable earlier run skips the comparison, never the run.
+    let changes = match review::active(&args.reports) {
+        Ok(Some((_, dir))) => match review::diff(&dir, &findings.signals, &scores) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!(
+                    "warning: not comparing with the active run {} ({e}); the brief has no changes section",
+                    dir.display()
+                );
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("warning: cannot read the active model record ({e}); no comparison");
+            None
+        }
     };
     let change_blocks = changes.as_ref().map(|c| c.blocks());
     let dest = match &args.out {
@@ -153,6 +164,50 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     )?;
     stages.start("publish");
     stages.rows(scores.height());
+    // Each account's CRM status and the ICP's exclude criteria it matches:
+    // what `icp approve` publishes from, once it knows which are approved.
+    let crm_frame = {
+        let crm = crate::feed::crm_status(
+            Some(&opportunities.df),
+            data.customers.as_ref().map(|t| &t.df),
+        )?;
+        let criteria: Vec<signals::Finding> = findings
+            .icp
+            .exclude
+            .iter()
+            .map(|c| c.finding.clone())
+            .collect();
+        let matched =
+            crate::feed::criteria_matches(&artifact.model.spec, &data.accounts.df, &criteria)?;
+        let ids = signals::str_col(&data.accounts.df, "account_id")?;
+        let status: Vec<&str> = ids
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .and_then(|a| crm.get(a))
+                    .copied()
+                    .unwrap_or(crate::feed::CrmStatus::Prospect)
+                    .as_str()
+            })
+            .collect();
+        let exc: Vec<String> = ids
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .and_then(|a| matched.get(a))
+                    .map(|v| v.join(";"))
+                    .unwrap_or_default()
+            })
+            .collect();
+        polars::prelude::DataFrame::new(
+            ids.len(),
+            vec![
+                polars::prelude::Column::new("account_id".into(), ids),
+                polars::prelude::Column::new("crm_status".into(), status),
+                polars::prelude::Column::new("exclude_criteria".into(), exc),
+            ],
+        )?
+    };
     let about = About {
         company: company.clone(),
         run_date: run_date.to_string(),
@@ -170,6 +225,10 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             let mut counts =
                 crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet)?;
             write_findings(w, &artifact, &findings, &brief, changes.as_ref(), &about)?;
+            w.csv(review::CRM_STATUS, &crm_frame)?;
+            w.set_note(
+                "proposal: nothing here is targeting until approved; a workflow engine reads reports/published/, written only by icp approve and icp score",
+            );
             counts.push(("signals".into(), findings.signals.len()));
             counts.push(("exclusions_proposed".into(), findings.exclusions.len()));
             Ok(counts)

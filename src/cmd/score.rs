@@ -20,7 +20,14 @@ pub struct Args {
     /// active model, i.e. the last run approved with `icp approve`.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Accounts file to score (.csv or .parquet).
+    /// The daily job: a data directory (accounts required; opportunities and
+    /// customers optional, for each account's CRM status), scored with the
+    /// active (approved) model and published to <reports>/published/ with
+    /// add / move / remove changes against the previous publication.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Without --data: an accounts file to score (.csv or .parquet) into a
+    /// scoring directory (not a publication).
     #[arg(long, default_value = "data/sample/accounts.csv")]
     pub accounts: PathBuf,
     /// TOML config for the accounts file's column names; by default the
@@ -68,7 +75,110 @@ pub fn write_scoring(
     Ok(counts)
 }
 
+/// One line on what a publication did.
+pub fn publication_line(p: &crate::feed::Published) -> String {
+    let counts: Vec<String> = p
+        .counts
+        .iter()
+        .map(|(s, n)| format!("{s} {}", crate::cmd::thousands(*n)))
+        .collect();
+    let actions: Vec<String> = p
+        .actions
+        .iter()
+        .map(|(a, n)| format!("{} {a}", crate::cmd::thousands(*n)))
+        .collect();
+    format!(
+        "published: {} (publication {}{}; a copy in {})\n  changes: {}\n  segments: {}",
+        p.dir.display(),
+        p.id,
+        p.previous
+            .as_ref()
+            .map(|x| format!(", replacing {x}"))
+            .unwrap_or_else(|| ", the first".into()),
+        p.kept.display(),
+        actions.join(", "),
+        counts.join(", ")
+    )
+}
+
+/// `icp score --data DIR`: score with the active model and publish.
+fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
+    if args.model.is_some() {
+        anyhow::bail!(
+            "--data publishes with the active (approved) model; to score with another model, use --accounts FILE --model M (a scoring directory, not a publication)"
+        );
+    }
+    let model_path = crate::cmd::model_path(None, &args.reports)?;
+    let artifact = ModelArtifact::read(&model_path)?;
+    let cfg = match &args.config {
+        Some(p) => ValidConfig::load(Some(p))?,
+        None => artifact.config.clone(),
+    };
+    let stages = crate::progress::Stages::new("icp score", args.quiet);
+    stages.start("load");
+    let data = load::load_dir_with(
+        dir,
+        &cfg,
+        load::Need::ScoringOnly,
+        Some(&artifact.extra_column_kinds),
+    )?;
+    crate::cmd::require_accounts(&data)?;
+    stages.start("score");
+    stages.rows(data.accounts.df.height());
+    let scores = score::score(&artifact, &data.accounts.df)
+        .with_context(|| format!("scoring {}", dir.display()))?;
+    stages.start("publish");
+    let crm = crate::feed::crm_status(
+        data.opportunities.as_ref().map(|t| &t.df),
+        data.customers.as_ref().map(|t| &t.df),
+    )?;
+    let criteria = crate::review::active_exclusions(&args.reports)?;
+    let excluded =
+        crate::feed::criteria_matches(&artifact.model.spec, &data.accounts.df, &criteria)?;
+    let p = crate::feed::publish(&crate::feed::Publish {
+        reports: &args.reports,
+        by: "score",
+        model_id: &artifact.model_id,
+        as_of: crate::outcomes::newest_date(&data).map(|d| d.to_string()),
+        audience: cfg.publish.audience,
+        inputs: data.inputs(),
+        scores: &scores,
+        crm: &crm,
+        excluded: &excluded,
+        rejects: &data.rejects,
+    })?;
+    crate::review::log_event(
+        &args.reports,
+        &serde_json::json!({
+            "event": "publication",
+            "at": chrono::Utc::now().to_rfc3339(),
+            "publication_id": p.id,
+            "previous_id": p.previous,
+            "by": "score",
+            "model_id": artifact.model_id,
+            "changes": p.actions,
+        }),
+    )?;
+    stages.finish();
+    if !args.quiet {
+        println!("icp score: model {} (active)", artifact.model_id);
+        for l in input_lines(&data.inputs()) {
+            println!("{l}");
+        }
+        let bands: Vec<(String, usize)> = crate::segments::band_counts(&scores)?
+            .into_iter()
+            .map(|(b, n)| (format!("band_{b}"), n))
+            .collect();
+        println!("{}", band_line(&bands));
+        println!("{}", publication_line(&p));
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = args.data.clone() {
+        return publish_daily(&args, &dir);
+    }
     let model_path = crate::cmd::model_path(args.model.as_deref(), &args.reports)?;
     let artifact = ModelArtifact::read(&model_path)?;
     let cfg = match &args.config {

@@ -73,6 +73,28 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
         assert!(!q1.join("approval.json").exists());
     }
 
+    // every exclude criterion is decided: none left to omission
+    let o = icp(
+        &[
+            "approve",
+            q1.to_str().unwrap(),
+            "--by",
+            "Dana Revenue",
+            "--reject-exclusion",
+            &ids[0],
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("undecided exclude criteria") && stderr(&o).contains(&ids[1]),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!q1.join("approval.json").exists());
+
     let before = tree(&q1);
     let o = icp(
         &[
@@ -84,6 +106,7 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
             "Q1 review",
             "--reject-exclusion",
             &ids[0],
+            "--accept-all-exclusions",
             "--reports",
             reports.to_str().unwrap(),
         ],
@@ -135,7 +158,11 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(events[0]["event"], "run");
-    assert_eq!(events.last().unwrap()["event"], "approval");
+    let n = events.len();
+    assert_eq!(events[n - 2]["event"], "approval");
+    // and the approval published the run's scoring
+    assert_eq!(events[n - 1]["event"], "publication");
+    assert!(reports.join("published/manifest.json").is_file());
 
     // now the daily job uses the active model
     let s1 = tmp.path().join("s1");
@@ -209,6 +236,7 @@ fn a_later_run_is_compared_with_the_active_model() {
             q1.to_str().unwrap(),
             "--by",
             "Dana",
+            "--accept-all-exclusions",
             "--reports",
             reports.to_str().unwrap(),
         ],

@@ -5,6 +5,7 @@ mod approve;
 mod bench;
 mod brief;
 mod common;
+mod feed;
 mod generate;
 mod hardening;
 mod load;

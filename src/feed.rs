@@ -1,0 +1,823 @@
+//! The published feed: what a workflow engine reads, written only by an
+//! approval (`icp approve`) or by the daily `icp score` with the active,
+//! approved model. A run directory is a proposal; `reports/published/` is
+//! targeting.
+//!
+//! Each publication holds today's scores with each account's CRM status and
+//! the approved exclusions it matches, the targeting segments (prospects and
+//! open opportunities by default, scored, not excluded) and `changes.csv`:
+//! the add / move / remove rows that turn the previous publication's
+//! segments into these. It replaces `reports/published/` in one atomic swap
+//! and is kept under `reports/publications/<id>/`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IcpError, Result};
+use crate::features::FeatureSpec;
+use crate::publish::RunWriter;
+use crate::score::STATUS_SCORED;
+use crate::segments::THRESHOLDS;
+use crate::signals::Finding;
+
+pub const PUBLISHED: &str = "published";
+pub const PUBLICATIONS: &str = "publications";
+pub const CHANGES: &str = "changes.csv";
+/// Columns of a targeting segment file.
+pub const SEGMENT_COLUMNS: [&str; 6] = [
+    "account_id",
+    "account_name",
+    "domain",
+    "score",
+    "band",
+    "crm_status",
+];
+pub const BANDS: [&str; 3] = ["high", "medium", "low"];
+
+/// Where an account stands in the CRM today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmStatus {
+    /// won and not churned, or active in customers
+    Customer,
+    /// won once, churned since
+    ChurnedCustomer,
+    /// an open deal, and not a customer
+    OpenOpportunity,
+    Prospect,
+}
+
+impl CrmStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmStatus::Customer => "customer",
+            CrmStatus::ChurnedCustomer => "churned_customer",
+            CrmStatus::OpenOpportunity => "open_opportunity",
+            CrmStatus::Prospect => "prospect",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CrmStatus> {
+        Some(match s {
+            "customer" => CrmStatus::Customer,
+            "churned_customer" => CrmStatus::ChurnedCustomer,
+            "open_opportunity" => CrmStatus::OpenOpportunity,
+            "prospect" => CrmStatus::Prospect,
+            _ => return None,
+        })
+    }
+}
+
+/// Who the targeting segments hold (`[publish] audience`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// prospects and open opportunities (new business)
+    #[default]
+    Prospects,
+    /// every scored account, customers included (upsell)
+    All,
+}
+
+/// Each account's CRM status from its deals and the customers file. An
+/// account in neither is a prospect.
+pub fn crm_status(
+    opportunities: Option<&DataFrame>,
+    customers: Option<&DataFrame>,
+) -> Result<HashMap<String, CrmStatus>> {
+    #[derive(Default)]
+    struct S {
+        won: bool,
+        churned: bool,
+        open: bool,
+        active: bool,
+        left: bool,
+    }
+    let mut s: HashMap<String, S> = HashMap::new();
+    if let Some(o) = opportunities {
+        let acc = crate::signals::str_col(o, "account_id")?;
+        let out = crate::signals::str_col(o, "outcome")?;
+        for (a, o) in acc.into_iter().zip(out) {
+            let (Some(a), Some(o)) = (a, o) else { continue };
+            let e = s.entry(a).or_default();
+            match o.as_str() {
+                "won" => e.won = true,
+                "churned" => e.churned = true,
+                "open" => e.open = true,
+                _ => {}
+            }
+        }
+    }
+    if let Some(c) = customers {
+        let acc = crate::signals::str_col(c, "account_id")?;
+        let st = crate::signals::str_col(c, "status")?;
+        for (a, st) in acc.into_iter().zip(st) {
+            let (Some(a), Some(st)) = (a, st) else {
+                continue;
+            };
+            let e = s.entry(a).or_default();
+            match st.to_lowercase().as_str() {
+                "active" => e.active = true,
+                "churned" => e.left = true,
+                _ => {}
+            }
+        }
+    }
+    Ok(s.into_iter()
+        .map(|(a, x)| {
+            let status = if x.active || (x.won && !x.left) {
+                CrmStatus::Customer
+            } else if x.won || x.churned || x.left {
+                CrmStatus::ChurnedCustomer
+            } else if x.open {
+                CrmStatus::OpenOpportunity
+            } else {
+                CrmStatus::Prospect
+            };
+            (a, status)
+        })
+        .collect())
+}
+
+/// The ids of the exclude criteria each account matches (accounts matching
+/// none are left out). `criteria` are refined-ICP criteria of `spec`.
+pub fn criteria_matches(
+    spec: &FeatureSpec,
+    accounts: &DataFrame,
+    criteria: &[Finding],
+) -> Result<HashMap<String, Vec<String>>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    if criteria.is_empty() {
+        return Ok(out);
+    }
+    let codes = crate::signals::conditions::account_codes(spec, accounts)?;
+    let coded = crate::icp::Coded::from_frame(&codes, spec.variables.len())?;
+    let ids = crate::signals::str_col(&codes, "account_id")?;
+    for c in criteria {
+        for r in coded.mask(&c.cells).ones() {
+            if let Some(a) = &ids[r] {
+                out.entry(a.clone()).or_default().push(c.id.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One account of a publication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub account_id: String,
+    pub score: Option<i64>,
+    pub band: String,
+    /// "scored" or why not ("insufficient_data: 1 of 6 model inputs known")
+    pub status: String,
+    pub crm: CrmStatus,
+    pub excluded_by: Vec<String>,
+}
+
+impl Row {
+    fn scored(&self) -> bool {
+        self.status == STATUS_SCORED && self.score.is_some()
+    }
+    /// In the targeting segments at all?
+    pub fn targeted(&self, audience: Audience) -> bool {
+        self.scored()
+            && self.excluded_by.is_empty()
+            && match audience {
+                Audience::Prospects => {
+                    matches!(self.crm, CrmStatus::Prospect | CrmStatus::OpenOpportunity)
+                }
+                Audience::All => true,
+            }
+    }
+}
+
+/// The ten segment names, in file order.
+pub fn segment_names() -> Vec<String> {
+    THRESHOLDS
+        .iter()
+        .map(|t| format!("score_gte_{t}"))
+        .chain(BANDS.iter().map(|b| format!("band_{b}")))
+        .collect()
+}
+
+/// Which segments a row belongs to.
+fn segments_of(r: &Row, audience: Audience) -> Vec<String> {
+    if !r.targeted(audience) {
+        return Vec::new();
+    }
+    let s = r.score.unwrap_or(i64::MIN);
+    let mut v: Vec<String> = THRESHOLDS
+        .iter()
+        .filter(|t| s >= **t as i64)
+        .map(|t| format!("score_gte_{t}"))
+        .collect();
+    if BANDS.contains(&r.band.as_str()) {
+        v.push(format!("band_{}", r.band));
+    }
+    v
+}
+
+/// Segment name -> member account ids.
+pub type Members = BTreeMap<String, BTreeSet<String>>;
+
+pub fn members(rows: &[Row], audience: Audience) -> Members {
+    let mut m: Members = segment_names()
+        .into_iter()
+        .map(|s| (s, BTreeSet::new()))
+        .collect();
+    for r in rows {
+        for s in segments_of(r, audience) {
+            if let Some(set) = m.get_mut(&s) {
+                set.insert(r.account_id.clone());
+            }
+        }
+    }
+    m
+}
+
+/// One line of changes.csv.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub segment: String,
+    pub account_id: String,
+    pub action: String,
+    pub previous_score: Option<i64>,
+    pub score: Option<i64>,
+    pub previous_band: Option<String>,
+    pub band: Option<String>,
+    pub why: String,
+}
+
+/// What the previous publication said.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    pub id: String,
+    pub model_id: Option<String>,
+    pub rows: HashMap<String, Row>,
+    pub members: Members,
+}
+
+/// Why an account's segments changed, in plain words (the first that applies).
+fn why(prev: Option<&Row>, now: Option<&Row>, prev_model: Option<&str>, model: &str) -> String {
+    let Some(now) = now else {
+        return "not in today's accounts file".into();
+    };
+    let Some(prev) = prev else {
+        return "new in today's accounts file".into();
+    };
+    if !now.excluded_by.is_empty() && now.excluded_by != prev.excluded_by {
+        return format!("excluded by {}", now.excluded_by.join(", "));
+    }
+    if now.crm != prev.crm {
+        return match now.crm {
+            CrmStatus::Customer => "became a customer".into(),
+            CrmStatus::ChurnedCustomer => "churned".into(),
+            CrmStatus::OpenOpportunity => "opened an opportunity".into(),
+            CrmStatus::Prospect => "back to prospect".into(),
+        };
+    }
+    if !now.scored() {
+        let reason = now
+            .status
+            .split_once(": ")
+            .map(|x| x.1)
+            .unwrap_or(&now.status);
+        return format!("no longer scored: {reason}");
+    }
+    if !prev.scored() {
+        return "now scored".into();
+    }
+    if now.excluded_by.is_empty() && !prev.excluded_by.is_empty() {
+        return format!("no longer excluded by {}", prev.excluded_by.join(", "));
+    }
+    if prev_model.is_some_and(|p| p != model) {
+        return format!("model {model} replaced {}", prev_model.unwrap_or_default());
+    }
+    format!(
+        "score {} -> {}",
+        prev.score.map(|s| s.to_string()).unwrap_or_default(),
+        now.score.map(|s| s.to_string()).unwrap_or_default()
+    )
+}
+
+/// The add / move / remove rows that turn `prev`'s segments into `now`'s.
+/// Score segments: add or remove. Band segments: an account changing band is
+/// one `move` (segment = its new band), entering the bands `add`, leaving
+/// them `remove`.
+pub fn changes(
+    prev: Option<&Previous>,
+    rows: &[Row],
+    now: &Members,
+    model_id: &str,
+) -> Vec<Change> {
+    let empty = Previous::default();
+    let p = prev.unwrap_or(&empty);
+    let by_id: HashMap<&str, &Row> = rows.iter().map(|r| (r.account_id.as_str(), r)).collect();
+    let mk = |seg: &str, a: &str, action: &str| {
+        let (pr, nr) = (p.rows.get(a), by_id.get(a).copied());
+        Change {
+            segment: seg.to_string(),
+            account_id: a.to_string(),
+            action: action.to_string(),
+            previous_score: pr.and_then(|r| r.score),
+            score: nr.and_then(|r| r.score),
+            previous_band: pr.map(|r| r.band.clone()),
+            band: nr.map(|r| r.band.clone()),
+            why: if prev.is_none() {
+                "first publication".to_string()
+            } else {
+                why(pr, nr, p.model_id.as_deref(), model_id)
+            },
+        }
+    };
+    let none = BTreeSet::new();
+    let mut out = Vec::new();
+    for t in THRESHOLDS {
+        let seg = format!("score_gte_{t}");
+        let (old, new) = (
+            p.members.get(&seg).unwrap_or(&none),
+            now.get(&seg).unwrap_or(&none),
+        );
+        for a in new.difference(old) {
+            out.push(mk(&seg, a, "add"));
+        }
+        for a in old.difference(new) {
+            out.push(mk(&seg, a, "remove"));
+        }
+    }
+    // band segments: each account in at most one
+    let band_of = |m: &Members| -> BTreeMap<String, String> {
+        let mut v = BTreeMap::new();
+        for b in BANDS {
+            if let Some(set) = m.get(&format!("band_{b}")) {
+                for a in set {
+                    v.insert(a.clone(), format!("band_{b}"));
+                }
+            }
+        }
+        v
+    };
+    let (old_b, new_b) = (band_of(&p.members), band_of(now));
+    let ids: BTreeSet<&String> = old_b.keys().chain(new_b.keys()).collect();
+    for a in ids {
+        match (old_b.get(a), new_b.get(a)) {
+            (Some(o), Some(n)) if o != n => out.push(mk(n, a, "move")),
+            (None, Some(n)) => out.push(mk(n, a, "add")),
+            (Some(o), None) => out.push(mk(o, a, "remove")),
+            _ => {}
+        }
+    }
+    let order: HashMap<String, usize> = segment_names()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, i))
+        .collect();
+    out.sort_by(|a, b| {
+        order[&a.segment]
+            .cmp(&order[&b.segment])
+            .then(a.account_id.cmp(&b.account_id))
+    });
+    out
+}
+
+/// Apply changes to segment memberships (what a workflow engine does).
+pub fn apply(prev: &Members, changes: &[Change]) -> Members {
+    let mut m: Members = segment_names()
+        .into_iter()
+        .map(|s| {
+            let set = prev.get(&s).cloned().unwrap_or_default();
+            (s, set)
+        })
+        .collect();
+    for c in changes {
+        match c.action.as_str() {
+            "add" => {
+                m.entry(c.segment.clone())
+                    .or_default()
+                    .insert(c.account_id.clone());
+            }
+            "remove" => {
+                m.entry(c.segment.clone())
+                    .or_default()
+                    .remove(&c.account_id);
+            }
+            "move" => {
+                for b in BANDS {
+                    if let Some(set) = m.get_mut(&format!("band_{b}")) {
+                        set.remove(&c.account_id);
+                    }
+                }
+                m.entry(c.segment.clone())
+                    .or_default()
+                    .insert(c.account_id.clone());
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Rows from a scores frame (typed or read back as text) and today's CRM
+/// status and matched exclusions.
+pub fn rows(
+    scores: &DataFrame,
+    crm: &HashMap<String, CrmStatus>,
+    excluded: &HashMap<String, Vec<String>>,
+) -> Result<Vec<Row>> {
+    let s = crate::signals::str_col;
+    let (ids, score, band, status) = (
+        s(scores, "account_id")?,
+        s(scores, "score")?,
+        s(scores, "band")?,
+        s(scores, "status")?,
+    );
+    // one row per score row, in its order (scores_with_status relies on it)
+    Ok((0..ids.len())
+        .map(|i| {
+            let a = ids[i].clone().unwrap_or_default();
+            Row {
+                crm: crm.get(&a).copied().unwrap_or(CrmStatus::Prospect),
+                excluded_by: excluded.get(&a).cloned().unwrap_or_default(),
+                score: score[i].as_deref().and_then(|x| x.parse().ok()),
+                band: band[i].clone().unwrap_or_default(),
+                status: status[i].clone().unwrap_or_default(),
+                account_id: a,
+            }
+        })
+        .collect())
+}
+
+/// The scores frame with `crm_status` and `excluded_by` (ids joined by ";").
+fn scores_with_status(scores: &DataFrame, rows: &[Row]) -> Result<DataFrame> {
+    let mut df = scores.clone();
+    let n = df.height();
+    df.with_column(Column::new(
+        "crm_status".into(),
+        rows.iter().map(|r| r.crm.as_str()).collect::<Vec<_>>(),
+    ))?;
+    df.with_column(Column::new(
+        "excluded_by".into(),
+        rows.iter()
+            .map(|r| r.excluded_by.join(";"))
+            .collect::<Vec<_>>(),
+    ))?;
+    debug_assert_eq!(n, rows.len());
+    Ok(df)
+}
+
+/// The segment files' rows, in score order (desc) then account_id.
+fn segment_frame(full: &DataFrame, ids: &BTreeSet<String>) -> Result<DataFrame> {
+    let keep = Series::new("__ids".into(), ids.iter().cloned().collect::<Vec<_>>());
+    Ok(full
+        .clone()
+        .lazy()
+        .filter(
+            col("account_id")
+                .cast(DataType::String)
+                .is_in(lit(keep).implode(false), false),
+        )
+        .select(SEGMENT_COLUMNS.map(col))
+        .sort_by_exprs(
+            [col("score").cast(DataType::Int64), col("account_id")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()?)
+}
+
+fn changes_frame(ch: &[Change]) -> Result<DataFrame> {
+    let s = |f: &dyn Fn(&Change) -> String| ch.iter().map(f).collect::<Vec<String>>();
+    let o = |f: &dyn Fn(&Change) -> Option<i64>| ch.iter().map(f).collect::<Vec<Option<i64>>>();
+    let ob =
+        |f: &dyn Fn(&Change) -> Option<String>| ch.iter().map(f).collect::<Vec<Option<String>>>();
+    Ok(DataFrame::new(
+        ch.len(),
+        vec![
+            Column::new("account_id".into(), s(&|c| c.account_id.clone())),
+            Column::new("segment".into(), s(&|c| c.segment.clone())),
+            Column::new("action".into(), s(&|c| c.action.clone())),
+            Column::new("previous_score".into(), o(&|c| c.previous_score)),
+            Column::new("score".into(), o(&|c| c.score)),
+            Column::new("previous_band".into(), ob(&|c| c.previous_band.clone())),
+            Column::new("band".into(), ob(&|c| c.band.clone())),
+            Column::new("why".into(), s(&|c| c.why.clone())),
+        ],
+    )?)
+}
+
+/// A CSV this program wrote, every column as text.
+fn read_text(path: &Path) -> Result<DataFrame> {
+    CsvReadOptions::default()
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
+        .finish()
+        .map_err(|e| IcpError::read(path, e))
+}
+
+/// The publication now in `reports/published/`, if any.
+pub fn previous(reports: &Path) -> Result<Option<Previous>> {
+    let dir = reports.join(PUBLISHED);
+    let mpath = dir.join("manifest.json");
+    if !mpath.is_file() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&mpath).map_err(|e| IcpError::read(&mpath, e))?;
+    let m: crate::publish::Manifest = serde_json::from_str(&text)
+        .map_err(|e| IcpError::read(&mpath, format!("not the expected JSON: {e}")))?;
+    let scores = read_text(&dir.join("scores.csv"))?;
+    let s = crate::signals::str_col;
+    let crm_col = s(&scores, "crm_status")?;
+    let exc_col = s(&scores, "excluded_by")?;
+    let crm: HashMap<String, CrmStatus> = s(&scores, "account_id")?
+        .into_iter()
+        .zip(&crm_col)
+        .filter_map(|(a, c)| Some((a?, CrmStatus::parse(c.as_deref()?)?)))
+        .collect();
+    let exc: HashMap<String, Vec<String>> = s(&scores, "account_id")?
+        .into_iter()
+        .zip(&exc_col)
+        .filter_map(|(a, e)| {
+            let e = e.clone().filter(|e| !e.is_empty())?;
+            Some((a?, e.split(';').map(str::to_string).collect()))
+        })
+        .collect();
+    let rows = rows(&scores, &crm, &exc)?;
+    let mut members = Members::new();
+    for name in segment_names() {
+        let path = dir.join("segments").join(format!("{name}.csv"));
+        let set = if path.is_file() {
+            s(&read_text(&path)?, "account_id")?
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        members.insert(name, set);
+    }
+    Ok(Some(Previous {
+        id: m.run_id,
+        model_id: m.model_id,
+        rows: rows
+            .into_iter()
+            .map(|r| (r.account_id.clone(), r))
+            .collect(),
+        members,
+    }))
+}
+
+/// What a publication was made from.
+pub struct Publish<'a> {
+    pub reports: &'a Path,
+    /// "approve" or "score"
+    pub by: &'a str,
+    pub model_id: &'a str,
+    pub as_of: Option<String>,
+    pub audience: Audience,
+    pub inputs: Vec<crate::load::InputFile>,
+    /// scores of every account (a run's scores.csv, typed or as text)
+    pub scores: &'a DataFrame,
+    pub crm: &'a HashMap<String, CrmStatus>,
+    pub excluded: &'a HashMap<String, Vec<String>>,
+    /// the input rows not used, with their reasons
+    pub rejects: &'a DataFrame,
+}
+
+/// What a publication did, for the caller's summary.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub id: String,
+    pub previous: Option<String>,
+    pub dir: PathBuf,
+    pub kept: PathBuf,
+    /// (segment, accounts)
+    pub counts: Vec<(String, usize)>,
+    /// (action, rows)
+    pub actions: Vec<(String, usize)>,
+}
+
+/// Write a publication to `reports/published/` (atomically replacing the
+/// previous one) and keep a copy under `reports/publications/<id>/`.
+pub fn publish(p: &Publish) -> Result<Published> {
+    let prev = previous(p.reports)?;
+    let rows = rows(p.scores, p.crm, p.excluded)?;
+    let now = members(&rows, p.audience);
+    let ch = changes(prev.as_ref(), &rows, &now, p.model_id);
+    let full = scores_with_status(p.scores, &rows)?;
+    let dest = p.reports.join(PUBLISHED);
+    let mut w = RunWriter::create(&dest)?;
+    let written = (|| -> Result<Vec<(String, usize)>> {
+        w.csv("scores.csv", &full)?;
+        let mut counts = Vec::new();
+        for (name, ids) in &now {
+            w.csv(&format!("segments/{name}.csv"), &segment_frame(&full, ids)?)?;
+            counts.push((name.clone(), ids.len()));
+        }
+        w.csv(CHANGES, &changes_frame(&ch)?)?;
+        w.csv_for_people("rejects.csv", p.rejects)?;
+        Ok(counts)
+    })();
+    let counts = match written {
+        Ok(c) => c,
+        Err(e) => {
+            w.abandon();
+            return Err(e);
+        }
+    };
+    let mut actions: BTreeMap<String, usize> = ["add", "move", "remove"]
+        .iter()
+        .map(|a| (a.to_string(), 0))
+        .collect();
+    for c in &ch {
+        *actions.entry(c.action.clone()).or_default() += 1;
+    }
+    let mut manifest_counts = counts.clone();
+    manifest_counts.extend(actions.iter().map(|(a, n)| (format!("changes_{a}"), *n)));
+    w.set_publication(
+        prev.as_ref().map(|x| x.id.clone()),
+        p.as_of.clone(),
+        format!("publication by icp {}", p.by),
+    );
+    let dir = w.finish(
+        "publication",
+        Some(p.model_id.to_string()),
+        p.inputs.clone(),
+        manifest_counts,
+    )?;
+    let id = crate::review::run_id_of(&dir)?;
+    let kept = p.reports.join(PUBLICATIONS).join(&id);
+    copy_dir(&dir, &kept)?;
+    Ok(Published {
+        id,
+        previous: prev.map(|x| x.id),
+        dir,
+        kept,
+        counts,
+        actions: actions.into_iter().collect(),
+    })
+}
+
+/// Copy a publication whole: into a temporary sibling, then renamed.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    if to.join("manifest.json").is_file() {
+        return Ok(()); // the same id is the same content
+    }
+    let parent = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| IcpError::write(parent, e))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        to.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    fn rec(a: &Path, b: &Path) -> Result<()> {
+        fs::create_dir_all(b).map_err(|e| IcpError::write(b, e))?;
+        for e in fs::read_dir(a).map_err(|e| IcpError::read(a, e))?.flatten() {
+            let (src, dst) = (e.path(), b.join(e.file_name()));
+            if src.is_dir() {
+                rec(&src, &dst)?;
+            } else {
+                fs::copy(&src, &dst).map_err(|e| IcpError::write(&dst, e))?;
+            }
+        }
+        Ok(())
+    }
+    rec(from, &tmp)?;
+    let _ = fs::remove_dir_all(to);
+    fs::rename(&tmp, to).map_err(|e| IcpError::write(to, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, score: Option<i64>, band: &str, crm: CrmStatus, exc: &[&str]) -> Row {
+        Row {
+            account_id: id.into(),
+            score,
+            band: band.into(),
+            status: if score.is_some() {
+                STATUS_SCORED.into()
+            } else {
+                "insufficient_data: 1 of 6 model inputs known".into()
+            },
+            crm,
+            excluded_by: exc.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Day 1 -> day 2 by hand: A moves 64 -> 71 (medium -> high), B becomes
+    /// a customer, C is excluded by X02, D loses its data, E is deleted, F
+    /// is new at 35. Each change is worded and applying them gives day 2.
+    #[test]
+    fn changes_turn_yesterday_into_today_with_reasons() {
+        use CrmStatus::*;
+        let day1 = vec![
+            row("A", Some(64), "medium", Prospect, &[]),
+            row("B", Some(80), "high", OpenOpportunity, &[]),
+            row("C", Some(45), "medium", Prospect, &[]),
+            row("D", Some(30), "low", Prospect, &[]),
+            row("E", Some(91), "high", Prospect, &[]),
+        ];
+        let day2 = vec![
+            row("A", Some(71), "high", Prospect, &[]),
+            row("B", Some(80), "high", Customer, &[]),
+            row("C", Some(45), "medium", Prospect, &["X02"]),
+            row("D", None, "unscored", Prospect, &[]),
+            row("F", Some(35), "low", Prospect, &[]),
+        ];
+        let m1 = members(&day1, Audience::Prospects);
+        let prev = Previous {
+            id: "p1".into(),
+            model_id: Some("m-1".into()),
+            rows: day1
+                .iter()
+                .map(|r| (r.account_id.clone(), r.clone()))
+                .collect(),
+            members: m1.clone(),
+        };
+        let m2 = members(&day2, Audience::Prospects);
+        let ch = changes(Some(&prev), &day2, &m2, "m-1");
+        assert_eq!(apply(&m1, &ch), m2);
+        let find = |seg: &str, a: &str| {
+            ch.iter()
+                .find(|c| c.segment == seg && c.account_id == a)
+                .map(|c| (c.action.as_str(), c.why.as_str()))
+        };
+        assert_eq!(find("score_gte_70", "A"), Some(("add", "score 64 -> 71")));
+        assert_eq!(find("band_high", "A"), Some(("move", "score 64 -> 71")));
+        assert_eq!(
+            find("band_high", "B"),
+            Some(("remove", "became a customer"))
+        );
+        assert_eq!(
+            find("band_medium", "C"),
+            Some(("remove", "excluded by X02"))
+        );
+        assert_eq!(
+            find("band_low", "D"),
+            Some(("remove", "no longer scored: 1 of 6 model inputs known"))
+        );
+        assert_eq!(
+            find("score_gte_90", "E"),
+            Some(("remove", "not in today's accounts file"))
+        );
+        assert_eq!(
+            find("band_low", "F"),
+            Some(("add", "new in today's accounts file"))
+        );
+        // A stays in score_gte_30..60: no row there
+        assert_eq!(find("score_gte_60", "A"), None);
+        // the same day again: nothing changes
+        let prev2 = Previous {
+            id: "p2".into(),
+            model_id: Some("m-1".into()),
+            rows: day2
+                .iter()
+                .map(|r| (r.account_id.clone(), r.clone()))
+                .collect(),
+            members: m2.clone(),
+        };
+        assert!(changes(Some(&prev2), &day2, &m2, "m-1").is_empty());
+        // customers and excluded accounts are in no targeting segment
+        for set in m2.values() {
+            assert!(!set.contains("B") && !set.contains("C"));
+        }
+        // the first publication: everything is an add
+        let first = changes(None, &day1, &m1, "m-1");
+        assert!(first.iter().all(|c| c.action == "add"));
+        assert_eq!(apply(&Members::new(), &first), m1);
+    }
+
+    #[test]
+    fn crm_status_follows_deals_and_customers() {
+        let opps = DataFrame::new(
+            5,
+            vec![
+                Column::new("account_id".into(), ["A", "B", "C", "D", "D"]),
+                Column::new("outcome".into(), ["won", "open", "churned", "lost", "open"]),
+            ],
+        )
+        .unwrap();
+        let cust = DataFrame::new(
+            2,
+            vec![
+                Column::new("account_id".into(), ["A", "E"]),
+                Column::new("status".into(), ["churned", "active"]),
+            ],
+        )
+        .unwrap();
+        let s = crm_status(Some(&opps), Some(&cust)).unwrap();
+        assert_eq!(s["A"], CrmStatus::ChurnedCustomer); // won, then left
+        assert_eq!(s["B"], CrmStatus::OpenOpportunity);
+        assert_eq!(s["C"], CrmStatus::ChurnedCustomer);
+        assert_eq!(s["D"], CrmStatus::OpenOpportunity);
+        assert_eq!(s["E"], CrmStatus::Customer);
+        assert!(!s.contains_key("F"));
+    }
+}
