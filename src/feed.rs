@@ -82,62 +82,103 @@ pub enum Audience {
     All,
 }
 
-/// Each account's CRM status from its deals and the customers file. An
-/// account in neither is a prospect.
+/// The CRM status of each account of `ids` (a frame with `account_id`), in
+/// its row order, from its deals and the customers file. An account in
+/// neither is a prospect. Grouped and joined by polars: a million accounts
+/// take a fraction of a second.
 pub fn crm_status(
+    ids: &DataFrame,
     opportunities: Option<&DataFrame>,
     customers: Option<&DataFrame>,
-) -> Result<HashMap<String, CrmStatus>> {
-    #[derive(Default)]
-    struct S {
-        won: bool,
-        churned: bool,
-        open: bool,
-        active: bool,
-        left: bool,
-    }
-    let mut s: HashMap<String, S> = HashMap::new();
-    if let Some(o) = opportunities {
-        let acc = crate::signals::str_col(o, "account_id")?;
-        let out = crate::signals::str_col(o, "outcome")?;
-        for (a, o) in acc.into_iter().zip(out) {
-            let (Some(a), Some(o)) = (a, o) else { continue };
-            let e = s.entry(a).or_default();
-            match o.as_str() {
-                "won" => e.won = true,
-                "churned" => e.churned = true,
-                "open" => e.open = true,
-                _ => {}
-            }
+) -> Result<Vec<CrmStatus>> {
+    let flag = |name: &str| lit(false).alias(name);
+    let mut lf = ids
+        .clone()
+        .lazy()
+        .select([col("account_id").cast(DataType::String)])
+        .with_row_index("__i", None);
+    let join = |lf: LazyFrame, other: LazyFrame| {
+        lf.join(
+            other,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+    };
+    lf = match opportunities {
+        Some(o) => {
+            let is = |v: &str| col("outcome").eq(lit(v.to_string())).any(true);
+            join(
+                lf,
+                o.clone()
+                    .lazy()
+                    .select([col("account_id").cast(DataType::String), col("outcome")])
+                    .group_by([col("account_id")])
+                    .agg([
+                        is("won").alias("__won"),
+                        is("churned").alias("__churned"),
+                        is("open").alias("__open"),
+                    ]),
+            )
         }
-    }
-    if let Some(c) = customers {
-        let acc = crate::signals::str_col(c, "account_id")?;
-        let st = crate::signals::str_col(c, "status")?;
-        for (a, st) in acc.into_iter().zip(st) {
-            let (Some(a), Some(st)) = (a, st) else {
-                continue;
+        None => lf.with_columns([flag("__won"), flag("__churned"), flag("__open")]),
+    };
+    lf = match customers {
+        Some(c) => {
+            let is = |v: &str| {
+                col("status")
+                    .str()
+                    .to_lowercase()
+                    .eq(lit(v.to_string()))
+                    .any(true)
             };
-            let e = s.entry(a).or_default();
-            match st.to_lowercase().as_str() {
-                "active" => e.active = true,
-                "churned" => e.left = true,
-                _ => {}
-            }
+            join(
+                lf,
+                c.clone()
+                    .lazy()
+                    .select([col("account_id").cast(DataType::String), col("status")])
+                    .group_by([col("account_id")])
+                    .agg([
+                        is("active").alias("__active"),
+                        is("churned").alias("__left"),
+                    ]),
+            )
         }
-    }
-    Ok(s.into_iter()
-        .map(|(a, x)| {
-            let status = if x.active || (x.won && !x.left) {
+        None => lf.with_columns([flag("__active"), flag("__left")]),
+    };
+    let df = lf
+        .sort(["__i"], SortMultipleOptions::default())
+        .select(
+            ["__won", "__churned", "__open", "__active", "__left"]
+                .map(|c| col(c).fill_null(lit(false))),
+        )
+        .collect()?;
+    let b = |c: &str| -> Result<Vec<bool>> {
+        Ok(df
+            .column(c)?
+            .bool()?
+            .iter()
+            .map(|v| v.unwrap_or(false))
+            .collect())
+    };
+    let (won, churned, open, active, left) = (
+        b("__won")?,
+        b("__churned")?,
+        b("__open")?,
+        b("__active")?,
+        b("__left")?,
+    );
+    Ok((0..df.height())
+        .map(|i| {
+            if active[i] || (won[i] && !left[i]) {
                 CrmStatus::Customer
-            } else if x.won || x.churned || x.left {
+            } else if won[i] || churned[i] || left[i] {
                 CrmStatus::ChurnedCustomer
-            } else if x.open {
+            } else if open[i] {
                 CrmStatus::OpenOpportunity
             } else {
                 CrmStatus::Prospect
-            };
-            (a, status)
+            }
         })
         .collect())
 }
@@ -425,7 +466,7 @@ pub fn apply(prev: &Members, changes: &[Change]) -> Members {
 /// status and matched exclusions.
 pub fn rows(
     scores: &DataFrame,
-    crm: &HashMap<String, CrmStatus>,
+    crm: &[CrmStatus],
     excluded: &HashMap<String, Vec<String>>,
 ) -> Result<Vec<Row>> {
     let s = crate::signals::str_col;
@@ -440,7 +481,7 @@ pub fn rows(
         .map(|i| {
             let a = ids[i].clone().unwrap_or_default();
             Row {
-                crm: crm.get(&a).copied().unwrap_or(CrmStatus::Prospect),
+                crm: crm.get(i).copied().unwrap_or(CrmStatus::Prospect),
                 excluded_by: excluded.get(&a).cloned().unwrap_or_default(),
                 score: score[i].as_deref().and_then(|x| x.parse().ok()),
                 band: band[i].clone().unwrap_or_default(),
@@ -531,10 +572,13 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     let s = crate::signals::str_col;
     let crm_col = s(&scores, "crm_status")?;
     let exc_col = s(&scores, "excluded_by")?;
-    let crm: HashMap<String, CrmStatus> = s(&scores, "account_id")?
-        .into_iter()
-        .zip(&crm_col)
-        .filter_map(|(a, c)| Some((a?, CrmStatus::parse(c.as_deref()?)?)))
+    let crm: Vec<CrmStatus> = crm_col
+        .iter()
+        .map(|c| {
+            c.as_deref()
+                .and_then(CrmStatus::parse)
+                .unwrap_or(CrmStatus::Prospect)
+        })
         .collect();
     let exc: HashMap<String, Vec<String>> = s(&scores, "account_id")?
         .into_iter()
@@ -580,7 +624,8 @@ pub struct Publish<'a> {
     pub inputs: Vec<crate::load::InputFile>,
     /// scores of every account (a run's scores.csv, typed or as text)
     pub scores: &'a DataFrame,
-    pub crm: &'a HashMap<String, CrmStatus>,
+    /// each score row's CRM status, in the scores' row order
+    pub crm: &'a [CrmStatus],
     pub excluded: &'a HashMap<String, Vec<String>>,
     /// the input rows not used, with their reasons
     pub rejects: &'a DataFrame,
@@ -812,12 +857,28 @@ mod tests {
             ],
         )
         .unwrap();
-        let s = crm_status(Some(&opps), Some(&cust)).unwrap();
-        assert_eq!(s["A"], CrmStatus::ChurnedCustomer); // won, then left
-        assert_eq!(s["B"], CrmStatus::OpenOpportunity);
-        assert_eq!(s["C"], CrmStatus::ChurnedCustomer);
-        assert_eq!(s["D"], CrmStatus::OpenOpportunity);
-        assert_eq!(s["E"], CrmStatus::Customer);
-        assert!(!s.contains_key("F"));
+        let ids = DataFrame::new(
+            6,
+            vec![Column::new(
+                "account_id".into(),
+                ["F", "E", "D", "C", "B", "A"],
+            )],
+        )
+        .unwrap();
+        let s = crm_status(&ids, Some(&opps), Some(&cust)).unwrap();
+        use CrmStatus::*;
+        // in the ids' order: F in neither file, E active, D lost then open,
+        // C churned, B open, A won then left
+        assert_eq!(
+            s,
+            [
+                Prospect,
+                Customer,
+                OpenOpportunity,
+                ChurnedCustomer,
+                OpenOpportunity,
+                ChurnedCustomer
+            ]
+        );
     }
 }

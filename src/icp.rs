@@ -186,7 +186,6 @@ pub struct DealRows {
 /// Every account, for what a criterion would do to targeting.
 pub struct AccountRows {
     pub cells: Coded,
-    pub account_id: Vec<String>,
     /// no closed deal yet: the accounts targeting acts on
     pub prospect: Bits,
     /// P(velocity win) from the model; NaN when unscored
@@ -426,7 +425,7 @@ pub fn refine(
     base_rate: f64,
     base_average_deal: Option<f64>,
     p: &IcpParams,
-) -> RefinedIcp {
+) -> (RefinedIcp, Vec<Bits>) {
     // Mixed evidence: the same condition is a signal and an exclusion (wins
     // faster but churns, or is hard to serve), or an exclusion for retention,
     // fit or margin alone whose deals still win at least as often.
@@ -763,7 +762,7 @@ pub fn refine(
         }
         b
     };
-    RefinedIcp {
+    let icp = RefinedIcp {
         format: "icp-refined/1".into(),
         rule: "An account fits the refined ICP when it matches at least one include criterion and no approved exclude criterion.".into(),
         include,
@@ -790,7 +789,8 @@ pub fn refine(
         customer_revenue_all: accounts.customer_revenue.iter().sum(),
         customers_excluded: any_x.and_count(&accounts.customer),
         customer_revenue_excluded: any_x.ones().map(|r| accounts.customer_revenue[r]).sum(),
-    }
+    };
+    (icp, acc_masks_x)
 }
 
 #[cfg(test)]
@@ -875,7 +875,6 @@ mod tests {
         };
         let accounts = AccountRows {
             cells,
-            account_id: (0..200).map(|i| format!("A{i:03}")).collect(),
             prospect: Bits::from_bools(&[false; 200]),
             p: vec![0.5; 200],
             prospect_high: Bits::new(200),
@@ -898,7 +897,7 @@ mod tests {
             single_tests: 1,
             pair_tests: 1,
         };
-        let icp = refine(
+        let (icp, _) = refine(
             &mut signals,
             &mut exclusions,
             &deals,
@@ -939,7 +938,6 @@ mod tests {
         let rows = vec![("B", "b"), ("B", "b"), ("B", "c"), ("C", "c")];
         let accounts = AccountRows {
             cells: coded(&rows),
-            account_id: vec!["a0".into(), "a1".into(), "a2".into(), "a3".into()],
             prospect: Bits::from_bools(&[true, true, true, false]),
             p: vec![0.2, 0.4, f64::NAN, 0.9],
             prospect_high: Bits::new(4),
@@ -983,7 +981,7 @@ mod tests {
             pair_tests: 1,
         };
         let base = 60.0 / 300.0;
-        let icp = refine(
+        let (icp, masks) = refine(
             &mut signals,
             &mut exclusions,
             &deals,
@@ -992,6 +990,8 @@ mod tests {
             Some(1000.0),
             &p,
         );
+        // accounts 0 and 1 hold "b"
+        assert_eq!(masks[0].ones().collect::<Vec<_>>(), vec![0, 1]);
         // "b" first: 200 deals, 10 wins, 30 short; then B adds nothing new
         assert_eq!(icp.exclude.len(), 1, "{:?}", icp.exclude);
         assert_eq!(

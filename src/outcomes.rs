@@ -244,11 +244,14 @@ pub fn by_band_now(
     opportunities: &DataFrame,
     customers: Option<&DataFrame>,
 ) -> Result<Vec<BandNow>> {
-    use crate::signals::{f64_col, str_col};
-    let band_of: HashMap<String, String> = str_col(scores, "account_id")?
-        .into_iter()
-        .zip(str_col(scores, "band")?)
-        .filter_map(|(a, b)| Some((a?, b?)))
+    use crate::signals::{f64_col, text_col};
+    // borrowed strings throughout: a million accounts, no per-row allocation
+    let at = |b: &str| BANDS.iter().position(|x| *x == b);
+    let (s_ids, s_band) = (text_col(scores, "account_id")?, text_col(scores, "band")?);
+    let band_of: HashMap<&str, usize> = s_ids
+        .iter()
+        .zip(s_band.iter())
+        .filter_map(|(a, b)| Some((a?, at(b?)?)))
         .collect();
     let mut out: Vec<BandNow> = BANDS
         .iter()
@@ -257,15 +260,14 @@ pub fn by_band_now(
             ..Default::default()
         })
         .collect();
-    let at = |b: &str| BANDS.iter().position(|x| *x == b);
-    for b in band_of.values() {
-        if let Some(i) = at(b) {
-            out[i].accounts += 1;
-        }
+    for &i in band_of.values() {
+        out[i].accounts += 1;
     }
     // accounts: closed at all, won, churned, won revenue
-    let acc = str_col(labels, "account_id")?;
-    let outc = str_col(labels, "outcome")?;
+    let (acc, outc) = (
+        text_col(labels, "account_id")?,
+        text_col(labels, "outcome")?,
+    );
     let amt = f64_col(labels, "amount")?;
     #[derive(Default)]
     struct A {
@@ -274,26 +276,25 @@ pub fn by_band_now(
         revenue: f64,
     }
     let mut per: HashMap<&str, A> = HashMap::new();
-    for i in 0..acc.len() {
-        let Some(a) = acc[i].as_deref() else { continue };
+    for ((a, o), m) in acc.iter().zip(outc.iter()).zip(&amt) {
+        let Some(a) = a else { continue };
         let e = per.entry(a).or_default();
-        match outc[i].as_deref() {
+        match o {
             Some("won") => {
                 e.won = true;
-                e.revenue += amt[i].unwrap_or(0.0);
+                e.revenue += m.unwrap_or(0.0);
             }
             Some("churned") => {
                 e.won = true;
                 e.churned = true;
-                e.revenue += amt[i].unwrap_or(0.0);
+                e.revenue += m.unwrap_or(0.0);
             }
             _ => {}
         }
     }
     let mut revenue: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    for (a, b) in &band_of {
-        let Some(i) = at(b) else { continue };
-        match per.get(a.as_str()) {
+    for (a, &i) in &band_of {
+        match per.get(a) {
             None => out[i].prospects += 1,
             Some(x) if x.won => {
                 out[i].won_accounts += 1;
@@ -304,38 +305,36 @@ pub fn by_band_now(
         }
     }
     if let Some(c) = customers {
-        for (a, f) in str_col(c, "account_id")?
-            .into_iter()
-            .zip(f64_col(c, "delivery_fit")?)
-        {
+        let c_acc = text_col(c, "account_id")?;
+        for (a, f) in c_acc.iter().zip(f64_col(c, "delivery_fit")?) {
             let (Some(a), Some(f)) = (a, f) else { continue };
-            if let Some(i) = band_of.get(&a).and_then(|b| at(b)) {
+            if let Some(&i) = band_of.get(a) {
                 out[i].fit_known += 1;
                 out[i].onboarding_risk += (f <= 2.0) as usize;
             }
         }
     }
-    let o_acc = str_col(opportunities, "account_id")?;
-    let o_out = str_col(opportunities, "outcome")?;
-    let o_why = str_col(opportunities, "loss_reason")?;
+    let (o_acc, o_out, o_why) = (
+        text_col(opportunities, "account_id")?,
+        text_col(opportunities, "outcome")?,
+        text_col(opportunities, "loss_reason")?,
+    );
     let mut reasons: Vec<std::collections::BTreeMap<String, usize>> = vec![Default::default(); 3];
-    for i in 0..o_acc.len() {
-        if o_out[i].as_deref() != Some("lost") {
+    for ((a, o), why) in o_acc.iter().zip(o_out.iter()).zip(o_why.iter()) {
+        if o != Some("lost") {
             continue;
         }
-        let Some(k) = o_acc[i]
-            .as_deref()
-            .and_then(|a| band_of.get(a))
-            .and_then(|b| at(b))
-        else {
+        let Some(&k) = a.and_then(|a| band_of.get(a)) else {
             continue;
         };
         out[k].lost_deals += 1;
-        let why = o_why[i]
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| "(blank)".into());
-        *reasons[k].entry(why).or_default() += 1;
+        let why = why.filter(|s| !s.trim().is_empty()).unwrap_or("(blank)");
+        match reasons[k].get_mut(why) {
+            Some(n) => *n += 1,
+            None => {
+                reasons[k].insert(why.to_string(), 1);
+            }
+        }
     }
     for (i, b) in out.iter_mut().enumerate() {
         b.churn_rate =

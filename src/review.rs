@@ -311,7 +311,7 @@ fn publish_run(
     let ids = crate::signals::str_col(&st, "account_id")?;
     let crm_col = crate::signals::str_col(&st, "crm_status")?;
     let exc_col = crate::signals::str_col(&st, "exclude_criteria")?;
-    let mut crm = std::collections::HashMap::new();
+    let mut crm_of = std::collections::HashMap::new();
     let mut excluded = std::collections::HashMap::new();
     for i in 0..ids.len() {
         let Some(a) = ids[i].clone() else { continue };
@@ -319,7 +319,7 @@ fn publish_run(
             .as_deref()
             .and_then(crate::feed::CrmStatus::parse)
         {
-            crm.insert(a.clone(), c);
+            crm_of.insert(a.clone(), c);
         }
         let x: Vec<String> = exc_col[i]
             .as_deref()
@@ -332,6 +332,16 @@ fn publish_run(
             excluded.insert(a, x);
         }
     }
+    // in the scores' row order
+    let crm: Vec<crate::feed::CrmStatus> = crate::signals::str_col(&scores, "account_id")?
+        .iter()
+        .map(|a| {
+            a.as_ref()
+                .and_then(|a| crm_of.get(a))
+                .copied()
+                .unwrap_or(crate::feed::CrmStatus::Prospect)
+        })
+        .collect();
     let f: RunFindings = read_json(&run.join(FINDINGS))?;
     let m: crate::publish::Manifest = read_json(&run.join("manifest.json"))?;
     let audience = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))

@@ -168,42 +168,31 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     // what `icp approve` publishes from, once it knows which are approved.
     let crm_frame = {
         let crm = crate::feed::crm_status(
+            &data.accounts.df,
             Some(&opportunities.df),
             data.customers.as_ref().map(|t| &t.df),
         )?;
-        let criteria: Vec<signals::Finding> = findings
-            .icp
-            .exclude
-            .iter()
-            .map(|c| c.finding.clone())
-            .collect();
-        let matched =
-            crate::feed::criteria_matches(&artifact.model.spec, &data.accounts.df, &criteria)?;
-        let ids = signals::str_col(&data.accounts.df, "account_id")?;
-        let status: Vec<&str> = ids
-            .iter()
-            .map(|a| {
-                a.as_ref()
-                    .and_then(|a| crm.get(a))
-                    .copied()
-                    .unwrap_or(crate::feed::CrmStatus::Prospect)
-                    .as_str()
-            })
-            .collect();
-        let exc: Vec<String> = ids
-            .iter()
-            .map(|a| {
-                a.as_ref()
-                    .and_then(|a| matched.get(a))
-                    .map(|v| v.join(";"))
-                    .unwrap_or_default()
-            })
-            .collect();
+        // the exclude criteria each account matches, from the masks the
+        // refined ICP was costed with (accounts in file order)
+        let mut exc: Vec<String> = vec![String::new(); crm.len()];
+        for (id, mask) in &findings.exclude_masks {
+            for r in mask.ones() {
+                if let Some(e) = exc.get_mut(r) {
+                    if !e.is_empty() {
+                        e.push(';');
+                    }
+                    e.push_str(id);
+                }
+            }
+        }
         polars::prelude::DataFrame::new(
-            ids.len(),
+            crm.len(),
             vec![
-                polars::prelude::Column::new("account_id".into(), ids),
-                polars::prelude::Column::new("crm_status".into(), status),
+                data.accounts.df.column("account_id")?.clone(),
+                polars::prelude::Column::new(
+                    "crm_status".into(),
+                    crm.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                ),
                 polars::prelude::Column::new("exclude_criteria".into(), exc),
             ],
         )?

@@ -129,6 +129,7 @@ fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("scoring {}", dir.display()))?;
     stages.start("publish");
     let crm = crate::feed::crm_status(
+        &scores,
         data.opportunities.as_ref().map(|t| &t.df),
         data.customers.as_ref().map(|t| &t.df),
     )?;

@@ -120,6 +120,9 @@ pub struct Findings {
     pub icp: crate::icp::RefinedIcp,
     /// best customers: velocity win, retained, delivery fit 4+ where known
     pub best_accounts: DataFrame,
+    /// the accounts (in the accounts' row order) each exclude criterion of
+    /// the refined ICP matches
+    pub exclude_masks: Vec<(String, crate::icp::Bits)>,
 }
 
 pub struct Inputs<'a> {
@@ -174,7 +177,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         inp.interviews,
         nv,
     )?;
-    let icp = crate::icp::refine(
+    let (icp, exclude_masks) = crate::icp::refine(
         &mut screen.signals,
         &mut screen.exclusions,
         &deal_rows,
@@ -229,6 +232,12 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         finding_accounts,
         exclusion_matches,
         painful_accounts,
+        exclude_masks: icp
+            .exclude
+            .iter()
+            .map(|c| c.finding.id.clone())
+            .zip(exclude_masks)
+            .collect(),
         icp,
         best_accounts,
     })
@@ -323,36 +332,35 @@ fn account_rows(
 ) -> Result<crate::icp::AccountRows> {
     use std::collections::HashMap;
     let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
-    let ids: Vec<String> = str_col(codes, "account_id")?
-        .into_iter()
-        .map(Option::unwrap_or_default)
-        .collect();
-    let l_acc = str_col(labels, "account_id")?;
-    let l_out = str_col(labels, "outcome")?;
+    // borrowed strings: a million accounts, no per-row allocation
+    let ids_ca = text_col(codes, "account_id")?;
+    let ids: Vec<&str> = ids_ca.iter().map(|a| a.unwrap_or("")).collect();
+    let (l_acc, l_out) = (
+        text_col(labels, "account_id")?,
+        text_col(labels, "outcome")?,
+    );
     let l_amt = f64_col(labels, "amount")?;
     let mut closed: std::collections::HashSet<&str> = Default::default();
     let mut revenue: HashMap<&str, f64> = HashMap::new();
-    for i in 0..l_acc.len() {
-        let Some(a) = l_acc[i].as_deref() else {
-            continue;
-        };
+    for ((a, o), m) in l_acc.iter().zip(l_out.iter()).zip(&l_amt) {
+        let Some(a) = a else { continue };
         closed.insert(a);
-        if l_out[i].as_deref() == Some("won") {
-            *revenue.entry(a).or_default() += l_amt[i].unwrap_or(0.0);
+        if o == Some("won") {
+            *revenue.entry(a).or_default() += m.unwrap_or(0.0);
         }
     }
-    let s_acc = str_col(scores, "account_id")?;
+    let (s_acc, s_band) = (text_col(scores, "account_id")?, text_col(scores, "band")?);
     let s_p = f64_col(scores, "p_velocity_win")?;
     let p_of: HashMap<&str, f64> = s_acc
         .iter()
         .zip(&s_p)
-        .filter_map(|(a, p)| Some((a.as_deref()?, (*p)?)))
+        .filter_map(|(a, p)| Some((a?, (*p)?)))
         .collect();
     let high: std::collections::HashSet<&str> = s_acc
         .iter()
-        .zip(str_col(scores, "band")?)
-        .filter(|(_, b)| b.as_deref() == Some("high"))
-        .filter_map(|(a, _)| a.as_deref())
+        .zip(s_band.iter())
+        .filter(|(_, b)| *b == Some("high"))
+        .filter_map(|(a, _)| a)
         .collect();
     let mut note_of: HashMap<String, String> = HashMap::new();
     if let Some(c) = customers {
@@ -397,15 +405,12 @@ fn account_rows(
             quote_of.entry(acc).or_insert(line);
         }
     }
-    let prospect: Vec<bool> = ids.iter().map(|a| !closed.contains(a.as_str())).collect();
-    let customer: Vec<bool> = ids
-        .iter()
-        .map(|a| revenue.contains_key(a.as_str()))
-        .collect();
+    let prospect: Vec<bool> = ids.iter().map(|a| !closed.contains(a)).collect();
+    let customer: Vec<bool> = ids.iter().map(|a| revenue.contains_key(a)).collect();
     let prospect_high: Vec<bool> = ids
         .iter()
         .zip(&prospect)
-        .map(|(a, p)| *p && high.contains(a.as_str()))
+        .map(|(a, p)| *p && high.contains(a))
         .collect();
     Ok(crate::icp::AccountRows {
         cells,
@@ -413,16 +418,15 @@ fn account_rows(
         prospect_high: crate::icp::Bits::from_bools(&prospect_high),
         p: ids
             .iter()
-            .map(|a| p_of.get(a.as_str()).copied().unwrap_or(f64::NAN))
+            .map(|a| p_of.get(a).copied().unwrap_or(f64::NAN))
             .collect(),
         customer: crate::icp::Bits::from_bools(&customer),
         customer_revenue: ids
             .iter()
-            .map(|a| revenue.get(a.as_str()).copied().unwrap_or(0.0))
+            .map(|a| revenue.get(a).copied().unwrap_or(0.0))
             .collect(),
-        note: ids.iter().map(|a| note_of.get(a).cloned()).collect(),
-        quote: ids.iter().map(|a| quote_of.get(a).cloned()).collect(),
-        account_id: ids,
+        note: ids.iter().map(|a| note_of.get(*a).cloned()).collect(),
+        quote: ids.iter().map(|a| quote_of.get(*a).cloned()).collect(),
     })
 }
 
@@ -433,6 +437,17 @@ pub(crate) fn str_col(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>>
         .as_materialized_series()
         .cast(&DataType::String)?;
     Ok(s.str()?.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+/// A column as text, to iterate as borrowed `Option<&str>` (no allocation
+/// per row, unlike [`str_col`]).
+pub(crate) fn text_col(df: &DataFrame, name: &str) -> Result<StringChunked> {
+    Ok(df
+        .column(name)?
+        .as_materialized_series()
+        .cast(&DataType::String)?
+        .str()?
+        .clone())
 }
 
 /// A column as optional floats (any numeric dtype is cast).
