@@ -657,9 +657,10 @@ pub fn publish(p: &Publish) -> Result<Published> {
     let written = (|| -> Result<Vec<(String, usize)>> {
         w.csv("scores.csv", &full)?;
         let mut counts = Vec::new();
-        for (name, ids) in &now {
+        for name in segment_names() {
+            let ids = &now[&name];
             w.csv(&format!("segments/{name}.csv"), &segment_frame(&full, ids)?)?;
-            counts.push((name.clone(), ids.len()));
+            counts.push((name, ids.len()));
         }
         w.csv(CHANGES, &changes_frame(&ch)?)?;
         w.csv_for_people("rejects.csv", p.rejects)?;

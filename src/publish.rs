@@ -235,7 +235,9 @@ impl RunWriter {
             h.update(b"previous");
             h.update(p.as_bytes());
         }
-        let run_id = format!("r-{}", &hex(&h.finalize())[..12]);
+        // publications are "p-", everything else a run ("r-")
+        let prefix = if kind == "publication" { "p" } else { "r" };
+        let run_id = format!("{prefix}-{}", &hex(&h.finalize())[..12]);
         self.files.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
