@@ -35,7 +35,10 @@ pub enum Command {
     Validate(validate::Args),
     /// Train and evaluate a model; write the model artifact (model.json).
     Train(train::Args),
-    /// Score accounts with an existing model artifact; write scores, segments, manifest.
+    /// The daily job: `--data DIR` scores the CRM with the active (approved)
+    /// model and publishes to reports/published/ (scores, targeting
+    /// segments, add / move / remove changes). With `--accounts FILE` it
+    /// scores one accounts file into a scoring directory instead.
     Score(score::Args),
     /// Write a synthetic CRM with a known ground truth (for tests and demos).
     Generate(generate::Args),

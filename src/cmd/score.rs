@@ -108,7 +108,12 @@ fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
             "--data publishes with the active (approved) model; to score with another model, use --accounts FILE --model M (a scoring directory, not a publication)"
         );
     }
-    let model_path = crate::cmd::model_path(None, &args.reports)?;
+    let Some(model_path) = crate::review::active_model(&args.reports)? else {
+        anyhow::bail!(
+            "no active model in {}: the daily job publishes only an approved model; review a run and approve it first (icp approve RUN --by NAME --accept-all-exclusions)",
+            args.reports.display()
+        );
+    };
     let artifact = ModelArtifact::read(&model_path)?;
     let cfg = match &args.config {
         Some(p) => ValidConfig::load(Some(p))?,
