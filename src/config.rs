@@ -48,12 +48,17 @@ pub struct Config {
 pub struct PublishToml {
     /// "prospects" (prospects and open opportunities; the default) or "all"
     pub audience: Option<String>,
+    /// share of each band's targeting accounts withheld as a control group
+    pub control_share: Option<f64>,
 }
 
 /// `[publish]`, checked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PublishParams {
     pub audience: crate::feed::Audience,
+    /// 0 (off) to 0.5
+    #[serde(default)]
+    pub control_share: f64,
 }
 
 /// `[brief]`: who the brief is for and who decides.
@@ -479,8 +484,17 @@ impl Config {
                 )));
             }
         };
+        let control_share = self.publish.control_share.unwrap_or(0.0);
+        if !(0.0..=0.5).contains(&control_share) {
+            return Err(bad(format!(
+                "[publish] control_share = {control_share}: expected 0 (off) to 0.5"
+            )));
+        }
         Ok(ValidConfig {
-            publish: PublishParams { audience },
+            publish: PublishParams {
+                audience,
+                control_share,
+            },
             brief,
             signals,
             files: self.files,

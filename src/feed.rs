@@ -217,6 +217,27 @@ pub struct Row {
     pub status: String,
     pub crm: CrmStatus,
     pub excluded_by: Vec<String>,
+    /// withheld from targeting as a control (`[publish] control_share`)
+    pub control: bool,
+}
+
+/// Is an account in the control group of a model? A hash of the model id
+/// and the account id (FNV-1a, 64 bits), so an account stays in or out for
+/// the model's life whatever else changes.
+pub fn in_control(model_id: &str, account_id: &str, share: f64) -> bool {
+    if share <= 0.0 {
+        return false;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in model_id
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(account_id.bytes())
+    {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ((h >> 11) as f64 / (1u64 << 53) as f64) < share
 }
 
 impl Row {
@@ -225,6 +246,10 @@ impl Row {
     }
     /// In the targeting segments at all?
     pub fn targeted(&self, audience: Audience) -> bool {
+        self.eligible(audience) && !self.control
+    }
+    /// Targeted but for the control group?
+    pub fn eligible(&self, audience: Audience) -> bool {
         self.scored()
             && self.excluded_by.is_empty()
             && match audience {
@@ -320,6 +345,12 @@ fn why(prev: Option<&Row>, now: Option<&Row>, prev_model: Option<&str>, model: &
             CrmStatus::OpenOpportunity => "opened an opportunity".into(),
             CrmStatus::Prospect => "back to prospect".into(),
         };
+    }
+    if now.control && !prev.control {
+        return "held out as a control".into();
+    }
+    if !now.control && prev.control {
+        return "back from the control group".into();
     }
     if !now.scored() {
         let reason = now
@@ -486,6 +517,7 @@ pub fn rows(
                 score: score[i].as_deref().and_then(|x| x.parse().ok()),
                 band: band[i].clone().unwrap_or_default(),
                 status: status[i].clone().unwrap_or_default(),
+                control: false,
                 account_id: a,
             }
         })
@@ -588,7 +620,12 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
             Some((a?, e.split(';').map(str::to_string).collect()))
         })
         .collect();
-    let rows = rows(&scores, &crm, &exc)?;
+    let mut rows = rows(&scores, &crm, &exc)?;
+    if scores.column("control").is_ok() {
+        for (r, c) in rows.iter_mut().zip(s(&scores, "control")?) {
+            r.control = c.as_deref() == Some("true");
+        }
+    }
     let mut members = Members::new();
     for name in segment_names() {
         let path = dir.join("segments").join(format!("{name}.csv"));
@@ -621,6 +658,8 @@ pub struct Publish<'a> {
     pub model_id: &'a str,
     pub as_of: Option<String>,
     pub audience: Audience,
+    /// share of each band's targeting accounts withheld (0: none)
+    pub control_share: f64,
     pub inputs: Vec<crate::load::InputFile>,
     /// scores of every account (a run's scores.csv, typed or as text)
     pub scores: &'a DataFrame,
@@ -648,10 +687,25 @@ pub struct Published {
 /// previous one) and keep a copy under `reports/publications/<id>/`.
 pub fn publish(p: &Publish) -> Result<Published> {
     let prev = previous(p.reports)?;
-    let rows = rows(p.scores, p.crm, p.excluded)?;
+    let mut rows = rows(p.scores, p.crm, p.excluded)?;
+    for r in rows.iter_mut() {
+        r.control =
+            r.eligible(p.audience) && in_control(p.model_id, &r.account_id, p.control_share);
+    }
     let now = members(&rows, p.audience);
     let ch = changes(prev.as_ref(), &rows, &now, p.model_id);
-    let full = scores_with_status(p.scores, &rows)?;
+    let mut full = scores_with_status(p.scores, &rows)?;
+    let control: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.control)
+        .map(|r| r.account_id.clone())
+        .collect();
+    if p.control_share > 0.0 {
+        full.with_column(Column::new(
+            "control".into(),
+            rows.iter().map(|r| r.control).collect::<Vec<_>>(),
+        ))?;
+    }
     let dest = p.reports.join(PUBLISHED);
     let mut w = RunWriter::create(&dest)?;
     let written = (|| -> Result<Vec<(String, usize)>> {
@@ -661,6 +715,10 @@ pub fn publish(p: &Publish) -> Result<Published> {
             let ids = &now[&name];
             w.csv(&format!("segments/{name}.csv"), &segment_frame(&full, ids)?)?;
             counts.push((name, ids.len()));
+        }
+        if p.control_share > 0.0 {
+            w.csv("segments/control.csv", &segment_frame(&full, &control)?)?;
+            counts.push(("control".into(), control.len()));
         }
         w.csv(CHANGES, &changes_frame(&ch)?)?;
         w.csv_for_people("rejects.csv", p.rejects)?;
@@ -754,6 +812,7 @@ mod tests {
             },
             crm,
             excluded_by: exc.iter().map(|s| s.to_string()).collect(),
+            control: false,
         }
     }
 
@@ -838,6 +897,31 @@ mod tests {
         let first = changes(None, &day1, &m1, "m-1");
         assert!(first.iter().all(|c| c.action == "add"));
         assert_eq!(apply(&Members::new(), &first), m1);
+    }
+
+    /// The control group: about the share asked for, the same accounts on
+    /// every day of a model, others under another model, and never targeted.
+    #[test]
+    fn control_accounts_are_stable_per_model_and_never_targeted() {
+        let ids: Vec<String> = (0..20_000).map(|i| format!("A{i:07}")).collect();
+        let n = ids.iter().filter(|a| in_control("m-1", a, 0.1)).count();
+        assert!((1_800..2_200).contains(&n), "{n} of 20,000 at 10%");
+        assert_eq!(ids.iter().filter(|a| in_control("m-1", a, 0.0)).count(), 0);
+        let again = ids.iter().filter(|a| in_control("m-1", a, 0.1)).count();
+        assert_eq!(n, again);
+        let other: usize = ids
+            .iter()
+            .filter(|a| in_control("m-1", a, 0.1) && in_control("m-2", a, 0.1))
+            .count();
+        assert!(other < 400, "{other}: another model draws its own group");
+        let mut r = row("A", Some(90), "high", CrmStatus::Prospect, &[]);
+        r.control = true;
+        assert!(r.eligible(Audience::Prospects) && !r.targeted(Audience::Prospects));
+        assert!(
+            members(&[r], Audience::Prospects)
+                .values()
+                .all(|s| s.is_empty())
+        );
     }
 
     #[test]

@@ -187,6 +187,15 @@ pub fn band_outcomes(
     })
 }
 
+/// Targeted against withheld accounts of one earlier publication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControlComparison {
+    pub publication_id: String,
+    pub as_of: String,
+    pub targeted: ScoringOutcomes,
+    pub control: ScoringOutcomes,
+}
+
 /// The newest date in the inputs (opportunity, churn and trigger dates):
 /// what "now" is for the data, whatever day the run is made.
 pub fn newest_date(data: &crate::load::Dataset) -> Option<NaiveDate> {

@@ -59,6 +59,70 @@ pub struct RunFindings {
     pub painful: Option<crate::signals::PainfulSummary>,
 }
 
+/// The newest earlier publication (data before `as_of`) that withheld a
+/// control group: its targeted accounts by band, and its control accounts by
+/// band (both as earlier scorings, so their outcomes are counted alike).
+pub fn earlier_control(
+    reports: &Path,
+    as_of: chrono::NaiveDate,
+) -> Result<
+    Option<(
+        crate::outcomes::EarlierScoring,
+        crate::outcomes::EarlierScoring,
+    )>,
+> {
+    let Ok(entries) = fs::read_dir(reports.join(crate::feed::PUBLICATIONS)) else {
+        return Ok(None);
+    };
+    let mut best: Option<(chrono::NaiveDate, String, PathBuf)> = None;
+    for e in entries.flatten() {
+        let dir = e.path();
+        let control = dir.join("segments/control.csv");
+        let Ok(m) = read_json::<crate::publish::Manifest>(&dir.join("manifest.json")) else {
+            continue;
+        };
+        let Some(then) = m
+            .as_of
+            .as_deref()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if !control.is_file() || then >= as_of {
+            continue;
+        }
+        let newer = match &best {
+            Some((d, id, _)) => (then, &m.run_id) > (*d, id),
+            None => true,
+        };
+        if newer {
+            best = Some((then, m.run_id.clone(), dir));
+        }
+    }
+    let Some((then, id, dir)) = best else {
+        return Ok(None);
+    };
+    let read = |rel: &str| -> Result<std::collections::HashMap<String, String>> {
+        let df = read_text_csv(&dir.join(rel))?;
+        Ok(crate::signals::str_col(&df, "account_id")?
+            .into_iter()
+            .zip(crate::signals::str_col(&df, "band")?)
+            .filter_map(|(a, b)| Some((a?, b?)))
+            .collect())
+    };
+    let mut targeted = std::collections::HashMap::new();
+    for b in crate::feed::BANDS {
+        targeted.extend(read(&format!("segments/band_{b}.csv"))?);
+    }
+    let control = read("segments/control.csv")?;
+    let mk = |bands| crate::outcomes::EarlierScoring {
+        run_id: id.clone(),
+        as_of: then,
+        bands,
+    };
+    Ok(Some((mk(targeted), mk(control))))
+}
+
 /// Earlier scorings of the accounts: every run directory under `reports`
 /// (but `skip`) whose data ends before `as_of`, newest first, at most `max`.
 pub fn earlier_scorings(
@@ -344,15 +408,16 @@ fn publish_run(
         .collect();
     let f: RunFindings = read_json(&run.join(FINDINGS))?;
     let m: crate::publish::Manifest = read_json(&run.join("manifest.json"))?;
-    let audience = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))
-        .map(|a| a.config.publish.audience)
+    let publish = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))
+        .map(|a| a.config.publish)
         .unwrap_or_default();
     Ok(Some(crate::feed::publish(&crate::feed::Publish {
         reports,
         by: "approve",
         model_id: &f.model_id,
         as_of: f.as_of.clone(),
-        audience,
+        audience: publish.audience,
+        control_share: publish.control_share,
         inputs: m.inputs,
         scores: &scores,
         crm: &crm,

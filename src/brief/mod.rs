@@ -39,6 +39,9 @@ pub struct BriefInput<'a> {
     pub bands_now: &'a [BandNow],
     /// what happened next to the accounts of earlier scorings, by band
     pub earlier: &'a [ScoringOutcomes],
+    /// targeted against withheld accounts of the latest earlier publication
+    /// with a control group
+    pub control: Option<&'a crate::outcomes::ControlComparison>,
 }
 
 pub struct Brief {
@@ -79,6 +82,9 @@ pub struct Measurement {
     pub missing_evidence: Vec<String>,
     /// what followed each earlier scoring, by the band it gave
     pub band_outcomes: Vec<ScoringOutcomes>,
+    /// targeted against control accounts of an earlier publication
+    #[serde(default)]
+    pub control: Option<crate::outcomes::ControlComparison>,
 }
 
 /// Does a criterion's retention / margin / delivery evidence point the same
@@ -167,6 +173,7 @@ pub fn measurement(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Measureme
             .collect(),
         icp_evidence_alignment_rate: align,
         band_outcomes: inp.earlier.to_vec(),
+        control: inp.control.cloned(),
     }
 }
 
@@ -1259,6 +1266,60 @@ fn measurement_section(d: &mut Vec<Block>, inp: &BriefInput, m: &Measurement) {
                             opt_ci(b.velocity_win_rate, b.velocity_win_rate_ci95),
                             opt_num(b.median_cycle_days_won, 0),
                             format!("{} of {}", n(b.churned), n(b.won)),
+                        ]
+                    })
+                    .collect(),
+            });
+        }
+    }
+    d.push(Block::Heading(
+        3,
+        "Did targeting help? Targeted against the control group".into(),
+    ));
+    match inp.control {
+        None => d.push(Block::Para(
+            "No control group yet. With [publish] control_share (for example 0.1), each publication withholds that share of each band's targeting accounts (the same accounts for a model's life, listed in segments/control.csv); the next run compares what happened to targeted and withheld accounts, band by band.".into(),
+        )),
+        Some(c) => {
+            d.push(Block::Para(format!(
+                "Publication {} (data as of {}) targeted some accounts and withheld others of the same bands; what each did since:",
+                c.publication_id, c.as_of
+            )));
+            let cell = |x: Option<f64>, ci: Option<(f64, f64)>| match (x, ci) {
+                (Some(x), Some(ci)) => pct_ci(x, ci),
+                _ => "n/a".into(),
+            };
+            d.push(Block::Table {
+                head: [
+                    "band",
+                    "targeted",
+                    "withheld",
+                    "opened an opportunity: targeted",
+                    "withheld",
+                    "won: targeted",
+                    "withheld",
+                    "velocity wins: targeted",
+                    "withheld",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                rows: c
+                    .targeted
+                    .bands
+                    .iter()
+                    .zip(&c.control.bands)
+                    .map(|(t, w)| {
+                        vec![
+                            t.band.clone(),
+                            n(t.accounts),
+                            n(w.accounts),
+                            cell(t.new_opportunity_rate, Some(t.new_opportunity_rate_ci95)),
+                            cell(w.new_opportunity_rate, Some(w.new_opportunity_rate_ci95)),
+                            cell(t.win_rate, t.win_rate_ci95),
+                            cell(w.win_rate, w.win_rate_ci95),
+                            cell(t.velocity_win_rate, t.velocity_win_rate_ci95),
+                            cell(w.velocity_win_rate, w.velocity_win_rate_ci95),
                         ]
                     })
                     .collect(),

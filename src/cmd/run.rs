@@ -123,6 +123,32 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             .collect::<crate::Result<Vec<_>>>()?,
         None => Vec::new(),
     };
+    let control = match as_of {
+        Some(d) => match review::earlier_control(&args.reports, d) {
+            Ok(Some((t, c))) => Some(crate::outcomes::ControlComparison {
+                publication_id: t.run_id.clone(),
+                as_of: t.as_of.to_string(),
+                targeted: crate::outcomes::band_outcomes(
+                    &t,
+                    d,
+                    &opportunities.df,
+                    &trained.labels.df,
+                )?,
+                control: crate::outcomes::band_outcomes(
+                    &c,
+                    d,
+                    &opportunities.df,
+                    &trained.labels.df,
+                )?,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!("warning: cannot read the earlier publications' control group ({e})");
+                None
+            }
+        },
+        None => None,
+    };
     let bands_now = crate::outcomes::by_band_now(
         &scores,
         &trained.labels.df,
@@ -158,6 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             params: &cfg.brief,
             bands_now: &bands_now,
             earlier: &earlier,
+            control: control.as_ref(),
         },
         cfg.signals.min_fit_gap,
         cfg.signals.min_margin_gap,

@@ -147,6 +147,7 @@ fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
         model_id: &artifact.model_id,
         as_of: crate::outcomes::newest_date(&data).map(|d| d.to_string()),
         audience: cfg.publish.audience,
+        control_share: cfg.publish.control_share,
         inputs: data.inputs(),
         scores: &scores,
         crm: &crm,

@@ -317,3 +317,81 @@ fn days_of_publications_turn_yesterday_into_today() {
     let log = std::fs::read_to_string(reports.join("events.jsonl")).unwrap();
     assert!(log.contains("\"activation\"") && log.contains("\"publication\""));
 }
+
+/// `[publish] control_share`: a stable share of each band's targeting
+/// accounts is withheld, listed in control.csv and in no segment; a later
+/// run compares what targeted and withheld accounts did.
+#[test]
+fn a_control_group_is_withheld_and_measured() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[publish]\ncontrol_share = 0.2\n").unwrap();
+    let run1 = reports.join("run1");
+    run_quiet(None, &run1, &reports, &["--config", cfg.to_str().unwrap()]);
+    let o = icp(
+        &[
+            "approve",
+            run1.to_str().unwrap(),
+            "--by",
+            "Dana",
+            "--accept-all-exclusions",
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let published = reports.join("published");
+    let control = read_csv(&published.join("segments/control.csv"));
+    let withheld: BTreeSet<String> = strings(&control, "account_id").into_iter().collect();
+    let targeted = members(&published);
+    let n_targeted = targeted["score_gte_30"].len() + withheld.len();
+    assert!(
+        withheld.len() * 10 > n_targeted && withheld.len() * 10 < 3 * n_targeted,
+        "{} withheld of {n_targeted}",
+        withheld.len()
+    );
+    for (seg, set) in &targeted {
+        assert!(set.is_disjoint(&withheld), "{seg} holds a control account");
+    }
+    // the same accounts the next day
+    score_day(&root().join("data/sample"), &reports);
+    let again: BTreeSet<String> = strings(
+        &read_csv(&published.join("segments/control.csv")),
+        "account_id",
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(again, withheld);
+    assert!(changes(&published).is_empty());
+
+    // as if the first publication had been made a quarter earlier
+    let id = icp::review::run_id_of(&published).unwrap();
+    let kept = reports.join("publications").join(&id).join("manifest.json");
+    let mut m = crate::common::json(&kept);
+    m["as_of"] = serde_json::json!("2025-03-31");
+    std::fs::write(&kept, serde_json::to_vec(&m).unwrap()).unwrap();
+    let run2 = tmp.path().join("run2");
+    run_quiet(None, &run2, &reports, &[]);
+    let meas = crate::common::json(&run2.join("measurement.json"));
+    let c = &meas["control"];
+    assert_eq!(c["publication_id"], id.as_str());
+    let control_high = strings(&control, "band")
+        .iter()
+        .filter(|b| *b == "high")
+        .count() as u64;
+    assert_eq!(
+        c["control"]["bands"][0]["accounts"].as_u64(),
+        Some(control_high)
+    );
+    assert_eq!(
+        c["targeted"]["bands"][0]["accounts"].as_u64(),
+        Some(targeted["band_high"].len() as u64)
+    );
+    let md = std::fs::read_to_string(run2.join("brief.md")).unwrap();
+    assert!(
+        md.contains(&format!("Publication {id}")),
+        "no control comparison in the brief"
+    );
+}
