@@ -291,7 +291,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             findings.exclusions.len(),
         );
         println!(
-            "review: icp approve {} --by NAME   (makes this model the active one)",
+            "review: icp approve {} --by NAME --accept-all-exclusions   (or --accept-exclusion / --reject-exclusion ID for each; makes this model the active one and publishes)",
             dir.display()
         );
     }
