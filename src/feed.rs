@@ -328,7 +328,13 @@ pub struct Previous {
 }
 
 /// Why an account's segments changed, in plain words (the first that applies).
-fn why(prev: Option<&Row>, now: Option<&Row>, prev_model: Option<&str>, model: &str) -> String {
+fn why(
+    prev: Option<&Row>,
+    now: Option<&Row>,
+    prev_model: Option<&str>,
+    model: &str,
+    audience: Audience,
+) -> String {
     let Some(now) = now else {
         return "not in today's accounts file".into();
     };
@@ -338,7 +344,9 @@ fn why(prev: Option<&Row>, now: Option<&Row>, prev_model: Option<&str>, model: &
     if !now.excluded_by.is_empty() && now.excluded_by != prev.excluded_by {
         return format!("excluded by {}", now.excluded_by.join(", "));
     }
-    if now.crm != prev.crm {
+    // a CRM change is the reason only when it changes who may be targeted
+    // (prospect to open opportunity does not, by default)
+    if now.crm != prev.crm && now.eligible(audience) != prev.eligible(audience) {
         return match now.crm {
             CrmStatus::Customer => "became a customer".into(),
             CrmStatus::ChurnedCustomer => "churned".into(),
@@ -385,6 +393,7 @@ pub fn changes(
     rows: &[Row],
     now: &Members,
     model_id: &str,
+    audience: Audience,
 ) -> Vec<Change> {
     let empty = Previous::default();
     let p = prev.unwrap_or(&empty);
@@ -402,7 +411,7 @@ pub fn changes(
             why: if prev.is_none() {
                 "first publication".to_string()
             } else {
-                why(pr, nr, p.model_id.as_deref(), model_id)
+                why(pr, nr, p.model_id.as_deref(), model_id, audience)
             },
         }
     };
@@ -595,6 +604,25 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     let dir = reports.join(PUBLISHED);
     let mpath = dir.join("manifest.json");
     if !mpath.is_file() {
+        // the first publication, unless earlier ones are kept: then the
+        // current one was lost, and changes against nothing would be wrong
+        let kept = fs::read_dir(reports.join(PUBLICATIONS))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0);
+        if kept > 0 {
+            return Err(IcpError::read(
+                &dir,
+                format!(
+                    "no current publication, but {kept} earlier ones are kept in {}: copy the newest back to {} before publishing, so that changes.csv is against what the workflow engine has",
+                    reports.join(PUBLICATIONS).display(),
+                    dir.display()
+                ),
+            ));
+        }
         return Ok(None);
     }
     let text = fs::read_to_string(&mpath).map_err(|e| IcpError::read(&mpath, e))?;
@@ -629,14 +657,16 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     let mut members = Members::new();
     for name in segment_names() {
         let path = dir.join("segments").join(format!("{name}.csv"));
-        let set = if path.is_file() {
-            s(&read_text(&path)?, "account_id")?
-                .into_iter()
-                .flatten()
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
+        if !path.is_file() {
+            return Err(IcpError::read(
+                &path,
+                "missing from the current publication: changes against it would be wrong; restore the publication (a copy is under reports/publications/) before publishing again",
+            ));
+        }
+        let set = s(&read_text(&path)?, "account_id")?
+            .into_iter()
+            .flatten()
+            .collect();
         members.insert(name, set);
     }
     Ok(Some(Previous {
@@ -686,14 +716,24 @@ pub struct Published {
 /// Write a publication to `reports/published/` (atomically replacing the
 /// previous one) and keep a copy under `reports/publications/<id>/`.
 pub fn publish(p: &Publish) -> Result<Published> {
+    // one publisher at a time: changes are computed against the current
+    // publication, which must not change underneath
+    let _lock = lock(p.reports)?;
     let prev = previous(p.reports)?;
+    // a crash after the last swap may have left it without its kept copy
+    if let Some(x) = &prev {
+        copy_dir(
+            &p.reports.join(PUBLISHED),
+            &p.reports.join(PUBLICATIONS).join(&x.id),
+        )?;
+    }
     let mut rows = rows(p.scores, p.crm, p.excluded)?;
     for r in rows.iter_mut() {
         r.control =
             r.eligible(p.audience) && in_control(p.model_id, &r.account_id, p.control_share);
     }
     let now = members(&rows, p.audience);
-    let ch = changes(prev.as_ref(), &rows, &now, p.model_id);
+    let ch = changes(prev.as_ref(), &rows, &now, p.model_id, p.audience);
     let mut full = scores_with_status(p.scores, &rows)?;
     let control: BTreeSet<String> = rows
         .iter()
@@ -762,6 +802,29 @@ pub fn publish(p: &Publish) -> Result<Published> {
         counts,
         actions: actions.into_iter().collect(),
     })
+}
+
+/// An exclusive lock on `reports/.publish.lock`, released when dropped
+/// (the file is closed).
+fn lock(reports: &Path) -> Result<fs::File> {
+    fs::create_dir_all(reports).map_err(|e| IcpError::write(reports, e))?;
+    let path = reports.join(".publish.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| IcpError::write(&path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a valid open file descriptor; blocks until the lock is free.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(IcpError::write(&path, std::io::Error::last_os_error()));
+        }
+    }
+    Ok(f)
 }
 
 /// Copy a publication whole: into a temporary sibling, then renamed.
@@ -847,7 +910,7 @@ mod tests {
             members: m1.clone(),
         };
         let m2 = members(&day2, Audience::Prospects);
-        let ch = changes(Some(&prev), &day2, &m2, "m-1");
+        let ch = changes(Some(&prev), &day2, &m2, "m-1", Audience::Prospects);
         assert_eq!(apply(&m1, &ch), m2);
         let find = |seg: &str, a: &str| {
             ch.iter()
@@ -888,13 +951,13 @@ mod tests {
                 .collect(),
             members: m2.clone(),
         };
-        assert!(changes(Some(&prev2), &day2, &m2, "m-1").is_empty());
+        assert!(changes(Some(&prev2), &day2, &m2, "m-1", Audience::Prospects).is_empty());
         // customers and excluded accounts are in no targeting segment
         for set in m2.values() {
             assert!(!set.contains("B") && !set.contains("C"));
         }
         // the first publication: everything is an add
-        let first = changes(None, &day1, &m1, "m-1");
+        let first = changes(None, &day1, &m1, "m-1", Audience::Prospects);
         assert!(first.iter().all(|c| c.action == "add"));
         assert_eq!(apply(&Members::new(), &first), m1);
     }

@@ -317,7 +317,15 @@ pub fn active_model(reports: &Path) -> Result<Option<PathBuf>> {
 /// The approved exclude criteria of the active model (none before any
 /// approval, or for runs made before the refined ICP).
 pub fn active_exclusions(reports: &Path) -> Result<Vec<Finding>> {
-    let dir = active_dir(reports);
+    // the kept copy, or (approvals made before copies) the run directory,
+    // as for the model itself
+    let dir = match active_dir(reports) {
+        d if d.join(APPROVAL).is_file() => d,
+        d => match active(reports)? {
+            Some((_, run)) if run.join(APPROVAL).is_file() => run,
+            _ => d,
+        },
+    };
     let (icp_path, appr_path) = (dir.join("icp.json"), dir.join(APPROVAL));
     if !icp_path.is_file() || !appr_path.is_file() {
         return Ok(Vec::new());

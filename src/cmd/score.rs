@@ -128,6 +128,15 @@ fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
         Some(&artifact.extra_column_kinds),
     )?;
     crate::cmd::require_accounts(&data)?;
+    if cfg.publish.audience == crate::feed::Audience::Prospects
+        && data.opportunities.is_none()
+        && data.customers.is_none()
+    {
+        anyhow::bail!(
+            "{}: no opportunities or customers file, so customers cannot be told from prospects and would be targeted; add them to the data directory, or set [publish] audience = \"all\" to target every account",
+            dir.display()
+        );
+    }
     stages.start("score");
     stages.rows(data.accounts.df.height());
     let scores = score::score(&artifact, &data.accounts.df)
