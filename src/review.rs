@@ -340,6 +340,31 @@ pub fn active_exclusions(reports: &Path) -> Result<Vec<Finding>> {
         .collect())
 }
 
+/// Make an approved run's model the active one: its copy in `reports/active/`
+/// first, then `reports/active.json` naming the run (relative to `reports`
+/// when inside it).
+fn make_active(reports: &Path, dir: &Path, appr: &Approval) -> Result<Active> {
+    keep_active(reports, dir)?;
+    let run_dir = match (dir.canonicalize(), reports.canonicalize()) {
+        (Ok(d), Ok(r)) => d
+            .strip_prefix(&r)
+            .map(|p| p.to_path_buf())
+            .unwrap_or(d.clone()),
+        _ => dir.to_path_buf(),
+    };
+    let active = Active {
+        format: "icp-active/1".into(),
+        run_dir: run_dir.to_string_lossy().to_string(),
+        run_id: appr.run_id.clone(),
+        model_id: appr.model_id.clone(),
+        approved_by: appr.approved_by.clone(),
+        approved_at: appr.approved_at.clone(),
+    };
+    let text = serde_json::to_string_pretty(&active).map_err(|e| IcpError::write(ACTIVE, e))?;
+    write_atomic(&reports.join(ACTIVE), (text + "\n").as_bytes())?;
+    Ok(active)
+}
+
 /// Copy a run's model, refined ICP and decision into `reports/active/`
 /// (replaced whole, atomically).
 fn keep_active(reports: &Path, run: &Path) -> Result<()> {
@@ -611,24 +636,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
         serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
     write_atomic(&approval_path, (text + "\n").as_bytes())?;
     fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
-    let run_dir = match (dir.canonicalize(), req.reports.canonicalize()) {
-        (Ok(d), Ok(r)) => d
-            .strip_prefix(&r)
-            .map(|p| p.to_path_buf())
-            .unwrap_or(d.clone()),
-        _ => dir.clone(),
-    };
-    let active = Active {
-        format: "icp-active/1".into(),
-        run_dir: run_dir.to_string_lossy().to_string(),
-        run_id: run_id.clone(),
-        model_id: f.model_id.clone(),
-        approved_by: approval.approved_by.clone(),
-        approved_at: approval.approved_at.clone(),
-    };
-    keep_active(req.reports, &dir)?;
-    let text = serde_json::to_string_pretty(&active).map_err(|e| IcpError::write(ACTIVE, e))?;
-    write_atomic(&req.reports.join(ACTIVE), (text + "\n").as_bytes())?;
+    make_active(req.reports, &dir, &approval)?;
     log_event(
         req.reports,
         &serde_json::json!({
@@ -687,24 +695,7 @@ pub fn activate(
         )));
     }
     let appr: Approval = read_json(&appr_path)?;
-    keep_active(reports, &dir)?;
-    let run_dir = match (dir.canonicalize(), reports.canonicalize()) {
-        (Ok(d), Ok(r)) => d
-            .strip_prefix(&r)
-            .map(|p| p.to_path_buf())
-            .unwrap_or(d.clone()),
-        _ => dir.clone(),
-    };
-    let active = Active {
-        format: "icp-active/1".into(),
-        run_dir: run_dir.to_string_lossy().to_string(),
-        run_id: appr.run_id.clone(),
-        model_id: appr.model_id.clone(),
-        approved_by: appr.approved_by.clone(),
-        approved_at: appr.approved_at.clone(),
-    };
-    let text = serde_json::to_string_pretty(&active).map_err(|e| IcpError::write(ACTIVE, e))?;
-    write_atomic(&reports.join(ACTIVE), (text + "\n").as_bytes())?;
+    let active = make_active(reports, &dir, &appr)?;
     log_event(
         reports,
         &serde_json::json!({
