@@ -25,9 +25,6 @@ use crate::features::Cell;
 use crate::metrics::wilson;
 use crate::signals::Finding;
 
-/// A code that matches no cell (a missing value).
-const NONE: u32 = u32::MAX;
-
 /// Each variable's cell codes, interned, for a set of rows (deals or accounts).
 #[derive(Debug, Clone, Default)]
 pub struct Coded {
@@ -41,39 +38,42 @@ pub struct Coded {
 impl Coded {
     /// From a frame with the code columns of [`crate::signals::conditions::code_col`].
     pub fn from_frame(df: &DataFrame, n_vars: usize) -> Result<Coded> {
+        use rayon::prelude::*;
         let rows = df.height();
-        let mut bits = Vec::with_capacity(n_vars);
-        let mut dict = Vec::with_capacity(n_vars);
-        for i in 0..n_vars {
-            let s = df
-                .column(&crate::signals::conditions::code_col(i))?
-                .as_materialized_series()
-                .cast(&DataType::String)?;
-            let mut d: HashMap<String, u32> = HashMap::new();
-            let v: Vec<u32> = s
-                .str()?
-                .iter()
-                .map(|x| match x {
-                    None => NONE,
-                    Some(x) => match d.get(x) {
+        let cols: Vec<StringChunked> = (0..n_vars)
+            .map(|i| {
+                Ok(df
+                    .column(&crate::signals::conditions::code_col(i))?
+                    .as_materialized_series()
+                    .cast(&DataType::String)?
+                    .str()?
+                    .clone())
+            })
+            .collect::<Result<_>>()?;
+        // one variable per task: each dictionary is in first-seen order of
+        // its own column, so the result does not depend on the threads
+        let per: Vec<(HashMap<String, u32>, Vec<Bits>)> = cols
+            .par_iter()
+            .map(|s| {
+                let mut d: HashMap<String, u32> = HashMap::new();
+                let mut b: Vec<Bits> = Vec::new();
+                for (r, x) in s.iter().enumerate() {
+                    let Some(x) = x else { continue };
+                    let k = match d.get(x) {
                         Some(k) => *k,
                         None => {
                             let next = d.len() as u32;
                             d.insert(x.to_string(), next);
+                            b.push(Bits::new(rows));
                             next
                         }
-                    },
-                })
-                .collect();
-            let mut b = vec![Bits::new(rows); d.len()];
-            for (r, k) in v.iter().enumerate() {
-                if *k != NONE {
-                    b[*k as usize].set(r);
+                    };
+                    b[k as usize].set(r);
                 }
-            }
-            bits.push(b);
-            dict.push(d);
-        }
+                (d, b)
+            })
+            .collect();
+        let (dict, bits) = per.into_iter().unzip();
         Ok(Coded { dict, bits, rows })
     }
 
