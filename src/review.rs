@@ -344,7 +344,7 @@ pub fn active_exclusions(reports: &Path) -> Result<Vec<Finding>> {
 /// first, then `reports/active.json` naming the run (relative to `reports`
 /// when inside it).
 fn make_active(reports: &Path, dir: &Path, appr: &Approval) -> Result<Active> {
-    keep_active(reports, dir)?;
+    keep_active(reports, dir, appr)?;
     let run_dir = match (dir.canonicalize(), reports.canonicalize()) {
         (Ok(d), Ok(r)) => d
             .strip_prefix(&r)
@@ -367,10 +367,10 @@ fn make_active(reports: &Path, dir: &Path, appr: &Approval) -> Result<Active> {
 
 /// Copy a run's model, refined ICP and decision into `reports/active/`
 /// (replaced whole, atomically).
-fn keep_active(reports: &Path, run: &Path) -> Result<()> {
+fn keep_active(reports: &Path, run: &Path, appr: &Approval) -> Result<()> {
     let mut w = crate::publish::RunWriter::create(&active_dir(reports))?;
     let copied = (|| -> Result<()> {
-        for f in ["model.json", "icp.json", APPROVAL, FINDINGS] {
+        for f in ["model.json", "icp.json", FINDINGS] {
             let src = run.join(f);
             if src.is_file() {
                 let (dst, _) = w.open(f)?;
@@ -378,6 +378,12 @@ fn keep_active(reports: &Path, run: &Path) -> Result<()> {
                 w.record(f, 1)?;
             }
         }
+        // the decision itself, from memory: an approval is recorded in the
+        // run directory only once it is active and published
+        let text = serde_json::to_string_pretty(appr).map_err(|e| IcpError::write(APPROVAL, e))?;
+        let (dst, _) = w.open(APPROVAL)?;
+        fs::write(&dst, text + "\n").map_err(|e| IcpError::write(&dst, e))?;
+        w.record(APPROVAL, 1)?;
         Ok(())
     })();
     if let Err(e) = copied {
@@ -632,11 +638,15 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
         exclusions_approved: approved,
         exclusions_rejected: req.reject_exclusions.to_vec(),
     };
+    // Active and published first, recorded in the run last: a crash before
+    // the record leaves a run that can be approved again (every step is
+    // idempotent), never one marked approved that was not published.
+    fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
+    make_active(req.reports, &dir, &approval)?;
+    let publication = publish_run(req.reports, &dir, &approval.exclusions_approved)?;
     let text =
         serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
     write_atomic(&approval_path, (text + "\n").as_bytes())?;
-    fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
-    make_active(req.reports, &dir, &approval)?;
     log_event(
         req.reports,
         &serde_json::json!({
@@ -651,7 +661,6 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
             "exclusions_rejected": approval.exclusions_rejected,
         }),
     )?;
-    let publication = publish_run(req.reports, &dir, &approval.exclusions_approved)?;
     if let Some(p) = &publication {
         log_event(
             req.reports,
