@@ -783,7 +783,15 @@ pub fn publish(p: &Publish) -> Result<Published> {
     w.set_publication(
         prev.as_ref().map(|x| x.id.clone()),
         p.as_of.clone(),
-        format!("publication by icp {}", p.by),
+        format!(
+            "publication by icp {}; audience {}; control_share {}",
+            p.by,
+            match p.audience {
+                Audience::Prospects => "prospects",
+                Audience::All => "all",
+            },
+            p.control_share
+        ),
     );
     let dir = w.finish(
         "publication",

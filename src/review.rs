@@ -74,7 +74,8 @@ pub fn earlier_control(
     let Ok(entries) = fs::read_dir(reports.join(crate::feed::PUBLICATIONS)) else {
         return Ok(None);
     };
-    let mut best: Option<(chrono::NaiveDate, String, PathBuf)> = None;
+    // (as-of date, id, previous id, directory) of each candidate
+    let mut found: Vec<(chrono::NaiveDate, String, Option<String>, PathBuf)> = Vec::new();
     for e in entries.flatten() {
         let dir = e.path();
         let control = dir.join("segments/control.csv");
@@ -88,17 +89,21 @@ pub fn earlier_control(
         else {
             continue;
         };
-        if !control.is_file() || then >= as_of {
-            continue;
-        }
-        let newer = match &best {
-            Some((d, id, _)) => (then, &m.run_id) > (*d, id),
-            None => true,
-        };
-        if newer {
-            best = Some((then, m.run_id.clone(), dir));
+        if control.is_file() && then < as_of {
+            found.push((then, m.run_id, m.previous_id, dir));
         }
     }
+    // the newest data; among publications of the same data, the last one
+    // (the one no other of them replaced)
+    let newest = found.iter().map(|f| f.0).max();
+    let same: Vec<&(chrono::NaiveDate, String, Option<String>, PathBuf)> =
+        found.iter().filter(|f| Some(f.0) == newest).collect();
+    let best = same
+        .iter()
+        .filter(|f| !same.iter().any(|g| g.2.as_deref() == Some(f.1.as_str())))
+        .min_by(|a, b| a.1.cmp(&b.1))
+        .or(same.first())
+        .map(|f| (f.0, f.1.clone(), f.3.clone()));
     let Some((then, id, dir)) = best else {
         return Ok(None);
     };
