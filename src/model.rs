@@ -515,7 +515,7 @@ pub fn train_staged(
             h.update(i.table.as_bytes());
             h.update(i.sha256.as_bytes());
         }
-        h.update(serde_json::to_vec(cfg).unwrap_or_default());
+        h.update(fingerprint_bytes(cfg)?);
         crate::load::hex(&h.finalize())
     };
     let mut artifact = ModelArtifact {
@@ -532,7 +532,7 @@ pub fn train_staged(
         evaluation,
         config: cfg.clone(),
     };
-    artifact.model_id = model_id(&artifact);
+    artifact.model_id = model_id(&artifact)?;
     Ok(TrainOutcome {
         artifact,
         labels,
@@ -540,14 +540,20 @@ pub fn train_staged(
     })
 }
 
+/// The bytes a fingerprint hashes. A value that cannot be serialised is an
+/// error: hashing nothing in its place would give different models one id.
+fn fingerprint_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| IcpError::Invalid(format!("fingerprinting the model: {e}")))
+}
+
 /// A content id: the same training inputs and settings give the same id.
-fn model_id(a: &ModelArtifact) -> String {
+fn model_id(a: &ModelArtifact) -> Result<String> {
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(&a.model).unwrap_or_default());
-    h.update(serde_json::to_vec(&a.reference).unwrap_or_default());
+    h.update(fingerprint_bytes(&a.model)?);
+    h.update(fingerprint_bytes(&a.reference)?);
     h.update(a.training_fingerprint.as_bytes());
     h.update(a.program_version.as_bytes());
-    format!("m-{}", &crate::load::hex(&h.finalize())[..12])
+    Ok(format!("m-{}", &crate::load::hex(&h.finalize())[..12]))
 }
 
 /// Penalty selection looks at most at this many of the latest training

@@ -28,7 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut w = RunWriter::create(&args.out)?;
     w.json("model.json", a)?;
     w.json("evaluation.json", &a.evaluation)?;
-    w.csv("rejects.csv", &data.rejects)?;
+    w.csv_for_people("rejects.csv", &data.rejects)?;
     let dir = w.finish(
         "train",
         Some(a.model_id.clone()),
