@@ -284,11 +284,135 @@ pub struct Raw {
 /// [`read_raw_text`], then reject rows whose cells are not UTF-8 text or are
 /// too large to be a field, so every later check sees sane text.
 fn read_raw(path: &Path) -> Result<Raw> {
-    checked_cells(path, guarded(path, || read_raw_text(path))?)
+    let (df, ragged) = guarded(path, || read_raw_text(path))?;
+    let raw = checked_cells(path, df)?;
+    split_ragged(path, raw, &ragged)
+}
+
+/// A record whose field count is not the header's: its fields and text.
+#[derive(Debug, Clone)]
+struct Ragged {
+    fields: usize,
+    header: usize,
+    text: String,
+}
+
+/// Marks the first cell of a ragged record replaced by an empty row, so the
+/// reader keeps its place (and its row number) without guessing its cells.
+const RAGGED_MARK: &str = "\u{1}ragged-record-";
+
+/// Ragged records of a CSV (quote-aware): (byte range without the line end,
+/// fields), and the header's field count. Blank lines are left alone.
+fn ragged_records(bytes: &[u8]) -> (usize, Vec<(std::ops::Range<usize>, usize)>) {
+    let (mut start, mut fields, mut quoted) = (0usize, 1usize, false);
+    let mut header: Option<usize> = None;
+    let mut out = Vec::new();
+    let mut end_record = |start: usize, end: usize, fields: usize, header: &mut Option<usize>| {
+        let end = if end > start && bytes[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        match *header {
+            None => *header = Some(fields),
+            Some(h) if end > start && fields != h => out.push((start..end, fields)),
+            _ => {}
+        }
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if quoted {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else {
+            match b {
+                b'"' => quoted = true,
+                b',' => fields += 1,
+                b'\n' => {
+                    end_record(start, i, fields, &mut header);
+                    start = i + 1;
+                    fields = 1;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if start < bytes.len() {
+        end_record(start, bytes.len(), fields, &mut header);
+    }
+    (header.unwrap_or(0), out)
+}
+
+/// Take the marked ragged records out of the rows and list them as rejects
+/// (`too_many_fields` / `too_few_fields`), each with its row number.
+fn split_ragged(path: &Path, mut raw: Raw, ragged: &[Ragged]) -> Result<Raw> {
+    if ragged.is_empty() {
+        return Ok(raw);
+    }
+    let Some(first) = raw
+        .df
+        .get_column_names()
+        .into_iter()
+        .find(|n| n.as_str() != ROW)
+        .cloned()
+    else {
+        return Ok(raw);
+    };
+    let cells = raw.df.column(&first)?.str()?.clone();
+    let rows = raw.df.column(ROW)?.cast(&DataType::UInt64)?;
+    let rows = rows.u64()?;
+    let (mut r_row, mut r_val, mut r_why) = (vec![], vec![], vec![]);
+    let mut keep = Vec::with_capacity(raw.df.height());
+    for (i, v) in cells.iter().enumerate() {
+        let k = v
+            .and_then(|v| v.strip_prefix(RAGGED_MARK))
+            .and_then(|k| k.parse::<usize>().ok())
+            .and_then(|k| ragged.get(k));
+        keep.push(k.is_none());
+        if let Some(r) = k {
+            r_row.push(rows.get(i).unwrap_or(0));
+            r_val.push(r.text.chars().take(200).collect::<String>());
+            r_why.push(if r.fields > r.header {
+                format!(
+                    "too_many_fields: {} fields where the header has {} (a value with a comma not in quotes?)",
+                    r.fields, r.header
+                )
+            } else {
+                format!(
+                    "too_few_fields: {} fields where the header has {}",
+                    r.fields, r.header
+                )
+            });
+        }
+    }
+    let n = r_row.len();
+    let rej = DataFrame::new(
+        n,
+        vec![
+            Column::new("file".into(), vec![file_name(path); n]),
+            Column::new("row".into(), r_row),
+            Column::new("column".into(), vec!["(line)"; n]),
+            Column::new("value".into(), r_val),
+            Column::new("reason".into(), r_why),
+        ],
+    )?;
+    let keep: BooleanChunked = keep.into_iter().map(Some).collect();
+    raw.df = raw.df.filter(&keep)?;
+    raw.pre_rejects = concat([raw.pre_rejects.lazy(), rej.lazy()], UnionArgs::default())?
+        .sort(["row"], SortMultipleOptions::default())
+        .collect()?;
+    Ok(raw)
 }
 
 /// A reader panic (polars on some malformed inputs) becomes an error naming the file.
-fn guarded(path: &Path, read: impl FnOnce() -> Result<DataFrame>) -> Result<DataFrame> {
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|_| {
         IcpError::read(
             path,
@@ -370,7 +494,8 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
 
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
-fn read_raw_text(path: &Path) -> Result<DataFrame> {
+fn read_raw_text(path: &Path) -> Result<(DataFrame, Vec<Ragged>)> {
+    let mut ragged = Vec::new();
     let df = if is_parquet(path) {
         let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
         let df = ParquetReader::new(f)
@@ -391,13 +516,66 @@ fn read_raw_text(path: &Path) -> Result<DataFrame> {
         if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
             return Err(empty_file(path));
         }
-        text_csv_options(2)
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .map_err(|e| IcpError::read(path, e))?
-            .finish()
-            .map_err(|e| csv_error(path, e))?
+        // One bad line must not stop a daily job: records whose field count
+        // is not the header's become rejects; only a file that is mostly
+        // ragged (the wrong delimiter, say) stops the run.
+        let bytes = std::fs::read(path).map_err(|e| IcpError::read(path, e))?;
+        let (header, bad) = ragged_records(&bytes);
+        if bad.is_empty() {
+            // the bytes are in memory already: parse them, not the file again
+            text_csv_options(2)
+                .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+                .finish()
+                .map_err(|e| csv_error(path, e))?
+        } else {
+            let records = bytes.iter().filter(|b| **b == b'\n').count().max(1);
+            if bad.len() * 2 > records {
+                return Err(IcpError::read(
+                    path,
+                    format!(
+                        "{} of about {} lines do not have the header's {} fields: the file is not comma-separated as expected{}",
+                        crate::util::thousands(bad.len()),
+                        crate::util::thousands(records),
+                        header,
+                        delimiter_hint(&bytes)
+                    ),
+                ));
+            }
+            let mut fixed = Vec::with_capacity(bytes.len());
+            let mut at = 0;
+            for (k, (range, fields)) in bad.iter().enumerate() {
+                fixed.extend_from_slice(&bytes[at..range.start]);
+                fixed.extend_from_slice(format!("{RAGGED_MARK}{k}").as_bytes());
+                fixed.extend(std::iter::repeat_n(b',', header.saturating_sub(1)));
+                ragged.push(Ragged {
+                    fields: *fields,
+                    header,
+                    text: String::from_utf8_lossy(&bytes[range.clone()]).into_owned(),
+                });
+                at = range.end;
+            }
+            fixed.extend_from_slice(&bytes[at..]);
+            text_csv_options(2)
+                .into_reader_with_file_handle(std::io::Cursor::new(fixed))
+                .finish()
+                .map_err(|e| csv_error(path, e))?
+        }
     };
-    Ok(df)
+    Ok((df, ragged))
+}
+
+/// What a file's first line says about its delimiter, for the error message.
+fn delimiter_hint(bytes: &[u8]) -> String {
+    let first = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let count = |c: u8| first.iter().filter(|b| **b == c).count();
+    let (commas, semis, tabs) = (count(b','), count(b';'), count(b'\t'));
+    if semis > commas && semis >= tabs {
+        " (the header looks semicolon-separated, as Excel writes CSV in much of Europe; save it comma-separated)".into()
+    } else if tabs > commas {
+        " (the header looks tab-separated; save it comma-separated)".into()
+    } else {
+        String::new()
+    }
 }
 
 /// Every column as text, undecodable bytes kept visible (U+FFFD) so the row
@@ -467,7 +645,8 @@ impl Pieces {
     pub fn open(path: &Path, rows: usize) -> Result<Pieces> {
         let source = if is_parquet(path) {
             Source::Frame {
-                df: guarded(path, || read_raw_text(path))?,
+                // Parquet: no ragged records
+                df: guarded(path, || read_raw_text(path))?.0,
                 at: 0,
             }
         } else {
@@ -730,11 +909,22 @@ fn map_columns<'a>(
             } else {
                 format!("the {table} column `{src}`, mapped to `{c}` by the config")
             };
+            let mut found = found.join(", ");
+            // one column whose name holds the other delimiters: say so
+            if !found.contains(", ") {
+                if found.contains(';') {
+                    found.push_str(" (one column: the file looks semicolon-separated, as Excel writes CSV in much of Europe; save it comma-separated)");
+                } else if found.contains('\t') {
+                    found.push_str(
+                        " (one column: the file looks tab-separated; save it comma-separated)",
+                    );
+                }
+            }
             return Err(IcpError::MissingColumn {
                 path: path.into(),
                 column: src.into(),
                 expected,
-                found: found.join(", "),
+                found,
             });
         }
     }

@@ -185,3 +185,111 @@ fn the_default_window_is_the_median_won_cycle_before_the_holdout() {
     assert_eq!(l.window.days, 9);
     assert!(l.window.source.contains("median"), "{}", l.window.source);
 }
+
+fn edit_line(path: &std::path::Path, line: usize, f: impl Fn(&str) -> String) {
+    let t = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+    lines[line - 1] = f(&lines[line - 1]);
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// One bad line never stops the daily job: a record with more or fewer
+/// fields than the header, in each input file, is a reject with its line
+/// and reason, and the run goes on.
+#[test]
+fn a_ragged_row_in_each_file_is_rejected_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in [
+        "accounts.csv",
+        "opportunities.csv",
+        "customers.csv",
+        "triggers.csv",
+    ] {
+        std::fs::copy(crate::common::root().join("data/sample").join(f), d.join(f)).unwrap();
+    }
+    edit_line(&d.join("accounts.csv"), 11, |l| format!("{l},extra,fields"));
+    edit_line(&d.join("accounts.csv"), 21, |l| {
+        l.split(',').take(5).collect::<Vec<_>>().join(",")
+    });
+    edit_line(&d.join("opportunities.csv"), 6, |l| {
+        l.split(',').take(3).collect::<Vec<_>>().join(",")
+    });
+    edit_line(&d.join("customers.csv"), 4, |l| format!("{l},x"));
+    edit_line(&d.join("triggers.csv"), 5, |l| format!("{l},x,y"));
+    let out = tmp.path().join("run");
+    crate::common::run_quiet(Some(&d), &out, &tmp.path().join("reports"), &[]);
+    let r = crate::common::read_csv(&out.join("rejects.csv"));
+    let got: Vec<String> = (0..r.height())
+        .filter(|&i| strings(&r, "column")[i] == "(line)")
+        .map(|i| {
+            format!(
+                "{} {} {}",
+                strings(&r, "file")[i],
+                strings(&r, "row")[i],
+                strings(&r, "reason")[i].split(':').next().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "accounts.csv 11 too_many_fields",
+            "accounts.csv 21 too_few_fields",
+            "opportunities.csv 6 too_few_fields",
+            "customers.csv 4 too_many_fields",
+            "triggers.csv 5 too_many_fields",
+        ]
+    );
+    // every row used or rejected
+    let m = crate::common::json(&out.join("manifest.json"));
+    for i in m["inputs"].as_array().unwrap() {
+        assert_eq!(
+            i["used"].as_u64().unwrap() + i["rejected"].as_u64().unwrap(),
+            i["rows"].as_u64().unwrap(),
+            "{i}"
+        );
+    }
+}
+
+/// A file that is mostly ragged, or semicolon-separated, stops the run and
+/// says what it looks like.
+#[test]
+fn a_mostly_ragged_or_semicolon_file_stops_saying_what_it_looks_like() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |accounts: &str| {
+        let d = tmp.path().join(format!("d{}", accounts.len()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("accounts.csv"), accounts).unwrap();
+        std::fs::copy(
+            crate::common::root().join("data/sample/opportunities.csv"),
+            d.join("opportunities.csv"),
+        )
+        .unwrap();
+        crate::common::icp(
+            &[
+                "validate",
+                "--data",
+                d.to_str().unwrap(),
+                "--out",
+                d.join("v").to_str().unwrap(),
+            ],
+            &crate::common::root(),
+        )
+    };
+    let o = run("account_id;industry;employees\nA1;Retail;10\nA2;Software;20\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        crate::common::stderr(&o).contains("semicolon-separated"),
+        "{}",
+        crate::common::stderr(&o)
+    );
+    let o = run("account_id,industry\nA1,Retail,x\nA2,Software,y\nA3,Media,z\nA4,Energy\n");
+    assert_eq!(o.status.code(), Some(1));
+    let e = crate::common::stderr(&o);
+    assert!(
+        e.contains("3 of about 5 lines do not have the header's 2 fields"),
+        "{e}"
+    );
+}
