@@ -971,6 +971,7 @@ fn split(
             col("reason"),
         ])
         .collect()?;
+    date_column_check(path, &rej, raw_rows)?;
     let rej = concat([pre_rejects.lazy(), rej.lazy()], UnionArgs::default())?
         .sort(["row"], SortMultipleOptions::default())
         .collect()?;
@@ -990,6 +991,90 @@ fn split(
     };
     rejects.push(rej);
     Ok(Table { df: used, input })
+}
+
+/// When most of a date column fails to parse, stop and say what the dates
+/// look like and the `date_format` line that reads them: otherwise the run
+/// goes on to a puzzling "no closed deals".
+fn date_column_check(path: &Path, rej: &DataFrame, rows: usize) -> Result<()> {
+    if rows < 4 || rej.height() * 2 <= rows {
+        return Ok(());
+    }
+    let reasons = rej.column("reason")?.str()?;
+    let columns = rej.column("column")?.str()?;
+    let values = rej.column("value")?.str()?;
+    let mut by_col: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for ((r, c), v) in reasons.iter().zip(columns.iter()).zip(values.iter()) {
+        let (Some(r), Some(c)) = (r, c) else { continue };
+        if r.starts_with("expected an ISO 8601 date")
+            || r.starts_with("expected a date in the format")
+        {
+            by_col.entry(c).or_default().push(v.unwrap_or(""));
+        }
+    }
+    for (c, vals) in by_col {
+        if vals.len() * 2 <= rows {
+            continue;
+        }
+        let hint = match date_format_hint(&vals) {
+            Some((fmt, like)) => format!(
+                "; they look like {like} ({}): add date_format = \"{fmt}\" to the config",
+                vals[0]
+            ),
+            None => format!("; for example {:?}", &vals[..vals.len().min(3)]),
+        };
+        return Err(IcpError::Invalid(format!(
+            "{}: {} of {} values of `{c}` are not dates in the expected format{hint}",
+            path.display(),
+            crate::util::thousands(vals.len()),
+            crate::util::thousands(rows)
+        )));
+    }
+    Ok(())
+}
+
+/// The chrono format dates like these are written in, and in words.
+fn date_format_hint(values: &[&str]) -> Option<(String, &'static str)> {
+    let mut sep = None;
+    let mut day_first = false;
+    let mut month_first = false;
+    let mut year_first = false;
+    let mut seen = 0;
+    for v in values.iter().take(200) {
+        let v = v.split_whitespace().next().unwrap_or("");
+        let Some(s) = ['/', '.', '-'].into_iter().find(|s| v.contains(*s)) else {
+            continue;
+        };
+        let parts: Vec<&str> = v.split(s).collect();
+        if parts.len() != 3
+            || !parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        sep = Some(s);
+        seen += 1;
+        let n = |i: usize| parts[i].parse::<u32>().unwrap_or(0);
+        if parts[0].len() == 4 {
+            year_first = true;
+        } else if n(0) > 12 {
+            day_first = true;
+        } else if n(1) > 12 {
+            month_first = true;
+        }
+    }
+    let s = sep?;
+    if seen == 0 {
+        return None;
+    }
+    Some(if year_first {
+        (format!("%Y{s}%m{s}%d"), "year first")
+    } else if day_first && !month_first {
+        (format!("%d{s}%m{s}%Y"), "day/month/year")
+    } else {
+        (format!("%m{s}%d{s}%Y"), "US month/day/year")
+    })
 }
 
 fn parse_number(name: &str) -> Expr {

@@ -293,3 +293,64 @@ fn a_mostly_ragged_or_semicolon_file_stops_saying_what_it_looks_like() {
         "{e}"
     );
 }
+
+/// Dates written the US way (1/31/2024) in most of a column stop the run
+/// with the format they look like and the line that reads them; with that
+/// line, they load.
+#[test]
+fn us_dates_get_the_date_format_hint_and_load_with_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    let sample = crate::common::root().join("data/sample");
+    std::fs::copy(sample.join("accounts.csv"), d.join("accounts.csv")).unwrap();
+    let us = |iso: &str| {
+        let p: Vec<&str> = iso.split('-').collect();
+        if p.len() == 3 {
+            format!(
+                "{}/{}/{}",
+                p[1].trim_start_matches('0'),
+                p[2].trim_start_matches('0'),
+                p[0]
+            )
+        } else {
+            iso.to_string()
+        }
+    };
+    let text = std::fs::read_to_string(sample.join("opportunities.csv")).unwrap();
+    let out: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                return l.to_string();
+            }
+            let mut c: Vec<String> = l.split(',').map(str::to_string).collect();
+            c[2] = us(&c[2]);
+            c[3] = us(&c[3]);
+            c.join(",")
+        })
+        .collect();
+    std::fs::write(d.join("opportunities.csv"), out.join("\n") + "\n").unwrap();
+    let validate = |extra: &[&str]| {
+        let mut args = vec!["validate", "--data", d.to_str().unwrap(), "--out"];
+        let o = tmp.path().join(format!("v{}", extra.len()));
+        let o = o.to_str().unwrap().to_string();
+        args.push(&o);
+        args.extend_from_slice(extra);
+        crate::common::icp(&args, &crate::common::root())
+    };
+    let o = validate(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = crate::common::stderr(&o);
+    assert!(
+        e.contains("created_date")
+            && e.contains("US month/day/year")
+            && e.contains("date_format = \"%m/%d/%Y\""),
+        "{e}"
+    );
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "date_format = \"%m/%d/%Y\"\n").unwrap();
+    let o = validate(&["--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+}
