@@ -135,6 +135,10 @@ pub struct Files {
     pub triggers: Option<String>,
     #[serde(default)]
     pub interviews: Option<String>,
+    /// "utf-8" (the default) or "windows-1252" (Excel's CSV on Windows);
+    /// left out of artifacts when unset, so model ids do not change
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 /// Per table: canonical column name -> the CRM's column name.
@@ -458,6 +462,14 @@ impl Config {
             min_train_negatives: e.min_train_negatives.unwrap_or(20),
             min_holdout_per_class: e.min_holdout_per_class.unwrap_or(10),
         };
+        match self.files.encoding.as_deref() {
+            None | Some("utf-8") | Some(crate::load::WINDOWS_1252) => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "[files] encoding = \"{other}\": expected \"utf-8\" or \"windows-1252\""
+                )));
+            }
+        }
         let signals = check_signals(self.signals).map_err(bad)?;
         let review_days = self.brief.review_days.unwrap_or(14);
         if !(1..=365).contains(&review_days) {

@@ -163,7 +163,7 @@ pub fn load_files(
 ) -> Result<Dataset> {
     let mut rejects = Vec::new();
     let (accounts, extra_columns) = load_accounts(
-        read_raw(accounts_path)?,
+        read_raw(accounts_path, cfg)?,
         accounts_path,
         cfg,
         kind_hints,
@@ -283,8 +283,9 @@ pub struct Raw {
 
 /// [`read_raw_text`], then reject rows whose cells are not UTF-8 text or are
 /// too large to be a field, so every later check sees sane text.
-fn read_raw(path: &Path) -> Result<Raw> {
-    let (df, ragged) = guarded(path, || read_raw_text(path))?;
+fn read_raw(path: &Path, cfg: &ValidConfig) -> Result<Raw> {
+    let cp1252 = cfg.files.encoding.as_deref() == Some(WINDOWS_1252);
+    let (df, ragged) = guarded(path, || read_raw_text(path, cp1252))?;
     let raw = checked_cells(path, df)?;
     split_ragged(path, raw, &ragged)
 }
@@ -443,7 +444,7 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
                     crate::cmd::thousands(MAX_CELL_BYTES)
                 )
             } else if v.contains('\u{FFFD}') {
-                "not valid UTF-8 text (save the file as UTF-8)".into()
+                "not valid UTF-8 text (a file saved by Excel on Windows is Windows-1252: set [files] encoding = \"windows-1252\" in the config, or save it as UTF-8)".into()
             } else {
                 continue;
             };
@@ -494,7 +495,7 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
 
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
-fn read_raw_text(path: &Path) -> Result<(DataFrame, Vec<Ragged>)> {
+fn read_raw_text(path: &Path, cp1252: bool) -> Result<(DataFrame, Vec<Ragged>)> {
     let mut ragged = Vec::new();
     let df = if is_parquet(path) {
         let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
@@ -520,6 +521,11 @@ fn read_raw_text(path: &Path) -> Result<(DataFrame, Vec<Ragged>)> {
         // is not the header's become rejects; only a file that is mostly
         // ragged (the wrong delimiter, say) stops the run.
         let bytes = std::fs::read(path).map_err(|e| IcpError::read(path, e))?;
+        let bytes = if cp1252 {
+            windows_1252_to_utf8(&bytes)
+        } else {
+            bytes
+        };
         let (header, bad) = ragged_records(&bytes);
         if bad.is_empty() {
             // the bytes are in memory already: parse them, not the file again
@@ -562,6 +568,29 @@ fn read_raw_text(path: &Path) -> Result<(DataFrame, Vec<Ragged>)> {
         }
     };
     Ok((df, ragged))
+}
+
+/// The `[files] encoding` value for Excel's default on Windows.
+pub const WINDOWS_1252: &str = "windows-1252";
+
+/// Windows-1252 bytes as UTF-8: Latin-1, but for the 32 codes 0x80-0x9F
+/// (the euro sign, curly quotes, dashes and a few letters).
+fn windows_1252_to_utf8(bytes: &[u8]) -> Vec<u8> {
+    const HIGH: [char; 32] = [
+        '\u{20AC}', '\u{FFFD}', '\u{201A}', '\u{0192}', '\u{201E}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{02C6}', '\u{2030}', '\u{0160}', '\u{2039}', '\u{0152}', '\u{FFFD}',
+        '\u{017D}', '\u{FFFD}', '\u{FFFD}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}',
+        '\u{2022}', '\u{2013}', '\u{2014}', '\u{02DC}', '\u{2122}', '\u{0161}', '\u{203A}',
+        '\u{0153}', '\u{FFFD}', '\u{017E}', '\u{0178}',
+    ];
+    let mut out = String::with_capacity(bytes.len() + bytes.len() / 16);
+    for &b in bytes {
+        out.push(match b {
+            0x80..=0x9F => HIGH[(b - 0x80) as usize],
+            _ => b as char,
+        });
+    }
+    out.into_bytes()
 }
 
 /// What a file's first line says about its delimiter, for the error message.
@@ -646,7 +675,7 @@ impl Pieces {
         let source = if is_parquet(path) {
             Source::Frame {
                 // Parquet: no ragged records
-                df: guarded(path, || read_raw_text(path))?.0,
+                df: guarded(path, || read_raw_text(path, false))?.0,
                 at: 0,
             }
         } else {
@@ -1403,7 +1432,7 @@ fn load_opportunities(
         df: raw,
         rows,
         pre_rejects,
-    } = read_raw(path)?;
+    } = read_raw(path, cfg)?;
     let required = ["opportunity_id", "account_id", "created_date", "outcome"];
     let (exprs, _, present) = map_columns(
         &raw,
@@ -1551,7 +1580,7 @@ fn load_customers(
         df: raw,
         rows,
         pre_rejects,
-    } = read_raw(path)?;
+    } = read_raw(path, cfg)?;
     let (exprs, _, present) = map_columns(
         &raw,
         path,
@@ -1661,7 +1690,7 @@ fn load_interviews(
         df: raw,
         rows,
         pre_rejects,
-    } = read_raw(path)?;
+    } = read_raw(path, cfg)?;
     let (exprs, _, present) = map_columns(
         &raw,
         path,
@@ -1710,7 +1739,7 @@ fn load_triggers(
         df: raw,
         rows,
         pre_rejects,
-    } = read_raw(path)?;
+    } = read_raw(path, cfg)?;
     let (exprs, _, _) = map_columns(
         &raw,
         path,

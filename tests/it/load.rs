@@ -354,3 +354,84 @@ fn us_dates_get_the_date_format_hint_and_load_with_it() {
     let o = validate(&["--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", crate::common::stderr(&o));
 }
+
+/// A file saved as Windows-1252 (Excel's default on Windows): without the
+/// setting its accented rows are rejected with the setting named; with
+/// `[files] encoding = "windows-1252"` they load with their accents.
+#[test]
+fn a_windows_1252_file_is_named_and_reads_with_the_setting() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    let sample = crate::common::root().join("data/sample");
+    std::fs::copy(
+        sample.join("opportunities.csv"),
+        d.join("opportunities.csv"),
+    )
+    .unwrap();
+    // the sample's accounts, two names with Windows-1252 letters
+    let text = std::fs::read_to_string(sample.join("accounts.csv")).unwrap();
+    let mut bytes: Vec<u8> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let mut line = l.as_bytes().to_vec();
+        if i == 3 || i == 4 {
+            let comma = line.iter().position(|b| *b == b',').unwrap();
+            // "Café Müller – Labs": é, ü and an en dash in Windows-1252
+            let name = [
+                b"Caf".to_vec(),
+                vec![0xE9],
+                b" M".to_vec(),
+                vec![0xFC],
+                b"ller ".to_vec(),
+                vec![0x96],
+                b" Labs".to_vec(),
+            ]
+            .concat();
+            let rest = line[comma + 1..].iter().position(|b| *b == b',').unwrap() + comma + 1;
+            line = [line[..=comma].to_vec(), name, line[rest..].to_vec()].concat();
+        }
+        bytes.extend(line);
+        bytes.push(b'\n');
+    }
+    std::fs::write(d.join("accounts.csv"), &bytes).unwrap();
+    let validate = |extra: &[&str], out: &str| {
+        let o = tmp.path().join(out);
+        let mut args = vec![
+            "validate",
+            "--data",
+            d.to_str().unwrap(),
+            "--out",
+            o.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (crate::common::icp(&args, &crate::common::root()), o)
+    };
+    let (o, out) = validate(&[], "plain");
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let r = crate::common::read_csv(&out.join("rejects.csv"));
+    let why = strings(&r, "reason");
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert!(
+        why.iter()
+            .all(|w| w.contains("encoding = \"windows-1252\"")),
+        "{why:?}"
+    );
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[files]\nencoding = \"windows-1252\"\n").unwrap();
+    let (o, out) = validate(&["--config", cfg.to_str().unwrap()], "cp1252");
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let r = crate::common::read_csv(&out.join("rejects.csv"));
+    assert_eq!(r.height(), 0);
+    let data = icp::load::load_dir(
+        &d,
+        &icp::config::Config::from_file(&cfg).unwrap(),
+        icp::load::Need::Training,
+    )
+    .unwrap();
+    let names = strings(&data.accounts.df, "account_name");
+    assert!(
+        names.iter().any(|n| n == "Café Müller – Labs"),
+        "{:?}",
+        &names[..5]
+    );
+}
