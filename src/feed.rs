@@ -597,15 +597,6 @@ fn changes_frame(ch: &[Change]) -> Result<DataFrame> {
     )?)
 }
 
-/// A CSV this program wrote, every column as text.
-fn read_text(path: &Path) -> Result<DataFrame> {
-    CsvReadOptions::default()
-        .with_infer_schema_length(Some(0))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
-        .finish()
-        .map_err(|e| IcpError::read(path, e))
-}
-
 /// The publication now in `reports/published/`, if any.
 pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     let dir = reports.join(PUBLISHED);
@@ -635,7 +626,7 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     let text = fs::read_to_string(&mpath).map_err(|e| IcpError::read(&mpath, e))?;
     let m: crate::publish::Manifest = serde_json::from_str(&text)
         .map_err(|e| IcpError::read(&mpath, format!("not the expected JSON: {e}")))?;
-    let scores = read_text(&dir.join("scores.csv"))?;
+    let scores = crate::review::read_text_csv(&dir.join("scores.csv"))?;
     let s = crate::signals::str_col;
     let crm_col = s(&scores, "crm_status")?;
     let exc_col = s(&scores, "excluded_by")?;
@@ -670,7 +661,7 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
                 "missing from the current publication: changes against it would be wrong; restore the publication (a copy is under reports/publications/) before publishing again",
             ));
         }
-        let set = s(&read_text(&path)?, "account_id")?
+        let set = s(&crate::review::read_text_csv(&path)?, "account_id")?
             .into_iter()
             .flatten()
             .collect();

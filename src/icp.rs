@@ -353,6 +353,21 @@ fn added(
     }
 }
 
+fn candidates<'a>(
+    list: &[Finding],
+    masks: &'a [Bits],
+    keep: impl Fn(&Finding) -> bool,
+) -> Vec<Cand<'a>> {
+    list.iter()
+        .enumerate()
+        .filter(|(_, f)| keep(f))
+        .map(|(i, _)| Cand {
+            at: i,
+            mask: &masks[i],
+        })
+        .collect()
+}
+
 /// Greedy choice: the next criterion is the one whose uncovered deals carry
 /// the most velocity wins beyond (or short of) the baseline, provided that
 /// uncovered part has the support, the practical lift and an interval that
@@ -445,24 +460,10 @@ pub fn refine(
         .map(|f| deals.cells.mask(&f.cells))
         .collect();
 
-    let inc_cands: Vec<Cand> = signals
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !x_mixed.contains(&f.condition) && p.passes(f))
-        .map(|(i, _)| Cand {
-            at: i,
-            mask: &sig_masks[i],
-        })
-        .collect();
-    let exc_cands: Vec<Cand> = exclusions
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !x_mixed.contains(&f.condition) && p.passes(f))
-        .map(|(i, _)| Cand {
-            at: i,
-            mask: &exc_masks[i],
-        })
-        .collect();
+    // candidates: not mixed, and strong enough to act on
+    let keep = |f: &Finding| !x_mixed.contains(&f.condition) && p.passes(f);
+    let inc_cands = candidates(signals, &sig_masks, keep);
+    let exc_cands = candidates(exclusions, &exc_masks, keep);
     let inc = greedy(&inc_cands, deals, base_rate, true, p);
     let mut exc = greedy(&exc_cands, deals, base_rate, false, p);
     // Exclusions for retention, delivery fit or margin alone (their deals

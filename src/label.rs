@@ -190,14 +190,4 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
     })
 }
 
-pub fn median_sorted(v: &[f64]) -> f64 {
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
+pub use crate::util::median_sorted;

@@ -806,48 +806,14 @@ pub fn accounts_piece(
     Ok(load_accounts(raw, path, cfg, kind_hints, Some(seen), rejects)?.0)
 }
 
-/// The first record with more fields than the header: (line, fields, header
-/// fields). Quote-aware; only read to explain a parse failure.
+/// The first ragged record of a file: (its line, fields, the header's
+/// fields), from the same scan that turns ragged records into rejects.
 fn ragged_line(path: &Path) -> Option<(usize, usize, usize)> {
     let bytes = std::fs::read(path).ok()?;
-    let (mut line, mut start, mut fields, mut quoted) = (1usize, 1usize, 1usize, false);
-    let mut header = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if quoted {
-            if b == b'"' {
-                if bytes.get(i + 1) == Some(&b'"') {
-                    i += 1;
-                } else {
-                    quoted = false;
-                }
-            } else if b == b'\n' {
-                line += 1;
-            }
-        } else {
-            match b {
-                b'"' => quoted = true,
-                b',' => fields += 1,
-                b'\n' => {
-                    match header {
-                        None => header = Some(fields),
-                        Some(h) if fields > h => return Some((start, fields, h)),
-                        _ => {}
-                    }
-                    line += 1;
-                    start = line;
-                    fields = 1;
-                }
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    match header {
-        Some(h) if fields > h => Some((start, fields, h)),
-        _ => None,
-    }
+    let (header, bad) = ragged_records(&bytes);
+    let (range, fields) = bad.into_iter().find(|(_, f)| *f > header)?;
+    let line = 1 + bytes[..range.start].iter().filter(|b| **b == b'\n').count();
+    Some((line, fields, header))
 }
 
 /// Trim text, and turn empty cells into nulls.

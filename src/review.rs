@@ -230,7 +230,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 }
 
 /// A CSV this program wrote, every column read as text.
-fn read_text_csv(path: &Path) -> Result<DataFrame> {
+pub(crate) fn read_text_csv(path: &Path) -> Result<DataFrame> {
     CsvReadOptions::default()
         .with_infer_schema_length(Some(0))
         .try_into_reader_with_file_path(Some(path.to_path_buf()))?

@@ -85,18 +85,26 @@ pub fn p_value(p: f64) -> String {
     format!("{p:.digits$}")
 }
 
-/// Median of a slice (NaN-free values); None when empty.
+/// Median of sorted values (NaN when empty).
+pub fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Median of a slice (NaN-free values), sorting it; None when empty.
 pub fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
     v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    })
+    Some(median_sorted(v))
 }
 
 #[cfg(test)]

@@ -39,6 +39,26 @@ pub struct SharedCondition {
     pub q_value: f64,
 }
 
+/// The columns of the painful and best customer lists (painful ones say
+/// whether they churned and why they hurt).
+fn list_columns(painful: bool) -> Vec<Expr> {
+    let mut v = vec![
+        col("account_id"),
+        col("account_name"),
+        col("won_revenue"),
+        col("won_deals"),
+        col("longest_cycle_days"),
+    ];
+    if painful {
+        v.push(col("churned"));
+    }
+    v.extend([col("delivery_fit"), col("gross_margin")]);
+    if painful {
+        v.push(col("pain"));
+    }
+    v
+}
+
 /// The painful-customer list (a frame) and its summary.
 pub fn painful(
     spec: &FeatureSpec,
@@ -150,17 +170,7 @@ pub fn painful(
         .clone()
         .lazy()
         .filter(col("__painful"))
-        .select([
-            col("account_id"),
-            col("account_name"),
-            col("won_revenue"),
-            col("won_deals"),
-            col("longest_cycle_days"),
-            col("churned"),
-            col("delivery_fit"),
-            col("gross_margin"),
-            col("pain"),
-        ])
+        .select(list_columns(true))
         .sort_by_exprs(
             [col("won_revenue"), col("account_id")],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
@@ -174,15 +184,7 @@ pub fn painful(
                 .and(col("churned").not())
                 .and(col("delivery_fit").gt_eq(lit(4.0)).fill_null(lit(true))),
         )
-        .select([
-            col("account_id"),
-            col("account_name"),
-            col("won_revenue"),
-            col("won_deals"),
-            col("longest_cycle_days"),
-            col("delivery_fit"),
-            col("gross_margin"),
-        ])
+        .select(list_columns(false))
         .sort_by_exprs(
             [col("won_revenue"), col("account_id")],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
