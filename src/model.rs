@@ -70,8 +70,16 @@ impl LinearModel {
             .collect()
     }
 
-    /// Logits of every row of `df`, through the same expressions as scoring.
+    /// Logits of every row of `df`, from the rows' codes: the same bits as
+    /// [`LinearModel::logits_by_exprs`].
     pub fn logits(&self, df: &DataFrame) -> Result<Vec<f64>> {
+        let codes = features::Encoded::of(&self.spec, df)?;
+        Ok(features::Scorer::new(self, &codes).logits())
+    }
+
+    /// Logits through the polars expressions that `icp export-sql` repeats
+    /// (the definition; tests compare the codes' arithmetic with it).
+    pub fn logits_by_exprs(&self, df: &DataFrame) -> Result<Vec<f64>> {
         let n = self.spec.n_groups();
         let out = df
             .clone()
@@ -489,6 +497,8 @@ pub fn train_staged(
     let evaluation = evaluate(
         &rows, n_train, y_test, &z_test, &p_test, &ref_train, best, cv, &labels, truth,
     )?;
+
+    drop(x_train);
 
     // --- refit on every labelled deal for scoring
     stages.start("features");

@@ -9,8 +9,10 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::features::{Cell, Variable, format_quantity};
-use crate::model::{ModelArtifact, band, logit_from_groups, percentile_score, sigmoid};
+use std::fmt::Write as _;
+
+use crate::features::{Cell, Encoded, Scorer, Variable, format_quantity};
+use crate::model::{ModelArtifact, band, percentile_score, sigmoid};
 
 pub const STATUS_SCORED: &str = "scored";
 pub const BAND_UNSCORED: &str = "unscored";
@@ -34,83 +36,53 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             artifact.model_id
         )));
     }
-    let text = |c: &str| {
-        if accounts.column(c).is_ok() {
-            col(c).cast(DataType::String)
-        } else {
-            lit(NULL).cast(DataType::String)
+    let text = |c: &str| -> Result<Column> {
+        Ok(match accounts.column(c) {
+            Ok(v) => v.cast(&DataType::String)?,
+            Err(_) => Column::full_null(c.into(), accounts.height(), &DataType::String),
+        })
+    };
+    let n = accounts.height();
+    // share of the model's inputs known, per account (0/1 sums are exact)
+    let known: Vec<u32> = {
+        let mut k = vec![0u32; n];
+        for c in &inputs {
+            let col = accounts.column(c)?.as_materialized_series().rechunk();
+            if col.null_count() == 0 {
+                k.iter_mut().for_each(|k| *k += 1);
+            } else {
+                for (k, v) in k.iter_mut().zip(col.is_not_null().iter()) {
+                    *k += v.unwrap_or(false) as u32;
+                }
+            }
         }
+        k
     };
-    let coverage = if inputs.is_empty() {
-        lit(1.0)
-    } else {
-        inputs
-            .iter()
-            .map(|c| col(c.as_str()).is_not_null().cast(DataType::Float64))
-            .reduce(|a, b| a + b)
-            .expect("non-empty")
-            / lit(inputs.len() as f64)
-    };
-    let mut sel = vec![
-        col("account_id"),
-        text("account_name").alias("account_name"),
-        text("domain").alias("domain"),
-        coverage.alias("__coverage"),
-    ];
-    sel.extend(model.group_exprs());
-    // raw inputs, to put each reason in plain words
-    sel.extend(
-        spec.variables
-            .iter()
-            .enumerate()
-            .map(|(i, v)| col(v.column()).alias(format!("__v{i}"))),
-    );
-    let mut cell_cols = Vec::new();
-    for (k, it) in spec.interactions.iter().enumerate() {
-        cell_cols.push(
-            spec.cell_expr(&it.a)
-                .and(spec.cell_expr(&it.b))
-                .alias(format!("__i{k}")),
-        );
-    }
-    sel.extend(cell_cols);
-    let mut df = accounts
-        .clone()
-        .lazy()
-        .select(sel)
-        .with_column(logit_from_groups(model.base(), n_groups).alias("__logit"))
-        .collect()?;
-    df.rechunk_mut_par();
-
-    let n = df.height();
-    let logit: Vec<f64> = df.column("__logit")?.f64()?.into_no_null_iter().collect();
-    let cover: Vec<f64> = df
-        .column("__coverage")?
-        .f64()?
-        .into_no_null_iter()
+    // as polars divides by a scalar: times its reciprocal (same bits as before)
+    let inv = 1.0 / inputs.len() as f64;
+    let cover: Vec<f64> = known
+        .iter()
+        .map(|&k| if inputs.is_empty() { 1.0 } else { k as f64 * inv })
         .collect();
-    let groups: Vec<Vec<f64>> = (0..n_groups)
-        .map(|g| {
-            Ok(df
-                .column(&format!("g{g}"))?
-                .f64()?
-                .into_no_null_iter()
-                .collect())
+    let codes = Encoded::of(spec, accounts)?;
+    let scorer = Scorer::new(model, &codes);
+    // raw inputs, to put each reason in plain words
+    let values: Vec<Raw> = spec
+        .variables
+        .iter()
+        .map(|v| {
+            let s = accounts.column(v.column())?.as_materialized_series().rechunk();
+            Ok(match v {
+                Variable::Categorical { .. } => Raw::Text(s.cast(&DataType::String)?.str()?.clone()),
+                Variable::Numeric { .. } => Raw::Number(s.cast(&DataType::Float64)?.f64()?.clone()),
+            })
         })
         .collect::<Result<_>>()?;
-    let values: Vec<Column> = (0..spec.variables.len())
-        .map(|i| Ok(df.column(&format!("__v{i}"))?.clone()))
-        .collect::<Result<_>>()?;
-    let cells: Vec<Vec<bool>> = (0..spec.interactions.len())
-        .map(|k| {
-            Ok(df
-                .column(&format!("__i{k}"))?
-                .bool()?
-                .iter()
-                .map(|b| b.unwrap_or(false))
-                .collect())
-        })
-        .collect::<Result<_>>()?;
+    let ctx = Describe {
+        artifact,
+        codes: &codes,
+        values: &values,
+    };
 
     let min_cov = artifact.min_feature_coverage;
     type Row = (
@@ -122,49 +94,64 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     );
     let per_row: Vec<Row> = (0..n)
         .into_par_iter()
-        .map(|i| {
-            if cover[i] < min_cov {
-                let known = (cover[i] * inputs.len() as f64).round() as usize;
-                return (
-                    None,
-                    None,
-                    BAND_UNSCORED,
-                    format!(
-                        "insufficient_data: {known} of {} model inputs known",
-                        inputs.len()
-                    )
-                    .into(),
-                    String::new(),
-                );
-            }
-            let z = logit[i];
-            let p = sigmoid(z);
-            let s = percentile_score(z, &artifact.reference);
-            // each group's effect in percentage points of p, against a typical account
-            let mut effects: Vec<(f64, usize)> = (0..n_groups)
-                .map(|g| (100.0 * (p - sigmoid(z - groups[g][i])), g))
-                .collect();
-            effects.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1)));
-            let reasons: Vec<String> = effects
-                .iter()
-                .take(3)
-                .map(|&(pts, g)| {
-                    let what = describe(artifact, g, i, &values, &cells);
-                    if pts.abs() >= 1.0 {
-                        format!("{what}, {pts:+.0}")
-                    } else {
-                        format!("{what}, {pts:+.1}")
+        .map_init(
+            || (vec![0.0; n_groups], vec![false; n_groups]),
+            |(groups, seen), i| {
+                if cover[i] < min_cov {
+                    return (
+                        None,
+                        None,
+                        BAND_UNSCORED,
+                        format!(
+                            "insufficient_data: {} of {} model inputs known",
+                            known[i],
+                            inputs.len()
+                        )
+                        .into(),
+                        String::new(),
+                    );
+                }
+                let z = scorer.row(i, groups, seen);
+                let p = sigmoid(z);
+                let s = percentile_score(z, &artifact.reference);
+                // each group's effect in percentage points of p, against a
+                // typical account; the three largest, ties to the first group
+                let mut top: [(f64, usize); 3] = [(f64::NAN, usize::MAX); 3];
+                let mut len = 0;
+                for (g, gv) in groups.iter().enumerate() {
+                    let e = 100.0 * (p - sigmoid(z - gv));
+                    let before = |a: &(f64, usize)| {
+                        e.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&g)).is_gt()
+                    };
+                    let at = top[..len].iter().position(before).unwrap_or(len);
+                    if at < 3 {
+                        let end = len.min(2);
+                        top.copy_within(at..end, at + 1);
+                        top[at] = (e, g);
+                        len = (len + 1).min(3);
                     }
-                })
-                .collect();
-            (
-                Some(s as i64),
-                Some((p * 1e6).round() / 1e6),
-                band(s),
-                STATUS_SCORED.into(),
-                reasons.join("; "),
-            )
-        })
+                }
+                let mut reasons = String::new();
+                for &(pts, g) in &top[..len] {
+                    if !reasons.is_empty() {
+                        reasons.push_str("; ");
+                    }
+                    let what = ctx.describe(g, i);
+                    if pts.abs() >= 1.0 {
+                        let _ = write!(reasons, "{what}, {pts:+.0}");
+                    } else {
+                        let _ = write!(reasons, "{what}, {pts:+.1}");
+                    }
+                }
+                (
+                    Some(s as i64),
+                    Some((p * 1e6).round() / 1e6),
+                    band(s),
+                    STATUS_SCORED.into(),
+                    reasons,
+                )
+            },
+        )
         .collect();
     let score: Vec<Option<i64>> = per_row.iter().map(|r| r.0).collect();
     let prob: Vec<Option<f64>> = per_row.iter().map(|r| r.1).collect();
@@ -174,9 +161,9 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     let out = DataFrame::new(
         n,
         vec![
-            df.column("account_id")?.clone(),
-            df.column("account_name")?.clone(),
-            df.column("domain")?.clone(),
+            accounts.column("account_id")?.clone(),
+            text("account_name")?,
+            text("domain")?,
             Column::new("score".into(), score),
             Column::new("p_velocity_win".into(), prob),
             Column::new("band".into(), bands),
@@ -201,61 +188,69 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         .collect()?)
 }
 
-/// Plain words for an account's value of reason group `g`.
-fn describe(
-    a: &ModelArtifact,
-    g: usize,
-    i: usize,
-    values: &[Column],
-    cells: &[Vec<bool>],
-) -> String {
-    let spec = &a.model.spec;
-    let nv = spec.variables.len();
-    if g < nv {
-        return describe_value(a, g, i, values);
-    }
-    let k = g - nv;
-    let it = &spec.interactions[k];
-    let both = format!(
-        "{} and {}",
-        spec.describe_cell(&it.a),
-        spec.describe_cell(&it.b)
-    );
-    if cells[k][i] {
-        both
-    } else {
-        format!("not ({both})")
-    }
+/// An input column as its variable reads it.
+enum Raw {
+    Text(StringChunked),
+    Number(Float64Chunked),
 }
 
-fn describe_value(a: &ModelArtifact, var: usize, i: usize, values: &[Column]) -> String {
-    let v = &a.model.spec.variables[var];
-    let name = v.display_name();
-    let cell = values[var].get(i).unwrap_or(AnyValue::Null);
-    if cell.is_null() {
-        return format!("{name} unknown");
-    }
-    match v {
-        Variable::Categorical { levels, .. } => {
-            let s = cell.str_value().to_string();
-            if levels.contains(&s) {
-                format!("{name} = {s}")
-            } else {
-                format!("{name} = {s} (rare)")
-            }
+/// What the reasons are written from.
+struct Describe<'a> {
+    artifact: &'a ModelArtifact,
+    codes: &'a Encoded,
+    values: &'a [Raw],
+}
+
+impl Describe<'_> {
+    /// Plain words for account `i`'s value of reason group `g`.
+    fn describe(&self, g: usize, i: usize) -> String {
+        let spec = &self.artifact.model.spec;
+        let nv = spec.variables.len();
+        if g < nv {
+            return self.describe_value(g, i);
         }
-        Variable::Numeric {
-            derived_age,
-            column,
-            ..
-        } => {
-            let x = cell.extract::<f64>().unwrap_or(f64::NAN);
-            if *derived_age {
-                let age = (a.model.spec.reference_year as f64 - x).max(0.0);
-                format!("{name} = {}", format_quantity("founded_year", age))
-            } else {
-                format!("{name} = {}", format_quantity(column, x))
-            }
+        let k = g - nv;
+        let it = &spec.interactions[k];
+        let both = format!(
+            "{} and {}",
+            spec.describe_cell(&it.a),
+            spec.describe_cell(&it.b)
+        );
+        if self.codes.in_cell(spec, &it.a, i) && self.codes.in_cell(spec, &it.b, i) {
+            both
+        } else {
+            format!("not ({both})")
+        }
+    }
+
+    fn describe_value(&self, var: usize, i: usize) -> String {
+        let spec = &self.artifact.model.spec;
+        let v = &spec.variables[var];
+        let name = v.display_name();
+        match (v, &self.values[var]) {
+            (Variable::Categorical { levels, .. }, Raw::Text(t)) => match t.get(i) {
+                None => format!("{name} unknown"),
+                Some(s) => match self.codes.cell(var, i) {
+                    Some(l) => format!("{name} = {}", levels[l as usize]),
+                    None => format!("{name} = {s} (rare)"),
+                },
+            },
+            (
+                Variable::Numeric {
+                    derived_age,
+                    column,
+                    ..
+                },
+                Raw::Number(x),
+            ) => match x.get(i) {
+                None => format!("{name} unknown"),
+                Some(x) if *derived_age => {
+                    let age = (spec.reference_year as f64 - x).max(0.0);
+                    format!("{name} = {}", format_quantity("founded_year", age))
+                }
+                Some(x) => format!("{name} = {}", format_quantity(column, x)),
+            },
+            _ => format!("{name} unknown"),
         }
     }
 }

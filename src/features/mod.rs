@@ -21,6 +21,9 @@ use crate::config::FeatureParams;
 use crate::error::{IcpError, Result};
 use crate::load::ColumnKind;
 
+pub mod encoded;
+pub use encoded::{Encoded, Scorer};
+
 pub const MISSING: &str = "(missing)";
 pub const OTHER: &str = "(other)";
 
@@ -151,32 +154,6 @@ impl FeatureSpec {
         }
     }
 
-    /// The cell a row falls in, as a UInt32: the kept level's index (null
-    /// for other levels and missing), or the band of the imputed value, so
-    /// that code == c exactly where [`FeatureSpec::cell_expr`] is true.
-    pub fn cell_code(&self, var: usize) -> Expr {
-        match &self.variables[var] {
-            Variable::Categorical { column, levels, .. } => {
-                let s = col(column.as_str()).cast(DataType::String);
-                levels.iter().enumerate().rev().fold(
-                    lit(NULL).cast(DataType::UInt32),
-                    |rest, (i, l)| {
-                        when(s.clone().eq(lit(l.clone())).fill_null(lit(false)))
-                            .then(lit(i as u32))
-                            .otherwise(rest)
-                    },
-                )
-            }
-            v @ Variable::Numeric { edges, .. } => {
-                let (x, _) = self.numeric_value(v);
-                edges.iter().fold(lit(0u32), |acc, e| {
-                    acc + x.clone().gt_eq(lit(*e)).cast(DataType::UInt32)
-                })
-            }
-        }
-        .cast(DataType::UInt32)
-    }
-
     /// Columns of the accounts table the model reads.
     pub fn input_columns(&self) -> Vec<String> {
         self.variables
@@ -294,8 +271,15 @@ impl FeatureSpec {
         }
     }
 
-    /// The design matrix (column-major, as linfa's optimiser prefers).
+    /// The design matrix (column-major, as linfa's optimiser prefers),
+    /// built from the rows' codes.
     pub fn design(&self, df: &DataFrame) -> Result<Array2<f64>> {
+        Ok(Encoded::of(self, df)?.design(self))
+    }
+
+    /// The design through the polars expressions: the definition that
+    /// [`Encoded::design`] must match bit for bit (tests).
+    pub fn design_by_exprs(&self, df: &DataFrame) -> Result<Array2<f64>> {
         let out = df.clone().lazy().select(self.exprs()).collect()?;
         frame_to_array(&out)
     }
@@ -614,7 +598,7 @@ pub fn fit_main_effects(
         means: Vec::new(),
         skipped,
     };
-    spec.means = column_means(&spec.design(accounts)?);
+    spec.means = Encoded::of(&spec, accounts)?.means(&spec);
     Ok(spec)
 }
 
@@ -695,8 +679,8 @@ pub fn add_interactions(
     // per variable and row (level index, band index) gives all of them: one
     // polars pass over the deals and one over the accounts, then sums per
     // cell, deal by deal in row order.
-    let deal_codes = CellCodes::of(&spec, rows)?;
-    let account_codes = CellCodes::of(&spec, accounts)?;
+    let deal_codes = Encoded::of(&spec, rows)?;
+    let account_codes = Encoded::of(&spec, accounts)?;
     let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();
     let w: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
     let mut stats: HashMap<(usize, usize), Vec<(f64, f64, usize)>> = HashMap::new();
@@ -756,37 +740,17 @@ pub fn add_interactions(
             .collect();
         spec.means.extend(added);
     } else {
-        spec.means = column_means(&spec.design(accounts)?);
+        spec.means = account_codes.means(&spec);
     }
     Ok(spec)
-}
-
-/// Per variable, the cell each row falls in: the kept level's index for a
-/// categorical (None for other levels and missing), the band for a numeric
-/// (missing values imputed, as the features do).
-struct CellCodes(Vec<Vec<Option<u32>>>);
-
-impl CellCodes {
-    fn of(spec: &FeatureSpec, df: &DataFrame) -> Result<CellCodes> {
-        let exprs: Vec<Expr> = (0..spec.variables.len())
-            .map(|v| spec.cell_code(v).alias(format!("v{v}")))
-            .collect();
-        let out = df.clone().lazy().select(exprs).collect()?;
-        let mut codes = Vec::with_capacity(spec.variables.len());
-        for v in 0..spec.variables.len() {
-            let c = out.column(&format!("v{v}"))?.u32()?;
-            codes.push(c.iter().collect());
-        }
-        Ok(CellCodes(codes))
-    }
 }
 
 /// (sum of residuals, sum of weights, distinct accounts) per cell of the
 /// pair (categorical `va`, numeric `vb`), indexed level * bands + band.
 #[allow(clippy::too_many_arguments)]
 fn cell_sums(
-    deals: &CellCodes,
-    accounts: &CellCodes,
+    deals: &Encoded,
+    accounts: &Encoded,
     va: usize,
     vb: usize,
     resid: &[f64],
@@ -801,14 +765,14 @@ fn cell_sums(
         }
         _ => None,
     };
-    for (r, (a, b)) in deals.0[va].iter().zip(&deals.0[vb]).enumerate() {
-        if let Some(c) = cell(*a, *b) {
+    for r in 0..deals.n {
+        if let Some(c) = cell(deals.cell(va, r), deals.cell(vb, r)) {
             t[c].0 += resid[r];
             t[c].1 += w[r];
         }
     }
-    for (a, b) in accounts.0[va].iter().zip(&accounts.0[vb]) {
-        if let Some(c) = cell(*a, *b) {
+    for r in 0..accounts.n {
+        if let Some(c) = cell(accounts.cell(va, r), accounts.cell(vb, r)) {
             t[c].2 += 1;
         }
     }
@@ -909,7 +873,7 @@ mod tests {
         let spec = fit_main_effects(&df, &BTreeMap::new(), &params, 2026).expect("spec");
         let cands = candidate_cells(&spec);
         assert!(!cands.is_empty(), "{spec:?}");
-        let codes = CellCodes::of(&spec, &df).expect("codes");
+        let codes = Encoded::of(&spec, &df).expect("codes");
         for (a, b) in &cands {
             for cell in [a, b] {
                 let want: Vec<bool> = df
@@ -929,9 +893,8 @@ mod tests {
                     }
                     Cell::Bin { var, bin } => (*var, *bin),
                 };
-                let got: Vec<bool> = codes.0[var]
-                    .iter()
-                    .map(|c| *c == Some(idx as u32))
+                let got: Vec<bool> = (0..df.height())
+                    .map(|i| codes.cell(var, i) == Some(idx as u32))
                     .collect();
                 assert_eq!(got, want, "{cell:?}");
             }
