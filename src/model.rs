@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, ArrayView2, s};
+use ndarray::{Array1, ArrayView2};
 use polars::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Solver, ValidConfig};
 use crate::error::{IcpError, Result};
-use crate::features::{self, FeatureSpec};
+use crate::features::{self, Encoded, FeatureSpec, Rows};
 use crate::label::{self, Labels, Window};
 use crate::load::{ColumnKind, Dataset, InputFile};
 use crate::metrics::{self, CalibrationBin};
@@ -102,7 +102,7 @@ pub fn sigmoid(z: f64) -> f64 {
 
 /// Fit one logistic regression. `lambda` is the L2 penalty per row.
 pub fn fit_logistic(
-    x: ArrayView2<f64>,
+    x: Rows<'_>,
     y: &[bool],
     lambda: f64,
     max_iterations: u64,
@@ -114,7 +114,7 @@ pub fn fit_logistic(
 /// [`fit_logistic`] starting from `start` (coefficients, intercept), e.g. the
 /// solution for a neighbouring penalty: fewer iterations.
 pub fn fit_logistic_from(
-    x: ArrayView2<f64>,
+    x: Rows<'_>,
     y: &[bool],
     lambda: f64,
     max_iterations: u64,
@@ -122,6 +122,7 @@ pub fn fit_logistic_from(
     start: Option<(&[f64], f64)>,
 ) -> Result<(Vec<f64>, f64)> {
     let n = x.nrows();
+    debug_assert_eq!(n, y.len());
     let pos = y.iter().filter(|&&b| b).count();
     if pos == 0 || pos == n {
         return Err(IcpError::NotEnoughEvidence(format!(
@@ -145,7 +146,7 @@ pub fn fit_logistic_from(
             }
             (sol.coef, sol.intercept)
         }
-        Solver::Lbfgs => fit_lbfgs(x, y, pos, alpha, max_iterations, start)?,
+        Solver::Lbfgs => fit_lbfgs(x.to_dense().view(), y, pos, alpha, max_iterations, start)?,
     };
     if !(b.is_finite() && coef.iter().all(|c| c.is_finite())) {
         return Err(IcpError::Fit(format!(
@@ -191,9 +192,11 @@ fn fit_lbfgs(
     Ok((coef, sign * model.intercept()))
 }
 
-fn predict(x: ArrayView2<f64>, coef: &[f64], b: f64) -> Vec<f64> {
-    let w = Array1::from(coef.to_vec());
-    x.dot(&w).iter().map(|z| sigmoid(z + b)).collect()
+fn predict(x: Rows<'_>, coef: &[f64], b: f64) -> Vec<f64> {
+    (0..x.nrows())
+        .into_par_iter()
+        .map(|i| sigmoid(x.linear(i, coef, b)))
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -355,17 +358,18 @@ fn fit_spec(
     if !cfg.features.interactions {
         return Ok(spec);
     }
-    let x = spec.design(rows)?;
+    let x = Encoded::of(&spec, rows)?.sparse(&spec);
+    let x = x.rows();
     // the score test needs the residuals of a model fitted on these same
     // deals: fitted on a subset, older deals' misfit reads as interactions
     let (coef, b) = fit_logistic(
-        x.view(),
+        x,
         y,
         1e-3,
         cfg.model.max_iterations,
         cfg.model.solver,
     )?;
-    let p = predict(x.view(), &coef, b);
+    let p = predict(x, &coef, b);
     features::add_interactions(
         spec,
         rows,
@@ -469,17 +473,17 @@ pub fn train_staged(
     stages.start("features");
     stages.rows(rows.height());
     let spec_train = fit_spec(&train_rows, y_train, data, cfg, reference_year)?;
-    let x_train = spec_train.design(&train_rows)?;
+    let x_train = Encoded::of(&spec_train, &train_rows)?.sparse(&spec_train);
     stages.start("fit");
     stages.rows(rows.height());
-    let cv = cross_validate(x_train.view(), y_train, cfg)?;
+    let cv = cross_validate(x_train.rows(), y_train, cfg)?;
     let best = cv
         .iter()
         .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
         .map(|c| c.lambda)
         .unwrap_or(cfg.model.lambdas[0]);
     let (coef, b) = fit_logistic(
-        x_train.view(),
+        x_train.rows(),
         y_train,
         best,
         cfg.model.max_iterations,
@@ -503,10 +507,10 @@ pub fn train_staged(
     // --- refit on every labelled deal for scoring
     stages.start("features");
     let spec_all = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
-    let x_all = spec_all.design(&rows)?;
+    let x_all = Encoded::of(&spec_all, &rows)?.sparse(&spec_all);
     stages.start("fit");
     let (coef, b) = fit_logistic(
-        x_all.view(),
+        x_all.rows(),
         &y_all,
         best,
         cfg.model.max_iterations,
@@ -575,9 +579,9 @@ pub const CV_MAX_ROWS: usize = 100_000;
 /// validates on block k, so no fold ever sees its future. Within a fold the
 /// penalties are fitted strongest first, each starting from the previous
 /// solution.
-fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<Vec<CvResult>> {
+fn cross_validate(x: Rows<'_>, y: &[bool], cfg: &ValidConfig) -> Result<Vec<CvResult>> {
     let start = x.nrows().saturating_sub(CV_MAX_ROWS);
-    let (x, y) = (x.slice(s![start.., ..]), &y[start..]);
+    let (x, y) = (x.slice(start, x.nrows()), &y[start..]);
     let n = x.nrows();
     let k = cfg.model.cv_folds;
     let bounds: Vec<usize> = (0..=k + 1).map(|i| i * n / (k + 1)).collect();
@@ -599,7 +603,7 @@ fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<V
                     continue;
                 }
                 let fit = fit_logistic_from(
-                    x.slice(s![..end, ..]),
+                    x.slice(0, end),
                     yt,
                     cfg.model.lambdas[l],
                     cfg.model.max_iterations,
@@ -610,7 +614,7 @@ fn cross_validate(x: ArrayView2<f64>, y: &[bool], cfg: &ValidConfig) -> Result<V
                     out.push(None);
                     continue;
                 };
-                let p = predict(x.slice(s![end..stop, ..]), &coef, b);
+                let p = predict(x.slice(end, stop), &coef, b);
                 out.push(Some((l, metrics::log_loss(&p, yv), metrics::auc(&p, yv))));
                 warm = Some((coef, b));
             }
@@ -813,7 +817,12 @@ fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::Sparse;
     use ndarray::Array2;
+
+    fn sp(x: &Array2<f64>) -> Sparse {
+        Sparse::from_dense(x.view())
+    }
 
     /// linfa calls the more frequent class positive; wins are usually the
     /// minority, so the sign must be flipped back. A feature that marks wins
@@ -835,10 +844,10 @@ mod tests {
                     (k == 0) as u8 as f64
                 }
             });
-            let (coef, b) = fit_logistic(x.view(), &y, 1e-3, 200, solver).expect("fits");
+            let (coef, b) = fit_logistic(sp(&x).rows(), &y, 1e-3, 200, solver).expect("fits");
             assert!(coef[0] > 1.0, "win share {win_share}: weight {}", coef[0]);
             // and the probabilities are of a win, not of the majority class
-            let p = predict(x.view(), &coef, b);
+            let p = predict(sp(&x).rows(), &coef, b);
             let mean_p = p.iter().sum::<f64>() / n as f64;
             assert!(
                 (mean_p - win_share).abs() < 0.05,
@@ -865,10 +874,10 @@ mod tests {
                     (k < 3) as u8 as f64
                 }
             });
-            let (c0, b0) = fit_logistic(x.view(), &y, 1e-2, 300, solver).expect("cold");
+            let (c0, b0) = fit_logistic(sp(&x).rows(), &y, 1e-2, 300, solver).expect("cold");
             let (c1, b1) =
-                fit_logistic_from(x.view(), &y, 1e-3, 300, solver, Some((&c0, b0))).expect("warm");
-            let (c2, b2) = fit_logistic(x.view(), &y, 1e-3, 300, solver).expect("cold");
+                fit_logistic_from(sp(&x).rows(), &y, 1e-3, 300, solver, Some((&c0, b0))).expect("warm");
+            let (c2, b2) = fit_logistic(sp(&x).rows(), &y, 1e-3, 300, solver).expect("cold");
             for (a, b) in c1.iter().zip(&c2) {
                 assert!((a - b).abs() < 1e-2, "{win_share}: {c1:?} vs {c2:?}");
             }
@@ -880,13 +889,13 @@ mod tests {
     fn single_class_is_a_clear_error() {
         let x = Array2::from_elem((10, 1), 1.0);
         for solver in [Solver::Newton, Solver::Lbfgs] {
-            let e = fit_logistic(x.view(), &[false; 10], 1e-3, 50, solver).expect_err("one class");
+            let e = fit_logistic(sp(&x).rows(), &[false; 10], 1e-3, 50, solver).expect_err("one class");
             assert!(e.to_string().contains("same label"), "{e}");
         }
     }
 
     /// The penalised loss both solvers minimise (linfa-logistic's objective).
-    fn objective(x: ArrayView2<f64>, y: &[bool], lambda: f64, coef: &[f64], b: f64) -> f64 {
+    fn objective(x: Rows<'_>, y: &[bool], lambda: f64, coef: &[f64], b: f64) -> f64 {
         let p = predict(x, coef, b);
         let ll: f64 = p
             .iter()
@@ -919,19 +928,19 @@ mod tests {
             y[i] = u < sigmoid(z);
         }
         for lambda in [1e-4, 1e-2] {
-            let (cn, bn) = fit_logistic(x.view(), &y, lambda, 300, Solver::Newton).expect("newton");
-            let (cl, bl) = fit_logistic(x.view(), &y, lambda, 3000, Solver::Lbfgs).expect("lbfgs");
+            let (cn, bn) = fit_logistic(sp(&x).rows(), &y, lambda, 300, Solver::Newton).expect("newton");
+            let (cl, bl) = fit_logistic(sp(&x).rows(), &y, lambda, 3000, Solver::Lbfgs).expect("lbfgs");
             let (on, ol) = (
-                objective(x.view(), &y, lambda, &cn, bn),
-                objective(x.view(), &y, lambda, &cl, bl),
+                objective(sp(&x).rows(), &y, lambda, &cn, bn),
+                objective(sp(&x).rows(), &y, lambda, &cl, bl),
             );
             assert!(
                 on <= ol + 1e-9 * n as f64,
                 "{lambda}: newton {on} vs lbfgs {ol}"
             );
             assert!((on - ol).abs() < 1e-4 * n as f64, "{lambda}: {on} vs {ol}");
-            let pn = predict(x.view(), &cn, bn);
-            let pl = predict(x.view(), &cl, bl);
+            let pn = predict(sp(&x).rows(), &cn, bn);
+            let pl = predict(sp(&x).rows(), &cl, bl);
             let worst = pn
                 .iter()
                 .zip(&pl)

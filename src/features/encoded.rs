@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::{Cell, Feature, FeatureSpec, Variable, log_scale};
+use super::sparse::Sparse;
 use crate::error::Result;
 use crate::model::LinearModel;
 
@@ -210,6 +211,45 @@ impl Encoded {
                 .for_each(|(col, t)| self.column(t, col));
         }
         x
+    }
+
+    /// The design's non-zero entries by row: the values of
+    /// [`Encoded::design`] without its zeros.
+    pub fn sparse(&self, spec: &FeatureSpec) -> Sparse {
+        const CHUNK: usize = 65_536;
+        let ts = terms(spec);
+        let starts: Vec<usize> = (0..self.n).step_by(CHUNK).collect();
+        let parts: Vec<(Vec<u32>, Vec<u32>, Vec<f64>)> = starts
+            .par_iter()
+            .map(|&s| {
+                let e = (s + CHUNK).min(self.n);
+                let (mut len, mut col, mut val) = (Vec::with_capacity(e - s), Vec::new(), Vec::new());
+                for i in s..e {
+                    let before = col.len();
+                    for (j, t) in ts.iter().enumerate() {
+                        let v = self.value(t, i);
+                        if v != 0.0 {
+                            col.push(j as u32);
+                            val.push(v);
+                        }
+                    }
+                    len.push((col.len() - before) as u32);
+                }
+                (len, col, val)
+            })
+            .collect();
+        let total: usize = parts.iter().map(|p| p.1.len()).sum();
+        let mut start = Vec::with_capacity(self.n + 1);
+        let (mut col, mut val) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        start.push(0);
+        for (len, c, v) in parts {
+            for l in len {
+                start.push(start[start.len() - 1] + l as usize);
+            }
+            col.extend(c);
+            val.extend(v);
+        }
+        Sparse::from_parts(start, col, val, ts.len())
     }
 
     /// Each feature's mean over these rows, summed as
@@ -438,6 +478,8 @@ mod tests {
         for ((ij, w), g) in want.indexed_iter().zip(got.iter()) {
             assert_eq!(w.to_bits(), g.to_bits(), "{ij:?} {:?}", spec.features[ij.1]);
         }
+        let sparse = codes.sparse(&spec);
+        assert_eq!(sparse.rows().to_dense(), got);
         let means = codes.means(&spec);
         for (w, g) in spec.means.iter().zip(&means) {
             assert_eq!(w.to_bits(), g.to_bits());

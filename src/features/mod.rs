@@ -22,7 +22,9 @@ use crate::error::{IcpError, Result};
 use crate::load::ColumnKind;
 
 pub mod encoded;
+pub mod sparse;
 pub use encoded::{Encoded, Scorer};
+pub use sparse::{Rows, Sparse};
 
 pub const MISSING: &str = "(missing)";
 pub const OTHER: &str = "(other)";

@@ -14,8 +14,10 @@
 //! Deterministic whatever the thread count: deals are cut into fixed-size
 //! blocks, evaluated in parallel, and the block sums added in block order.
 
-use ndarray::{Array2, ArrayView2, Axis, ShapeBuilder, s};
+use ndarray::Array2;
 use rayon::prelude::*;
+
+use crate::features::Rows;
 
 /// Deals per block: large enough to amortise the Hessian product, small
 /// enough that a block's scaled copy stays a few MB.
@@ -44,7 +46,7 @@ struct Eval {
 /// 1e-10 per deal of the optimum, when no step lowers it any more, or after
 /// `max_iterations` steps.
 pub fn fit(
-    x: ArrayView2<f64>,
+    x: Rows<'_>,
     y: &[bool],
     alpha: f64,
     max_iterations: u64,
@@ -108,15 +110,15 @@ pub fn fit(
     }
 }
 
-fn evaluate(x: ArrayView2<f64>, y: &[bool], alpha: f64, theta: &[f64], hessian: bool) -> Eval {
-    let (n, p) = x.dim();
+fn evaluate(x: Rows<'_>, y: &[bool], alpha: f64, theta: &[f64], hessian: bool) -> Eval {
+    let (n, p) = (x.nrows(), x.ncols());
     let blocks: Vec<(usize, usize)> = (0..n)
         .step_by(BLOCK)
         .map(|s| (s, (s + BLOCK).min(n)))
         .collect();
     let parts: Vec<Eval> = blocks
         .par_iter()
-        .map(|&(s0, s1)| evaluate_block(x.slice(s![s0..s1, ..]), &y[s0..s1], theta, hessian))
+        .map(|&(s0, s1)| evaluate_block(x.slice(s0, s1), &y[s0..s1], theta, hessian))
         .collect();
     let mut total = Eval {
         loss: 0.0,
@@ -141,57 +143,52 @@ fn evaluate(x: ArrayView2<f64>, y: &[bool], alpha: f64, theta: &[f64], hessian: 
         for j in 0..p {
             h[[j, j]] += alpha;
         }
+        // the blocks filled the upper triangle
+        for a in 0..=p {
+            for b in 0..a {
+                h[[a, b]] = h[[b, a]];
+            }
+        }
     }
     total
 }
 
-fn evaluate_block(x: ArrayView2<f64>, y: &[bool], theta: &[f64], hessian: bool) -> Eval {
-    let (m, p) = x.dim();
-    // linear predictor, column by column (columns are contiguous in the
-    // column-major design)
-    let mut z = vec![theta[p]; m];
-    for (j, col) in x.axis_iter(Axis(1)).enumerate() {
-        let wj = theta[j];
-        for (zi, v) in z.iter_mut().zip(col.iter()) {
-            *zi += wj * v;
-        }
-    }
+fn evaluate_block(x: Rows<'_>, y: &[bool], theta: &[f64], hessian: bool) -> Eval {
+    let (m, p) = (x.nrows(), x.ncols());
     let mut loss = 0.0;
-    let mut resid = vec![0.0; m];
-    let mut weight = vec![0.0; m];
+    let mut grad = vec![0.0; p + 1];
+    let mut hess = hessian.then(|| Array2::<f64>::zeros((p + 1, p + 1)));
     for i in 0..m {
+        let z = x.linear(i, &theta[..p], theta[p]);
         let yi = if y[i] { 1.0 } else { 0.0 };
         // one exp serves both: e = exp(-|z|)
-        let e = (-z[i].abs()).exp();
-        loss += z[i].max(0.0) + e.ln_1p() - yi * z[i];
-        let pi = if z[i] >= 0.0 {
-            1.0 / (1.0 + e)
-        } else {
-            e / (1.0 + e)
-        };
-        resid[i] = pi - yi;
-        weight[i] = pi * (1.0 - pi);
-    }
-    let mut grad = vec![0.0; p + 1];
-    for (j, col) in x.axis_iter(Axis(1)).enumerate() {
-        grad[j] = col.iter().zip(&resid).map(|(v, r)| v * r).sum();
-    }
-    grad[p] = resid.iter().sum();
-    let hess = hessian.then(|| {
-        // [X 1] scaled by sqrt(weight), then its Gram matrix
-        let root: Vec<f64> = weight.iter().map(|w| w.sqrt()).collect();
-        let mut a = Array2::<f64>::zeros((m, p + 1).f());
-        for (j, col) in x.axis_iter(Axis(1)).enumerate() {
-            for ((dst, v), r) in a.column_mut(j).iter_mut().zip(col.iter()).zip(&root) {
-                *dst = v * r;
-            }
+        let e = (-z.abs()).exp();
+        loss += z.max(0.0) + e.ln_1p() - yi * z;
+        let pi = if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+        let resid = pi - yi;
+        let (cols, vals) = x.row(i);
+        for (c, v) in cols.iter().zip(vals) {
+            grad[*c as usize] += v * resid;
         }
-        a.column_mut(p)
-            .iter_mut()
-            .zip(&root)
-            .for_each(|(dst, r)| *dst = *r);
-        a.t().dot(&a)
-    });
+        grad[p] += resid;
+        if let Some(h) = hess.as_mut() {
+            // the upper triangle of weight * [x 1]^T [x 1], scattered
+            let weight = pi * (1.0 - pi);
+            let h = h
+                .as_slice_mut()
+                .expect("a fresh array is contiguous");
+            let stride = p + 1;
+            for (k, (ca, va)) in cols.iter().zip(vals).enumerate() {
+                let wa = weight * va;
+                let row = &mut h[*ca as usize * stride..(*ca as usize + 1) * stride];
+                for (cb, vb) in cols[k..].iter().zip(&vals[k..]) {
+                    row[*cb as usize] += wa * vb;
+                }
+                row[p] += wa;
+            }
+            h[p * stride + p] += weight;
+        }
+    }
     Eval { loss, grad, hess }
 }
 
@@ -257,6 +254,8 @@ fn cholesky_solve(h: &Array2<f64>, g: &[f64], ridge: f64) -> Option<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::Sparse;
+    use ndarray::ShapeBuilder;
 
     #[test]
     fn cholesky_solves_a_known_system() {
@@ -296,12 +295,14 @@ mod tests {
             y[i] = next() < 1.0 / (1.0 + (-z).exp());
         }
         let alpha = 1e-4 * n as f64;
-        let sol = fit(x.view(), &y, alpha, 100, None);
+        let sparse = Sparse::from_dense(x.view());
+        let x = sparse.rows();
+        let sol = fit(x, &y, alpha, 100, None);
         assert!(sol.converged, "{sol:?}");
         assert!(sol.iterations < 20, "{sol:?}");
         let mut theta = sol.coef.clone();
         theta.push(sol.intercept);
-        let e = evaluate(x.view(), &y, alpha, &theta, false);
+        let e = evaluate(x, &y, alpha, &theta, false);
         let gmax = e.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
         assert!(gmax < 1e-6 * n as f64, "gradient {:?}", e.grad);
         assert!((sol.coef[0] - 1.5).abs() < 0.2, "{sol:?}");
@@ -309,7 +310,7 @@ mod tests {
             .num_threads(1)
             .build()
             .expect("pool")
-            .install(|| fit(x.view(), &y, alpha, 100, None));
+            .install(|| fit(x, &y, alpha, 100, None));
         assert_eq!(one.coef, sol.coef);
         assert_eq!(one.intercept, sol.intercept);
     }
