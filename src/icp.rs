@@ -15,7 +15,7 @@
 //! An account fits the refined ICP when it matches at least one include
 //! criterion and no approved exclude criterion.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ impl Coded {
         let per: Vec<(HashMap<String, u32>, Vec<Bits>)> = cols
             .par_iter()
             .map(|s| {
-                let mut d: HashMap<String, u32> = HashMap::new();
+                let mut d: HashMap<String, u32> = HashMap::default();
                 let mut b: Vec<Bits> = Vec::new();
                 for (r, x) in s.iter().enumerate() {
                     let Some(x) = x else { continue };

@@ -162,26 +162,35 @@ pub fn load_files(
     kind_hints: Option<&BTreeMap<String, ColumnKind>>,
 ) -> Result<Dataset> {
     let mut rejects = Vec::new();
+    let mut trace = crate::progress::Trace::start();
+    let raw = read_raw(accounts_path, cfg)?;
+    trace.lap("read accounts");
     let (accounts, extra_columns) = load_accounts(
-        read_raw(accounts_path, cfg)?,
+        raw,
         accounts_path,
         cfg,
         kind_hints,
         None,
         &mut rejects,
     )?;
+    trace.lap("check accounts");
     let accounts = fingerprinted(accounts, accounts_path)?;
+    trace.lap("fingerprint accounts");
     let ids = accounts.df.select(["account_id"])?;
     let opportunities = opportunities
         .map(|p| fingerprinted(load_opportunities(p, cfg, &ids, &mut rejects)?, p))
         .transpose()?;
+    trace.lap("opportunities");
     let customers = customers
         .map(|p| fingerprinted(load_customers(p, cfg, &ids, &mut rejects)?, p))
         .transpose()?;
+    trace.lap("customers");
     let triggers = triggers
         .map(|p| fingerprinted(load_triggers(p, cfg, &ids, &mut rejects)?, p))
         .transpose()?;
+    trace.lap("triggers");
     let rejects = concat_rejects(rejects)?;
+    trace.lap("rejects");
     Ok(Dataset {
         accounts,
         opportunities,
@@ -840,20 +849,36 @@ fn check(column: &str, bad: Expr, reason: impl Into<String>) -> Check {
     }
 }
 
-/// Nest the checks into one `when` chain: the first failing check wins.
-fn first_failure(checks: &[Check], value_of: impl Fn(&str) -> Expr) -> [Expr; 3] {
+/// Name of the column holding the index of a row's first failing check.
+const FAILED: &str = "__failed";
+
+/// The index of the first failing check (null where every check passes):
+/// one small integer per row; the reason, column and value strings are
+/// built afterwards for the rejected rows alone ([`failure_text`]).
+fn first_failure(checks: &[Check]) -> Expr {
+    let mut idx = lit(NULL).cast(DataType::UInt32);
+    for (k, c) in checks.iter().enumerate().rev() {
+        idx = when(c.bad.clone()).then(lit(k as u32)).otherwise(idx);
+    }
+    idx.alias(FAILED)
+}
+
+/// The reason, column and (raw, at most 200 characters) value of the check
+/// that [`first_failure`] found, for rows that have one.
+fn failure_text(checks: &[Check], value_of: impl Fn(&str) -> Expr) -> [Expr; 3] {
     let null = || lit(NULL).cast(DataType::String);
     let mut reason = null();
     let mut column = null();
     let mut value = null();
-    for c in checks.iter().rev() {
-        reason = when(c.bad.clone())
+    for (k, c) in checks.iter().enumerate().rev() {
+        let this = col(FAILED).eq(lit(k as u32)).fill_null(lit(false));
+        reason = when(this.clone())
             .then(lit(c.reason.clone()))
             .otherwise(reason);
-        column = when(c.bad.clone())
+        column = when(this.clone())
             .then(lit(c.column.clone()))
             .otherwise(column);
-        value = when(c.bad.clone())
+        value = when(this)
             .then(
                 value_of(&c.column)
                     .cast(DataType::String)
@@ -945,19 +970,20 @@ fn split(
     pre_rejects: DataFrame,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
-    let [reason, column, value] = first_failure(checks, |c| col(format!("__raw_{c}")));
     // Checks see the cleaned text; only then are columns replaced by their
     // parsed values (a value that fails to parse must be rejected, not nulled).
     let df = lf
-        .with_columns([reason, column, value])
+        .with_column(first_failure(checks))
         .with_columns(typed)
         .collect()
         .map_err(|e| IcpError::read(path, e))?;
     let name = file_name(path);
+    let [reason, column, value] = failure_text(checks, |c| col(format!("__raw_{c}")));
     let rej = df
         .clone()
         .lazy()
-        .filter(col("reason").is_not_null())
+        .filter(col(FAILED).is_not_null())
+        .with_columns([reason, column, value])
         .select([
             lit(name.clone()).alias("file"),
             col(ROW).cast(DataType::UInt64).alias("row"),
@@ -972,7 +998,7 @@ fn split(
         .collect()?;
     let used = df
         .lazy()
-        .filter(col("reason").is_null())
+        .filter(col(FAILED).is_null())
         .sort([ROW], SortMultipleOptions::default())
         .select(keep)
         .collect()?;

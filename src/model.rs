@@ -668,12 +668,11 @@ fn evaluate(
     let brier_base = metrics::brier(&vec![base_rate; y.len()], y);
 
     // accounts of holdout deals that had no deal in the training part
-    let train_ids: std::collections::HashSet<String> = rows
+    let train_ids: rustc_hash::FxHashSet<&str> = rows
         .column("account_id")?
         .str()?
         .no_null_iter()
         .take(n_train)
-        .map(str::to_string)
         .collect();
     let test_ids: Vec<String> = test
         .column("account_id")?
@@ -681,7 +680,7 @@ fn evaluate(
         .no_null_iter()
         .map(str::to_string)
         .collect();
-    let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a)).collect();
+    let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a.as_str())).collect();
     let unseen_auc = metrics::auc(&masked(p, &unseen), &masked(y, &unseen));
     let unseen_accounts: std::collections::BTreeSet<&String> = test_ids
         .iter()

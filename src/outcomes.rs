@@ -257,7 +257,7 @@ pub fn by_band_now(
     // borrowed strings throughout: a million accounts, no per-row allocation
     let at = |b: &str| BANDS.iter().position(|x| *x == b);
     let (s_ids, s_band) = (text_col(scores, "account_id")?, text_col(scores, "band")?);
-    let band_of: HashMap<&str, usize> = s_ids
+    let band_of: rustc_hash::FxHashMap<&str, usize> = s_ids
         .iter()
         .zip(s_band.iter())
         .filter_map(|(a, b)| Some((a?, at(b?)?)))
@@ -284,7 +284,7 @@ pub fn by_band_now(
         churned: bool,
         revenue: f64,
     }
-    let mut per: HashMap<&str, A> = HashMap::new();
+    let mut per: rustc_hash::FxHashMap<&str, A> = Default::default();
     for ((a, o), m) in acc.iter().zip(outc.iter()).zip(&amt) {
         let Some(a) = a else { continue };
         let e = per.entry(a).or_default();

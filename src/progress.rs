@@ -163,3 +163,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Sub-step timer for profiling a stage: with `ICP_TRACE` set, each lap
+/// prints its label and the seconds since the previous one to stderr.
+pub struct Trace(Option<Instant>);
+
+impl Trace {
+    pub fn start() -> Trace {
+        Trace(std::env::var_os("ICP_TRACE").map(|_| Instant::now()))
+    }
+
+    pub fn lap(&mut self, label: &str) {
+        if let Some(t) = self.0.as_mut() {
+            eprintln!("  trace {label:<28} {:7.3} s", t.elapsed().as_secs_f64());
+            *t = Instant::now();
+        }
+    }
+}

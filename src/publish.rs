@@ -49,6 +49,7 @@ pub struct RunWriter {
     previous_id: Option<String>,
     as_of: Option<String>,
     note: Option<String>,
+    trace: crate::progress::Trace,
 }
 
 impl RunWriter {
@@ -75,6 +76,7 @@ impl RunWriter {
             previous_id: None,
             as_of: None,
             note: None,
+            trace: crate::progress::Trace::start(),
         })
     }
 
@@ -117,6 +119,7 @@ impl RunWriter {
             rows,
             sha256: hex(&h.finalize()),
         });
+        self.trace.lap(rel);
         Ok(())
     }
 

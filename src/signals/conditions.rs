@@ -845,13 +845,23 @@ pub fn exclusion_matches(
     labels: &DataFrame,
     exclusions: &[Finding],
 ) -> Result<DataFrame> {
+    if exclusions.is_empty() {
+        return empty_matches();
+    }
     let labelled = labels.clone().lazy().select([col("account_id")]);
-    let prospects = codes.clone().lazy().join(
-        labelled,
-        [col("account_id")],
-        [col("account_id")],
-        JoinArgs::new(JoinType::Anti),
-    );
+    // found and sorted once (a filter keeps the order), not once per exclusion
+    let prospects = codes
+        .clone()
+        .lazy()
+        .join(
+            labelled,
+            [col("account_id")],
+            [col("account_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .sort(["account_id"], SortMultipleOptions::default())
+        .collect()?
+        .lazy();
     let parts: Vec<LazyFrame> = exclusions
         .iter()
         .map(|x| {
@@ -863,7 +873,6 @@ pub fn exclusion_matches(
                     lit(x.condition.clone()).alias("criterion"),
                     col("account_id"),
                 ])
-                .sort(["account_id"], SortMultipleOptions::default())
         })
         .collect();
     if parts.is_empty() {

@@ -142,6 +142,7 @@ pub struct Inputs<'a> {
 }
 
 pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
+    let mut trace = crate::progress::Trace::start();
     let readiness = readiness::assess(
         &readiness::GateInputs {
             labels: inp.labels,
@@ -152,6 +153,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         params,
     )?;
     let codes = conditions::account_codes(inp.spec, inp.accounts)?;
+    trace.lap("readiness+codes");
     // joined once: the screen groups these frames dozens of times, and a
     // lazy frame would redo the join of deals to accounts for each. One
     // chunk each, so sums do not depend on how the join split its output.
@@ -166,7 +168,9 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         None => None,
     };
     let period_days = period_days(inp.labels)?;
+    trace.lap("deal/customer frames");
     let mut screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
+    trace.lap("screen");
     let nv = inp.spec.variables.len();
     let deal_rows = deal_rows(&deals, inp.opportunities, nv)?;
     let account_rows = account_rows(
@@ -177,6 +181,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         inp.interviews,
         nv,
     )?;
+    trace.lap("deal/account rows");
     let (icp, exclude_masks) = crate::icp::refine(
         &mut screen.signals,
         &mut screen.exclusions,
@@ -194,9 +199,12 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         },
     );
     drop((deal_rows, account_rows));
+    trace.lap("refine");
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
     let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
+    trace.lap("finding_accounts");
     let exclusion_matches = conditions::exclusion_matches(&codes, inp.labels, &screen.exclusions)?;
+    trace.lap("exclusion_matches");
     let (painful_accounts, painful, best_accounts) = painful::painful(
         inp.spec,
         inp.accounts,
@@ -205,6 +213,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         inp.window_days,
         params,
     )?;
+    trace.lap("painful");
     let triggers = match inp.triggers {
         Some(t) if t.height() > 0 => triggers::summarise(
             inp.accounts,
@@ -216,6 +225,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         )?,
         _ => Vec::new(),
     };
+    trace.lap("triggers");
     Ok(Findings {
         signal_params: params.clone(),
         readiness,
@@ -286,7 +296,7 @@ fn deal_rows(
         .column("account_id")?
         .as_materialized_series()
         .cast(&DataType::String)?;
-    let mut index: std::collections::HashMap<String, u32> = Default::default();
+    let mut index: rustc_hash::FxHashMap<String, u32> = Default::default();
     let account: Vec<u32> = ids
         .str()?
         .iter()
@@ -330,7 +340,7 @@ fn account_rows(
     interviews: Option<&DataFrame>,
     n_vars: usize,
 ) -> Result<crate::icp::AccountRows> {
-    use std::collections::HashMap;
+    use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
     let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
     // borrowed strings: a million accounts, no per-row allocation
     let ids_ca = text_col(codes, "account_id")?;
@@ -340,8 +350,8 @@ fn account_rows(
         text_col(labels, "outcome")?,
     );
     let l_amt = f64_col(labels, "amount")?;
-    let mut closed: std::collections::HashSet<&str> = Default::default();
-    let mut revenue: HashMap<&str, f64> = HashMap::new();
+    let mut closed: HashSet<&str> = Default::default();
+    let mut revenue: HashMap<&str, f64> = HashMap::default();
     for ((a, o), m) in l_acc.iter().zip(l_out.iter()).zip(&l_amt) {
         let Some(a) = a else { continue };
         closed.insert(a);
@@ -356,13 +366,13 @@ fn account_rows(
         .zip(&s_p)
         .filter_map(|(a, p)| Some((a?, (*p)?)))
         .collect();
-    let high: std::collections::HashSet<&str> = s_acc
+    let high: HashSet<&str> = s_acc
         .iter()
         .zip(s_band.iter())
         .filter(|(_, b)| *b == Some("high"))
         .filter_map(|(a, _)| a)
         .collect();
-    let mut note_of: HashMap<String, String> = HashMap::new();
+    let mut note_of: HashMap<String, String> = HashMap::default();
     if let Some(c) = customers {
         if c.get_column_names().iter().any(|n| n.as_str() == "notes") {
             for (a, n) in str_col(c, "account_id")?
@@ -376,7 +386,7 @@ fn account_rows(
         }
     }
     // the first quote of each account, in date order (undated last)
-    let mut quote_of: HashMap<String, String> = HashMap::new();
+    let mut quote_of: HashMap<String, String> = HashMap::default();
     if let Some(iv) = interviews {
         let iv = iv
             .clone()
