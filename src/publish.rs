@@ -99,8 +99,34 @@ impl RunWriter {
         self.note = Some(note);
     }
 
+    /// Write a file of the run from byte slices, hashing them as they go
+    /// (no re-read), and list it in the manifest.
+    pub fn bytes(&mut self, rel: &str, parts: &[&[u8]], rows: usize) -> Result<()> {
+        use std::io::Write;
+        let (path, f) = self.open(rel)?;
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p);
+            f.write_all(p).map_err(|e| IcpError::write(&path, e))?;
+        }
+        f.flush().map_err(|e| IcpError::write(&path, e))?;
+        self.recorded(rel, rows, hex(&h.finalize()));
+        Ok(())
+    }
+
     /// List a file written under the run (at `rel`) in the manifest.
     pub fn record(&mut self, rel: &str, rows: usize) -> Result<()> {
+        let path = self.tmp.join(rel);
+        // streamed: an output may be larger than memory
+        let mut h = Sha256::new();
+        let mut f = fs::File::open(&path).map_err(|e| IcpError::write(&path, e))?;
+        std::io::copy(&mut f, &mut h).map_err(|e| IcpError::write(&path, e))?;
+        self.recorded(rel, rows, hex(&h.finalize()));
+        Ok(())
+    }
+
+    fn recorded(&mut self, rel: &str, rows: usize, sha256: String) {
         // Fault injection for the crash-safety test: widen the window in
         // which a kill lands mid-publish.
         if let Some(ms) = std::env::var("ICP_TEST_PUBLISH_DELAY_MS")
@@ -109,18 +135,12 @@ impl RunWriter {
         {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
-        let path = self.tmp.join(rel);
-        // streamed: an output may be larger than memory
-        let mut h = Sha256::new();
-        let mut f = fs::File::open(&path).map_err(|e| IcpError::write(&path, e))?;
-        std::io::copy(&mut f, &mut h).map_err(|e| IcpError::write(&path, e))?;
         self.files.push(OutputFile {
             path: rel.into(),
             rows,
-            sha256: hex(&h.finalize()),
+            sha256,
         });
         self.trace.lap(rel);
-        Ok(())
     }
 
     /// A scratch directory inside the run being written; it is gone when the

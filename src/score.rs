@@ -64,7 +64,9 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         .iter()
         .map(|&k| if inputs.is_empty() { 1.0 } else { k as f64 * inv })
         .collect();
+    let mut trace = crate::progress::Trace::start();
     let codes = Encoded::of(spec, accounts)?;
+    trace.lap("score: codes");
     let scorer = Scorer::new(model, &codes);
     // raw inputs, to put each reason in plain words
     let values: Vec<Raw> = spec
@@ -78,11 +80,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             })
         })
         .collect::<Result<_>>()?;
-    let ctx = Describe {
-        artifact,
-        codes: &codes,
-        values: &values,
-    };
+    let ctx = Describe::new(artifact, &codes, &values);
 
     let min_cov = artifact.min_feature_coverage;
     type Row = (
@@ -92,7 +90,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         std::borrow::Cow<'static, str>,
         String,
     );
-    let per_row: Vec<Row> = (0..n)
+    let mut per_row: Vec<Row> = (0..n)
         .into_par_iter()
         .map_init(
             || (vec![0.0; n_groups], vec![false; n_groups]),
@@ -114,23 +112,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
                 let z = scorer.row(i, groups, seen);
                 let p = sigmoid(z);
                 let s = percentile_score(z, &artifact.reference);
-                // each group's effect in percentage points of p, against a
-                // typical account; the three largest, ties to the first group
-                let mut top: [(f64, usize); 3] = [(f64::NAN, usize::MAX); 3];
-                let mut len = 0;
-                for (g, gv) in groups.iter().enumerate() {
-                    let e = 100.0 * (p - sigmoid(z - gv));
-                    let before = |a: &(f64, usize)| {
-                        e.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&g)).is_gt()
-                    };
-                    let at = top[..len].iter().position(before).unwrap_or(len);
-                    if at < 3 {
-                        let end = len.min(2);
-                        top.copy_within(at..end, at + 1);
-                        top[at] = (e, g);
-                        len = (len + 1).min(3);
-                    }
-                }
+                let (top, len) = top_effects(groups, z, p);
                 let mut reasons = String::new();
                 for &(pts, g) in &top[..len] {
                     if !reasons.is_empty() {
@@ -153,39 +135,135 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
             },
         )
         .collect();
+    trace.lap("score: rows");
+    // output order: score desc, then account_id; unscored last (the rows
+    // are moved into place, not sorted and gathered by polars)
+    let id_col = accounts.column("account_id")?.as_materialized_series().rechunk();
+    let id_text = id_col.cast(&DataType::String)?;
+    let ids: Vec<&str> = id_text.str()?.iter().map(|v| v.unwrap_or("")).collect();
+    // counting sort by score (101 values and "unscored"), then each score's
+    // accounts by id, the scores in parallel
+    let key = |r: &Row| r.0.map_or(101, |s| 100 - s.clamp(0, 100) as usize);
+    let mut start = [0usize; 103];
+    for r in &per_row {
+        start[key(r) + 1] += 1;
+    }
+    for k in 1..103 {
+        start[k] += start[k - 1];
+    }
+    let mut order = vec![0u32; n];
+    let mut at = start;
+    for (i, r) in per_row.iter().enumerate() {
+        let k = key(r);
+        order[at[k]] = i as u32;
+        at[k] += 1;
+    }
+    let mut runs: Vec<&mut [u32]> = Vec::with_capacity(102);
+    let mut rest = order.as_mut_slice();
+    for k in 0..102 {
+        let (run, tail) = rest.split_at_mut(start[k + 1] - start[k]);
+        runs.push(run);
+        rest = tail;
+    }
+    runs.par_iter_mut()
+        .for_each(|run| run.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize])));
+    drop(ids);
+    let per_row: Vec<Row> = order
+        .iter()
+        .map(|&i| std::mem::take(&mut per_row[i as usize]))
+        .collect();
+    trace.lap("score: rank");
     let score: Vec<Option<i64>> = per_row.iter().map(|r| r.0).collect();
     let prob: Vec<Option<f64>> = per_row.iter().map(|r| r.1).collect();
     let bands: Vec<&str> = per_row.iter().map(|r| r.2).collect();
     let status: Vec<&str> = per_row.iter().map(|r| r.3.as_ref()).collect();
     let reasons: Vec<&str> = per_row.iter().map(|r| r.4.as_str()).collect();
-    let out = DataFrame::new(
+    let idx = IdxCa::from_vec("".into(), order.iter().map(|&i| i as IdxSize).collect());
+    let ident = DataFrame::new(
         n,
         vec![
             accounts.column("account_id")?.clone(),
             text("account_name")?,
             text("domain")?,
-            Column::new("score".into(), score),
-            Column::new("p_velocity_win".into(), prob),
-            Column::new("band".into(), bands),
-            Column::new("reasons".into(), reasons),
-            Column::new("model_id".into(), vec![artifact.model_id.as_str(); n]),
-            Column::new("status".into(), status),
-            Column::new(
-                "feature_coverage".into(),
-                cover
-                    .iter()
-                    .map(|c| (c * 1000.0).round() / 1000.0)
-                    .collect::<Vec<_>>(),
-            ),
         ],
-    )?;
-    Ok(out
-        .lazy()
-        .sort_by_exprs(
-            [col("score").is_null(), col("score"), col("account_id")],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
-        )
-        .collect()?)
+    )?
+    .take(&idx)?;
+    let mut cols: Vec<Column> = ident.columns().to_vec();
+    cols.extend([
+        Column::new("score".into(), score),
+        Column::new("p_velocity_win".into(), prob),
+        Column::new("band".into(), bands),
+        Column::new("reasons".into(), reasons),
+        Column::new("model_id".into(), vec![artifact.model_id.as_str(); n]),
+        Column::new("status".into(), status),
+        Column::new(
+            "feature_coverage".into(),
+            order
+                .iter()
+                .map(|&i| (cover[i as usize] * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>(),
+        ),
+    ]);
+    let out = DataFrame::new(n, cols)?;
+    trace.lap("score: frame");
+    Ok(out)
+}
+
+/// The (at most) three reason groups with the largest effect on this
+/// account's probability, in percentage points against a typical account:
+/// 100 (p - sigmoid(z - g)), largest magnitude first, ties to the lower
+/// group. The effect grows with g on either side of zero, so only the four
+/// largest positive, the four most negative and the first three zero groups
+/// can be among them: a handful of sigmoids per account instead of one per
+/// group, and the same three as evaluating them all.
+fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
+    const K: usize = 4;
+    // (g, index) kept best-first by (|g| desc, index asc), per sign
+    fn keep(list: &mut Vec<(f64, usize)>, g: f64, i: usize, cap: usize) {
+        let at = list
+            .iter()
+            .position(|&(h, _)| g.abs() > h.abs())
+            .unwrap_or(list.len());
+        if at < cap {
+            list.insert(at, (g, i));
+            list.truncate(cap);
+        }
+    }
+    let (mut pos, mut neg, mut zero) = (
+        Vec::with_capacity(K + 1),
+        Vec::with_capacity(K + 1),
+        Vec::with_capacity(4),
+    );
+    for (i, &g) in groups.iter().enumerate() {
+        if g > 0.0 {
+            keep(&mut pos, g, i, K);
+        } else if g < 0.0 {
+            keep(&mut neg, g, i, K);
+        } else if zero.len() < 3 || g.is_nan() {
+            zero.push((g, i));
+        }
+    }
+    let mut cands: Vec<usize> = pos
+        .iter()
+        .chain(&neg)
+        .chain(&zero)
+        .map(|&(_, i)| i)
+        .collect();
+    cands.sort_unstable();
+    let mut top: [(f64, usize); 3] = [(f64::NAN, usize::MAX); 3];
+    let mut len = 0;
+    for g in cands {
+        let e = 100.0 * (p - sigmoid(z - groups[g]));
+        let before = |a: &(f64, usize)| e.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&g)).is_gt();
+        let at = top[..len].iter().position(before).unwrap_or(len);
+        if at < 3 {
+            let end = len.min(2);
+            top.copy_within(at..end, at + 1);
+            top[at] = (e, g);
+            len = (len + 1).min(3);
+        }
+    }
+    (top, len)
 }
 
 /// An input column as its variable reads it.
@@ -199,11 +277,58 @@ struct Describe<'a> {
     artifact: &'a ModelArtifact,
     codes: &'a Encoded,
     values: &'a [Raw],
+    /// the words that do not depend on the account, made once: each
+    /// variable's name, "name unknown", each kept level's "name = level",
+    /// each interaction's "a and b" and "not (a and b)"
+    names: Vec<String>,
+    unknown: Vec<String>,
+    levels: Vec<Vec<String>>,
+    inside: Vec<String>,
+    outside: Vec<String>,
 }
 
-impl Describe<'_> {
+impl<'a> Describe<'a> {
+    fn new(artifact: &'a ModelArtifact, codes: &'a Encoded, values: &'a [Raw]) -> Describe<'a> {
+        let spec = &artifact.model.spec;
+        let names: Vec<String> = spec.variables.iter().map(|v| v.display_name()).collect();
+        let unknown = names.iter().map(|n| format!("{n} unknown")).collect();
+        let levels = spec
+            .variables
+            .iter()
+            .zip(&names)
+            .map(|(v, name)| match v {
+                Variable::Categorical { levels, .. } => {
+                    levels.iter().map(|l| format!("{name} = {l}")).collect()
+                }
+                Variable::Numeric { .. } => Vec::new(),
+            })
+            .collect();
+        let inside: Vec<String> = spec
+            .interactions
+            .iter()
+            .map(|it| {
+                format!(
+                    "{} and {}",
+                    spec.describe_cell(&it.a),
+                    spec.describe_cell(&it.b)
+                )
+            })
+            .collect();
+        let outside = inside.iter().map(|b| format!("not ({b})")).collect();
+        Describe {
+            artifact,
+            codes,
+            values,
+            names,
+            unknown,
+            levels,
+            inside,
+            outside,
+        }
+    }
+
     /// Plain words for account `i`'s value of reason group `g`.
-    fn describe(&self, g: usize, i: usize) -> String {
+    fn describe(&self, g: usize, i: usize) -> std::borrow::Cow<'_, str> {
         let spec = &self.artifact.model.spec;
         let nv = spec.variables.len();
         if g < nv {
@@ -211,28 +336,24 @@ impl Describe<'_> {
         }
         let k = g - nv;
         let it = &spec.interactions[k];
-        let both = format!(
-            "{} and {}",
-            spec.describe_cell(&it.a),
-            spec.describe_cell(&it.b)
-        );
         if self.codes.in_cell(spec, &it.a, i) && self.codes.in_cell(spec, &it.b, i) {
-            both
+            self.inside[k].as_str().into()
         } else {
-            format!("not ({both})")
+            self.outside[k].as_str().into()
         }
     }
 
-    fn describe_value(&self, var: usize, i: usize) -> String {
+    fn describe_value(&self, var: usize, i: usize) -> std::borrow::Cow<'_, str> {
         let spec = &self.artifact.model.spec;
         let v = &spec.variables[var];
-        let name = v.display_name();
+        let name = &self.names[var];
+        let unknown = || self.unknown[var].as_str().into();
         match (v, &self.values[var]) {
-            (Variable::Categorical { levels, .. }, Raw::Text(t)) => match t.get(i) {
-                None => format!("{name} unknown"),
+            (Variable::Categorical { .. }, Raw::Text(t)) => match t.get(i) {
+                None => unknown(),
                 Some(s) => match self.codes.cell(var, i) {
-                    Some(l) => format!("{name} = {}", levels[l as usize]),
-                    None => format!("{name} = {s} (rare)"),
+                    Some(l) => self.levels[var][l as usize].as_str().into(),
+                    None => format!("{name} = {s} (rare)").into(),
                 },
             },
             (
@@ -243,14 +364,14 @@ impl Describe<'_> {
                 },
                 Raw::Number(x),
             ) => match x.get(i) {
-                None => format!("{name} unknown"),
+                None => unknown(),
                 Some(x) if *derived_age => {
                     let age = (spec.reference_year as f64 - x).max(0.0);
-                    format!("{name} = {}", format_quantity("founded_year", age))
+                    format!("{name} = {}", format_quantity("founded_year", age)).into()
                 }
-                Some(x) => format!("{name} = {}", format_quantity(column, x)),
+                Some(x) => format!("{name} = {}", format_quantity(column, x)).into(),
             },
-            _ => format!("{name} unknown"),
+            _ => unknown(),
         }
     }
 }
@@ -258,4 +379,47 @@ impl Describe<'_> {
 /// Plain words for a cell, used by signals (re-exported for the brief).
 pub fn describe_cell(a: &ModelArtifact, c: &Cell) -> String {
     a.model.spec.describe_cell(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Evaluating every group, sorting and taking three: what
+    /// [`top_effects`] must give.
+    fn all_effects(groups: &[f64], z: f64, p: f64) -> Vec<(f64, usize)> {
+        let mut e: Vec<(f64, usize)> = groups
+            .iter()
+            .enumerate()
+            .map(|(g, v)| (100.0 * (p - sigmoid(z - v)), g))
+            .collect();
+        e.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1)));
+        e.truncate(3);
+        e
+    }
+
+    #[test]
+    fn the_top_effects_are_those_of_evaluating_every_group() {
+        let mut s: u64 = 99;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..20_000 {
+            let n = 1 + case % 40;
+            let groups: Vec<f64> = (0..n)
+                .map(|_| match (next() * 10.0) as u32 {
+                    0 => 0.0,
+                    1 => 0.25, // repeated values: ties
+                    2 => -0.25,
+                    _ => (next() - 0.5) * 4.0,
+                })
+                .collect();
+            let z = (next() - 0.5) * 6.0 + groups.iter().sum::<f64>();
+            let p = sigmoid(z);
+            let (top, len) = top_effects(&groups, z, p);
+            let want = all_effects(&groups, z, p);
+            assert_eq!(&top[..len], &want[..], "{groups:?} z {z}");
+        }
+    }
 }

@@ -48,6 +48,112 @@ pub fn segments(scores: &DataFrame) -> Result<Vec<(u8, DataFrame)>> {
         .collect())
 }
 
+/// The segment files' bytes, rendered once: the accounts at or above a
+/// threshold are a prefix of those at or above the lowest, so each file is
+/// the header and a prefix of one body (the bytes polars' CSV writer gives).
+pub struct Rendered {
+    pub header: Vec<u8>,
+    pub body: Vec<u8>,
+    /// per threshold: rows, and bytes of the body they take
+    pub cuts: Vec<(u8, usize, usize)>,
+}
+
+/// Render every segment file (see [`Rendered`]).
+pub fn render(scores: &DataFrame) -> Result<Rendered> {
+    use rayon::prelude::*;
+    let all = segments(scores)?;
+    let widest = all.iter().map(|(_, d)| d.height()).max().unwrap_or(0);
+    let df = all
+        .iter()
+        .find(|(_, d)| d.height() == widest)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_else(|| scores.clear().select(COLUMNS).unwrap_or_default());
+    let text = |c: &str| -> Result<StringChunked> {
+        Ok(df
+            .column(c)?
+            .as_materialized_series()
+            .cast(&DataType::String)?
+            .rechunk()
+            .str()?
+            .clone())
+    };
+    let (id, name, domain, band) = (
+        text("account_id")?,
+        text("account_name")?,
+        text("domain")?,
+        text("band")?,
+    );
+    let score = df.column("score")?.cast(&DataType::Int64)?;
+    let score = score.i64()?.rechunk();
+    const CHUNK: usize = 65_536;
+    let starts: Vec<usize> = (0..widest).step_by(CHUNK).collect();
+    let parts: Vec<(Vec<u8>, Vec<usize>)> = starts
+        .par_iter()
+        .map(|&s| {
+            let e = (s + CHUNK).min(widest);
+            let mut buf = Vec::with_capacity((e - s) * 64);
+            let mut ends = Vec::with_capacity(e - s);
+            for i in s..e {
+                csv_text(&mut buf, id.get(i));
+                buf.push(b',');
+                csv_text(&mut buf, name.get(i));
+                buf.push(b',');
+                csv_text(&mut buf, domain.get(i));
+                buf.push(b',');
+                if let Some(v) = score.get(i) {
+                    buf.extend_from_slice(v.to_string().as_bytes());
+                }
+                buf.push(b',');
+                csv_text(&mut buf, band.get(i));
+                buf.push(b'\n');
+                ends.push(buf.len());
+            }
+            (buf, ends)
+        })
+        .collect();
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    let mut ends = Vec::with_capacity(widest);
+    for (b, e) in parts {
+        let at = body.len();
+        ends.extend(e.into_iter().map(|x| x + at));
+        body.extend_from_slice(&b);
+    }
+    let cuts = all
+        .iter()
+        .map(|(t, d)| {
+            let n = d.height();
+            (*t, n, if n == 0 { 0 } else { ends[n - 1] })
+        })
+        .collect();
+    let mut header = COLUMNS.join(",").into_bytes();
+    header.push(b'\n');
+    Ok(Rendered { header, body, cuts })
+}
+
+/// A text cell as polars' CSV writer writes it (quote style "necessary"):
+/// null empty, an empty string `""`, quoted when it holds a comma, a line
+/// break or a quote (quotes doubled).
+fn csv_text(buf: &mut Vec<u8>, v: Option<&str>) {
+    let Some(s) = v else { return };
+    if s.is_empty() {
+        buf.extend_from_slice(b"\"\"");
+        return;
+    }
+    let b = s.as_bytes();
+    if !b.iter().any(|c| matches!(c, b',' | b'\n' | b'\r' | b'"')) {
+        buf.extend_from_slice(b);
+        return;
+    }
+    buf.push(b'"');
+    for &c in b {
+        if c == b'"' {
+            buf.push(b'"');
+        }
+        buf.push(c);
+    }
+    buf.push(b'"');
+}
+
 /// Accounts per band, for summaries: (band, count) in a fixed order.
 pub fn band_counts(scores: &DataFrame) -> Result<Vec<(String, usize)>> {
     let bands = scores.column("band")?.str()?;
@@ -60,4 +166,65 @@ pub fn band_counts(scores: &DataFrame) -> Result<Vec<(String, usize)>> {
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rendered files are, byte for byte, what polars' CSV writer makes
+    /// of each segment, with names that need quoting and missing values.
+    #[test]
+    fn rendered_segments_are_the_csv_writer_bytes() {
+        let n = 300;
+        let ids: Vec<String> = (0..n).map(|i| format!("A{:04}", (i * 7919) % 1000)).collect();
+        let names: Vec<Option<String>> = (0..n)
+            .map(|i| match i % 6 {
+                0 => None,
+                1 => Some(String::new()),
+                2 => Some(format!("Acme, Inc {i}")),
+                3 => Some(format!("The \"Best\" Co {i}")),
+                4 => Some(format!("Line\nbreak {i}")),
+                _ => Some(format!("Plain {i}")),
+            })
+            .collect();
+        let domains: Vec<Option<String>> = (0..n)
+            .map(|i| (i % 4 != 0).then(|| format!("d{i}.com")))
+            .collect();
+        let scores: Vec<Option<i64>> = (0..n)
+            .map(|i| (i % 17 != 0).then_some(((i * 37) % 101) as i64))
+            .collect();
+        let bands: Vec<&str> = scores
+            .iter()
+            .map(|s| s.map_or("unscored", |s| crate::model::band(s as u8)))
+            .collect();
+        let status: Vec<&str> = scores
+            .iter()
+            .map(|s| if s.is_some() { STATUS_SCORED } else { "insufficient_data" })
+            .collect();
+        let df = df![
+            "account_id" => ids,
+            "account_name" => names,
+            "domain" => domains,
+            "score" => scores,
+            "band" => bands,
+            "status" => status,
+        ]
+        .expect("frame");
+        let r = render(&df).expect("render");
+        let segs = segments(&df).expect("segments");
+        assert_eq!(r.cuts.len(), segs.len());
+        for ((t, rows, bytes), (t2, seg)) in r.cuts.iter().zip(&segs) {
+            assert_eq!(t, t2);
+            assert_eq!(*rows, seg.height());
+            let mut want = Vec::new();
+            CsvWriter::new(&mut want)
+                .include_header(true)
+                .finish(&mut seg.clone())
+                .expect("csv");
+            let mut got = r.header.clone();
+            got.extend_from_slice(&r.body[..*bytes]);
+            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "threshold {t}");
+        }
+    }
 }

@@ -45,7 +45,7 @@ pub struct Args {
     pub parquet: bool,
     /// Accounts checked and scored at a time; memory grows with it, the
     /// outputs do not change with it.
-    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_rows: u64,
     #[arg(long, short)]
     pub quiet: bool,
@@ -63,9 +63,11 @@ pub fn write_scoring(
         w.parquet("scores.parquet", scores)?;
     }
     let mut counts = vec![("accounts_scored".to_string(), scores.height())];
-    for (t, seg) in segments::segments(scores)? {
-        counts.push((format!("score_gte_{t}"), seg.height()));
-        w.csv(&segments::file_name(t), &seg)?;
+    // rendered once; each file a prefix of the same rows
+    let r = segments::render(scores)?;
+    for &(t, rows, bytes) in &r.cuts {
+        counts.push((format!("score_gte_{t}"), rows));
+        w.bytes(&segments::file_name(t), &[&r.header, &r.body[..bytes]], rows)?;
     }
     for (b, n) in segments::band_counts(scores)? {
         counts.push((format!("band_{b}"), n));
