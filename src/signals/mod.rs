@@ -208,6 +208,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     let (painful_accounts, painful, best_accounts) = painful::painful(
         inp.spec,
         inp.accounts,
+        &codes,
         inp.labels,
         inp.customers,
         inp.window_days,
@@ -291,20 +292,21 @@ fn deal_rows(
             JoinArgs::new(JoinType::Left),
         )
         .collect()?;
+    let mut trace = crate::progress::Trace::start();
+    trace.lap("deal rows: join");
     let cells = crate::icp::Coded::from_frame(&df, n_vars)?;
+    trace.lap("deal rows: coded");
     let ids = df
         .column("account_id")?
         .as_materialized_series()
         .cast(&DataType::String)?;
-    let mut index: rustc_hash::FxHashMap<String, u32> = Default::default();
+    let mut index: rustc_hash::FxHashMap<&str, u32> = Default::default();
     let account: Vec<u32> = ids
         .str()?
         .iter()
         .map(|id| {
             let next = index.len() as u32;
-            *index
-                .entry(id.unwrap_or_default().to_string())
-                .or_insert(next)
+            *index.entry(id.unwrap_or_default()).or_insert(next)
         })
         .collect();
     let label: Vec<bool> = df
@@ -315,9 +317,9 @@ fn deal_rows(
         .iter()
         .map(|v| v.unwrap_or(false))
         .collect();
-    let lost: Vec<bool> = str_col(&df, "outcome")?
+    let lost: Vec<bool> = text_col(&df, "outcome")?
         .iter()
-        .map(|o| o.as_deref() == Some("lost"))
+        .map(|o| o == Some("lost"))
         .collect();
     Ok(crate::icp::DealRows {
         cells,
@@ -341,7 +343,9 @@ fn account_rows(
     n_vars: usize,
 ) -> Result<crate::icp::AccountRows> {
     use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+    let mut trace = crate::progress::Trace::start();
     let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
+    trace.lap("account rows: coded");
     // borrowed strings: a million accounts, no per-row allocation
     let ids_ca = text_col(codes, "account_id")?;
     let ids: Vec<&str> = ids_ca.iter().map(|a| a.unwrap_or("")).collect();
@@ -415,6 +419,7 @@ fn account_rows(
             quote_of.entry(acc).or_insert(line);
         }
     }
+    trace.lap("account rows: maps");
     let prospect: Vec<bool> = ids.iter().map(|a| !closed.contains(a)).collect();
     let customer: Vec<bool> = ids.iter().map(|a| revenue.contains_key(a)).collect();
     let prospect_high: Vec<bool> = ids

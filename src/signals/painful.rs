@@ -5,7 +5,7 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::conditions::{account_codes, code_col};
+use super::conditions::code_col;
 use super::stats::{benjamini_hochberg, two_proportions};
 use super::{SignalParams, f64_col, str_col};
 use crate::error::Result;
@@ -63,6 +63,7 @@ fn list_columns(painful: bool) -> Vec<Expr> {
 pub fn painful(
     spec: &FeatureSpec,
     accounts: &DataFrame,
+    codes: &DataFrame,
     labels: &DataFrame,
     customers: Option<&DataFrame>,
     window_days: i64,
@@ -199,13 +200,12 @@ pub fn painful(
         .height();
 
     // Conditions the painful share, among high-revenue customers.
-    let codes = account_codes(spec, accounts)?;
     let hr = flagged
         .lazy()
         .filter(col("__high"))
         .select([col("account_id"), col("__painful")])
         .join(
-            codes.lazy(),
+            codes.clone().lazy(),
             [col("account_id")],
             [col("account_id")],
             JoinArgs::new(JoinType::Left),
