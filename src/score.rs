@@ -113,7 +113,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
                 let p = sigmoid(z);
                 let s = percentile_score(z, &artifact.reference);
                 let (top, len) = top_effects(groups, z, p);
-                let mut reasons = String::new();
+                let mut reasons = String::with_capacity(160);
                 for &(pts, g) in &top[..len] {
                     if !reasons.is_empty() {
                         reasons.push_str("; ");
@@ -218,41 +218,57 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
 /// group, and the same three as evaluating them all.
 fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
     const K: usize = 4;
-    // (g, index) kept best-first by (|g| desc, index asc), per sign
-    fn keep(list: &mut Vec<(f64, usize)>, g: f64, i: usize, cap: usize) {
-        let at = list
-            .iter()
-            .position(|&(h, _)| g.abs() > h.abs())
-            .unwrap_or(list.len());
-        if at < cap {
-            list.insert(at, (g, i));
-            list.truncate(cap);
+    /// At most `N` (g, index), best-first by (|g| desc, index asc), on the stack.
+    struct Best<const N: usize> {
+        items: [(f64, usize); N],
+        len: usize,
+    }
+    impl<const N: usize> Best<N> {
+        fn new() -> Self {
+            Best {
+                items: [(0.0, 0); N],
+                len: 0,
+            }
+        }
+        fn offer(&mut self, g: f64, i: usize) {
+            let at = self.items[..self.len]
+                .iter()
+                .position(|&(h, _)| g.abs() > h.abs())
+                .unwrap_or(self.len);
+            if at < N {
+                let end = self.len.min(N - 1);
+                self.items.copy_within(at..end, at + 1);
+                self.items[at] = (g, i);
+                self.len = (self.len + 1).min(N);
+            }
         }
     }
-    let (mut pos, mut neg, mut zero) = (
-        Vec::with_capacity(K + 1),
-        Vec::with_capacity(K + 1),
-        Vec::with_capacity(4),
-    );
+    let (mut pos, mut neg) = (Best::<K>::new(), Best::<K>::new());
+    let mut zero = Best::<3>::new();
+    let mut nan = Best::<3>::new();
     for (i, &g) in groups.iter().enumerate() {
         if g > 0.0 {
-            keep(&mut pos, g, i, K);
+            pos.offer(g, i);
         } else if g < 0.0 {
-            keep(&mut neg, g, i, K);
-        } else if zero.len() < 3 || g.is_nan() {
-            zero.push((g, i));
+            neg.offer(g, i);
+        } else if g.is_nan() {
+            nan.offer(0.0, i);
+        } else {
+            zero.offer(0.0, i);
         }
     }
-    let mut cands: Vec<usize> = pos
-        .iter()
-        .chain(&neg)
-        .chain(&zero)
-        .map(|&(_, i)| i)
-        .collect();
-    cands.sort_unstable();
+    let mut cands = [0usize; 2 * K + 6];
+    let mut n = 0;
+    for b in [&pos.items[..pos.len], &neg.items[..neg.len], &zero.items[..zero.len], &nan.items[..nan.len]] {
+        for &(_, i) in b {
+            cands[n] = i;
+            n += 1;
+        }
+    }
+    cands[..n].sort_unstable();
     let mut top: [(f64, usize); 3] = [(f64::NAN, usize::MAX); 3];
     let mut len = 0;
-    for g in cands {
+    for &g in &cands[..n] {
         let e = 100.0 * (p - sigmoid(z - groups[g]));
         let before = |a: &(f64, usize)| e.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&g)).is_gt();
         let at = top[..len].iter().position(before).unwrap_or(len);
