@@ -193,13 +193,21 @@ impl RunWriter {
     }
 
     pub fn csv(&mut self, rel: &str, df: &DataFrame) -> Result<()> {
-        let (path, mut f) = self.open(rel)?;
+        use std::io::Write;
+        let (path, f) = self.open(rel)?;
+        // hashed as it is written: no second read of the file
+        let mut out = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, f),
+            hash: Sha256::new(),
+        };
         let mut df = df.clone();
-        CsvWriter::new(&mut f)
+        CsvWriter::new(&mut out)
             .include_header(true)
             .finish(&mut df)
             .map_err(|e| IcpError::write(&path, e))?;
-        self.record(rel, df.height())
+        out.flush().map_err(|e| IcpError::write(&path, e))?;
+        self.recorded(rel, df.height(), hex(&out.hash.finalize()));
+        Ok(())
     }
 
     /// A CSV meant to be opened by people (in a spreadsheet): text cells that
@@ -294,6 +302,24 @@ impl RunWriter {
     /// Give up: remove the temporary directory.
     pub fn abandon(self) {
         let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

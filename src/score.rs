@@ -212,10 +212,13 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
 /// The (at most) three reason groups with the largest effect on this
 /// account's probability, in percentage points against a typical account:
 /// 100 (p - sigmoid(z - g)), largest magnitude first, ties to the lower
-/// group. The effect grows with g on either side of zero, so only the four
-/// largest positive, the four most negative and the first three zero groups
-/// can be among them: a handful of sigmoids per account instead of one per
-/// group, and the same three as evaluating them all.
+/// group. The effect grows with g on either side of zero (not strictly, in
+/// floating point), so only the four largest positive, the four most
+/// negative and the first three zero groups are evaluated: a handful of
+/// sigmoids per account instead of one per group. When a group left out
+/// could tie with the third (p rounds to 0 or 1 and effects flatten to the
+/// same value), every group is evaluated, so the three are always those of
+/// evaluating them all.
 fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
     const K: usize = 4;
     /// At most `N` (g, index), best-first by (|g| desc, index asc), on the stack.
@@ -246,17 +249,23 @@ fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
     let (mut pos, mut neg) = (Best::<K>::new(), Best::<K>::new());
     let mut zero = Best::<3>::new();
     let mut nan = Best::<3>::new();
+    // how many of each kind: more than kept means some were left out
+    let (mut n_pos, mut n_neg, mut n_zero) = (0, 0, 0);
     for (i, &g) in groups.iter().enumerate() {
         if g > 0.0 {
             pos.offer(g, i);
+            n_pos += 1;
         } else if g < 0.0 {
             neg.offer(g, i);
+            n_neg += 1;
         } else if g.is_nan() {
             nan.offer(0.0, i);
         } else {
             zero.offer(0.0, i);
+            n_zero += 1;
         }
     }
+    let effect = |g: usize| 100.0 * (p - sigmoid(z - groups[g]));
     let mut cands = [0usize; 2 * K + 6];
     let mut n = 0;
     for b in [&pos.items[..pos.len], &neg.items[..neg.len], &zero.items[..zero.len], &nan.items[..nan.len]] {
@@ -269,7 +278,7 @@ fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
     let mut top: [(f64, usize); 3] = [(f64::NAN, usize::MAX); 3];
     let mut len = 0;
     for &g in &cands[..n] {
-        let e = 100.0 * (p - sigmoid(z - groups[g]));
+        let e = effect(g);
         let before = |a: &(f64, usize)| e.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&g)).is_gt();
         let at = top[..len].iter().position(before).unwrap_or(len);
         if at < 3 {
@@ -278,6 +287,28 @@ fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
             top[at] = (e, g);
             len = (len + 1).min(3);
         }
+    }
+    // A group left out has an effect no larger than the last one kept of its
+    // kind (zero groups: exactly 0). Unless the third is strictly larger
+    // than every such bound, a left-out group could tie with it and win on
+    // its lower index: evaluate them all.
+    let mut bound = f64::NEG_INFINITY;
+    if n_pos > K {
+        bound = bound.max(effect(pos.items[K - 1].1).abs());
+    }
+    if n_neg > K {
+        bound = bound.max(effect(neg.items[K - 1].1).abs());
+    }
+    if n_zero > 3 {
+        bound = bound.max(0.0);
+    }
+    let settled =
+        (len == 3 && top[2].0.abs() > bound) || (len < 3 && bound == f64::NEG_INFINITY);
+    if !settled {
+        let mut all: Vec<(f64, usize)> = (0..groups.len()).map(|g| (effect(g), g)).collect();
+        all.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1)));
+        len = all.len().min(3);
+        top[..len].copy_from_slice(&all[..len]);
     }
     (top, len)
 }
@@ -415,6 +446,19 @@ mod tests {
     }
 
     #[test]
+    fn saturated_probabilities_keep_the_lowest_groups_on_ties() {
+        // p rounds to 1: every small group's effect is exactly 0, a tie that
+        // the lowest group index wins (review finding)
+        let groups = [0.1, 0.2, 0.3, 0.4, 98.0];
+        let z = 100.0;
+        let (top, len) = top_effects(&groups, z, sigmoid(z));
+        let got: Vec<usize> = top[..len].iter().map(|t| t.1).collect();
+        let want: Vec<usize> = all_effects(&groups, z, sigmoid(z)).iter().map(|t| t.1).collect();
+        assert_eq!(got, want);
+        assert_eq!(got, vec![4, 0, 1]);
+    }
+
+    #[test]
     fn the_top_effects_are_those_of_evaluating_every_group() {
         let mut s: u64 = 99;
         let mut next = || {
@@ -431,7 +475,12 @@ mod tests {
                     _ => (next() - 0.5) * 4.0,
                 })
                 .collect();
-            let z = (next() - 0.5) * 6.0 + groups.iter().sum::<f64>();
+            // now and then saturated (p rounds to 0 or 1, effects tie at 0)
+            let z = if case % 5 == 0 {
+                (next() - 0.5) * 200.0
+            } else {
+                (next() - 0.5) * 6.0 + groups.iter().sum::<f64>()
+            };
             let p = sigmoid(z);
             let (top, len) = top_effects(&groups, z, p);
             let want = all_effects(&groups, z, p);

@@ -8,8 +8,10 @@
 //! numeric band are screened on the training rows with a score test against
 //! the main-effects model, so only combinations the data support get a term.
 //!
-//! Every feature is a polars expression, so training and scoring share one
-//! code path and the same expressions can be shown as SQL.
+//! Every feature is defined as a polars expression ([`FeatureSpec::exprs`]),
+//! which `icp export-sql` shows as SQL. Training and scoring apply the same
+//! definition through integer cell codes ([`Encoded`]), tested to give the
+//! expressions' values bit for bit.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -678,9 +680,9 @@ pub fn add_interactions(
         return Ok(spec);
     }
     // Every candidate is a (level, band) cell of two variables, so one code
-    // per variable and row (level index, band index) gives all of them: one
-    // polars pass over the deals and one over the accounts, then sums per
-    // cell, deal by deal in row order.
+    // per variable and row (level index, band index) gives all of them: the
+    // codes of the deals and of the accounts, then sums per cell, deal by
+    // deal in row order.
     let deal_codes = Encoded::of(&spec, rows)?;
     let account_codes = Encoded::of(&spec, accounts)?;
     let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();

@@ -32,6 +32,13 @@ impl Sparse {
     pub fn from_parts(start: Vec<usize>, col: Vec<u32>, val: Vec<f64>, p: usize) -> Sparse {
         debug_assert_eq!(col.len(), val.len());
         debug_assert_eq!(start.last().copied().unwrap_or(0), col.len());
+        // the Hessian scatter fills the upper triangle: each row's columns
+        // must be strictly ascending
+        debug_assert!(
+            start
+                .windows(2)
+                .all(|w| col[w[0]..w[1]].windows(2).all(|c| c[0] < c[1]))
+        );
         Sparse { start, col, val, p }
     }
 

@@ -19,8 +19,8 @@ use rayon::prelude::*;
 
 use crate::features::Rows;
 
-/// Deals per block: large enough to amortise the Hessian product, small
-/// enough that a block's scaled copy stays a few MB.
+/// Deals per block: enough work per task to amortise its (p+1)^2 Hessian,
+/// few enough blocks that summing those stays cheap.
 const BLOCK: usize = 8_192;
 /// Armijo constant of the backtracking line search.
 const ARMIJO: f64 = 1e-4;
