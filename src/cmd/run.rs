@@ -56,6 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         )
     })?;
     let artifact = trained.artifact;
+    // the labelled deals joined with their accounts' columns served the fit
+    // only: let them go before the signals stage, where memory peaks
+    drop(trained.rows);
     stages.start("score");
     stages.rows(data.accounts.df.height());
     let scores = score::score(&artifact, &data.accounts.df)?;
