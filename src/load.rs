@@ -165,14 +165,8 @@ pub fn load_files(
     let mut trace = crate::progress::Trace::start();
     let raw = read_raw(accounts_path, cfg)?;
     trace.lap("read accounts");
-    let (accounts, extra_columns) = load_accounts(
-        raw,
-        accounts_path,
-        cfg,
-        kind_hints,
-        None,
-        &mut rejects,
-    )?;
+    let (accounts, extra_columns) =
+        load_accounts(raw, accounts_path, cfg, kind_hints, None, &mut rejects)?;
     trace.lap("check accounts");
     let accounts = fingerprinted(accounts, accounts_path)?;
     trace.lap("fingerprint accounts");
@@ -1798,14 +1792,19 @@ mod tests {
         let (mut start, mut fields, mut quoted) = (0usize, 1usize, false);
         let mut header: Option<usize> = None;
         let mut out = Vec::new();
-        let mut end_record = |start: usize, end: usize, fields: usize, header: &mut Option<usize>| {
-            let end = if end > start && bytes[end - 1] == b'\r' { end - 1 } else { end };
-            match *header {
-                None => *header = Some(fields),
-                Some(h) if end > start && fields != h => out.push((start..end, fields)),
-                _ => {}
-            }
-        };
+        let mut end_record =
+            |start: usize, end: usize, fields: usize, header: &mut Option<usize>| {
+                let end = if end > start && bytes[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
+                match *header {
+                    None => *header = Some(fields),
+                    Some(h) if end > start && fields != h => out.push((start..end, fields)),
+                    _ => {}
+                }
+            };
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -1845,7 +1844,9 @@ mod tests {
             let len = case % 60;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     alphabet[(s >> 33) as usize % alphabet.len()]
                 })
                 .collect();

@@ -362,13 +362,7 @@ fn fit_spec(
     let x = x.rows();
     // the score test needs the residuals of a model fitted on these same
     // deals: fitted on a subset, older deals' misfit reads as interactions
-    let (coef, b) = fit_logistic(
-        x,
-        y,
-        1e-3,
-        cfg.model.max_iterations,
-        cfg.model.solver,
-    )?;
+    let (coef, b) = fit_logistic(x, y, 1e-3, cfg.model.max_iterations, cfg.model.solver)?;
     let p = predict(x, &coef, b);
     features::add_interactions(
         spec,
@@ -680,7 +674,10 @@ fn evaluate(
         .no_null_iter()
         .map(str::to_string)
         .collect();
-    let unseen: Vec<bool> = test_ids.iter().map(|a| !train_ids.contains(a.as_str())).collect();
+    let unseen: Vec<bool> = test_ids
+        .iter()
+        .map(|a| !train_ids.contains(a.as_str()))
+        .collect();
     let unseen_auc = metrics::auc(&masked(p, &unseen), &masked(y, &unseen));
     let unseen_accounts: std::collections::BTreeSet<&String> = test_ids
         .iter()
@@ -874,8 +871,8 @@ mod tests {
                 }
             });
             let (c0, b0) = fit_logistic(sp(&x).rows(), &y, 1e-2, 300, solver).expect("cold");
-            let (c1, b1) =
-                fit_logistic_from(sp(&x).rows(), &y, 1e-3, 300, solver, Some((&c0, b0))).expect("warm");
+            let (c1, b1) = fit_logistic_from(sp(&x).rows(), &y, 1e-3, 300, solver, Some((&c0, b0)))
+                .expect("warm");
             let (c2, b2) = fit_logistic(sp(&x).rows(), &y, 1e-3, 300, solver).expect("cold");
             for (a, b) in c1.iter().zip(&c2) {
                 assert!((a - b).abs() < 1e-2, "{win_share}: {c1:?} vs {c2:?}");
@@ -888,7 +885,8 @@ mod tests {
     fn single_class_is_a_clear_error() {
         let x = Array2::from_elem((10, 1), 1.0);
         for solver in [Solver::Newton, Solver::Lbfgs] {
-            let e = fit_logistic(sp(&x).rows(), &[false; 10], 1e-3, 50, solver).expect_err("one class");
+            let e =
+                fit_logistic(sp(&x).rows(), &[false; 10], 1e-3, 50, solver).expect_err("one class");
             assert!(e.to_string().contains("same label"), "{e}");
         }
     }
@@ -927,8 +925,10 @@ mod tests {
             y[i] = u < sigmoid(z);
         }
         for lambda in [1e-4, 1e-2] {
-            let (cn, bn) = fit_logistic(sp(&x).rows(), &y, lambda, 300, Solver::Newton).expect("newton");
-            let (cl, bl) = fit_logistic(sp(&x).rows(), &y, lambda, 3000, Solver::Lbfgs).expect("lbfgs");
+            let (cn, bn) =
+                fit_logistic(sp(&x).rows(), &y, lambda, 300, Solver::Newton).expect("newton");
+            let (cl, bl) =
+                fit_logistic(sp(&x).rows(), &y, lambda, 3000, Solver::Lbfgs).expect("lbfgs");
             let (on, ol) = (
                 objective(sp(&x).rows(), &y, lambda, &cn, bn),
                 objective(sp(&x).rows(), &y, lambda, &cl, bl),

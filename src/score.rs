@@ -62,7 +62,13 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     let inv = 1.0 / inputs.len() as f64;
     let cover: Vec<f64> = known
         .iter()
-        .map(|&k| if inputs.is_empty() { 1.0 } else { k as f64 * inv })
+        .map(|&k| {
+            if inputs.is_empty() {
+                1.0
+            } else {
+                k as f64 * inv
+            }
+        })
         .collect();
     let mut trace = crate::progress::Trace::start();
     let codes = Encoded::of(spec, accounts)?;
@@ -73,9 +79,14 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         .variables
         .iter()
         .map(|v| {
-            let s = accounts.column(v.column())?.as_materialized_series().rechunk();
+            let s = accounts
+                .column(v.column())?
+                .as_materialized_series()
+                .rechunk();
             Ok(match v {
-                Variable::Categorical { .. } => Raw::Text(s.cast(&DataType::String)?.str()?.clone()),
+                Variable::Categorical { .. } => {
+                    Raw::Text(s.cast(&DataType::String)?.str()?.clone())
+                }
                 Variable::Numeric { .. } => Raw::Number(s.cast(&DataType::Float64)?.f64()?.clone()),
             })
         })
@@ -138,7 +149,10 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     trace.lap("score: rows");
     // output order: score desc, then account_id; unscored last (the rows
     // are moved into place, not sorted and gathered by polars)
-    let id_col = accounts.column("account_id")?.as_materialized_series().rechunk();
+    let id_col = accounts
+        .column("account_id")?
+        .as_materialized_series()
+        .rechunk();
     let id_text = id_col.cast(&DataType::String)?;
     let ids: Vec<&str> = id_text.str()?.iter().map(|v| v.unwrap_or("")).collect();
     // counting sort by score (101 values and "unscored"), then each score's
@@ -268,7 +282,12 @@ fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
     let effect = |g: usize| 100.0 * (p - sigmoid(z - groups[g]));
     let mut cands = [0usize; 2 * K + 6];
     let mut n = 0;
-    for b in [&pos.items[..pos.len], &neg.items[..neg.len], &zero.items[..zero.len], &nan.items[..nan.len]] {
+    for b in [
+        &pos.items[..pos.len],
+        &neg.items[..neg.len],
+        &zero.items[..zero.len],
+        &nan.items[..nan.len],
+    ] {
         for &(_, i) in b {
             cands[n] = i;
             n += 1;
@@ -302,8 +321,7 @@ fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
     if n_zero > 3 {
         bound = bound.max(0.0);
     }
-    let settled =
-        (len == 3 && top[2].0.abs() > bound) || (len < 3 && bound == f64::NEG_INFINITY);
+    let settled = (len == 3 && top[2].0.abs() > bound) || (len < 3 && bound == f64::NEG_INFINITY);
     if !settled {
         let mut all: Vec<(f64, usize)> = (0..groups.len()).map(|g| (effect(g), g)).collect();
         all.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.cmp(&b.1)));
@@ -453,7 +471,10 @@ mod tests {
         let z = 100.0;
         let (top, len) = top_effects(&groups, z, sigmoid(z));
         let got: Vec<usize> = top[..len].iter().map(|t| t.1).collect();
-        let want: Vec<usize> = all_effects(&groups, z, sigmoid(z)).iter().map(|t| t.1).collect();
+        let want: Vec<usize> = all_effects(&groups, z, sigmoid(z))
+            .iter()
+            .map(|t| t.1)
+            .collect();
         assert_eq!(got, want);
         assert_eq!(got, vec![4, 0, 1]);
     }
@@ -462,7 +483,9 @@ mod tests {
     fn the_top_effects_are_those_of_evaluating_every_group() {
         let mut s: u64 = 99;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 11) as f64 / (1u64 << 53) as f64
         };
         for case in 0..20_000 {

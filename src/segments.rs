@@ -177,7 +177,9 @@ mod tests {
     #[test]
     fn rendered_segments_are_the_csv_writer_bytes() {
         let n = 300;
-        let ids: Vec<String> = (0..n).map(|i| format!("A{:04}", (i * 7919) % 1000)).collect();
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("A{:04}", (i * 7919) % 1000))
+            .collect();
         let names: Vec<Option<String>> = (0..n)
             .map(|i| match i % 6 {
                 0 => None,
@@ -200,7 +202,13 @@ mod tests {
             .collect();
         let status: Vec<&str> = scores
             .iter()
-            .map(|s| if s.is_some() { STATUS_SCORED } else { "insufficient_data" })
+            .map(|s| {
+                if s.is_some() {
+                    STATUS_SCORED
+                } else {
+                    "insufficient_data"
+                }
+            })
             .collect();
         let df = df![
             "account_id" => ids,
@@ -224,7 +232,11 @@ mod tests {
                 .expect("csv");
             let mut got = r.header.clone();
             got.extend_from_slice(&r.body[..*bytes]);
-            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "threshold {t}");
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "threshold {t}"
+            );
         }
     }
 }

@@ -67,7 +67,11 @@ pub fn write_scoring(
     let r = segments::render(scores)?;
     for &(t, rows, bytes) in &r.cuts {
         counts.push((format!("score_gte_{t}"), rows));
-        w.bytes(&segments::file_name(t), &[&r.header, &r.body[..bytes]], rows)?;
+        w.bytes(
+            &segments::file_name(t),
+            &[&r.header, &r.body[..bytes]],
+            rows,
+        )?;
     }
     for (b, n) in segments::band_counts(scores)? {
         counts.push((format!("band_{b}"), n));

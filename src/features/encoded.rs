@@ -14,8 +14,8 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::{Cell, Feature, FeatureSpec, Variable, log_scale};
 use super::sparse::Sparse;
+use super::{Cell, Feature, FeatureSpec, Variable, log_scale};
 use crate::error::Result;
 use crate::model::LinearModel;
 
@@ -56,8 +56,7 @@ fn cell_key(spec: &FeatureSpec, cell: &Cell) -> (usize, u32) {
     match cell {
         Cell::Level { var, level } => (
             *var,
-            spec.level_index(*var, level)
-                .map_or(u32::MAX, |i| i as u32),
+            spec.level_index(*var, level).map_or(u32::MAX, |i| i as u32),
         ),
         Cell::Bin { var, bin } => (*var, *bin as u32),
     }
@@ -223,7 +222,8 @@ impl Encoded {
             .par_iter()
             .map(|&s| {
                 let e = (s + CHUNK).min(self.n);
-                let (mut len, mut col, mut val) = (Vec::with_capacity(e - s), Vec::new(), Vec::new());
+                let (mut len, mut col, mut val) =
+                    (Vec::with_capacity(e - s), Vec::new(), Vec::new());
                 for i in s..e {
                     let before = col.len();
                     for (j, t) in ts.iter().enumerate() {
@@ -361,8 +361,11 @@ fn code_variable(spec: &FeatureSpec, v: &Variable, df: &DataFrame) -> Result<Cod
             let ca = f.f64()?;
             let reference = spec.reference_year as f64;
             let n = ca.len();
-            let (mut x, mut band, mut missing) =
-                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut x, mut band, mut missing) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
             for raw in ca.iter() {
                 let v = raw.map(|mut v| {
                     if *derived_age {
@@ -492,7 +495,9 @@ mod tests {
         let spec = spec_of(&df);
         let p = spec.features.len();
         let model = LinearModel {
-            coefficients: (0..p).map(|j| ((j * 7919) % 23) as f64 / 7.0 - 1.5).collect(),
+            coefficients: (0..p)
+                .map(|j| ((j * 7919) % 23) as f64 / 7.0 - 1.5)
+                .collect(),
             intercept: -0.37,
             spec,
         };

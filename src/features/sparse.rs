@@ -99,9 +99,7 @@ impl<'a> Rows<'a> {
     #[inline]
     pub fn linear(&self, i: usize, w: &[f64], b: f64) -> f64 {
         let (c, v) = self.row(i);
-        c.iter()
-            .zip(v)
-            .fold(b, |z, (c, v)| z + w[*c as usize] * v)
+        c.iter().zip(v).fold(b, |z, (c, v)| z + w[*c as usize] * v)
     }
 
     /// The same rows as a dense column-major matrix (linfa's L-BFGS).
@@ -124,7 +122,12 @@ mod tests {
 
     #[test]
     fn dense_round_trip_and_slices() {
-        let x = ndarray::array![[0.0, 1.0, 0.0], [2.5, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, -3.0]];
+        let x = ndarray::array![
+            [0.0, 1.0, 0.0],
+            [2.5, 0.0, 0.0],
+            [0.0, 0.0, 0.0],
+            [1.0, 1.0, -3.0]
+        ];
         let s = Sparse::from_dense(x.view());
         let r = s.rows();
         assert_eq!((r.nrows(), r.ncols()), (4, 3));

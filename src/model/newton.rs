@@ -164,7 +164,11 @@ fn evaluate_block(x: Rows<'_>, y: &[bool], theta: &[f64], hessian: bool) -> Eval
         // one exp serves both: e = exp(-|z|)
         let e = (-z.abs()).exp();
         loss += z.max(0.0) + e.ln_1p() - yi * z;
-        let pi = if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+        let pi = if z >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
         let resid = pi - yi;
         let (cols, vals) = x.row(i);
         for (c, v) in cols.iter().zip(vals) {
@@ -174,9 +178,7 @@ fn evaluate_block(x: Rows<'_>, y: &[bool], theta: &[f64], hessian: bool) -> Eval
         if let Some(h) = hess.as_mut() {
             // the upper triangle of weight * [x 1]^T [x 1], scattered
             let weight = pi * (1.0 - pi);
-            let h = h
-                .as_slice_mut()
-                .expect("a fresh array is contiguous");
+            let h = h.as_slice_mut().expect("a fresh array is contiguous");
             let stride = p + 1;
             for (k, (ca, va)) in cols.iter().zip(vals).enumerate() {
                 let wa = weight * va;

@@ -875,14 +875,11 @@ pub fn exclusion_matches(
     let parts: Vec<LazyFrame> = exclusions
         .iter()
         .map(|x| {
-            prospects
-                .clone()
-                .filter(condition_expr(&x.cells))
-                .select([
-                    lit(x.id.clone()).alias("exclusion_id"),
-                    lit(x.condition.clone()).alias("criterion"),
-                    col("account_id"),
-                ])
+            prospects.clone().filter(condition_expr(&x.cells)).select([
+                lit(x.id.clone()).alias("exclusion_id"),
+                lit(x.condition.clone()).alias("criterion"),
+                col("account_id"),
+            ])
         })
         .collect();
     if parts.is_empty() {
