@@ -340,14 +340,16 @@ fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame
         .collect()?)
 }
 
-/// Learn the encoding (main effects, then screened interactions) from `rows`.
+/// Learn the encoding (main effects, then screened interactions) from
+/// `rows`. Also returns the rows' codes: they depend only on the variables,
+/// which the screen does not change, so the fit's design reuses them.
 fn fit_spec(
     rows: &DataFrame,
     y: &[bool],
     data: &Dataset,
     cfg: &ValidConfig,
     reference_year: i32,
-) -> Result<FeatureSpec> {
+) -> Result<(FeatureSpec, Encoded)> {
     let accounts = distinct_accounts(rows, &data.accounts.df)?;
     let spec = features::fit_main_effects(
         &accounts,
@@ -355,24 +357,26 @@ fn fit_spec(
         &cfg.features,
         reference_year,
     )?;
+    let codes = Encoded::of(&spec, rows)?;
     if !cfg.features.interactions {
-        return Ok(spec);
+        return Ok((spec, codes));
     }
-    let x = Encoded::of(&spec, rows)?.sparse(&spec);
+    let x = codes.sparse(&spec);
     let x = x.rows();
     // the score test needs the residuals of a model fitted on these same
     // deals: fitted on a subset, older deals' misfit reads as interactions
     let (coef, b) = fit_logistic(x, y, 1e-3, cfg.model.max_iterations, cfg.model.solver)?;
     let p = predict(x, &coef, b);
-    features::add_interactions(
+    let spec = features::add_interactions(
         spec,
-        rows,
+        &codes,
         &accounts,
         y,
         &p,
         &cfg.features,
         INTERACTION_CHI2,
-    )
+    )?;
+    Ok((spec, codes))
 }
 
 /// Reference cut points: the 1st..100th percentiles of `logits`.
@@ -466,8 +470,9 @@ pub fn train_staged(
     let (y_train, y_test) = (&y_all[..n_train], &y_all[n_train..]);
     stages.start("features");
     stages.rows(rows.height());
-    let spec_train = fit_spec(&train_rows, y_train, data, cfg, reference_year)?;
-    let x_train = Encoded::of(&spec_train, &train_rows)?.sparse(&spec_train);
+    let (spec_train, codes_train) = fit_spec(&train_rows, y_train, data, cfg, reference_year)?;
+    let x_train = codes_train.sparse(&spec_train);
+    drop(codes_train);
     stages.start("fit");
     stages.rows(rows.height());
     let cv = cross_validate(x_train.rows(), y_train, cfg)?;
@@ -500,8 +505,9 @@ pub fn train_staged(
 
     // --- refit on every labelled deal for scoring
     stages.start("features");
-    let spec_all = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
-    let x_all = Encoded::of(&spec_all, &rows)?.sparse(&spec_all);
+    let (spec_all, codes_all) = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
+    let x_all = codes_all.sparse(&spec_all);
+    drop(codes_all);
     stages.start("fit");
     let (coef, b) = fit_logistic(
         x_all.rows(),

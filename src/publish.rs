@@ -103,15 +103,12 @@ impl RunWriter {
     /// (no re-read), and list it in the manifest.
     pub fn bytes(&mut self, rel: &str, parts: &[&[u8]], rows: usize) -> Result<()> {
         use std::io::Write;
-        let (path, f) = self.open(rel)?;
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, f);
-        let mut h = Sha256::new();
+        let (path, mut out) = self.hashing(rel)?;
         for p in parts {
-            h.update(p);
-            f.write_all(p).map_err(|e| IcpError::write(&path, e))?;
+            out.write_all(p).map_err(|e| IcpError::write(&path, e))?;
         }
-        f.flush().map_err(|e| IcpError::write(&path, e))?;
-        self.recorded(rel, rows, hex(&h.finalize()));
+        out.flush().map_err(|e| IcpError::write(&path, e))?;
+        self.recorded(rel, rows, hex(&out.hash.finalize()));
         Ok(())
     }
 
@@ -182,6 +179,19 @@ impl RunWriter {
         self.record(&rel, rows)
     }
 
+    /// Create a file of the run at `rel`, buffered and hashed as it is
+    /// written (no second read of the file for the manifest).
+    fn hashing(&self, rel: &str) -> Result<(PathBuf, Hashing<std::io::BufWriter<fs::File>>)> {
+        let (path, f) = self.open(rel)?;
+        Ok((
+            path,
+            Hashing {
+                inner: std::io::BufWriter::with_capacity(1 << 20, f),
+                hash: Sha256::new(),
+            },
+        ))
+    }
+
     /// Create a file of the run at `rel`; [`RunWriter::record`] it once written.
     pub fn open(&self, rel: &str) -> Result<(PathBuf, fs::File)> {
         let path = self.tmp.join(rel);
@@ -194,12 +204,7 @@ impl RunWriter {
 
     pub fn csv(&mut self, rel: &str, df: &DataFrame) -> Result<()> {
         use std::io::Write;
-        let (path, f) = self.open(rel)?;
-        // hashed as it is written: no second read of the file
-        let mut out = Hashing {
-            inner: std::io::BufWriter::with_capacity(1 << 20, f),
-            hash: Sha256::new(),
-        };
+        let (path, mut out) = self.hashing(rel)?;
         let mut df = df.clone();
         CsvWriter::new(&mut out)
             .include_header(true)

@@ -62,12 +62,9 @@ pub struct Rendered {
 pub fn render(scores: &DataFrame) -> Result<Rendered> {
     use rayon::prelude::*;
     let all = segments(scores)?;
-    let widest = all.iter().map(|(_, d)| d.height()).max().unwrap_or(0);
-    let df = all
-        .iter()
-        .find(|(_, d)| d.height() == widest)
-        .map(|(_, d)| d.clone())
-        .unwrap_or_else(|| scores.clear().select(COLUMNS).unwrap_or_default());
+    // the lowest threshold's segment holds every other one
+    let df = &all[0].1;
+    let widest = df.height();
     let text = |c: &str| -> Result<StringChunked> {
         Ok(df
             .column(c)?

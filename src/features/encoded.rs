@@ -123,31 +123,6 @@ impl Encoded {
         })
     }
 
-    /// The rows `idx` of these codes, in that order.
-    pub fn take(&self, idx: &[usize]) -> Encoded {
-        let pick = |v: &Coded| match v {
-            Coded::Categorical { code, n_levels } => Coded::Categorical {
-                code: idx.iter().map(|&i| code[i]).collect(),
-                n_levels: *n_levels,
-            },
-            Coded::Numeric { x, band, missing } => Coded::Numeric {
-                x: idx.iter().map(|&i| x[i]).collect(),
-                band: idx.iter().map(|&i| band[i]).collect(),
-                missing: idx.iter().map(|&i| missing[i]).collect(),
-            },
-        };
-        Encoded {
-            n: idx.len(),
-            vars: self.vars.iter().map(pick).collect(),
-        }
-    }
-
-    /// Rows `start..start + len`.
-    pub fn slice(&self, start: usize, len: usize) -> Encoded {
-        let idx: Vec<usize> = (start..start + len).collect();
-        self.take(&idx)
-    }
-
     /// The cell of variable `var` at row `i`, as the cell
     /// code gives it: a kept level's index (None for rare and missing values), or
     /// the band of the imputed value.
@@ -294,10 +269,6 @@ impl<'a> Scorer<'a> {
             base: model.base(),
             n_groups: spec.n_groups(),
         }
-    }
-
-    pub fn n_groups(&self) -> usize {
-        self.n_groups
     }
 
     /// Row `i`'s group contributions into `groups` (length `n_groups`); returns its logit.
@@ -531,6 +502,19 @@ mod tests {
                     .map(|i| codes.in_cell(&spec, cell, i))
                     .collect();
                 assert_eq!(got, want, "{cell:?}");
+                // the screen's view of the same cells: the kept level's
+                // index or the band, None for rare and missing values
+                let (var, idx) = match cell {
+                    Cell::Level { var, level } => match spec.level_index(*var, level) {
+                        Some(l) => (*var, l as u32),
+                        None => continue,
+                    },
+                    Cell::Bin { var, bin } => (*var, *bin as u32),
+                };
+                let screened: Vec<bool> = (0..df.height())
+                    .map(|i| codes.cell(var, i) == Some(idx))
+                    .collect();
+                assert_eq!(screened, want, "{cell:?}");
             }
         }
     }

