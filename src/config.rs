@@ -164,6 +164,7 @@ pub struct FeaturesToml {
     pub min_level_count: Option<usize>,
     pub max_levels: Option<usize>,
     pub numeric_bins: Option<usize>,
+    pub numeric_shape: Option<NumericShape>,
     pub interactions: Option<bool>,
     pub min_interaction_count: Option<usize>,
     pub max_features: Option<usize>,
@@ -238,6 +239,10 @@ pub struct FeatureParams {
     /// at most this many levels per categorical column (the most frequent).
     pub max_levels: usize,
     pub numeric_bins: usize,
+    /// Absent from artifacts written before the choice existed: those
+    /// entered numeric columns as bands.
+    #[serde(default = "NumericShape::before_the_choice")]
+    pub numeric_shape: NumericShape,
     pub interactions: bool,
     pub min_interaction_count: usize,
     pub max_features: usize,
@@ -254,6 +259,33 @@ pub struct ModelParams {
     /// fitted with L-BFGS.
     #[serde(default = "Solver::before_the_choice")]
     pub solver: Solver,
+}
+
+/// How a numeric column's curve enters the model, beside its linear term.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NumericShape {
+    /// Time-ordered cross-validation chooses between bands and splines.
+    #[default]
+    Auto,
+    /// One indicator per quantile band: fits a step (a best-fit band).
+    Bands,
+    /// A restricted cubic spline (knots at training quantiles): fits a
+    /// smooth or peaked curve with fewer terms.
+    Splines,
+}
+
+impl NumericShape {
+    fn before_the_choice() -> NumericShape {
+        NumericShape::Bands
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            NumericShape::Auto => "auto",
+            NumericShape::Bands => "bands",
+            NumericShape::Splines => "splines",
+        }
+    }
 }
 
 /// How the logistic regression is solved; both minimise the same loss.
@@ -401,6 +433,7 @@ impl Config {
             min_level_count: f.min_level_count.unwrap_or(30).max(1),
             max_levels: f.max_levels.unwrap_or(30),
             numeric_bins: f.numeric_bins.unwrap_or(6),
+            numeric_shape: f.numeric_shape.unwrap_or_default(),
             interactions: f.interactions.unwrap_or(true),
             min_interaction_count: f.min_interaction_count.unwrap_or(100).max(1),
             max_features: f.max_features.unwrap_or(400),

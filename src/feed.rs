@@ -36,7 +36,7 @@ pub const SEGMENT_COLUMNS: [&str; 6] = [
     "band",
     "crm_status",
 ];
-pub const BANDS: [&str; 3] = ["high", "medium", "low"];
+pub const BANDS: [&str; 3] = crate::domain::Band::NAMES;
 
 /// Where an account stands in the CRM today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Solver, ValidConfig};
+use crate::config::{NumericShape, Solver, ValidConfig};
 use crate::error::{IcpError, Result};
 use crate::features::{self, Encoded, FeatureSpec, Rows};
 use crate::label::{self, Labels, Window};
@@ -25,8 +25,6 @@ mod newton;
 pub const ARTIFACT_FORMAT: &str = "icp-model/1";
 /// A holdout AUC whose 95% interval reaches down to this is "near chance".
 pub const MIN_RELIABLE_AUC_LOWER: f64 = 0.55;
-/// Score-test threshold for adding an interaction (about p < 0.0001).
-const INTERACTION_CHI2: f64 = 16.0;
 
 /// A fitted linear predictor: the frozen features and their weights.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,6 +199,10 @@ fn predict(x: Rows<'_>, coef: &[f64], b: f64) -> Vec<f64> {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CvResult {
+    /// how numeric columns entered the design (artifacts from before the
+    /// choice used bands)
+    #[serde(default = "bands")]
+    pub numeric_shape: NumericShape,
     pub lambda: f64,
     pub folds: usize,
     pub mean_log_loss: f64,
@@ -237,6 +239,9 @@ pub struct Evaluation {
     pub train_accounts: usize,
     pub holdout_accounts_unseen: usize,
     pub lambda: f64,
+    /// how numeric columns enter the model, chosen with the penalty
+    #[serde(default = "bands")]
+    pub numeric_shape: NumericShape,
     pub cross_validation: Vec<CvResult>,
     pub auc: f64,
     pub auc_ci95: (f64, f64),
@@ -249,6 +254,10 @@ pub struct Evaluation {
     pub reliable: bool,
     pub verdict: String,
     pub oracle: Option<OracleComparison>,
+}
+
+fn bands() -> NumericShape {
+    NumericShape::Bands
 }
 
 /// Everything `icp score` needs, and the evidence of how it was made.
@@ -341,42 +350,49 @@ fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame
 }
 
 /// Learn the encoding (main effects, then screened interactions) from
-/// `rows`. Also returns the rows' codes: they depend only on the variables,
-/// which the screen does not change, so the fit's design reuses them.
+/// `rows`: one spec per numeric shape `shape` asks to try (bands, splines or
+/// both, bands first). Also returns the rows' codes: they depend only on
+/// the variables, which neither the screen nor the shape changes, so every
+/// candidate's design reuses them.
+///
+/// The interaction screen runs once, against the main effects with bands;
+/// the spline candidate keeps the same interactions.
 fn fit_spec(
     rows: &DataFrame,
     y: &[bool],
     data: &Dataset,
     cfg: &ValidConfig,
     reference_year: i32,
-) -> Result<(FeatureSpec, Encoded)> {
+    shape: NumericShape,
+) -> Result<(Vec<FeatureSpec>, Encoded)> {
     let accounts = distinct_accounts(rows, &data.accounts.df)?;
-    let spec = features::fit_main_effects(
+    let mut spec = features::fit_main_effects(
         &accounts,
         &data.extra_columns,
         &cfg.features,
         reference_year,
     )?;
     let codes = Encoded::of(&spec, rows)?;
-    if !cfg.features.interactions {
-        return Ok((spec, codes));
+    if cfg.features.interactions {
+        let x = codes.sparse(&spec);
+        let x = x.rows();
+        // the score test needs the residuals of a model fitted on these same
+        // deals: fitted on a subset, older deals' misfit reads as interactions
+        let (coef, b) = fit_logistic(x, y, 1e-3, cfg.model.max_iterations, cfg.model.solver)?;
+        let p = predict(x, &coef, b);
+        spec = features::add_interactions(spec, &codes, &accounts, y, &p, &cfg.features)?;
     }
-    let x = codes.sparse(&spec);
-    let x = x.rows();
-    // the score test needs the residuals of a model fitted on these same
-    // deals: fitted on a subset, older deals' misfit reads as interactions
-    let (coef, b) = fit_logistic(x, y, 1e-3, cfg.model.max_iterations, cfg.model.solver)?;
-    let p = predict(x, &coef, b);
-    let spec = features::add_interactions(
-        spec,
-        &codes,
-        &accounts,
-        y,
-        &p,
-        &cfg.features,
-        INTERACTION_CHI2,
-    )?;
-    Ok((spec, codes))
+    let curves = spec.has_curves();
+    let specs = match shape {
+        NumericShape::Bands => vec![spec],
+        NumericShape::Splines if curves => vec![features::with_splines(&spec, &accounts)?],
+        NumericShape::Auto if curves => {
+            let splines = features::with_splines(&spec, &accounts)?;
+            vec![spec, splines]
+        }
+        NumericShape::Splines | NumericShape::Auto => vec![spec],
+    };
+    Ok((specs, codes))
 }
 
 /// Reference cut points: the 1st..100th percentiles of `logits`.
@@ -400,11 +416,7 @@ pub fn percentile_score(logit: f64, reference: &[f64]) -> u8 {
 }
 
 pub fn band(score: u8) -> &'static str {
-    match score {
-        70..=100 => "high",
-        40..=69 => "medium",
-        _ => "low",
-    }
+    crate::domain::Band::of(score).as_str()
 }
 
 /// Train, evaluate on the time-based holdout, refit on everything.
@@ -470,17 +482,38 @@ pub fn train_staged(
     let (y_train, y_test) = (&y_all[..n_train], &y_all[n_train..]);
     stages.start("features");
     stages.rows(rows.height());
-    let (spec_train, codes_train) = fit_spec(&train_rows, y_train, data, cfg, reference_year)?;
-    let x_train = codes_train.sparse(&spec_train);
-    drop(codes_train);
+    let (specs_train, codes_train) = fit_spec(
+        &train_rows,
+        y_train,
+        data,
+        cfg,
+        reference_year,
+        cfg.features.numeric_shape,
+    )?;
     stages.start("fit");
     stages.rows(rows.height());
-    let cv = cross_validate(x_train.rows(), y_train, cfg)?;
-    let best = cv
-        .iter()
-        .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
-        .map(|c| c.lambda)
-        .unwrap_or(cfg.model.lambdas[0]);
+    // the penalty and the numeric shape (bands or splines) are chosen
+    // together, by the same time-ordered CV; a tie keeps bands (tried first)
+    let mut cv = Vec::new();
+    let mut chosen: Option<(FeatureSpec, features::Sparse, f64, f64)> = None;
+    for spec in specs_train {
+        let x = codes_train.sparse(&spec);
+        let shape = spec.numeric_shape();
+        let mut results = cross_validate(x.rows(), y_train, cfg)?;
+        results.iter_mut().for_each(|r| r.numeric_shape = shape);
+        let best = results
+            .iter()
+            .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
+            .map(|c| (c.lambda, c.mean_log_loss))
+            .unwrap_or((cfg.model.lambdas[0], f64::INFINITY));
+        cv.extend(results);
+        if chosen.as_ref().is_none_or(|c| best.1 < c.3) {
+            chosen = Some((spec, x, best.0, best.1));
+        }
+    }
+    drop(codes_train);
+    let (spec_train, x_train, best, _) = chosen.expect("fit_spec gives at least one spec");
+    let shape = spec_train.numeric_shape();
     let (coef, b) = fit_logistic(
         x_train.rows(),
         y_train,
@@ -500,12 +533,20 @@ pub fn train_staged(
     let evaluation = evaluate(
         &rows, n_train, y_test, &z_test, &p_test, &ref_train, best, cv, &labels, truth,
     )?;
+    let evaluation = Evaluation {
+        numeric_shape: shape,
+        ..evaluation
+    };
 
     drop(x_train);
 
     // --- refit on every labelled deal for scoring
     stages.start("features");
-    let (spec_all, codes_all) = fit_spec(&rows, &y_all, data, cfg, reference_year)?;
+    let (specs_all, codes_all) = fit_spec(&rows, &y_all, data, cfg, reference_year, shape)?;
+    let spec_all = specs_all
+        .into_iter()
+        .next()
+        .expect("fit_spec gives at least one spec");
     let x_all = codes_all.sparse(&spec_all);
     drop(codes_all);
     stages.start("fit");
@@ -629,6 +670,7 @@ fn cross_validate(x: Rows<'_>, y: &[bool], cfg: &ValidConfig) -> Result<Vec<CvRe
         }
         let aucs: Vec<f64> = mine.iter().filter_map(|r| r.2).collect();
         out.push(CvResult {
+            numeric_shape: NumericShape::Bands,
             lambda,
             folds: mine.len(),
             mean_log_loss: mine.iter().map(|r| r.1).sum::<f64>() / mine.len() as f64,
@@ -705,14 +747,16 @@ fn evaluate(
         .into_no_null_iter()
         .collect();
     let mut bands = Vec::new();
-    for name in ["high", "medium", "low"] {
+    for name in crate::domain::Band::NAMES {
         let idx: Vec<usize> = (0..y.len())
             .filter(|&i| band(percentile_score(z[i], reference)) == name)
             .collect();
         let won: Vec<usize> = idx
             .iter()
             .copied()
-            .filter(|&i| outcome[i] != "lost")
+            .filter(|&i| {
+                crate::domain::Outcome::parse(&outcome[i]) != Some(crate::domain::Outcome::Lost)
+            })
             .collect();
         let mut cyc: Vec<f64> = won.iter().map(|&i| cycle[i] as f64).collect();
         cyc.sort_by(f64::total_cmp);
@@ -801,6 +845,7 @@ fn evaluate(
         train_accounts: train_ids.len(),
         holdout_accounts_unseen: unseen_accounts.len(),
         lambda,
+        numeric_shape: NumericShape::Bands,
         cross_validation: cv,
         auc,
         auc_ci95: ci,

@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Outcome;
 use crate::error::Result;
 use crate::metrics::wilson;
 
@@ -59,7 +60,7 @@ pub struct ScoringOutcomes {
     pub bands: Vec<BandOutcome>,
 }
 
-pub const BANDS: [&str; 3] = ["high", "medium", "low"];
+pub const BANDS: [&str; 3] = crate::domain::Band::NAMES;
 
 /// `opportunities`: every deal (account_id, opportunity_id, created_date,
 /// closed_date, outcome); `labels`: the labelled closed deals
@@ -141,17 +142,18 @@ pub fn band_outcomes(
         x.opps += 1;
         // the effective outcome (a won deal whose customer left is churned)
         let o = eff[i].as_deref().or(out[i].as_deref()).unwrap_or("open");
-        if o == "open" {
+        let o = Outcome::parse(o);
+        if o == Some(Outcome::Open) {
             continue;
         }
         x.closed += 1;
-        if o == "won" || o == "churned" {
+        if matches!(o, Some(Outcome::Won | Outcome::Churned)) {
             x.won += 1;
             if let Some(c) = cyc[i] {
                 x.cycles.push(c);
             }
         }
-        x.churned += (o == "churned") as usize;
+        x.churned += (o == Some(Outcome::Churned)) as usize;
         x.vwins += vw[i] as usize;
     }
     let bands = BANDS
@@ -288,12 +290,12 @@ pub fn by_band_now(
     for ((a, o), m) in acc.iter().zip(outc.iter()).zip(&amt) {
         let Some(a) = a else { continue };
         let e = per.entry(a).or_default();
-        match o {
-            Some("won") => {
+        match o.and_then(Outcome::parse) {
+            Some(Outcome::Won) => {
                 e.won = true;
                 e.revenue += m.unwrap_or(0.0);
             }
-            Some("churned") => {
+            Some(Outcome::Churned) => {
                 e.won = true;
                 e.churned = true;
                 e.revenue += m.unwrap_or(0.0);
@@ -330,7 +332,7 @@ pub fn by_band_now(
     );
     let mut reasons: Vec<std::collections::BTreeMap<String, usize>> = vec![Default::default(); 3];
     for ((a, o), why) in o_acc.iter().zip(o_out.iter()).zip(o_why.iter()) {
-        if o != Some("lost") {
+        if o.and_then(Outcome::parse) != Some(Outcome::Lost) {
             continue;
         }
         let Some(&k) = a.and_then(|a| band_of.get(a)) else {

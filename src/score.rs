@@ -15,7 +15,7 @@ use crate::features::{Cell, Encoded, Scorer, Variable, format_quantity};
 use crate::model::{ModelArtifact, band, percentile_score, sigmoid};
 
 pub const STATUS_SCORED: &str = "scored";
-pub const BAND_UNSCORED: &str = "unscored";
+pub const BAND_UNSCORED: &str = crate::domain::Band::UNSCORED;
 
 /// Score `accounts` (canonical columns). Returns one row per account, sorted
 /// by score (desc) then account_id, unscored accounts last.

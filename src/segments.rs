@@ -154,7 +154,8 @@ fn csv_text(buf: &mut Vec<u8>, v: Option<&str>) {
 /// Accounts per band, for summaries: (band, count) in a fixed order.
 pub fn band_counts(scores: &DataFrame) -> Result<Vec<(String, usize)>> {
     let bands = scores.column("band")?.str()?;
-    Ok(["high", "medium", "low", crate::score::BAND_UNSCORED]
+    let [high, medium, low] = crate::domain::Band::NAMES;
+    Ok([high, medium, low, crate::score::BAND_UNSCORED]
         .iter()
         .map(|b| {
             (
@@ -195,7 +196,7 @@ mod tests {
             .collect();
         let bands: Vec<&str> = scores
             .iter()
-            .map(|s| s.map_or("unscored", |s| crate::model::band(s as u8)))
+            .map(|s| s.map_or(crate::score::BAND_UNSCORED, |s| crate::model::band(s as u8)))
             .collect();
         let status: Vec<&str> = scores
             .iter()

@@ -21,6 +21,7 @@
 use std::fmt::Write;
 
 use crate::config::ValidConfig;
+use crate::domain::Band;
 use crate::error::{IcpError, Result};
 use crate::features::{Feature, FeatureSpec, Variable, log_scale};
 use crate::model::ModelArtifact;
@@ -281,6 +282,29 @@ impl Gen<'_> {
                 var: *var,
                 bin: *bin,
             })?),
+            Feature::Spline { var, term } => {
+                let v = &self.spec.variables[*var];
+                let Variable::Numeric { median, knots, .. } = v else {
+                    unreachable!()
+                };
+                // max(x - t, 0) cubed by two products, weighted and summed
+                // left to right, as the model does it
+                let x = format!(
+                    "COALESCE({}, {})",
+                    self.transformed(v)?,
+                    self.d.num(*median)?
+                );
+                let mut parts = Vec::new();
+                for (t, w) in crate::features::spline_term(knots, *term) {
+                    let t = self.d.num(t)?;
+                    let d = format!(
+                        "(CASE WHEN {x} > {t} THEN {x} - {t} ELSE {} END)",
+                        self.d.num(0.0)?
+                    );
+                    parts.push(format!("{} * ({d} * {d} * {d})", self.d.num(w)?));
+                }
+                Ok(format!("({})", parts.join(" + ")))
+            }
             Feature::Interaction { index } => {
                 let it = &self.spec.interactions[*index];
                 self.indicator(&format!(
@@ -452,11 +476,13 @@ pub fn export(a: &ModelArtifact, opts: &SqlOptions) -> Result<String> {
     let million = d.num(1e6)?;
     writeln!(
         w_,
-        "SELECT\n  account_id,\n  score,\n  CASE WHEN score IS NULL THEN NULL\n    ELSE ROUND({one} / ({one} + EXP(-logit)) * {million}) / {million} END AS p_velocity_win,\n  CASE WHEN score IS NULL THEN {}\n    WHEN score >= 70 THEN {}\n    WHEN score >= 40 THEN {}\n    ELSE {} END AS band\nFROM icp_scores",
+        "SELECT\n  account_id,\n  score,\n  CASE WHEN score IS NULL THEN NULL\n    ELSE ROUND({one} / ({one} + EXP(-logit)) * {million}) / {million} END AS p_velocity_win,\n  CASE WHEN score IS NULL THEN {}\n    WHEN score >= {} THEN {}\n    WHEN score >= {} THEN {}\n    ELSE {} END AS band\nFROM icp_scores",
         d.string(crate::score::BAND_UNSCORED),
-        d.string("high"),
-        d.string("medium"),
-        d.string("low")
+        Band::HIGH_FROM,
+        d.string(Band::High.as_str()),
+        Band::MEDIUM_FROM,
+        d.string(Band::Medium.as_str()),
+        d.string(Band::Low.as_str())
     )
     .expect("string");
     Ok(q)

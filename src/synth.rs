@@ -81,6 +81,9 @@ pub struct Truth {
 
 pub const CYCLE_SIGMA: f64 = 0.55;
 
+/// The planted category x category interaction: (country, ownership).
+pub const PLANTED_PAIR: (&str, &str) = ("Germany", "public");
+
 pub fn truth_of(
     industry: usize,
     country: usize,
@@ -99,6 +102,11 @@ pub fn truth_of(
         _ => -0.5,
     };
     if ind == "Healthcare" && (200.0..2000.0).contains(&employees) {
+        z += 1.5;
+    }
+    // a category x category interaction with no main effect of its own:
+    // Germany and public ownership are null alone, strong together
+    if (COUNTRIES[country].0, OWNERSHIP[ownership].0) == PLANTED_PAIR {
         z += 1.5;
     }
     if age < 3.0 {

@@ -814,6 +814,20 @@ fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
             u
         ));
     }
+    let spec = &a.model.spec;
+    let shape = match spec.numeric_shape() {
+        crate::config::NumericShape::Splines => "as smooth curves (splines)",
+        _ => "as bands",
+    };
+    let how = match a.config.features.numeric_shape {
+        crate::config::NumericShape::Auto => "chosen by cross-validation over bands and curves",
+        _ => "as the config sets",
+    };
+    q.push(format!(
+        "Inputs: {} columns; sizes and other numbers enter {shape} ({how}); {} combinations of two columns passed the interaction screen.",
+        spec.variables.len(),
+        spec.interactions.len()
+    ));
     if let Some(o) = &e.oracle {
         q.push(format!(
             "Against the generator's true probabilities on the same deals: oracle AUC {:.3}, model {:.3}.",
@@ -1136,11 +1150,21 @@ fn segments(d: &mut Vec<Block>, inp: &BriefInput) {
                     .find(|x| &x.band == b)
                     .map(|x| n(x.prospects))
                     .unwrap_or_else(|| n(icp.prospects.saturating_sub(banded)));
-                let what = match b.as_str() {
-                    "high" => format!("score 70+: work first; {}", expect("high")),
-                    "medium" => format!("score 40-69: nurture; {}", expect("medium")),
-                    "low" => format!("score 39 or less: deprioritise; {}", expect("low")),
-                    _ => "too little data to score: enrich before targeting".into(),
+                use crate::domain::Band;
+                let what = match Band::parse(b) {
+                    Some(band) => {
+                        let act = match band {
+                            Band::High => "work first",
+                            Band::Medium => "nurture",
+                            Band::Low => "deprioritise",
+                        };
+                        format!(
+                            "score {}: {act}; {}",
+                            band.range_words(),
+                            expect(band.as_str())
+                        )
+                    }
+                    None => "too little data to score: enrich before targeting".into(),
                 };
                 vec![b.clone(), n(*c), prospects, what]
             })

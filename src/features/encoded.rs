@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::sparse::Sparse;
-use super::{Cell, Feature, FeatureSpec, Variable, log_scale};
+use super::{Cell, Feature, FeatureSpec, Variable, cube_above, log_scale, spline_term};
 use crate::error::Result;
 use crate::model::LinearModel;
 
@@ -43,11 +43,31 @@ pub struct Encoded {
 /// A feature resolved against the codes: what makes it non-zero.
 #[derive(Debug, Clone, Copy)]
 enum Term {
-    Code { var: usize, code: u32 },
-    Linear { var: usize, mean: f64, inv_sd: f64 },
-    Band { var: usize, band: u32 },
-    Missing { var: usize },
-    Both { a: (usize, u32), b: (usize, u32) },
+    Code {
+        var: usize,
+        code: u32,
+    },
+    Linear {
+        var: usize,
+        mean: f64,
+        inv_sd: f64,
+    },
+    Band {
+        var: usize,
+        band: u32,
+    },
+    Missing {
+        var: usize,
+    },
+    Both {
+        a: (usize, u32),
+        b: (usize, u32),
+    },
+    /// sum of weight * max(x - knot, 0)^3 over three (knot, weight) pairs
+    Spline {
+        var: usize,
+        parts: [(f64, f64); 3],
+    },
 }
 
 /// A cell as (variable, code): a level's index or a band. A level the spec
@@ -97,6 +117,16 @@ fn terms(spec: &FeatureSpec) -> Vec<Term> {
             Feature::Bin { var, bin } => Term::Band {
                 var: *var,
                 band: *bin as u32,
+            },
+            Feature::Spline { var, term } => match &spec.variables[*var] {
+                Variable::Numeric { knots, .. } => Term::Spline {
+                    var: *var,
+                    parts: spline_term(knots, *term),
+                },
+                Variable::Categorical { .. } => Term::Code {
+                    var: *var,
+                    code: u32::MAX,
+                },
             },
             Feature::Interaction { index } => {
                 let it = &spec.interactions[*index];
@@ -160,6 +190,14 @@ impl Encoded {
                 Coded::Numeric { missing, .. } => missing[i],
             }),
             Term::Both { a, b } => on(self.has(a, i) && self.has(b, i)),
+            Term::Spline { var, parts } => match &self.vars[var] {
+                Coded::Numeric { x, .. } => {
+                    let [(t0, c0), (t1, c1), (t2, c2)] = parts;
+                    let x = x[i];
+                    c0 * cube_above(x, t0) + c1 * cube_above(x, t1) + c2 * cube_above(x, t2)
+                }
+                Coded::Categorical { .. } => 0.0,
+            },
         }
     }
 
@@ -411,6 +449,7 @@ mod tests {
             min_level_count: 10,
             max_levels: 20,
             numeric_bins: 4,
+            numeric_shape: crate::config::NumericShape::Auto,
             interactions: true,
             min_interaction_count: 1,
             max_features: 100,
@@ -436,6 +475,15 @@ mod tests {
                 support: 0,
                 chi2: 0.0,
             });
+        }
+        // and every numeric variable's spline terms
+        for var in 0..spec.variables.len() {
+            if let Variable::Numeric { knots, .. } = &spec.variables[var] {
+                assert!(knots.len() >= 3, "the messy frame has curves to fit");
+                for term in 0..knots.len() - 2 {
+                    spec.features.push(Feature::Spline { var, term });
+                }
+            }
         }
         spec.means = super::super::column_means(&spec.design_by_exprs(df).expect("design"));
         spec

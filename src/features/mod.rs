@@ -4,16 +4,18 @@
 //! Each input column becomes a *variable*: a categorical one gets an indicator
 //! per frequent level plus "(other)" and "(missing)"; a numeric one gets a
 //! standardised value, quantile-bin indicators (the best-fit size is often a
-//! band) and a missing indicator. Interactions between a category level and a
-//! numeric band are screened on the training rows with a score test against
-//! the main-effects model, so only combinations the data support get a term.
+//! band) and a missing indicator. Interactions between two cells of different
+//! variables (level x level, level x band, band x band) are screened on the
+//! training rows with a score test against the main-effects model, the bar
+//! raised with the number of candidates, so only combinations the data
+//! support get a term.
 //!
 //! Every feature is defined as a polars expression ([`FeatureSpec::exprs`]),
 //! which `icp export-sql` shows as SQL. Training and scoring apply the same
 //! definition through integer cell codes ([`Encoded`]), tested to give the
 //! expressions' values bit for bit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ndarray::{Array2, ShapeBuilder};
 use polars::prelude::*;
@@ -53,6 +55,10 @@ pub enum Variable {
         sd: f64,
         /// inner bin edges on the transformed scale
         edges: Vec<f64>,
+        /// restricted cubic spline knots on the transformed scale (training
+        /// quantiles); empty where too few distinct values allow a curve
+        #[serde(default)]
+        knots: Vec<f64>,
         has_missing: bool,
     },
 }
@@ -96,12 +102,31 @@ pub struct Interaction {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Feature {
-    Level { var: usize, level: String },
-    Other { var: usize },
-    Missing { var: usize },
-    Linear { var: usize },
-    Bin { var: usize, bin: usize },
-    Interaction { index: usize },
+    Level {
+        var: usize,
+        level: String,
+    },
+    Other {
+        var: usize,
+    },
+    Missing {
+        var: usize,
+    },
+    Linear {
+        var: usize,
+    },
+    Bin {
+        var: usize,
+        bin: usize,
+    },
+    /// term `term` (0-based) of a numeric variable's restricted cubic spline
+    Spline {
+        var: usize,
+        term: usize,
+    },
+    Interaction {
+        index: usize,
+    },
 }
 
 impl Feature {
@@ -112,7 +137,8 @@ impl Feature {
             | Feature::Other { var }
             | Feature::Missing { var }
             | Feature::Linear { var }
-            | Feature::Bin { var, .. } => *var,
+            | Feature::Bin { var, .. }
+            | Feature::Spline { var, .. } => *var,
             Feature::Interaction { index } => n_vars + index,
         }
     }
@@ -141,6 +167,27 @@ fn is_skewed_name(c: &str) -> bool {
 impl FeatureSpec {
     pub fn n_groups(&self) -> usize {
         self.variables.len() + self.interactions.len()
+    }
+
+    /// Whether some numeric variable has spline knots (a curve to offer).
+    pub fn has_curves(&self) -> bool {
+        self.variables
+            .iter()
+            .any(|v| matches!(v, Variable::Numeric { knots, .. } if !knots.is_empty()))
+    }
+
+    /// How the numeric variables enter: splines where any spline term is in
+    /// the design, else bands.
+    pub fn numeric_shape(&self) -> crate::config::NumericShape {
+        if self
+            .features
+            .iter()
+            .any(|f| matches!(f, Feature::Spline { .. }))
+        {
+            crate::config::NumericShape::Splines
+        } else {
+            crate::config::NumericShape::Bands
+        }
     }
 
     /// Cells of a variable: its kept levels, or its bands.
@@ -268,6 +315,19 @@ impl FeatureSpec {
                 var: *var,
                 bin: *bin,
             }),
+            Feature::Spline { var, term } => {
+                let v = &self.variables[*var];
+                let Variable::Numeric { knots, .. } = v else {
+                    unreachable!()
+                };
+                let (x, _) = self.numeric_value(v);
+                let cube = |t: f64| {
+                    let d = (x.clone() - lit(t)).clip(lit(0.0), lit(f64::MAX));
+                    d.clone() * d.clone() * d
+                };
+                let [(t0, c0), (t1, c1), (t2, c2)] = spline_term(knots, *term);
+                lit(c0) * cube(t0) + lit(c1) * cube(t1) + lit(c2) * cube(t2)
+            }
             Feature::Interaction { index } => {
                 let it = &self.interactions[*index];
                 self.cell_expr(&it.a).and(self.cell_expr(&it.b))
@@ -351,6 +411,11 @@ impl FeatureSpec {
                 format!("{} (linear trend)", self.variables[*var].display_name())
             }
             Feature::Bin { var, bin } => self.describe_bin(*var, *bin),
+            Feature::Spline { var, term } => format!(
+                "{} (curve, term {})",
+                self.variables[*var].display_name(),
+                term + 1
+            ),
             Feature::Interaction { index } => {
                 let it = &self.interactions[*index];
                 format!(
@@ -396,6 +461,55 @@ pub fn format_quantity(column: &str, x: f64) -> String {
 /// 1.0 (a unit test holds that).
 pub fn log_scale(x: f64) -> f64 {
     (x.max(0.0) + 1.0).ln()
+}
+
+/// Knots of a restricted cubic spline, as training quantiles (Harrell's
+/// placement for five knots).
+const KNOT_QUANTILES: [f64; 5] = [0.05, 0.275, 0.5, 0.725, 0.95];
+
+/// The knots of a sorted sample: its [`KNOT_QUANTILES`], repeated values
+/// merged; none when fewer than three distinct knots remain (no curve).
+pub fn spline_knots(sorted: &[f64]) -> Vec<f64> {
+    let mut k: Vec<f64> = KNOT_QUANTILES
+        .iter()
+        .map(|q| quantile_sorted(sorted, *q))
+        .collect();
+    k.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    if k.len() < 3 { Vec::new() } else { k }
+}
+
+/// Term `j` of the restricted cubic spline on `knots` t_0..t_{K-1} (linear
+/// beyond the outer knots), as three (knot, weight) pairs:
+/// `sum weight * max(x - knot, 0)^3`. This is Harrell's basis, divided by
+/// `(t_{K-1}-t_0)^2` so its values stay near the linear term's scale:
+///
+/// ```text
+/// (x-t_j)+^3 - (x-t_{K-2})+^3 (t_{K-1}-t_j)/(t_{K-1}-t_{K-2})
+///            + (x-t_{K-1})+^3 (t_{K-2}-t_j)/(t_{K-1}-t_{K-2})
+/// ```
+///
+/// The
+/// weights are computed here once, so the expressions, the codes and the
+/// SQL export multiply by the same numbers.
+pub fn spline_term(knots: &[f64], j: usize) -> [(f64, f64); 3] {
+    let k = knots.len();
+    let (first, penult, last) = (knots[0], knots[k - 2], knots[k - 1]);
+    let s = 1.0 / ((last - first) * (last - first));
+    let gap = last - penult;
+    [
+        (knots[j], s),
+        (penult, -s * (last - knots[j]) / gap),
+        (last, s * (penult - knots[j]) / gap),
+    ]
+}
+
+/// `max(x - t, 0)^3` as polars computes `clip(x - t, 0, MAX)` cubed by two
+/// products.
+#[inline]
+pub fn cube_above(x: f64, t: f64) -> f64 {
+    let d = x - t;
+    let d = if d < 0.0 { 0.0 } else { d };
+    d * d * d
 }
 
 fn bin_expr(x: Expr, edges: &[f64], bin: usize) -> Expr {
@@ -504,6 +618,7 @@ pub fn fit_main_effects(
             edges.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
             // a lower edge equal to the minimum makes an empty first bin
             edges.retain(|e| *e > t[0]);
+            let knots = spline_knots(&t);
             variables.push(Variable::Numeric {
                 column: name.clone(),
                 derived_age,
@@ -512,6 +627,7 @@ pub fn fit_main_effects(
                 mean,
                 sd: var.sqrt(),
                 edges,
+                knots,
                 has_missing: n_missing > 0,
             });
         } else {
@@ -606,6 +722,36 @@ pub fn fit_main_effects(
     Ok(spec)
 }
 
+/// The same spec with each numeric variable's band indicators replaced by
+/// its spline terms (where it has knots), the means taken again over
+/// `accounts` (the accounts the spec was fitted on). Interactions keep
+/// their bands: a band is a cell people can read and target.
+pub fn with_splines(spec: &FeatureSpec, accounts: &DataFrame) -> Result<FeatureSpec> {
+    let mut out = spec.clone();
+    out.features.clear();
+    let mut done = vec![false; spec.variables.len()];
+    for f in &spec.features {
+        match f {
+            Feature::Bin { var, .. } => {
+                let Variable::Numeric { knots, .. } = &spec.variables[*var] else {
+                    unreachable!("bin of a categorical variable")
+                };
+                if knots.is_empty() {
+                    out.features.push(f.clone());
+                } else if !done[*var] {
+                    done[*var] = true;
+                    out.features.extend(
+                        (0..knots.len() - 2).map(|term| Feature::Spline { var: *var, term }),
+                    );
+                }
+            }
+            f => out.features.push(f.clone()),
+        }
+    }
+    out.means = Encoded::of(&out, accounts)?.means(&out);
+    Ok(out)
+}
+
 pub fn column_means(x: &Array2<f64>) -> Vec<f64> {
     let n = x.nrows().max(1) as f64;
     x.columns().into_iter().map(|c| c.sum() / n).collect()
@@ -629,26 +775,39 @@ pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-/// Every (category level, numeric band) pair of the spec: the candidate interactions.
+/// The variables of a spec in screening order: categorical ones first, so
+/// that a (level, band) pair reads "level and band" as it always has.
+fn screen_order(spec: &FeatureSpec) -> Vec<usize> {
+    let cat = |v: &Variable| matches!(v, Variable::Categorical { .. });
+    let mut order: Vec<usize> = (0..spec.variables.len())
+        .filter(|&i| cat(&spec.variables[i]))
+        .collect();
+    order.extend((0..spec.variables.len()).filter(|&i| !cat(&spec.variables[i])));
+    order
+}
+
+/// The cell of variable `var` with code `c` (a kept level's index or a band).
+fn cell_of(spec: &FeatureSpec, var: usize, c: usize) -> Cell {
+    match &spec.variables[var] {
+        Variable::Categorical { levels, .. } => Cell::Level {
+            var,
+            level: levels[c].clone(),
+        },
+        Variable::Numeric { .. } => Cell::Bin { var, bin: c },
+    }
+}
+
+/// Every pair of cells of two different variables: level x level,
+/// level x band and band x band, in screening order. These are the
+/// candidate interactions.
 pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
+    let order = screen_order(spec);
     let mut out = Vec::new();
-    for (i, a) in spec.variables.iter().enumerate() {
-        let Variable::Categorical { levels, .. } = a else {
-            continue;
-        };
-        for (k, b) in spec.variables.iter().enumerate() {
-            let Variable::Numeric { edges, .. } = b else {
-                continue;
-            };
-            for l in levels {
-                for bin in 0..=edges.len() {
-                    out.push((
-                        Cell::Level {
-                            var: i,
-                            level: l.clone(),
-                        },
-                        Cell::Bin { var: k, bin },
-                    ));
+    for (x, &va) in order.iter().enumerate() {
+        for &vb in &order[x + 1..] {
+            for ca in 0..spec.n_cells(va) {
+                for cb in 0..spec.n_cells(vb) {
+                    out.push((cell_of(spec, va, ca), cell_of(spec, vb, cb)));
                 }
             }
         }
@@ -656,14 +815,43 @@ pub fn candidate_cells(spec: &FeatureSpec) -> Vec<(Cell, Cell)> {
     out
 }
 
+/// The floor of the screen's threshold: chi2 = 16 (p about 6e-5), which is
+/// what a Bonferroni bar of 5% gives for about 750 candidates, the number a
+/// typical CRM's accounts table (three categorical and three numeric
+/// columns) makes.
+pub const INTERACTION_CHI2_FLOOR: f64 = 16.0;
+
+/// Family-wise error rate of the interaction screen.
+const SCREEN_ALPHA: f64 = 0.05;
+
+/// The score statistic (chi2, 1 df) a candidate must exceed when `tested`
+/// candidates were tried: the Bonferroni bar `SCREEN_ALPHA / tested`, never
+/// below [`INTERACTION_CHI2_FLOOR`]. More columns mean more candidates and a
+/// higher bar, so a wide accounts table does not let chance pairs in.
+pub fn interaction_threshold(tested: usize) -> f64 {
+    let target = SCREEN_ALPHA / tested.max(1) as f64;
+    // the two-sided normal tail is decreasing in z: bisect for z
+    let (mut lo, mut hi) = (0.0f64, 40.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if crate::signals::stats::normal_two_sided(mid) > target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (hi * hi).max(INTERACTION_CHI2_FLOOR)
+}
+
 /// Add the interactions that a score test on the training rows supports.
 ///
 /// `rows` are the training examples' codes (one per closed deal, coded with
 /// `spec`'s variables), `y` their labels and `p` the main-effects model's
-/// probabilities.
-/// A cell is kept when it holds at least `min_interaction_count` distinct
-/// accounts and its score statistic exceeds `chi2_threshold`. `accounts`
-/// must be the accounts `spec`'s main effects were fitted on.
+/// probabilities. Every pair of cells of two variables is a candidate
+/// ([`candidate_cells`]); one that holds at least `min_interaction_count`
+/// distinct accounts is tested, and kept when its score statistic exceeds
+/// [`interaction_threshold`] of the number tested. `accounts` must be the
+/// accounts `spec`'s main effects were fitted on.
 pub fn add_interactions(
     mut spec: FeatureSpec,
     rows: &Encoded,
@@ -671,60 +859,59 @@ pub fn add_interactions(
     y: &[bool],
     p: &[f64],
     params: &FeatureParams,
-    chi2_threshold: f64,
 ) -> Result<FeatureSpec> {
     if !params.interactions {
         return Ok(spec);
     }
-    let cands = candidate_cells(&spec);
-    if cands.is_empty() {
-        return Ok(spec);
-    }
-    // Every candidate is a (level, band) cell of two variables, so one code
-    // per variable and row (level index, band index) gives all of them: the
-    // codes of the deals and of the accounts, then sums per cell, deal by
-    // deal in row order.
-    let deal_codes = rows;
+    // One code per variable and row (level index, band index) gives every
+    // candidate: sums per pair of variables, deal by deal in row order.
     let account_codes = Encoded::of(&spec, accounts)?;
     let resid: Vec<f64> = y.iter().zip(p).map(|(&y, &p)| y as u8 as f64 - p).collect();
     let w: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
-    let mut stats: HashMap<(usize, usize), Vec<(f64, f64, usize)>> = HashMap::new();
-    let mut scored: Vec<(f64, usize, usize)> = Vec::new();
-    for (k, (a, b)) in cands.iter().enumerate() {
-        let (Cell::Level { var: va, level }, Cell::Bin { var: vb, bin }) = (a, b) else {
-            continue;
-        };
-        let table = stats.entry((*va, *vb)).or_insert_with(|| {
-            cell_sums(
-                deal_codes,
-                &account_codes,
-                *va,
-                *vb,
-                &resid,
-                &w,
-                spec.n_cells(*va),
-                spec.n_cells(*vb),
-            )
-        });
-        let Some(li) = spec.level_index(*va, level) else {
-            continue;
-        };
-        let (u, i, support) = table[li * spec.n_cells(*vb) + bin];
-        if support < params.min_interaction_count || i <= 0.0 {
-            continue;
+    let order = screen_order(&spec);
+    let pairs: Vec<(usize, usize)> = order
+        .iter()
+        .enumerate()
+        .flat_map(|(x, &va)| order[x + 1..].iter().map(move |&vb| (va, vb)))
+        .collect();
+    let tables: Vec<Vec<(f64, f64, usize)>> = {
+        use rayon::prelude::*;
+        pairs
+            .par_iter()
+            .map(|&(va, vb)| {
+                cell_sums(
+                    rows,
+                    &account_codes,
+                    va,
+                    vb,
+                    &resid,
+                    &w,
+                    spec.n_cells(va),
+                    spec.n_cells(vb),
+                )
+            })
+            .collect()
+    };
+    // (chi2, candidate index, support, pair, cell index) of every tested cell
+    let mut tested = Vec::new();
+    let mut k = 0usize;
+    for (pi, (&(_, vb), table)) in pairs.iter().zip(&tables).enumerate() {
+        let nb = spec.n_cells(vb);
+        for (c, &(u, i, support)) in table.iter().enumerate() {
+            if support >= params.min_interaction_count && i > 0.0 {
+                tested.push((u * u / i, k + c, support, pi, c, nb));
+            }
         }
-        let chi2 = u * u / i;
-        if chi2 > chi2_threshold {
-            scored.push((chi2, k, support));
-        }
+        k += table.len();
     }
+    let threshold = interaction_threshold(tested.len());
+    let mut scored: Vec<_> = tested.into_iter().filter(|t| t.0 > threshold).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    // the main effects' means were taken over these same accounts
-    let main_means_fit = spec.means.len() == spec.features.len();
     let first_new = spec.interactions.len();
     let budget = params.max_features.saturating_sub(spec.features.len());
-    for (chi2, k, support) in scored.into_iter().take(budget) {
-        let (a, b) = cands[k].clone();
+    for (chi2, _, support, pi, c, nb) in scored.into_iter().take(budget) {
+        let (va, vb) = pairs[pi];
+        let (a, b) = (cell_of(&spec, va, c / nb), cell_of(&spec, vb, c % nb));
         spec.features.push(Feature::Interaction {
             index: spec.interactions.len(),
         });
@@ -737,21 +924,17 @@ pub fn add_interactions(
     }
     // an interaction's mean over the accounts is the share of them in its
     // cell: the support just counted (the same f64 as summing the column)
-    if main_means_fit {
-        let n = accounts.height().max(1) as f64;
-        let added: Vec<f64> = spec.interactions[first_new..]
-            .iter()
-            .map(|it| it.support as f64 / n)
-            .collect();
-        spec.means.extend(added);
-    } else {
-        spec.means = account_codes.means(&spec);
-    }
+    let n = accounts.height().max(1) as f64;
+    let added: Vec<f64> = spec.interactions[first_new..]
+        .iter()
+        .map(|it| it.support as f64 / n)
+        .collect();
+    spec.means.extend(added);
     Ok(spec)
 }
 
 /// (sum of residuals, sum of weights, distinct accounts) per cell of the
-/// pair (categorical `va`, numeric `vb`), indexed level * bands + band.
+/// pair of variables (`va`, `vb`), indexed cell_a * cells_b + cell_b.
 #[allow(clippy::too_many_arguments)]
 fn cell_sums(
     deals: &Encoded,
@@ -809,6 +992,7 @@ mod tests {
                 mean: 4.0,
                 sd: 1.0,
                 edges: vec![49f64.ln_1p(), 499f64.ln_1p()],
+                knots: vec![],
                 has_missing: false,
             }],
             interactions: vec![],
@@ -847,5 +1031,44 @@ mod tests {
         assert_eq!(quantile_sorted(&v, 0.0), 1.0);
         assert_eq!(quantile_sorted(&v, 1.0), 4.0);
         assert_eq!(quantile_sorted(&v, 0.5), 2.5);
+    }
+
+    #[test]
+    fn the_screens_bar_is_bonferronis_above_a_floor_of_16() {
+        // few candidates: 5% / 10 is chi2 7.9, below the floor
+        assert_eq!(interaction_threshold(10), INTERACTION_CHI2_FLOOR);
+        assert_eq!(interaction_threshold(0), INTERACTION_CHI2_FLOOR);
+        // a million candidates: two-sided p = 5e-8 is z = 5.4513, chi2 29.72
+        assert!((interaction_threshold(1_000_000) - 29.717).abs() < 0.01);
+        // ten thousand: p = 5e-6, z = 4.5648, chi2 20.84
+        assert!((interaction_threshold(10_000) - 20.837).abs() < 0.01);
+        assert!(interaction_threshold(20_000) > interaction_threshold(10_000));
+    }
+
+    #[test]
+    fn spline_terms_are_harrells_basis_and_linear_past_the_last_knot() {
+        let knots = [0.0, 1.0, 2.0, 3.0];
+        // term 0 by hand: ((x)+^3 - 3 (x-2)+^3 + 2 (x-3)+^3) / 9
+        let at = |x: f64| {
+            let [(t0, c0), (t1, c1), (t2, c2)] = spline_term(&knots, 0);
+            c0 * cube_above(x, t0) + c1 * cube_above(x, t1) + c2 * cube_above(x, t2)
+        };
+        assert_eq!(at(-1.0), 0.0);
+        assert!((at(1.0) - 1.0 / 9.0).abs() < 1e-15);
+        assert!((at(4.0) - 42.0 / 9.0).abs() < 1e-12);
+        assert!((at(5.0) - 60.0 / 9.0).abs() < 1e-12);
+        assert!((at(6.0) - 78.0 / 9.0).abs() < 1e-12);
+        // beyond the last knot the second difference vanishes (linear tail)
+        let d2 = at(7.0) - 2.0 * at(8.0) + at(9.0);
+        assert!(d2.abs() < 1e-9, "{d2}");
+        // knots: repeated quantiles merge; under three distinct, no curve
+        let many: Vec<f64> = (0..=100).map(f64::from).collect();
+        let k = spline_knots(&many);
+        assert_eq!(k.len(), 5);
+        for (got, want) in k.iter().zip([5.0, 27.5, 50.0, 72.5, 95.0]) {
+            assert!((got - want).abs() < 1e-9, "{k:?}");
+        }
+        let few = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0];
+        assert!(spline_knots(&few).is_empty());
     }
 }

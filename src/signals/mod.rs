@@ -372,7 +372,7 @@ fn account_rows(
     let high: HashSet<&str> = s_acc
         .iter()
         .zip(s_band.iter())
-        .filter(|(_, b)| *b == Some("high"))
+        .filter(|(_, b)| *b == Some(crate::domain::Band::High.as_str()))
         .filter_map(|(a, _)| a)
         .collect();
     let mut note_of: HashMap<String, String> = HashMap::default();

@@ -288,6 +288,32 @@ fn model_on_generated_data_ranks_well_and_finds_strong_industries() {
             .map(|it| (m.spec.describe_cell(&it.a), m.spec.describe_cell(&it.b)))
             .collect::<Vec<_>>()
     );
+    // and so is the planted category x category one (public companies in
+    // Germany), a pair of two levels that neither main effect can carry
+    let described: Vec<(String, String)> = m
+        .spec
+        .interactions
+        .iter()
+        .map(|it| (m.spec.describe_cell(&it.a), m.spec.describe_cell(&it.b)))
+        .collect();
+    assert!(
+        described
+            .iter()
+            .any(|(a, b)| a == "country = Germany" && b == "ownership = public"),
+        "{described:?}"
+    );
+    // negative control: no other country and no other ownership takes part
+    // in an interaction (a complement such as Germany x private may: the
+    // screen tests every cell against the main effects alone)
+    let planted_cell = |c: &str| c == "country = Germany" || c == "ownership = public";
+    let null_cell = |c: &str| {
+        (c.starts_with("country = ") || c.starts_with("ownership = ")) && !planted_cell(c)
+    };
+    let nulls: Vec<_> = described
+        .iter()
+        .filter(|(a, b)| (null_cell(a) && !planted_cell(b)) || (null_cell(b) && !planted_cell(a)))
+        .collect();
+    assert!(nulls.is_empty(), "{nulls:?}");
 }
 
 /// The public Maven CRM demo: the mapping works and the pipeline says there

@@ -51,13 +51,38 @@ fn load_table(c: &Connection, path: &std::path::Path, table: &str) -> usize {
     df.height()
 }
 
+/// Both numeric shapes: bands (indicators) and restricted cubic splines
+/// (cubes of clipped differences), each forced by the config.
 #[test]
 fn the_exported_sql_gives_every_account_exactly_the_binarys_score() {
+    for shape in ["bands", "splines"] {
+        sql_scores_as_the_binary(shape);
+    }
+}
+
+fn sql_scores_as_the_binary(shape: &str) {
     let (data, _) = generated(4000, 23);
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("run");
-    run_quiet(Some(&data), &out, &tmp.path().join("reports"), &[]);
+    let config = tmp.path().join("icp.toml");
+    std::fs::write(
+        &config,
+        format!("[features]\nnumeric_shape = \"{shape}\"\n"),
+    )
+    .unwrap();
+    run_quiet(
+        Some(&data),
+        &out,
+        &tmp.path().join("reports"),
+        &["--config", config.to_str().unwrap()],
+    );
     let model = out.join("model.json");
+    let artifact = std::fs::read_to_string(&model).unwrap();
+    assert_eq!(
+        artifact.contains("\"spline\""),
+        shape == "splines",
+        "{shape}: spline terms in the model exactly when asked for"
+    );
     let o = icp(
         &[
             "export-sql",
