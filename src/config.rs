@@ -180,6 +180,7 @@ pub struct LabelToml {
 #[serde(deny_unknown_fields)]
 pub struct ModelToml {
     pub holdout_fraction: Option<f64>,
+    pub holdout_by: Option<HoldoutBy>,
     pub cv_folds: Option<usize>,
     pub lambdas: Option<Vec<f64>>,
     pub max_iterations: Option<u64>,
@@ -211,6 +212,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// An outcome as the loaded tables write it (lower case, no spaces):
+    /// no allocation, for per-row use.
+    pub fn canonical(s: &str) -> Option<Outcome> {
+        match s {
+            "won" => Some(Outcome::Won),
+            "lost" => Some(Outcome::Lost),
+            "churned" => Some(Outcome::Churned),
+            "open" => Some(Outcome::Open),
+            _ => None,
+        }
+    }
     pub fn parse(s: &str) -> Option<Outcome> {
         match s.trim().to_ascii_lowercase().as_str() {
             "won" => Some(Outcome::Won),
@@ -251,6 +263,10 @@ pub struct FeatureParams {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelParams {
     pub holdout_fraction: f64,
+    /// which date puts a deal in the holdout (artifacts from before the
+    /// choice split by close date)
+    #[serde(default)]
+    pub holdout_by: HoldoutBy,
     pub cv_folds: usize,
     /// L2 penalty per training row; alpha given to linfa is lambda * n.
     pub lambdas: Vec<f64>,
@@ -259,6 +275,31 @@ pub struct ModelParams {
     /// fitted with L-BFGS.
     #[serde(default = "Solver::before_the_choice")]
     pub solver: Solver,
+}
+
+/// Which date splits the closed deals into training and holdout.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldoutBy {
+    /// The most recently closed deals are held out: right when a deal's
+    /// close date is when its outcome became known.
+    #[default]
+    ClosedDate,
+    /// The most recently created deals (a creation cohort) are held out and
+    /// the model trains on the earlier cohorts: for lead-cohort data where
+    /// losses are closed later by a rule, so the latest closes are all
+    /// losses.
+    CreatedDate,
+}
+
+impl HoldoutBy {
+    /// "closed" or "created": how the holdout is said in messages.
+    pub fn verb(self) -> &'static str {
+        match self {
+            HoldoutBy::ClosedDate => "closed",
+            HoldoutBy::CreatedDate => "created",
+        }
+    }
 }
 
 /// How a numeric column's curve enters the model, beside its linear term.
@@ -459,6 +500,7 @@ impl Config {
         let m = self.model;
         let model = ModelParams {
             holdout_fraction: m.holdout_fraction.unwrap_or(0.2),
+            holdout_by: m.holdout_by.unwrap_or_default(),
             cv_folds: m.cv_folds.unwrap_or(3),
             lambdas: m
                 .lambdas

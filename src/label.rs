@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ValidConfig;
+use crate::config::{HoldoutBy, ValidConfig};
 use crate::error::{IcpError, Result};
 use crate::load::Dataset;
 
@@ -22,10 +22,26 @@ pub struct Labels {
     /// cycle_days, amount, label, holdout; sorted by closed_date, opportunity_id.
     pub df: DataFrame,
     pub window: Window,
-    /// first closed_date of the holdout
+    /// first date of the holdout: a close date, or with
+    /// `holdout_by = "created_date"` a creation date
     pub cutoff: NaiveDate,
+    pub holdout_by: HoldoutBy,
     pub n_train: usize,
     pub n_holdout: usize,
+    /// open deals created on or after the cutoff (creation cohorts only):
+    /// too recent to have an outcome, so in neither part
+    pub left_open: usize,
+}
+
+/// What to try when a close-date holdout lacks one class: lead-cohort data,
+/// where losses are closed later by a rule, holds out by creation cohort.
+pub const HOLDOUT_BY_HINT: &str = "If the latest close dates are mostly losses closed by a rule (lead-cohort data), set `holdout_by = \"created_date\"` in the config's [model] section to hold out the most recent creation cohort instead.";
+
+impl Labels {
+    /// "deals closed from 2024-10-29" or "deals created from ...".
+    pub fn holdout_words(&self) -> String {
+        format!("deals {} from {}", self.holdout_by.verb(), self.cutoff)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,22 +126,45 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
             "{n} closed opportunities (won, lost or churned); a model needs a history of closed deals"
         )));
     }
-    // Time split: the most recent `holdout_fraction` of closed deals, whole days together.
-    let closed: Vec<i32> = df
-        .column("closed_date")?
+    // Time split: the most recent `holdout_fraction` of closed deals, by
+    // close date or by creation date, whole days together.
+    let by = cfg.model.holdout_by;
+    let split_column = match by {
+        HoldoutBy::ClosedDate => "closed_date",
+        HoldoutBy::CreatedDate => "created_date",
+    };
+    let mut dates: Vec<i32> = df
+        .column(split_column)?
         .cast(&DataType::Int32)?
         .i32()?
         .into_no_null_iter()
         .collect();
+    dates.sort_unstable();
     let idx = ((n as f64) * (1.0 - cfg.model.holdout_fraction)).floor() as usize;
-    let cutoff = closed[idx.min(n - 1)];
-    let n_train = closed.iter().filter(|&&d| d < cutoff).count();
+    let cutoff = dates[idx.min(n - 1)];
+    let n_train = dates.iter().filter(|&&d| d < cutoff).count();
     let n_holdout = n - n_train;
     if n_train == 0 {
-        return Err(IcpError::NotEnoughEvidence(
-            "every closed opportunity closed on the same day; a time-based holdout needs history before it".into(),
-        ));
+        return Err(IcpError::NotEnoughEvidence(format!(
+            "every closed opportunity was {} on the same day; a time-based holdout needs history before it",
+            by.verb()
+        )));
     }
+    let in_holdout = col(split_column).cast(DataType::Int32).gt_eq(lit(cutoff));
+    let left_open = match by {
+        HoldoutBy::ClosedDate => 0,
+        HoldoutBy::CreatedDate => opps
+            .df
+            .clone()
+            .lazy()
+            .filter(
+                col("outcome")
+                    .eq(lit("open"))
+                    .and(in_holdout.clone().fill_null(lit(false))),
+            )
+            .collect()?
+            .height(),
+    };
     let window = match cfg.velocity_window_days {
         Some(days) => Window {
             days,
@@ -136,14 +175,11 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
                 .clone()
                 .lazy()
                 .filter(
-                    col("closed_date")
-                        .cast(DataType::Int32)
-                        .lt(lit(cutoff))
-                        .and(
-                            col("outcome")
-                                .eq(lit("won"))
-                                .or(col("outcome").eq(lit("churned"))),
-                        ),
+                    in_holdout.clone().not().and(
+                        col("outcome")
+                            .eq(lit("won"))
+                            .or(col("outcome").eq(lit("churned"))),
+                    ),
                 )
                 .select([col("cycle_days").cast(DataType::Float64)])
                 .collect()?;
@@ -175,18 +211,17 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
                 .eq(lit("won"))
                 .and(col("cycle_days").lt_eq(lit(window.days)))
                 .alias("label"),
-            col("closed_date")
-                .cast(DataType::Int32)
-                .gt_eq(lit(cutoff))
-                .alias("holdout"),
+            in_holdout.alias("holdout"),
         ])
         .collect()?;
     Ok(Labels {
         df,
         window,
         cutoff: epoch_days_to_date(cutoff),
+        holdout_by: by,
         n_train,
         n_holdout,
+        left_open,
     })
 }
 

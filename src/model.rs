@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{NumericShape, Solver, ValidConfig};
+use crate::config::{HoldoutBy, NumericShape, Solver, ValidConfig};
 use crate::error::{IcpError, Result};
 use crate::features::{self, Encoded, FeatureSpec, Rows};
 use crate::label::{self, Labels, Window};
@@ -236,6 +236,12 @@ pub struct Evaluation {
     pub holdout_deals: usize,
     pub holdout_velocity_wins: usize,
     pub holdout_from: String,
+    /// which date `holdout_from` is (older artifacts: the close date)
+    #[serde(default)]
+    pub holdout_by: HoldoutBy,
+    /// open deals created in the holdout period, left out (creation cohorts)
+    #[serde(default)]
+    pub holdout_left_open: usize,
     pub train_accounts: usize,
     pub holdout_accounts_unseen: usize,
     pub lambda: f64,
@@ -319,8 +325,10 @@ fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
             [col("account_id")],
             JoinArgs::new(JoinType::Inner).with_suffix(Some("_account".into())),
         )
+        // the training deals first, each part in close-date order: with a
+        // close-date holdout that is plain close-date order
         .sort(
-            ["closed_date", "opportunity_id"],
+            ["holdout", "closed_date", "opportunity_id"],
             SortMultipleOptions::default(),
         )
         .collect()?)
@@ -459,13 +467,20 @@ pub fn train_staged(
     }
     if test_pos < ev.min_holdout_per_class || test_neg < ev.min_holdout_per_class {
         short.push(format!(
-            "the holdout (deals closed from {}) has {test_pos} velocity wins and {test_neg} other deals (need {} of each)",
-            labels.cutoff, ev.min_holdout_per_class
+            "the holdout ({}) has {test_pos} velocity wins and {test_neg} other deals (need {} of each)",
+            labels.holdout_words(),
+            ev.min_holdout_per_class
         ));
     }
     if !short.is_empty() {
+        let holdout_short =
+            test_pos < ev.min_holdout_per_class || test_neg < ev.min_holdout_per_class;
+        let hint = match labels.holdout_by {
+            HoldoutBy::ClosedDate if holdout_short => format!(" {}", label::HOLDOUT_BY_HINT),
+            _ => String::new(),
+        };
         return Err(IcpError::NotEnoughEvidence(format!(
-            "{} (velocity window {} days). Add more closed deals, or lower the limits in the config's [evidence] section.",
+            "{} (velocity window {} days). Add more closed deals, or lower the limits in the config's [evidence] section.{hint}",
             short.join("; "),
             labels.window.days
         )));
@@ -495,19 +510,26 @@ pub fn train_staged(
     // the penalty and the numeric shape (bands or splines) are chosen
     // together, by the same time-ordered CV; a tie keeps bands (tried first)
     let mut cv = Vec::new();
-    let mut chosen: Option<(FeatureSpec, features::Sparse, f64, f64)> = None;
+    let mut chosen: Option<(FeatureSpec, features::Sparse, f64, (usize, f64))> = None;
     for spec in specs_train {
         let x = codes_train.sparse(&spec);
         let shape = spec.numeric_shape();
         let mut results = cross_validate(x.rows(), y_train, cfg)?;
         results.iter_mut().for_each(|r| r.numeric_shape = shape);
+        // a fold whose fit failed is left out of a penalty's mean: compare
+        // on the most folds first, so a shape cannot win on easier folds
         let best = results
             .iter()
-            .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
-            .map(|c| (c.lambda, c.mean_log_loss))
-            .unwrap_or((cfg.model.lambdas[0], f64::INFINITY));
+            .min_by(|a, b| {
+                b.folds
+                    .cmp(&a.folds)
+                    .then(a.mean_log_loss.total_cmp(&b.mean_log_loss))
+            })
+            .map(|c| (c.lambda, (c.folds, c.mean_log_loss)))
+            .unwrap_or((cfg.model.lambdas[0], (0, f64::INFINITY)));
         cv.extend(results);
-        if chosen.as_ref().is_none_or(|c| best.1 < c.3) {
+        let better = |c: &(usize, f64)| best.1.0 > c.0 || (best.1.0 == c.0 && best.1.1 < c.1);
+        if chosen.as_ref().is_none_or(|c| better(&c.3)) {
             chosen = Some((spec, x, best.0, best.1));
         }
     }
@@ -754,9 +776,7 @@ fn evaluate(
         let won: Vec<usize> = idx
             .iter()
             .copied()
-            .filter(|&i| {
-                crate::domain::Outcome::parse(&outcome[i]) != Some(crate::domain::Outcome::Lost)
-            })
+            .filter(|&i| outcome[i] != crate::domain::Outcome::Lost.as_str())
             .collect();
         let mut cyc: Vec<f64> = won.iter().map(|&i| cycle[i] as f64).collect();
         cyc.sort_by(f64::total_cmp);
@@ -842,6 +862,8 @@ fn evaluate(
         holdout_deals: y.len(),
         holdout_velocity_wins: n_pos,
         holdout_from: labels.cutoff.to_string(),
+        holdout_by: labels.holdout_by,
+        holdout_left_open: labels.left_open,
         train_accounts: train_ids.len(),
         holdout_accounts_unseen: unseen_accounts.len(),
         lambda,

@@ -141,8 +141,11 @@ pub fn band_outcomes(
         x.with_new.insert(a.to_string());
         x.opps += 1;
         // the effective outcome (a won deal whose customer left is churned)
-        let o = eff[i].as_deref().or(out[i].as_deref()).unwrap_or("open");
-        let o = Outcome::parse(o);
+        let o = eff[i]
+            .as_deref()
+            .or(out[i].as_deref())
+            .unwrap_or(Outcome::Open.as_str());
+        let o = Outcome::canonical(o);
         if o == Some(Outcome::Open) {
             continue;
         }
@@ -290,7 +293,7 @@ pub fn by_band_now(
     for ((a, o), m) in acc.iter().zip(outc.iter()).zip(&amt) {
         let Some(a) = a else { continue };
         let e = per.entry(a).or_default();
-        match o.and_then(Outcome::parse) {
+        match o.and_then(Outcome::canonical) {
             Some(Outcome::Won) => {
                 e.won = true;
                 e.revenue += m.unwrap_or(0.0);
@@ -332,7 +335,7 @@ pub fn by_band_now(
     );
     let mut reasons: Vec<std::collections::BTreeMap<String, usize>> = vec![Default::default(); 3];
     for ((a, o), why) in o_acc.iter().zip(o_out.iter()).zip(o_why.iter()) {
-        if o.and_then(Outcome::parse) != Some(Outcome::Lost) {
+        if o.and_then(Outcome::canonical) != Some(Outcome::Lost) {
             continue;
         }
         let Some(&k) = a.and_then(|a| band_of.get(a)) else {

@@ -270,12 +270,14 @@ impl Gen<'_> {
                 else {
                     unreachable!()
                 };
+                // polars divides by a scalar as a product with its
+                // reciprocal: so does the SQL, for the same bits
                 Ok(format!(
-                    "(COALESCE({}, {}) - {}) / {}",
+                    "(COALESCE({}, {}) - {}) * {}",
                     self.transformed(v)?,
                     self.d.num(*median)?,
                     self.d.num(*mean)?,
-                    self.d.num(*sd)?
+                    self.d.num(1.0 / *sd)?
                 ))
             }
             Feature::Bin { var, bin } => self.indicator(&self.cell(&Cell::Bin {

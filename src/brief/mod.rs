@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use doc::{Block, Chart};
 
 use crate::config::BriefParams;
+use crate::domain::Band;
 use crate::error::Result;
 use crate::icp::{Criterion, RefinedIcp};
 use crate::model::ModelArtifact;
@@ -398,11 +399,12 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
             .map(|x| x.prospects)
             .unwrap_or(0)
     };
-    match (e.reliable, band(e, "high"), band(e, "low")) {
+    let (high, low) = (Band::High.as_str(), Band::Low.as_str());
+    match (e.reliable, band(e, high), band(e, low)) {
         (true, Some(h), Some(l)) => out.push(format!(
             "Work the {} High accounts first ({} of them prospects): on {} deals the model never saw, High won {} against {} for Low, and {} against {} became velocity wins (fast, retained).",
-            n(count("high")),
-            n(prospects_in("high")),
+            n(count(high)),
+            n(prospects_in(high)),
             n(e.holdout_deals),
             pct(h.win_rate),
             pct(l.win_rate),
@@ -794,9 +796,20 @@ fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
     let mut q = vec![
         format!("Verdict: {}.", e.verdict),
         format!(
-            "Holdout: {} deals that closed from {} on, never used for fitting; {} velocity wins (base rate {}). Velocity win: won within {} days ({}) and not churned.",
+            "Holdout: {} deals that {} from {} on, never used for fitting{}; {} velocity wins (base rate {}). Velocity win: won within {} days ({}) and not churned.",
             n(e.holdout_deals),
+            match e.holdout_by {
+                crate::config::HoldoutBy::ClosedDate => "closed",
+                crate::config::HoldoutBy::CreatedDate => "were created",
+            },
             e.holdout_from,
+            match e.holdout_by {
+                crate::config::HoldoutBy::ClosedDate => String::new(),
+                crate::config::HoldoutBy::CreatedDate => format!(
+                    " (a creation cohort: the model trained on deals created before it; {} deals created since are still open and left out)",
+                    n(e.holdout_left_open)
+                ),
+            },
             n(e.holdout_velocity_wins),
             pct(e.base_rate),
             a.velocity_window.days,
@@ -824,7 +837,7 @@ fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
         _ => "as the config sets",
     };
     q.push(format!(
-        "Inputs: {} columns; sizes and other numbers enter {shape} ({how}); {} combinations of two columns passed the interaction screen.",
+        "Inputs: {} columns; sizes and other numbers enter {shape} ({how}); {} interaction terms (a value or band of one column together with one of another) passed the screen.",
         spec.variables.len(),
         spec.interactions.len()
     ));
@@ -1150,7 +1163,6 @@ fn segments(d: &mut Vec<Block>, inp: &BriefInput) {
                     .find(|x| &x.band == b)
                     .map(|x| n(x.prospects))
                     .unwrap_or_else(|| n(icp.prospects.saturating_sub(banded)));
-                use crate::domain::Band;
                 let what = match Band::parse(b) {
                     Some(band) => {
                         let act = match band {

@@ -170,12 +170,15 @@ pub fn input_lines(inputs: &[crate::load::InputFile]) -> Vec<String> {
 /// "accounts: 1,234 high, ..." from the manifest counts.
 pub fn band_line(counts: &[(String, usize)]) -> String {
     let c = |k: &str| counts.iter().find(|x| x.0 == k).map(|x| x.1).unwrap_or(0);
+    let [high, medium, low] = crate::domain::Band::NAMES;
+    let unscored = crate::domain::Band::UNSCORED;
+    let key = |b: &str| format!("band_{b}");
     format!(
-        "accounts: {} high, {} medium, {} low, {} unscored (too little data)",
-        thousands(c("band_high")),
-        thousands(c("band_medium")),
-        thousands(c("band_low")),
-        thousands(c("band_unscored"))
+        "accounts: {} {high}, {} {medium}, {} {low}, {} {unscored} (too little data)",
+        thousands(c(&key(high))),
+        thousands(c(&key(medium))),
+        thousands(c(&key(low))),
+        thousands(c(&key(unscored)))
     )
 }
 

@@ -382,12 +382,21 @@ fn print_summary(
         a.velocity_window.days, a.velocity_window.source
     );
     println!(
-        "holdout: {} deals closed from {} ({} velocity wins, {} accounts never seen in training); trained on {} deals",
+        "holdout: {} deals {} from {} ({} velocity wins, {} accounts never seen in training); trained on {} deals{}",
         thousands(e.holdout_deals),
+        e.holdout_by.verb(),
         e.holdout_from,
         thousands(e.holdout_velocity_wins),
         thousands(e.holdout_accounts_unseen),
-        thousands(e.train_deals)
+        thousands(e.train_deals),
+        if e.holdout_left_open > 0 {
+            format!(
+                "; {} deals created since then are still open and left out",
+                thousands(e.holdout_left_open)
+            )
+        } else {
+            String::new()
+        }
     );
     println!(
         "holdout quality: AUC {:.3} (95% CI {:.3}-{:.3}), Brier {:.4} (base rate alone {:.4})",

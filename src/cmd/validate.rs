@@ -66,8 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             from = Some(l.cutoff.to_string());
             let ev = &cfg.evidence;
             let y: Vec<bool> = l.df.column("label")?.bool()?.no_null_iter().collect();
-            let tp = y[..l.n_train].iter().filter(|b| **b).count();
-            let hp = y[l.n_train..].iter().filter(|b| **b).count();
+            let h: Vec<bool> = l.df.column("holdout")?.bool()?.no_null_iter().collect();
+            let hp = y.iter().zip(&h).filter(|(y, h)| **y && **h).count();
+            let tp = y.iter().filter(|b| **b).count() - hp;
             if tp < ev.min_train_positives {
                 problems.push(format!(
                     "{tp} velocity wins before the holdout (need {})",
@@ -82,8 +83,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             if hp < ev.min_holdout_per_class || l.n_holdout - hp < ev.min_holdout_per_class {
+                let hint = match l.holdout_by {
+                    crate::config::HoldoutBy::ClosedDate => format!(" {}", label::HOLDOUT_BY_HINT),
+                    crate::config::HoldoutBy::CreatedDate => String::new(),
+                };
                 problems.push(format!(
-                    "holdout has {hp} velocity wins and {} other deals (need {} of each)",
+                    "the holdout ({}) has {hp} velocity wins and {} other deals (need {} of each).{hint}",
+                    l.holdout_words(),
                     l.n_holdout - hp,
                     ev.min_holdout_per_class
                 ));

@@ -474,7 +474,11 @@ pub fn spline_knots(sorted: &[f64]) -> Vec<f64> {
         .iter()
         .map(|q| quantile_sorted(sorted, *q))
         .collect();
-    k.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    // knots closer than a millionth of the sample's range would make the
+    // basis' weights (1 / gap) huge and its values cancellations of cubes
+    let range = sorted.last().copied().unwrap_or(0.0) - sorted.first().copied().unwrap_or(0.0);
+    let tol = (range * 1e-6).max(1e-12);
+    k.dedup_by(|a, b| (*a - *b).abs() < tol);
     if k.len() < 3 { Vec::new() } else { k }
 }
 
