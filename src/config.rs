@@ -139,6 +139,22 @@ pub struct Files {
     /// left out of artifacts when unset, so model ids do not change
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// the field delimiter of the CSV files: "," (the default), ";" (Excel
+    /// in much of Europe), "\t" or "|"; left out of artifacts when unset
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+}
+
+impl Files {
+    /// The delimiter byte (checked by [`Config::check`]).
+    pub fn delimiter_byte(&self) -> u8 {
+        match self.delimiter.as_deref() {
+            Some(";") => b';',
+            Some("\t") | Some("tab") => b'\t',
+            Some("|") => b'|',
+            _ => b',',
+        }
+    }
 }
 
 /// Per table: canonical column name -> the CRM's column name.
@@ -542,6 +558,15 @@ impl Config {
             Some(other) => {
                 return Err(bad(format!(
                     "[files] encoding = \"{other}\": expected \"utf-8\" or \"windows-1252\""
+                )));
+            }
+        }
+        match self.files.delimiter.as_deref() {
+            None | Some(",") | Some(";") | Some("\t") | Some("tab") | Some("|") => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "[files] delimiter = \"{}\": expected \",\", \";\", \"\\t\" (a tab) or \"|\"",
+                    other.escape_default()
                 )));
             }
         }

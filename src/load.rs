@@ -288,7 +288,8 @@ pub struct Raw {
 /// too large to be a field, so every later check sees sane text.
 fn read_raw(path: &Path, cfg: &ValidConfig) -> Result<Raw> {
     let cp1252 = cfg.files.encoding.as_deref() == Some(WINDOWS_1252);
-    let (df, ragged) = guarded(path, || read_raw_text(path, cp1252))?;
+    let delimiter = cfg.files.delimiter_byte();
+    let (df, ragged) = guarded(path, || read_raw_text(path, cp1252, delimiter))?;
     let raw = checked_cells(path, df)?;
     split_ragged(path, raw, &ragged)
 }
@@ -517,7 +518,7 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
 
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
-fn read_raw_text(path: &Path, cp1252: bool) -> Result<(DataFrame, Vec<Ragged>)> {
+fn read_raw_text(path: &Path, cp1252: bool, delimiter: u8) -> Result<(DataFrame, Vec<Ragged>)> {
     let mut ragged = Vec::new();
     let df = if is_parquet(path) {
         let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
@@ -548,6 +549,11 @@ fn read_raw_text(path: &Path, cp1252: bool) -> Result<(DataFrame, Vec<Ragged>)> 
         } else {
             bytes
         };
+        let bytes = if delimiter == b',' {
+            bytes
+        } else {
+            to_comma_separated(&bytes, delimiter)
+        };
         let (header, bad) = ragged_records(&bytes);
         if bad.is_empty() {
             // the bytes are in memory already: parse them, not the file again
@@ -561,11 +567,20 @@ fn read_raw_text(path: &Path, cp1252: bool) -> Result<(DataFrame, Vec<Ragged>)> 
                 return Err(IcpError::read(
                     path,
                     format!(
-                        "{} of about {} lines do not have the header's {} fields: the file is not comma-separated as expected{}",
+                        "{} of about {} lines do not have the header's {} fields: the file is not {} as expected{}",
                         crate::util::thousands(bad.len()),
                         crate::util::thousands(records),
                         header,
-                        delimiter_hint(&bytes)
+                        match delimiter {
+                            b',' => "comma-separated".to_string(),
+                            b'\t' => "tab-separated ([files] delimiter)".to_string(),
+                            d => format!("{}-separated ([files] delimiter)", d as char),
+                        },
+                        if delimiter == b',' {
+                            delimiter_hint(&bytes)
+                        } else {
+                            String::new()
+                        }
                     ),
                 ));
             }
@@ -590,6 +605,63 @@ fn read_raw_text(path: &Path, cp1252: bool) -> Result<(DataFrame, Vec<Ragged>)> 
         }
     };
     Ok((df, ragged))
+}
+
+/// A CSV separated by `delimiter` rewritten comma-separated, so one reader
+/// and one ragged-record scan serve every delimiter. Quote-aware: a quoted
+/// field is copied as it is (a comma inside quotes is already safe); an
+/// unquoted field holding a comma is quoted. Records and line ends stay
+/// where they were, so row numbers do not move.
+fn to_comma_separated(bytes: &[u8], delimiter: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 64);
+    let mut field: Vec<u8> = Vec::new();
+    let (mut quoted, mut in_quotes) = (false, false);
+    let flush = |field: &mut Vec<u8>, quoted: bool, out: &mut Vec<u8>| {
+        if !quoted && field.contains(&b',') {
+            out.push(b'"');
+            for &b in field.iter() {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(field);
+        }
+        field.clear();
+    };
+    for &b in bytes {
+        if in_quotes {
+            field.push(b);
+            if b == b'"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                if field.is_empty() {
+                    quoted = true;
+                }
+                in_quotes = true;
+                field.push(b);
+            }
+            b if b == delimiter => {
+                flush(&mut field, quoted, &mut out);
+                quoted = false;
+                out.push(b',');
+            }
+            b'\n' | b'\r' => {
+                flush(&mut field, quoted, &mut out);
+                quoted = false;
+                out.push(b);
+            }
+            _ => field.push(b),
+        }
+    }
+    flush(&mut field, quoted, &mut out);
+    out
 }
 
 /// The `[files] encoding` value for Excel's default on Windows.
@@ -621,9 +693,9 @@ fn delimiter_hint(bytes: &[u8]) -> String {
     let count = |c: u8| first.iter().filter(|b| **b == c).count();
     let (commas, semis, tabs) = (count(b','), count(b';'), count(b'\t'));
     if semis > commas && semis >= tabs {
-        " (the header looks semicolon-separated, as Excel writes CSV in much of Europe; save it comma-separated)".into()
+        " (the header looks semicolon-separated, as Excel writes CSV in much of Europe: add delimiter = \";\" to the config's [files] section, or save it comma-separated)".into()
     } else if tabs > commas {
-        " (the header looks tab-separated; save it comma-separated)".into()
+        " (the header looks tab-separated: add delimiter = \"\\t\" to the config's [files] section, or save it comma-separated)".into()
     } else {
         String::new()
     }
@@ -662,7 +734,7 @@ fn empty_file(path: &Path) -> IcpError {
     )
 }
 
-fn is_parquet(path: &Path) -> bool {
+pub fn is_parquet(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
 }
@@ -697,7 +769,7 @@ impl Pieces {
         let source = if is_parquet(path) {
             Source::Frame {
                 // Parquet: no ragged records
-                df: guarded(path, || read_raw_text(path, false))?.0,
+                df: guarded(path, || read_raw_text(path, false, b','))?.0,
                 at: 0,
             }
         } else {
@@ -946,7 +1018,7 @@ fn map_columns<'a>(
             // one column whose name holds the other delimiters: say so
             if !found.contains(", ") {
                 if found.contains(';') {
-                    found.push_str(" (one column: the file looks semicolon-separated, as Excel writes CSV in much of Europe; save it comma-separated)");
+                    found.push_str(" (one column: the file looks semicolon-separated, as Excel writes CSV in much of Europe: add delimiter = \";\" to the config's [files] section)");
                 } else if found.contains('\t') {
                     found.push_str(
                         " (one column: the file looks tab-separated; save it comma-separated)",
@@ -1834,6 +1906,21 @@ mod tests {
             end_record(start, bytes.len(), fields, &mut header);
         }
         (header.unwrap_or(0), out)
+    }
+
+    #[test]
+    fn other_delimiters_are_rewritten_comma_separated() {
+        let semi = b"id;name;note\r\nA1;Smith, Jones & Co;\"says \"\"hi\"\"; ok\"\nA2;;x\n";
+        assert_eq!(
+            String::from_utf8(to_comma_separated(semi, b';')).unwrap(),
+            "id,name,note\r\nA1,\"Smith, Jones & Co\",\"says \"\"hi\"\"; ok\"\nA2,,x\n"
+        );
+        // a quoted field with a newline stays one field; tabs work the same
+        let tab = b"a\tb\n\"x\ny\"\t2";
+        assert_eq!(
+            String::from_utf8(to_comma_separated(tab, b'\t')).unwrap(),
+            "a,b\n\"x\ny\",2"
+        );
     }
 
     #[test]

@@ -248,6 +248,14 @@ fn score_in_pieces(
     let context = || format!("loading {}", path.display());
     let hints = Some(&artifact.extra_column_kinds);
     stages.start("load");
+    if cfg.files.delimiter_byte() != b',' && !load::is_parquet(path) {
+        anyhow::bail!(
+            "{}: `icp score --accounts` reads comma-separated files (or Parquet) in pieces; \
+             `[files] delimiter` applies to data directories: use `icp score --data DIR`, \
+             or save the file comma-separated",
+            path.display()
+        );
+    }
     let mut pieces = load::Pieces::open(path, args.chunk_rows as usize).with_context(context)?;
     let mut seen = load::SeenIds::default();
     let mut rejects = Vec::new();

@@ -294,6 +294,86 @@ fn a_mostly_ragged_or_semicolon_file_stops_saying_what_it_looks_like() {
     );
 }
 
+/// The whole sample written semicolon-separated, as Excel saves CSV in much
+/// of Europe (names holding commas left unquoted, quotes around the fields
+/// that hold a semicolon or a quote): with `[files] delimiter = ";"` it
+/// scores every account exactly as the comma-separated sample does.
+#[test]
+fn a_semicolon_export_reads_with_the_delimiter_setting() {
+    use polars::prelude::*;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sample = crate::common::root().join("data/sample");
+    let semi = tmp.path().join("semi");
+    std::fs::create_dir_all(&semi).unwrap();
+    let mut commas_left_unquoted = 0;
+    for f in [
+        "accounts",
+        "opportunities",
+        "customers",
+        "triggers",
+        "interviews",
+    ] {
+        let mut df = crate::common::read_csv(&sample.join(format!("{f}.csv")));
+        let mut file = std::fs::File::create(semi.join(format!("{f}.csv"))).unwrap();
+        CsvWriter::new(&mut file)
+            .with_separator(b';')
+            .finish(&mut df)
+            .unwrap();
+        let text = std::fs::read_to_string(semi.join(format!("{f}.csv"))).unwrap();
+        commas_left_unquoted += text
+            .lines()
+            .filter(|l| l.contains(',') && !l.contains('"'))
+            .count();
+    }
+    assert!(commas_left_unquoted > 0, "the test holds names with commas");
+    // without the setting: the stop names it
+    let o = crate::common::icp(
+        &[
+            "validate",
+            "--data",
+            semi.to_str().unwrap(),
+            "--out",
+            tmp.path().join("v").to_str().unwrap(),
+        ],
+        &crate::common::root(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = crate::common::stderr(&o);
+    assert!(e.contains("delimiter = \";\""), "{e}");
+    // with it: the same scores and rejects as the comma-separated sample
+    // (the model id differs: it fingerprints the input files' bytes)
+    let config = tmp.path().join("semi.toml");
+    std::fs::write(&config, "[files]\ndelimiter = \";\"\n").unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    crate::common::run_quiet(None, &a, &tmp.path().join("ra"), &[]);
+    crate::common::run_quiet(
+        Some(&semi),
+        &b,
+        &tmp.path().join("rb"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let without_id = |p: &std::path::Path| {
+        let df = crate::common::read_csv(p);
+        let keep: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| c != "model_id")
+            .collect();
+        df.select(keep).unwrap()
+    };
+    let (sa, sb) = (
+        without_id(&a.join("scores.csv")),
+        without_id(&b.join("scores.csv")),
+    );
+    assert_eq!(sa.height(), 5000);
+    assert!(sa.equals_missing(&sb), "scores differ");
+    assert_eq!(
+        std::fs::read(a.join("rejects.csv")).unwrap(),
+        std::fs::read(b.join("rejects.csv")).unwrap()
+    );
+}
+
 /// Dates written the US way (1/31/2024) in most of a column stop the run
 /// with the format they look like and the line that reads them; with that
 /// line, they load.
