@@ -40,8 +40,39 @@ pub struct Config {
     pub brief: BriefToml,
     #[serde(default)]
     pub publish: PublishToml,
+    /// the header names of `crm_import.csv` (the CRM's import file)
+    #[serde(default)]
+    pub crm_import: Option<CrmImportNames>,
 }
 
+/// `[crm_import]`: what the CRM calls the record id and the score fields
+/// `icp score` writes back. Unset names take [`CrmImport`]'s defaults.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CrmImportNames {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// The resolved header names of `crm_import.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrmImport {
+    /// the record id column: by default the CRM's own name for the
+    /// account id (the `[columns.accounts] account_id` mapping)
+    pub id: String,
+    pub score: String,
+    pub band: String,
+    pub reasons: String,
+    pub model: String,
+}
 /// `[publish]`: what the published targeting segments hold.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -390,6 +421,29 @@ pub struct ValidConfig {
     pub brief: BriefParams,
     #[serde(default)]
     pub publish: PublishParams,
+    /// left out of artifacts when unset, so model ids do not change
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm_import: Option<CrmImportNames>,
+}
+
+impl ValidConfig {
+    /// `crm_import.csv`'s header names, defaults filled in.
+    pub fn crm_import(&self) -> CrmImport {
+        let n = self.crm_import.clone().unwrap_or_default();
+        CrmImport {
+            id: n.id.unwrap_or_else(|| {
+                self.columns
+                    .accounts
+                    .get("account_id")
+                    .cloned()
+                    .unwrap_or_else(|| "account_id".into())
+            }),
+            score: n.score.unwrap_or_else(|| "icp_score".into()),
+            band: n.band.unwrap_or_else(|| "icp_band".into()),
+            reasons: n.reasons.unwrap_or_else(|| "icp_reasons".into()),
+            model: n.model.unwrap_or_else(|| "icp_model".into()),
+        }
+    }
 }
 
 impl Default for ValidConfig {
@@ -602,7 +656,17 @@ impl Config {
                 "[publish] control_share = {control_share}: expected 0 (off) to 0.5"
             )));
         }
+        if let Some(n) = &self.crm_import {
+            let set = [&n.id, &n.score, &n.band, &n.reasons, &n.model];
+            if set
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|s| s.trim().is_empty()))
+            {
+                return Err(bad("[crm_import]: a field name must not be empty".into()));
+            }
+        }
         Ok(ValidConfig {
+            crm_import: self.crm_import,
             publish: PublishParams {
                 audience,
                 control_share,

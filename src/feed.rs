@@ -679,6 +679,9 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
 }
 
 /// What a publication was made from.
+/// The CRM's import file in every publication and scoring directory.
+pub const CRM_IMPORT: &str = "crm_import.csv";
+
 pub struct Publish<'a> {
     pub reports: &'a Path,
     /// "approve" or "score"
@@ -696,6 +699,42 @@ pub struct Publish<'a> {
     pub excluded: &'a HashMap<String, Vec<String>>,
     /// the input rows not used, with their reasons
     pub rejects: &'a DataFrame,
+    /// header names of `crm_import.csv`
+    pub crm_import: &'a crate::config::CrmImport,
+}
+
+/// `crm_import.csv`: every scored or unscored account in the scores' order,
+/// under the CRM's own names, in the shape CRM import tools take (a record
+/// id column plus one column per field to update): the score (empty when
+/// the account could not be scored), band, reasons and model id. Values are
+/// written exactly (no formula prefix), so the ids match the CRM's records.
+pub fn crm_import(scores: &DataFrame, names: &crate::config::CrmImport) -> Result<DataFrame> {
+    let headers = [
+        &names.id,
+        &names.score,
+        &names.band,
+        &names.reasons,
+        &names.model,
+    ];
+    for (i, h) in headers.iter().enumerate() {
+        if headers[..i].contains(h) {
+            return Err(IcpError::Invalid(format!(
+                "[crm_import]: the name \"{h}\" is given to two columns of crm_import.csv"
+            )));
+        }
+    }
+    let text = |c: &str, name: &str| col(c).cast(DataType::String).alias(name);
+    Ok(scores
+        .clone()
+        .lazy()
+        .select([
+            text("account_id", &names.id),
+            text("score", &names.score),
+            text("band", &names.band),
+            text("reasons", &names.reasons),
+            text("model_id", &names.model),
+        ])
+        .collect()?)
 }
 
 /// What a publication did, for the caller's summary.
@@ -759,6 +798,7 @@ pub fn publish(p: &Publish) -> Result<Published> {
             counts.push(("control".into(), control.len()));
         }
         w.csv(CHANGES, &changes_frame(&ch)?)?;
+        w.csv(CRM_IMPORT, &crm_import(p.scores, p.crm_import)?)?;
         w.csv_for_people("rejects.csv", p.rejects)?;
         Ok(counts)
     })();

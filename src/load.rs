@@ -1475,6 +1475,20 @@ fn account_checks() -> Vec<Check> {
             col("account_id").is_null(),
             "missing account_id",
         ),
+        // a deal linked to several companies (HubSpot writes their ids
+        // joined by ';'): which one bought is not ours to guess
+        check(
+            "account_id",
+            col("__known").is_null().and(
+                col("account_id")
+                    .str()
+                    .split(lit(";"))
+                    .list()
+                    .len()
+                    .gt(lit(1u32)),
+            ),
+            "several account ids in one cell (a deal linked to more than one company): export the deal's primary company only",
+        ),
         check(
             "account_id",
             col("__known").is_null(),

@@ -452,9 +452,11 @@ fn publish_run(
         .collect();
     let f: RunFindings = read_json(&run.join(FINDINGS))?;
     let m: crate::publish::Manifest = read_json(&run.join("manifest.json"))?;
-    let publish = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))
-        .map(|a| a.config.publish)
+    let run_config = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))
+        .map(|a| a.config)
         .unwrap_or_default();
+    let publish = run_config.publish.clone();
+    let crm_import = run_config.crm_import();
     Ok(Some(crate::feed::publish(&crate::feed::Publish {
         reports,
         by: "approve",
@@ -467,6 +469,7 @@ fn publish_run(
         crm: &crm,
         excluded: &excluded,
         rejects: &read_text_csv(&run.join("rejects.csv"))?,
+        crm_import: &crm_import,
     })?))
 }
 

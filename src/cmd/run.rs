@@ -242,7 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             w.json("model.json", &artifact)?;
             w.json("evaluation.json", &artifact.evaluation)?;
             let mut counts =
-                crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet)?;
+                crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet, None)?;
             write_findings(w, &artifact, &findings, &brief, changes.as_ref(), &about)?;
             w.csv(review::CRM_STATUS, &crm_frame)?;
             w.set_note(

@@ -52,13 +52,22 @@ pub struct Args {
 }
 
 /// Write scores, segment files and rejects; returns the counts for the manifest.
+/// With `crm`, also the CRM's import file (`icp score`; a run's scores are a
+/// proposal until approved, so `icp run` passes None).
 pub fn write_scoring(
     w: &mut RunWriter,
     scores: &DataFrame,
     rejects: &DataFrame,
     parquet: bool,
+    crm: Option<&crate::config::CrmImport>,
 ) -> anyhow::Result<Vec<(String, usize)>> {
     w.csv("scores.csv", scores)?;
+    if let Some(names) = crm {
+        w.csv(
+            crate::feed::CRM_IMPORT,
+            &crate::feed::crm_import(scores, names)?,
+        )?;
+    }
     if parquet {
         w.parquet("scores.parquet", scores)?;
     }
@@ -168,6 +177,7 @@ fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
         crm: &crm,
         excluded: &excluded,
         rejects: &data.rejects,
+        crm_import: &cfg.crm_import(),
     })?;
     crate::review::log_event(
         &args.reports,
@@ -301,8 +311,10 @@ fn score_in_pieces(
     stages.start("publish");
     stages.rows(used);
     match (whole, buckets) {
-        (Some(scores), _) => write_scoring(w, &scores, &rejects, args.parquet),
-        (None, Some(b)) => write_ranked(w, b, &rejects, args.parquet),
+        (Some(scores), _) => {
+            write_scoring(w, &scores, &rejects, args.parquet, Some(&cfg.crm_import()))
+        }
+        (None, Some(b)) => write_ranked(w, b, &rejects, args.parquet, &cfg.crm_import()),
         (None, None) => anyhow::bail!("{}: no piece of accounts was read", path.display()),
     }
 }
@@ -314,12 +326,17 @@ fn write_ranked(
     buckets: Buckets,
     rejects: &DataFrame,
     parquet: bool,
+    crm: &crate::config::CrmImport,
 ) -> anyhow::Result<Vec<(String, usize)>> {
     let like = buckets
         .like()
         .cloned()
         .context("no scored piece to write")?;
     let mut scores = w.csv_stream("scores.csv", &like)?;
+    let mut crm_out = w.csv_stream(
+        crate::feed::CRM_IMPORT,
+        &crate::feed::crm_import(&like, crm)?,
+    )?;
     let seg_like = segments::columns(&like)?;
     let mut segs = segments::THRESHOLDS
         .iter()
@@ -337,6 +354,7 @@ fn write_ranked(
     let mut total = 0;
     buckets.drain(|score, bucket| {
         scores.write(&bucket)?;
+        crm_out.write(&crate::feed::crm_import(&bucket, crm)?)?;
         if let Some(pw) = &mut pq {
             pw.write_batch(&bucket)?;
         }
@@ -358,6 +376,7 @@ fn write_ranked(
         Ok(())
     })?;
     w.close(scores)?;
+    w.close(crm_out)?;
     if let Some(pw) = pq {
         pw.finish()?;
         w.record("scores.parquet", total)?;

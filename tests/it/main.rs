@@ -5,6 +5,7 @@ mod approve;
 mod bench;
 mod brief;
 mod common;
+mod crm;
 mod feed;
 mod generate;
 mod hardening;
