@@ -165,15 +165,32 @@ pub fn load_files(
     let mut trace = crate::progress::Trace::start();
     let raw = read_raw(accounts_path, cfg)?;
     trace.lap("read accounts");
-    let (accounts, extra_columns) =
-        load_accounts(raw, accounts_path, cfg, kind_hints, None, &mut rejects)?;
+    // the opportunities first: their newest date bounds the founded years
+    let opp_raw = opportunities.map(|p| read_raw(p, cfg)).transpose()?;
+    let newest = match &opp_raw {
+        Some(r) => newest_year(r, cfg)?,
+        None => None,
+    };
+    let (accounts, extra_columns) = load_accounts(
+        raw,
+        accounts_path,
+        cfg,
+        kind_hints,
+        None,
+        newest,
+        &mut rejects,
+    )?;
     trace.lap("check accounts");
     let accounts = fingerprinted(accounts, accounts_path)?;
     trace.lap("fingerprint accounts");
     let ids = accounts.df.select(["account_id"])?;
-    let opportunities = opportunities
-        .map(|p| fingerprinted(load_opportunities(p, cfg, &ids, &mut rejects)?, p))
-        .transpose()?;
+    let opportunities = match (opportunities, opp_raw) {
+        (Some(p), Some(raw)) => Some(fingerprinted(
+            load_opportunities(raw, p, cfg, &ids, &mut rejects)?,
+            p,
+        )?),
+        _ => None,
+    };
     trace.lap("opportunities");
     let customers = customers
         .map(|p| fingerprinted(load_customers(p, cfg, &ids, &mut rejects)?, p))
@@ -897,7 +914,7 @@ pub fn accounts_piece(
     seen: &mut SeenIds,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<Table> {
-    Ok(load_accounts(raw, path, cfg, kind_hints, Some(seen), rejects)?.0)
+    Ok(load_accounts(raw, path, cfg, kind_hints, Some(seen), None, rejects)?.0)
 }
 
 /// The first ragged record of a file: (its line, fields, the header's
@@ -1263,6 +1280,7 @@ fn load_accounts(
     cfg: &ValidConfig,
     kind_hints: Option<&BTreeMap<String, ColumnKind>>,
     earlier: Option<&mut SeenIds>,
+    newest: Option<i32>,
     rejects: &mut Vec<DataFrame>,
 ) -> Result<(Table, BTreeMap<String, ColumnKind>)> {
     let Raw {
@@ -1362,7 +1380,11 @@ fn load_accounts(
             "duplicate account_id (an earlier row has the same id; the first is kept)",
         ),
     ];
-    let this_year = chrono::Datelike::year(&chrono::Utc::now()) as f64;
+    // a founding year after the data's newest year (plus one: a company
+    // founded this year, recorded as next) is a typo; without dated data,
+    // only impossible years are. From the data, not the clock, so the same
+    // inputs give the same rejects whenever they are run.
+    let this_year = newest.map_or(2099.0, |y| y as f64);
     let mut typed = Vec::new();
     for &c in &["employees", "annual_revenue", "founded_year"] {
         if !present.contains(&c) {
@@ -1513,7 +1535,41 @@ fn date_checks(column: &str, parsed: &Expr, cfg: &ValidConfig) -> Vec<Check> {
     ]
 }
 
+/// The newest year among the opportunities' created and closed dates (the
+/// cells that parse), read from the raw text before any check.
+fn newest_year(raw: &Raw, cfg: &ValidConfig) -> Result<Option<i32>> {
+    let mut best: Option<i32> = None;
+    for canonical in ["created_date", "closed_date"] {
+        let name = cfg
+            .columns
+            .opportunities
+            .get(canonical)
+            .map(String::as_str)
+            .unwrap_or(canonical);
+        if !raw.df.get_column_names().iter().any(|c| c.as_str() == name) {
+            continue;
+        }
+        // an impossible date is rejected later; it must not set the bound
+        let year = parse_date(name, cfg).dt().year();
+        let plausible = year
+            .clone()
+            .gt_eq(lit(1900))
+            .and(year.clone().lt_eq(lit(2100)));
+        let y = raw
+            .df
+            .clone()
+            .lazy()
+            .select([year.filter(plausible).max().alias("y")])
+            .collect()?;
+        if let Some(v) = y.column("y")?.i32()?.get(0) {
+            best = Some(best.map_or(v, |b| b.max(v)));
+        }
+    }
+    Ok(best)
+}
+
 fn load_opportunities(
+    raw: Raw,
     path: &Path,
     cfg: &ValidConfig,
     ids: &DataFrame,
@@ -1523,7 +1579,7 @@ fn load_opportunities(
         df: raw,
         rows,
         pre_rejects,
-    } = read_raw(path, cfg)?;
+    } = raw;
     let required = ["opportunity_id", "account_id", "created_date", "outcome"];
     let (exprs, _, present) = map_columns(
         &raw,

@@ -515,3 +515,39 @@ fn a_windows_1252_file_is_named_and_reads_with_the_setting() {
         &names[..5]
     );
 }
+
+/// The founded-year bound comes from the data, not the clock: the tiny
+/// fixture's newest deal date is in 2024, so 2025 (a company founded in the
+/// data's last year, recorded as the next) is accepted and 2026 rejected,
+/// whatever year the test runs in.
+#[test]
+fn the_founded_year_bound_is_the_datas_newest_year_plus_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("tiny");
+    std::fs::create_dir_all(&d).unwrap();
+    for f in std::fs::read_dir(fixture("tiny")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
+    }
+    // A1 (line 2) founded 2026, A3 (line 4) founded 2025
+    edit_line(&d.join("accounts.csv"), 2, |l| l.replace(",2010", ",2026"));
+    edit_line(&d.join("accounts.csv"), 4, |l| l.replace(",2000", ",2025"));
+    let data = load_dir(&d, &tiny_config(), Need::Training).expect("loads");
+    let r = &data.rejects;
+    let (rows, cols, reasons) = (
+        strings(r, "row"),
+        strings(r, "column"),
+        strings(r, "reason"),
+    );
+    let at = |row: &str| {
+        (0..r.height()).find(|&i| strings(r, "file")[i] == "accounts.csv" && rows[i] == row)
+    };
+    let a1 = at("2").expect("A1 rejected");
+    assert_eq!(cols[a1], "founded_year");
+    assert!(
+        reasons[a1].contains("between 1600 and 2025"),
+        "{}",
+        reasons[a1]
+    );
+    assert!(at("4").is_none(), "A3, founded 2025, is kept");
+}
