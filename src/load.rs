@@ -557,70 +557,87 @@ fn read_raw_text(path: &Path, cp1252: bool, delimiter: u8) -> Result<(DataFrame,
         if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
             return Err(empty_file(path));
         }
-        // One bad line must not stop a daily job: records whose field count
-        // is not the header's become rejects; only a file that is mostly
-        // ragged (the wrong delimiter, say) stops the run.
         let bytes = std::fs::read(path).map_err(|e| IcpError::read(path, e))?;
-        let bytes = if cp1252 {
-            windows_1252_to_utf8(&bytes)
-        } else {
-            bytes
-        };
-        let bytes = if delimiter == b',' {
-            bytes
-        } else {
-            to_comma_separated(&bytes, delimiter)
-        };
-        let (header, bad) = ragged_records(&bytes);
-        if bad.is_empty() {
-            // the bytes are in memory already: parse them, not the file again
-            text_csv_options(2)
-                .into_reader_with_file_handle(std::io::Cursor::new(bytes))
-                .finish()
-                .map_err(|e| csv_error(path, e))?
-        } else {
-            let records = bytes.iter().filter(|b| **b == b'\n').count().max(1);
-            if bad.len() * 2 > records {
-                return Err(IcpError::read(
-                    path,
-                    format!(
-                        "{} of about {} lines do not have the header's {} fields: the file is not {} as expected{}",
-                        crate::util::thousands(bad.len()),
-                        crate::util::thousands(records),
-                        header,
-                        match delimiter {
-                            b',' => "comma-separated".to_string(),
-                            b'\t' => "tab-separated ([files] delimiter)".to_string(),
-                            d => format!("{}-separated ([files] delimiter)", d as char),
-                        },
-                        if delimiter == b',' {
-                            delimiter_hint(&bytes)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                ));
-            }
-            let mut fixed = Vec::with_capacity(bytes.len());
-            let mut at = 0;
-            for (k, (range, fields)) in bad.iter().enumerate() {
-                fixed.extend_from_slice(&bytes[at..range.start]);
-                fixed.extend_from_slice(format!("{RAGGED_MARK}{k}").as_bytes());
-                fixed.extend(std::iter::repeat_n(b',', header.saturating_sub(1)));
-                ragged.push(Ragged {
-                    fields: *fields,
-                    header,
-                    text: String::from_utf8_lossy(&bytes[range.clone()]).into_owned(),
-                });
-                at = range.end;
-            }
-            fixed.extend_from_slice(&bytes[at..]);
-            text_csv_options(2)
-                .into_reader_with_file_handle(std::io::Cursor::new(fixed))
-                .finish()
-                .map_err(|e| csv_error(path, e))?
-        }
+        let (df, r) = parse_csv_bytes(path, bytes, 2, cp1252, delimiter)?;
+        ragged = r;
+        df
     };
+    Ok((df, ragged))
+}
+
+/// CSV bytes (a whole file, or a piece with the header in front) as text
+/// columns, rows numbered from `first_row`: decoded (`cp1252`) and
+/// rewritten comma-separated (`delimiter`) first. One bad line must not stop
+/// a daily job: records whose field count is not the header's become
+/// placeholder rows (see [`split_ragged`]); only bytes that are mostly
+/// ragged (the wrong delimiter, say) stop the run.
+fn parse_csv_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    first_row: u64,
+    cp1252: bool,
+    delimiter: u8,
+) -> Result<(DataFrame, Vec<Ragged>)> {
+    let bytes = if cp1252 {
+        windows_1252_to_utf8(&bytes)
+    } else {
+        bytes
+    };
+    let bytes = if delimiter == b',' {
+        bytes
+    } else {
+        to_comma_separated(&bytes, delimiter)
+    };
+    let mut ragged = Vec::new();
+    let (header, bad) = ragged_records(&bytes);
+    if bad.is_empty() {
+        // the bytes are in memory already: parse them, not the file again
+        let df = text_csv_options(first_row)
+            .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+            .finish()
+            .map_err(|e| csv_error(path, e))?;
+        return Ok((df, ragged));
+    }
+    let records = bytes.iter().filter(|b| **b == b'\n').count().max(1);
+    if bad.len() * 2 > records {
+        return Err(IcpError::read(
+            path,
+            format!(
+                "{} of about {} lines do not have the header's {} fields: the file is not {} as expected{}",
+                crate::util::thousands(bad.len()),
+                crate::util::thousands(records),
+                header,
+                match delimiter {
+                    b',' => "comma-separated".to_string(),
+                    b'\t' => "tab-separated ([files] delimiter)".to_string(),
+                    d => format!("{}-separated ([files] delimiter)", d as char),
+                },
+                if delimiter == b',' {
+                    delimiter_hint(&bytes)
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    let mut fixed = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    for (k, (range, fields)) in bad.iter().enumerate() {
+        fixed.extend_from_slice(&bytes[at..range.start]);
+        fixed.extend_from_slice(format!("{RAGGED_MARK}{k}").as_bytes());
+        fixed.extend(std::iter::repeat_n(b',', header.saturating_sub(1)));
+        ragged.push(Ragged {
+            fields: *fields,
+            header,
+            text: String::from_utf8_lossy(&bytes[range.clone()]).into_owned(),
+        });
+        at = range.end;
+    }
+    fixed.extend_from_slice(&bytes[at..]);
+    let df = text_csv_options(first_row)
+        .into_reader_with_file_handle(std::io::Cursor::new(fixed))
+        .finish()
+        .map_err(|e| csv_error(path, e))?;
     Ok((df, ragged))
 }
 
@@ -764,6 +781,8 @@ pub fn is_parquet(path: &Path) -> bool {
 pub struct Pieces {
     path: PathBuf,
     rows: usize,
+    cp1252: bool,
+    delimiter: u8,
     next_row: u64,
     source: Source,
     started: bool,
@@ -782,7 +801,8 @@ enum Source {
 }
 
 impl Pieces {
-    pub fn open(path: &Path, rows: usize) -> Result<Pieces> {
+    /// `cfg`'s `[files]` encoding and delimiter apply to every piece.
+    pub fn open(path: &Path, rows: usize, cfg: &ValidConfig) -> Result<Pieces> {
         let source = if is_parquet(path) {
             Source::Frame {
                 // Parquet: no ragged records
@@ -802,6 +822,8 @@ impl Pieces {
         Ok(Pieces {
             path: path.to_path_buf(),
             rows: rows.max(1),
+            cp1252: cfg.files.encoding.as_deref() == Some(WINDOWS_1252),
+            delimiter: cfg.files.delimiter_byte(),
             next_row: 2,
             source,
             started: false,
@@ -822,6 +844,7 @@ impl Pieces {
             return Ok(None);
         }
         let path = self.path.clone();
+        let mut ragged = Vec::new();
         let df = match &mut self.source {
             Source::Frame { df, at } => {
                 let n = self.rows.min(df.height() - *at);
@@ -850,18 +873,18 @@ impl Pieces {
                     return Ok(None);
                 }
                 let first = self.next_row;
-                let df = guarded(&path, || {
-                    text_csv_options(first)
-                        .into_reader_with_file_handle(std::io::Cursor::new(buf))
-                        .finish()
-                        .map_err(|e| csv_error(&path, e))
+                let (cp1252, delimiter) = (self.cp1252, self.delimiter);
+                let (df, r) = guarded(&path, || {
+                    parse_csv_bytes(&path, buf, first, cp1252, delimiter)
                 })?;
+                ragged = r;
                 self.next_row += df.height() as u64;
                 df
             }
         };
         self.started = true;
-        Ok(Some(checked_cells(&path, df)?))
+        let raw = checked_cells(&path, df)?;
+        Ok(Some(split_ragged(&path, raw, &ragged)?))
     }
 }
 

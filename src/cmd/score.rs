@@ -258,15 +258,8 @@ fn score_in_pieces(
     let context = || format!("loading {}", path.display());
     let hints = Some(&artifact.extra_column_kinds);
     stages.start("load");
-    if cfg.files.delimiter_byte() != b',' && !load::is_parquet(path) {
-        anyhow::bail!(
-            "{}: `icp score --accounts` reads comma-separated files (or Parquet) in pieces; \
-             `[files] delimiter` applies to data directories: use `icp score --data DIR`, \
-             or save the file comma-separated",
-            path.display()
-        );
-    }
-    let mut pieces = load::Pieces::open(path, args.chunk_rows as usize).with_context(context)?;
+    let mut pieces =
+        load::Pieces::open(path, args.chunk_rows as usize, cfg).with_context(context)?;
     let mut seen = load::SeenIds::default();
     let mut rejects = Vec::new();
     let (mut rows, mut used) = (0usize, 0usize);

@@ -45,7 +45,7 @@ fn load_in_pieces(
     rows: usize,
 ) -> icp::Result<(polars::prelude::DataFrame, polars::prelude::DataFrame)> {
     let cfg = icp::config::ValidConfig::default();
-    let mut pieces = icp::load::Pieces::open(path, rows)?;
+    let mut pieces = icp::load::Pieces::open(path, rows, &cfg)?;
     let mut seen = icp::load::SeenIds::default();
     let mut rejects = Vec::new();
     let mut used: Option<polars::prelude::DataFrame> = None;
@@ -123,6 +123,7 @@ proptest! {
         crlf in any::<bool>(),
         bom in any::<bool>(),
         latin1_row in proptest::option::of(0usize..25),
+        ragged_row in proptest::option::of(0usize..25),
         piece_rows in 1usize..6,
     ) {
         let nl = if crlf { "\r\n" } else { "\n" };
@@ -143,6 +144,9 @@ proptest! {
                     bytes.extend_from_slice(quote(c).as_bytes());
                 }
             }
+            if ragged_row == Some(i) {
+                bytes.extend_from_slice(b",one too many"); // an unquoted comma
+            }
             bytes.extend_from_slice(nl.as_bytes());
         }
         let (dir, r) = load_accounts_bytes(&bytes);
@@ -154,6 +158,14 @@ proptest! {
             .expect("loads in pieces");
         prop_assert!(used.equals_missing(&ds.accounts.df), "used rows differ:\n{used}\n{}", ds.accounts.df);
         prop_assert!(rejects.equals_missing(&ds.rejects), "rejects differ:\n{rejects}\n{}", ds.rejects);
+        if let Some(i) = ragged_row.filter(|i| *i < rows.len()) {
+            let line = (i + 2).to_string();
+            let (at, reasons) = (strings(&ds.rejects, "row"), strings(&ds.rejects, "reason"));
+            assert!(
+                at.iter().zip(&reasons).any(|(r, why)| *r == line && why.starts_with("too_many_fields")),
+                "row {line} with an extra field is rejected: {at:?} {reasons:?}"
+            );
+        }
         if let Some(i) = latin1_row.filter(|i| *i < rows.len()) {
             let reasons = strings(&ds.rejects, "reason");
             let at = strings(&ds.rejects, "row");
