@@ -311,8 +311,9 @@ pub struct FeatureParams {
 pub struct ModelParams {
     pub holdout_fraction: f64,
     /// which date puts a deal in the holdout (artifacts from before the
-    /// choice split by close date)
-    #[serde(default)]
+    /// choice split by close date); left out of artifacts at the default,
+    /// so model ids do not change
+    #[serde(default, skip_serializing_if = "HoldoutBy::is_default")]
     pub holdout_by: HoldoutBy,
     pub cv_folds: usize,
     /// L2 penalty per training row; alpha given to linfa is lambda * n.
@@ -340,6 +341,9 @@ pub enum HoldoutBy {
 }
 
 impl HoldoutBy {
+    fn is_default(&self) -> bool {
+        *self == HoldoutBy::ClosedDate
+    }
     /// "closed" or "created": how the holdout is said in messages.
     pub fn verb(self) -> &'static str {
         match self {
@@ -665,7 +669,7 @@ impl Config {
                 return Err(bad("[crm_import]: a field name must not be empty".into()));
             }
         }
-        Ok(ValidConfig {
+        let valid = ValidConfig {
             crm_import: self.crm_import,
             publish: PublishParams {
                 audience,
@@ -683,7 +687,25 @@ impl Config {
             model,
             min_feature_coverage,
             evidence,
-        })
+        };
+        // the import file's names must differ: caught here, not when
+        // `icp approve` has already made the model active
+        let names = valid.crm_import();
+        let all = [
+            &names.id,
+            &names.score,
+            &names.band,
+            &names.reasons,
+            &names.model,
+        ];
+        for (i, h) in all.iter().enumerate() {
+            if all[..i].contains(h) {
+                return Err(bad(format!(
+                    "[crm_import]: \"{h}\" names two columns of crm_import.csv (the record id defaults to the accounts' account_id mapping)"
+                )));
+            }
+        }
+        Ok(valid)
     }
 }
 

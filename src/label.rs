@@ -26,11 +26,16 @@ pub struct Labels {
     /// `holdout_by = "created_date"` a creation date
     pub cutoff: NaiveDate,
     pub holdout_by: HoldoutBy,
+    /// creation cohorts: the last creation date whose deals had time to
+    /// close (deals created later are in neither part)
+    pub holdout_to: Option<NaiveDate>,
     pub n_train: usize,
     pub n_holdout: usize,
     /// open deals created on or after the cutoff (creation cohorts only):
-    /// too recent to have an outcome, so in neither part
+    /// no outcome yet, so in neither part
     pub left_open: usize,
+    /// closed deals created after `holdout_to`, left out of both parts
+    pub left_recent: usize,
 }
 
 /// What to try when a close-date holdout lacks one class: lead-cohort data,
@@ -40,7 +45,10 @@ pub const HOLDOUT_BY_HINT: &str = "If the latest close dates are mostly losses c
 impl Labels {
     /// "deals closed from 2024-10-29" or "deals created from ...".
     pub fn holdout_words(&self) -> String {
-        format!("deals {} from {}", self.holdout_by.verb(), self.cutoff)
+        match self.holdout_to {
+            Some(to) => format!("deals created from {} to {to}", self.cutoff),
+            None => format!("deals {} from {}", self.holdout_by.verb(), self.cutoff),
+        }
     }
 }
 
@@ -120,10 +128,50 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
             col("amount"),
         ])
         .collect()?;
+    // A creation cohort is judged only once its deals have had time to
+    // close: in lead-cohort data the fast wins close first and the losses
+    // months later, so a recent cohort's closed deals are mostly wins. Deals
+    // created after the newest date minus the 95th percentile of the time
+    // to close are left out of both parts.
+    let (df, holdout_to, left_recent) = match cfg.model.holdout_by {
+        HoldoutBy::ClosedDate => (df, None, 0),
+        HoldoutBy::CreatedDate => {
+            let day = |d: &DataFrame, c: &str| -> Result<Option<i32>> {
+                Ok(d.column(c)?.cast(&DataType::Int32)?.i32()?.max())
+            };
+            let newest = day(&opps.df, "created_date")?.max(day(&df, "closed_date")?);
+            let mut cycles: Vec<i64> = df
+                .column("cycle_days")?
+                .i64()?
+                .into_no_null_iter()
+                .collect();
+            cycles.sort_unstable();
+            match (newest, cycles.is_empty()) {
+                (Some(newest), false) => {
+                    let k = ((cycles.len() as f64) * 0.95).ceil() as usize;
+                    let settle = cycles[k.clamp(1, cycles.len()) - 1];
+                    let end = newest - settle as i32;
+                    let before = df.height();
+                    let kept = df
+                        .lazy()
+                        .filter(col("created_date").cast(DataType::Int32).lt_eq(lit(end)))
+                        .collect()?;
+                    let gone = before - kept.height();
+                    (kept, Some(end), gone)
+                }
+                _ => (df, None, 0),
+            }
+        }
+    };
     let n = df.height();
     if n < 2 {
         return Err(IcpError::NotEnoughEvidence(format!(
-            "{n} closed opportunities (won, lost or churned); a model needs a history of closed deals"
+            "{n} closed opportunities (won, lost or churned){}; a model needs a history of closed deals",
+            if left_recent > 0 {
+                format!(" created early enough to have closed ({left_recent} more are too recent)")
+            } else {
+                String::new()
+            }
         )));
     }
     // Time split: the most recent `holdout_fraction` of closed deals, by
@@ -219,9 +267,11 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
         window,
         cutoff: epoch_days_to_date(cutoff),
         holdout_by: by,
+        holdout_to: holdout_to.map(epoch_days_to_date),
         n_train,
         n_holdout,
         left_open,
+        left_recent,
     })
 }
 

@@ -599,7 +599,9 @@ fn parse_csv_bytes(
         return Ok((df, ragged));
     }
     let records = bytes.iter().filter(|b| **b == b'\n').count().max(1);
-    if bad.len() * 2 > records {
+    // decided on a whole file, or on the first piece of one: a later piece
+    // of a few records must not stop what the whole file would not
+    if first_row == 2 && bad.len() * 2 > records {
         return Err(IcpError::read(
             path,
             format!(
@@ -1061,7 +1063,7 @@ fn map_columns<'a>(
                     found.push_str(" (one column: the file looks semicolon-separated, as Excel writes CSV in much of Europe: add delimiter = \";\" to the config's [files] section)");
                 } else if found.contains('\t') {
                     found.push_str(
-                        " (one column: the file looks tab-separated; save it comma-separated)",
+                        " (one column: the file looks tab-separated: add delimiter = \"\\t\" to the config's [files] section)",
                     );
                 }
             }

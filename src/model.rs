@@ -242,6 +242,13 @@ pub struct Evaluation {
     /// open deals created in the holdout period, left out (creation cohorts)
     #[serde(default)]
     pub holdout_left_open: usize,
+    /// creation cohorts: the holdout's last creation date (later deals had
+    /// no time to close and are in neither part)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout_to: Option<String>,
+    /// closed deals created after `holdout_to`, left out
+    #[serde(default)]
+    pub holdout_left_recent: usize,
     pub train_accounts: usize,
     pub holdout_accounts_unseen: usize,
     pub lambda: f64,
@@ -315,6 +322,12 @@ pub struct TrainOutcome {
 
 /// Labelled deals with their accounts' columns, in time order.
 fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
+    // each part in the order of the date that splits them, so the CV's
+    // expanding folds follow creation cohorts when the holdout does
+    let order = match labels.holdout_by {
+        HoldoutBy::ClosedDate => "closed_date",
+        HoldoutBy::CreatedDate => "created_date",
+    };
     Ok(labels
         .df
         .clone()
@@ -328,7 +341,7 @@ fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
         // the training deals first, each part in close-date order: with a
         // close-date holdout that is plain close-date order
         .sort(
-            ["holdout", "closed_date", "opportunity_id"],
+            ["holdout", order, "opportunity_id"],
             SortMultipleOptions::default(),
         )
         .collect()?)
@@ -864,6 +877,8 @@ fn evaluate(
         holdout_from: labels.cutoff.to_string(),
         holdout_by: labels.holdout_by,
         holdout_left_open: labels.left_open,
+        holdout_to: labels.holdout_to.map(|d| d.to_string()),
+        holdout_left_recent: labels.left_recent,
         train_accounts: train_ids.len(),
         holdout_accounts_unseen: unseen_accounts.len(),
         lambda,

@@ -806,7 +806,9 @@ fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
             match e.holdout_by {
                 crate::config::HoldoutBy::ClosedDate => String::new(),
                 crate::config::HoldoutBy::CreatedDate => format!(
-                    " (a creation cohort: the model trained on deals created before it; {} deals created since are still open and left out)",
+                    " (a creation cohort, up to {}: the model trained on deals created before it; left out: {} deals created later, too recent to have closed, and {} still open)",
+                    e.holdout_to.as_deref().unwrap_or("the newest date"),
+                    n(e.holdout_left_recent),
                     n(e.holdout_left_open)
                 ),
             },

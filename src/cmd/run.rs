@@ -382,20 +382,24 @@ fn print_summary(
         a.velocity_window.days, a.velocity_window.source
     );
     println!(
-        "holdout: {} deals {} from {} ({} velocity wins, {} accounts never seen in training); trained on {} deals{}",
+        "holdout: {} deals {} from {}{} ({} velocity wins, {} accounts never seen in training); trained on {} deals{}",
         thousands(e.holdout_deals),
         e.holdout_by.verb(),
         e.holdout_from,
+        e.holdout_to
+            .as_ref()
+            .map(|t| format!(" to {t}"))
+            .unwrap_or_default(),
         thousands(e.holdout_velocity_wins),
         thousands(e.holdout_accounts_unseen),
         thousands(e.train_deals),
-        if e.holdout_left_open > 0 {
-            format!(
-                "; {} deals created since then are still open and left out",
+        match &e.holdout_to {
+            Some(to) => format!(
+                "; left out: {} deals created after {to} (too recent to have closed) and {} still open",
+                thousands(e.holdout_left_recent),
                 thousands(e.holdout_left_open)
-            )
-        } else {
-            String::new()
+            ),
+            None => String::new(),
         }
     );
     println!(

@@ -437,27 +437,56 @@ fn lead_cohort_data_is_evaluated_on_its_newest_creation_cohort() {
     let e = &m["evaluation"];
     assert_eq!(e["holdout_by"], "created_date");
     let from: chrono::NaiveDate = e["holdout_from"].as_str().unwrap().parse().unwrap();
-    // counted by hand from the fixture around the cutoff the run chose
+    let to: chrono::NaiveDate = e["holdout_to"].as_str().unwrap().parse().unwrap();
+    // a cohort is judged once its deals had time to close: losses close 150
+    // days after creation, the export is 2025-05-15, so the holdout ends
+    // around 2024-12-16 (the 95th percentile of the time to close is 150)
+    assert_eq!(to, chrono::NaiveDate::from_ymd_opt(2024, 12, 16).unwrap());
+    // counted by hand from the fixture around the dates the run chose
     let closed: Vec<_> = deals.iter().filter(|d| d.1.is_some()).collect();
     let train = closed.iter().filter(|d| d.0 < from).count();
-    let held = closed.len() - train;
+    let held = closed.iter().filter(|d| d.0 >= from && d.0 <= to).count();
+    let recent = closed.iter().filter(|d| d.0 > to).count();
     let open_recent = deals
         .iter()
         .filter(|d| d.1.is_none() && d.0 >= from)
         .count();
     assert_eq!(e["train_deals"].as_u64(), Some(train as u64));
     assert_eq!(e["holdout_deals"].as_u64(), Some(held as u64));
+    assert_eq!(e["holdout_left_recent"].as_u64(), Some(recent as u64));
     assert_eq!(e["holdout_left_open"].as_u64(), Some(open_recent as u64));
-    assert!(open_recent > 0, "the fixture has open recent leads");
-    // the newest fifth of the closed deals by creation, both classes in it
-    let share = held as f64 / closed.len() as f64;
+    assert!(
+        open_recent > 0 && recent > 0,
+        "the fixture has recent leads"
+    );
+    // the newest fifth of the settled closed deals by creation, both classes
+    let share = held as f64 / (train + held) as f64;
     assert!((0.19..0.23).contains(&share), "{share}");
+    // and its velocity-win rate is the training part's, not inflated by
+    // recent fast wins whose cohort's losses have not closed yet
+    let rate = |won: usize, n: usize| won as f64 / n as f64;
+    let won_in = |lo: chrono::NaiveDate, hi: chrono::NaiveDate| {
+        closed
+            .iter()
+            .filter(|d| d.0 >= lo && d.0 <= hi && d.2)
+            .count()
+    };
+    let (held_won, train_won) = (
+        won_in(from, to),
+        won_in(chrono::NaiveDate::MIN, from.pred_opt().unwrap()),
+    );
+    assert!(
+        (rate(held_won, held) - rate(train_won, train)).abs() < 0.08,
+        "held-out win rate {} vs training {}",
+        rate(held_won, held),
+        rate(train_won, train)
+    );
     let wins = e["holdout_velocity_wins"].as_u64().unwrap();
     assert!(wins >= 10 && held as u64 - wins >= 10, "{wins} of {held}");
     let text = stdout(&o);
     assert!(
-        text.contains(&format!("deals created from {from}"))
-            && text.contains("still open and left out"),
+        text.contains(&format!("deals created from {from} to {to}"))
+            && text.contains("too recent to have closed"),
         "{text}"
     );
 }
