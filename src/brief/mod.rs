@@ -836,10 +836,10 @@ fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
     };
     let how = match a.config.features.numeric_shape {
         crate::config::NumericShape::Auto => "chosen by cross-validation over bands and curves",
-        _ => "as the config sets",
+        _ => "as the config sets it",
     };
     q.push(format!(
-        "Inputs: {} columns; sizes and other numbers enter {shape} ({how}); {} interaction terms (a value or band of one column together with one of another) passed the screen.",
+        "Inputs: {} columns; sizes and other numbers enter {shape}, {how}; {} interaction terms (a value or band of one column together with one of another) passed the screen.",
         spec.variables.len(),
         spec.interactions.len()
     ));
