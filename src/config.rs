@@ -73,6 +73,27 @@ pub struct CrmImport {
     pub reasons: String,
     pub model: String,
 }
+
+impl CrmImport {
+    /// The header names in file order.
+    pub fn headers(&self) -> [&str; 5] {
+        [
+            &self.id,
+            &self.score,
+            &self.band,
+            &self.reasons,
+            &self.model,
+        ]
+    }
+
+    /// A name given to two columns, if any.
+    pub fn repeated(&self) -> Option<&str> {
+        let all = self.headers();
+        (1..all.len())
+            .find(|&i| all[..i].contains(&all[i]))
+            .map(|i| all[i])
+    }
+}
 /// `[publish]`: what the published targeting segments hold.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,13 +292,7 @@ impl Outcome {
         }
     }
     pub fn parse(s: &str) -> Option<Outcome> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "won" => Some(Outcome::Won),
-            "lost" => Some(Outcome::Lost),
-            "churned" => Some(Outcome::Churned),
-            "open" => Some(Outcome::Open),
-            _ => None,
-        }
+        Outcome::canonical(&s.trim().to_ascii_lowercase())
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -344,6 +359,14 @@ impl HoldoutBy {
     fn is_default(&self) -> bool {
         *self == HoldoutBy::ClosedDate
     }
+    /// The opportunities' column whose date splits the deals.
+    pub fn column(self) -> &'static str {
+        match self {
+            HoldoutBy::ClosedDate => "closed_date",
+            HoldoutBy::CreatedDate => "created_date",
+        }
+    }
+
     /// "closed" or "created": how the holdout is said in messages.
     pub fn verb(self) -> &'static str {
         match self {
@@ -690,20 +713,10 @@ impl Config {
         };
         // the import file's names must differ: caught here, not when
         // `icp approve` has already made the model active
-        let names = valid.crm_import();
-        let all = [
-            &names.id,
-            &names.score,
-            &names.band,
-            &names.reasons,
-            &names.model,
-        ];
-        for (i, h) in all.iter().enumerate() {
-            if all[..i].contains(h) {
-                return Err(bad(format!(
-                    "[crm_import]: \"{h}\" names two columns of crm_import.csv (the record id defaults to the accounts' account_id mapping)"
-                )));
-            }
+        if let Some(h) = valid.crm_import().repeated() {
+            return Err(bad(format!(
+                "[crm_import]: \"{h}\" names two columns of crm_import.csv (the record id defaults to the accounts' account_id mapping)"
+            )));
         }
         Ok(valid)
     }

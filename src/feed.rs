@@ -678,10 +678,10 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     }))
 }
 
-/// What a publication was made from.
 /// The CRM's import file in every publication and scoring directory.
 pub const CRM_IMPORT: &str = "crm_import.csv";
 
+/// What a publication was made from.
 pub struct Publish<'a> {
     pub reports: &'a Path,
     /// "approve" or "score"
@@ -709,31 +709,23 @@ pub struct Publish<'a> {
 /// the account could not be scored), band, reasons and model id. Values are
 /// written exactly (no formula prefix), so the ids match the CRM's records.
 pub fn crm_import(scores: &DataFrame, names: &crate::config::CrmImport) -> Result<DataFrame> {
-    let headers = [
-        &names.id,
-        &names.score,
-        &names.band,
-        &names.reasons,
-        &names.model,
-    ];
-    for (i, h) in headers.iter().enumerate() {
-        if headers[..i].contains(h) {
-            return Err(IcpError::Invalid(format!(
-                "[crm_import]: the name \"{h}\" is given to two columns of crm_import.csv"
-            )));
-        }
+    // names come checked from the config; an artifact edited by hand may not
+    if let Some(h) = names.repeated() {
+        return Err(IcpError::Invalid(format!(
+            "[crm_import]: the name \"{h}\" is given to two columns of crm_import.csv"
+        )));
     }
-    let text = |c: &str, name: &str| col(c).cast(DataType::String).alias(name);
+    let sources = ["account_id", "score", "band", "reasons", "model_id"];
     Ok(scores
         .clone()
         .lazy()
-        .select([
-            text("account_id", &names.id),
-            text("score", &names.score),
-            text("band", &names.band),
-            text("reasons", &names.reasons),
-            text("model_id", &names.model),
-        ])
+        .select(
+            sources
+                .iter()
+                .zip(names.headers())
+                .map(|(c, name)| col(*c).cast(DataType::String).alias(name))
+                .collect::<Vec<_>>(),
+        )
         .collect()?)
 }
 

@@ -177,10 +177,7 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
     // Time split: the most recent `holdout_fraction` of closed deals, by
     // close date or by creation date, whole days together.
     let by = cfg.model.holdout_by;
-    let split_column = match by {
-        HoldoutBy::ClosedDate => "closed_date",
-        HoldoutBy::CreatedDate => "created_date",
-    };
+    let split_column = by.column();
     let mut dates: Vec<i32> = df
         .column(split_column)?
         .cast(&DataType::Int32)?

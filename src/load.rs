@@ -536,14 +536,14 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
 fn read_raw_text(path: &Path, cp1252: bool, delimiter: u8) -> Result<(DataFrame, Vec<Ragged>)> {
-    let mut ragged = Vec::new();
-    let df = if is_parquet(path) {
+    if is_parquet(path) {
         let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
         let df = ParquetReader::new(f)
             .finish()
             .map_err(|e| IcpError::read(path, e))?;
         let names: Vec<PlSmallStr> = df.get_column_names_owned();
-        df.lazy()
+        let df = df
+            .lazy()
             .with_row_index(ROW, Some(1))
             .with_columns(
                 names
@@ -552,17 +552,15 @@ fn read_raw_text(path: &Path, cp1252: bool, delimiter: u8) -> Result<(DataFrame,
                     .collect::<Vec<_>>(),
             )
             .collect()
-            .map_err(|e| IcpError::read(path, e))?
-    } else {
-        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-            return Err(empty_file(path));
-        }
-        let bytes = std::fs::read(path).map_err(|e| IcpError::read(path, e))?;
-        let (df, r) = parse_csv_bytes(path, bytes, 2, cp1252, delimiter)?;
-        ragged = r;
-        df
-    };
-    Ok((df, ragged))
+            .map_err(|e| IcpError::read(path, e))?;
+        // Parquet: no ragged records
+        return Ok((df, Vec::new()));
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(empty_file(path));
+    }
+    let bytes = std::fs::read(path).map_err(|e| IcpError::read(path, e))?;
+    parse_csv_bytes(path, bytes, 2, cp1252, delimiter)
 }
 
 /// CSV bytes (a whole file, or a piece with the header in front) as text

@@ -324,10 +324,7 @@ pub struct TrainOutcome {
 fn training_rows(labels: &Labels, data: &Dataset) -> Result<DataFrame> {
     // each part in the order of the date that splits them, so the CV's
     // expanding folds follow creation cohorts when the holdout does
-    let order = match labels.holdout_by {
-        HoldoutBy::ClosedDate => "closed_date",
-        HoldoutBy::CreatedDate => "created_date",
-    };
+    let order = labels.holdout_by.column();
     Ok(labels
         .df
         .clone()
