@@ -126,6 +126,8 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
             col("outcome"),
             col("cycle_days"),
             col("amount"),
+            // for the refined ICP's loss reasons, without a join back
+            col("loss_reason").cast(DataType::String),
         ])
         .collect()?;
     // A creation cohort is judged only once its deals have had time to

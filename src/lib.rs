@@ -15,6 +15,7 @@ pub mod error;
 pub mod features;
 pub mod feed;
 pub mod icp;
+pub mod ids;
 pub mod label;
 pub mod load;
 pub mod metrics;

@@ -253,20 +253,15 @@ pub struct BandNow {
 }
 
 pub fn by_band_now(
-    scores: &DataFrame,
+    index: &crate::ids::AccountIndex,
+    band: &[Option<crate::domain::Band>],
     labels: &DataFrame,
     opportunities: &DataFrame,
     customers: Option<&DataFrame>,
 ) -> Result<Vec<BandNow>> {
     use crate::signals::{f64_col, text_col};
-    // borrowed strings throughout: a million accounts, no per-row allocation
-    let at = |b: &str| BANDS.iter().position(|x| *x == b);
-    let (s_ids, s_band) = (text_col(scores, "account_id")?, text_col(scores, "band")?);
-    let band_of: rustc_hash::FxHashMap<&str, usize> = s_ids
-        .iter()
-        .zip(s_band.iter())
-        .filter_map(|(a, b)| Some((a?, at(b?)?)))
-        .collect();
+    // accounts by row number: a million accounts, no map of ids
+    let band_of = |r: Option<u32>| r.and_then(|r| band.get(r as usize).copied().flatten());
     let mut out: Vec<BandNow> = BANDS
         .iter()
         .map(|b| BandNow {
@@ -274,25 +269,29 @@ pub fn by_band_now(
             ..Default::default()
         })
         .collect();
-    for &i in band_of.values() {
-        out[i].accounts += 1;
+    for b in band.iter().flatten() {
+        out[*b as usize].accounts += 1;
     }
     // accounts: closed at all, won, churned, won revenue
-    let (acc, outc) = (
-        text_col(labels, "account_id")?,
-        text_col(labels, "outcome")?,
-    );
+    let outc = text_col(labels, "outcome")?;
     let amt = f64_col(labels, "amount")?;
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     struct A {
+        closed: bool,
         won: bool,
         churned: bool,
         revenue: f64,
     }
-    let mut per: rustc_hash::FxHashMap<&str, A> = Default::default();
-    for ((a, o), m) in acc.iter().zip(outc.iter()).zip(&amt) {
-        let Some(a) = a else { continue };
-        let e = per.entry(a).or_default();
+    let mut per: Vec<A> = vec![A::default(); band.len()];
+    for ((r, o), m) in index
+        .rows_of(labels, "account_id")?
+        .into_iter()
+        .zip(outc.iter())
+        .zip(&amt)
+    {
+        let Some(r) = r else { continue };
+        let e = &mut per[r as usize];
+        e.closed = true;
         match o.and_then(Outcome::canonical) {
             Some(Outcome::Won) => {
                 e.won = true;
@@ -307,38 +306,41 @@ pub fn by_band_now(
         }
     }
     let mut revenue: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    for (a, &i) in &band_of {
-        match per.get(a) {
-            None => out[i].prospects += 1,
-            Some(x) if x.won => {
-                out[i].won_accounts += 1;
-                out[i].churned_accounts += x.churned as usize;
-                revenue[i].push(x.revenue);
-            }
-            Some(_) => {}
+    for (x, b) in per.iter().zip(band) {
+        let Some(b) = b else { continue };
+        let i = *b as usize;
+        if !x.closed {
+            out[i].prospects += 1;
+        } else if x.won {
+            out[i].won_accounts += 1;
+            out[i].churned_accounts += x.churned as usize;
+            revenue[i].push(x.revenue);
         }
     }
     if let Some(c) = customers {
-        let c_acc = text_col(c, "account_id")?;
-        for (a, f) in c_acc.iter().zip(f64_col(c, "delivery_fit")?) {
-            let (Some(a), Some(f)) = (a, f) else { continue };
-            if let Some(&i) = band_of.get(a) {
-                out[i].fit_known += 1;
-                out[i].onboarding_risk += (f <= 2.0) as usize;
+        for (r, f) in index
+            .rows_of(c, "account_id")?
+            .into_iter()
+            .zip(f64_col(c, "delivery_fit")?)
+        {
+            let Some(f) = f else { continue };
+            if let Some(b) = band_of(r) {
+                out[b as usize].fit_known += 1;
+                out[b as usize].onboarding_risk += (f <= 2.0) as usize;
             }
         }
     }
-    let (o_acc, o_out, o_why) = (
-        text_col(opportunities, "account_id")?,
+    let (o_rows, o_out, o_why) = (
+        index.rows_of(opportunities, "account_id")?,
         text_col(opportunities, "outcome")?,
         text_col(opportunities, "loss_reason")?,
     );
     let mut reasons: Vec<std::collections::BTreeMap<String, usize>> = vec![Default::default(); 3];
-    for ((a, o), why) in o_acc.iter().zip(o_out.iter()).zip(o_why.iter()) {
+    for ((r, o), why) in o_rows.into_iter().zip(o_out.iter()).zip(o_why.iter()) {
         if o.and_then(Outcome::canonical) != Some(Outcome::Lost) {
             continue;
         }
-        let Some(&k) = a.and_then(|a| band_of.get(a)) else {
+        let Some(k) = band_of(r).map(|b| b as usize) else {
             continue;
         };
         out[k].lost_deals += 1;

@@ -8,6 +8,7 @@
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use crate::domain::Band;
 use crate::error::Result;
 use std::fmt::Write as _;
 
@@ -17,9 +18,23 @@ use crate::model::{ModelArtifact, band, percentile_score, sigmoid};
 pub const STATUS_SCORED: &str = "scored";
 pub const BAND_UNSCORED: &str = crate::domain::Band::UNSCORED;
 
+/// Each account's probability (as written, rounded to 6 decimals; NaN when
+/// unscored) and band, in the accounts' row order: what later stages join
+/// to accounts by row number instead of by id.
+#[derive(Debug, Clone, Default)]
+pub struct ByRow {
+    pub p: Vec<f64>,
+    pub band: Vec<Option<Band>>,
+}
+
 /// Score `accounts` (canonical columns). Returns one row per account, sorted
 /// by score (desc) then account_id, unscored accounts last.
 pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame> {
+    Ok(score_by_row(artifact, accounts)?.0)
+}
+
+/// [`score`], and the same scores by the accounts' row.
+pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(DataFrame, ByRow)> {
     let model = &artifact.model;
     let spec = &model.spec;
     let n_groups = spec.n_groups();
@@ -147,6 +162,13 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
         )
         .collect();
     trace.lap("score: rows");
+    let by_row = ByRow {
+        p: per_row.iter().map(|r| r.1.unwrap_or(f64::NAN)).collect(),
+        band: per_row
+            .iter()
+            .map(|r| r.0.map(|s| Band::of(s.clamp(0, 100) as u8)))
+            .collect(),
+    };
     // output order: score desc, then account_id; unscored last (the rows
     // are moved into place, not sorted and gathered by polars)
     let id_col = accounts
@@ -220,7 +242,7 @@ pub fn score(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<DataFrame
     ]);
     let out = DataFrame::new(n, cols)?;
     trace.lap("score: frame");
-    Ok(out)
+    Ok((out, by_row))
 }
 
 /// The (at most) three reason groups with the largest effect on this

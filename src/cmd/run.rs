@@ -61,7 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     drop(trained.rows);
     stages.start("score");
     stages.rows(data.accounts.df.height());
-    let scores = score::score(&artifact, &data.accounts.df)?;
+    let (scores, scored) = score::score_by_row(&artifact, &data.accounts.df)?;
+    let account_ids = crate::ids::text(&data.accounts.df, "account_id")?;
+    let index = crate::ids::AccountIndex::new(&account_ids);
     stages.start("signals");
     stages.rows(data.accounts.df.height());
     let opportunities = data
@@ -78,7 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             labels: &trained.labels.df,
             window_days: artifact.velocity_window.days,
             evaluation: &artifact.evaluation,
-            scores: &scores,
+            index: &index,
+            scored: &scored,
             interviews: data.interviews.as_ref().map(|t| &t.df),
         },
         &cfg.signals,
@@ -153,7 +156,8 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         None => None,
     };
     let bands_now = crate::outcomes::by_band_now(
-        &scores,
+        &index,
+        &scored.band,
         &trained.labels.df,
         &opportunities.df,
         data.customers.as_ref().map(|t| &t.df),

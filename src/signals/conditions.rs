@@ -367,6 +367,7 @@ pub fn deal_frame(labels: &DataFrame, codes: &DataFrame) -> LazyFrame {
             col("cycle_days"),
             col("amount"),
             col("label"),
+            col("loss_reason"),
             col("outcome").neq(lit("lost")).alias("__won"),
             col("outcome").eq(lit("churned")).alias("__churned"),
         ])

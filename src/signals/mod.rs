@@ -135,8 +135,10 @@ pub struct Inputs<'a> {
     pub labels: &'a DataFrame,
     pub window_days: i64,
     pub evaluation: &'a Evaluation,
-    /// the model's scores of every account (account_id, p_velocity_win)
-    pub scores: &'a DataFrame,
+    /// the accounts' ids as row numbers
+    pub index: &'a crate::ids::AccountIndex<'a>,
+    /// the model's scores of every account, by the accounts' row
+    pub scored: &'a crate::score::ByRow,
     /// buyer interview quotes (account_id, date, role, quote)
     pub interviews: Option<&'a DataFrame>,
 }
@@ -172,11 +174,12 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     let mut screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
     trace.lap("screen");
     let nv = inp.spec.variables.len();
-    let deal_rows = deal_rows(&deals, inp.opportunities, nv)?;
+    let deal_rows = deal_rows(&deals, inp.index.len(), nv)?;
     let account_rows = account_rows(
         &codes,
+        inp.index,
         inp.labels,
-        inp.scores,
+        inp.scored,
         inp.customers,
         inp.interviews,
         nv,
@@ -274,39 +277,20 @@ fn period_days(labels: &DataFrame) -> Result<f64> {
 }
 
 /// The labelled deals as the refined-ICP selection reads them.
-fn deal_rows(
-    deals: &LazyFrame,
-    opportunities: &DataFrame,
-    n_vars: usize,
-) -> Result<crate::icp::DealRows> {
-    let reasons = opportunities.clone().lazy().select([
-        col("opportunity_id"),
-        col("loss_reason").cast(DataType::String),
-    ]);
-    let df = deals
-        .clone()
-        .join(
-            reasons,
-            [col("opportunity_id")],
-            [col("opportunity_id")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .collect()?;
+fn deal_rows(deals: &LazyFrame, n_accounts: usize, n_vars: usize) -> Result<crate::icp::DealRows> {
+    let df = deals.clone().collect()?;
     let mut trace = crate::progress::Trace::start();
     let cells = crate::icp::Coded::from_frame(&df, n_vars)?;
     trace.lap("deal rows: coded");
-    let ids = df
-        .column("account_id")?
+    // the account's row number (a deal of an unknown account, which the
+    // loader rejects, would count as one more account)
+    let account: Vec<u32> = df
+        .column(conditions::ACCOUNT_ROW)?
         .as_materialized_series()
-        .cast(&DataType::String)?;
-    let mut index: rustc_hash::FxHashMap<&str, u32> = Default::default();
-    let account: Vec<u32> = ids
-        .str()?
+        .cast(&DataType::UInt32)?
+        .u32()?
         .iter()
-        .map(|id| {
-            let next = index.len() as u32;
-            *index.entry(id.unwrap_or_default()).or_insert(next)
-        })
+        .map(|r| r.unwrap_or(n_accounts as u32))
         .collect();
     let label: Vec<bool> = df
         .column("label")?
@@ -322,7 +306,7 @@ fn deal_rows(
         .collect();
     Ok(crate::icp::DealRows {
         cells,
-        n_accounts: index.len(),
+        n_accounts: n_accounts + 1,
         account,
         velocity_win: crate::icp::Bits::from_bools(&label),
         lost: crate::icp::Bits::from_bools(&lost),
@@ -335,61 +319,54 @@ fn deal_rows(
 /// model's probability and any customer note.
 fn account_rows(
     codes: &DataFrame,
+    index: &crate::ids::AccountIndex,
     labels: &DataFrame,
-    scores: &DataFrame,
+    scored: &crate::score::ByRow,
     customers: Option<&DataFrame>,
     interviews: Option<&DataFrame>,
     n_vars: usize,
 ) -> Result<crate::icp::AccountRows> {
-    use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
     let mut trace = crate::progress::Trace::start();
     let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
     trace.lap("account rows: coded");
-    // borrowed strings: a million accounts, no per-row allocation
-    let ids_ca = text_col(codes, "account_id")?;
-    let ids: Vec<&str> = ids_ca.iter().map(|a| a.unwrap_or("")).collect();
-    let (l_acc, l_out) = (
-        text_col(labels, "account_id")?,
-        text_col(labels, "outcome")?,
-    );
+    let n = index.len();
+    let mut closed = vec![false; n];
+    let mut customer = vec![false; n];
+    let mut revenue = vec![0.0; n];
+    let l_out = text_col(labels, "outcome")?;
     let l_amt = f64_col(labels, "amount")?;
-    let mut closed: HashSet<&str> = Default::default();
-    let mut revenue: HashMap<&str, f64> = HashMap::default();
-    for ((a, o), m) in l_acc.iter().zip(l_out.iter()).zip(&l_amt) {
-        let Some(a) = a else { continue };
-        closed.insert(a);
+    for ((r, o), m) in index
+        .rows_of(labels, "account_id")?
+        .into_iter()
+        .zip(l_out.iter())
+        .zip(&l_amt)
+    {
+        let Some(r) = r else { continue };
+        let r = r as usize;
+        closed[r] = true;
         if o == Some("won") {
-            *revenue.entry(a).or_default() += m.unwrap_or(0.0);
+            customer[r] = true;
+            revenue[r] += m.unwrap_or(0.0);
         }
     }
-    let (s_acc, s_band) = (text_col(scores, "account_id")?, text_col(scores, "band")?);
-    let s_p = f64_col(scores, "p_velocity_win")?;
-    let p_of: HashMap<&str, f64> = s_acc
-        .iter()
-        .zip(&s_p)
-        .filter_map(|(a, p)| Some((a?, (*p)?)))
-        .collect();
-    let high: HashSet<&str> = s_acc
-        .iter()
-        .zip(s_band.iter())
-        .filter(|(_, b)| *b == Some(crate::domain::Band::High.as_str()))
-        .filter_map(|(a, _)| a)
-        .collect();
-    let mut note_of: HashMap<String, String> = HashMap::default();
+    // the first note of each account
+    let mut note: Vec<Option<String>> = vec![None; n];
     if let Some(c) = customers {
         if c.get_column_names().iter().any(|n| n.as_str() == "notes") {
-            for (a, n) in str_col(c, "account_id")?
+            let notes = text_col(c, "notes")?;
+            for (r, t) in index
+                .rows_of(c, "account_id")?
                 .into_iter()
-                .zip(str_col(c, "notes")?)
+                .zip(notes.iter())
             {
-                if let (Some(a), Some(n)) = (a, n) {
-                    note_of.entry(a).or_insert(n);
+                if let (Some(r), Some(t)) = (r, t) {
+                    note[r as usize].get_or_insert_with(|| t.to_string());
                 }
             }
         }
     }
     // the first quote of each account, in date order (undated last)
-    let mut quote_of: HashMap<String, String> = HashMap::default();
+    let mut quote: Vec<Option<String>> = vec![None; n];
     if let Some(iv) = interviews {
         let iv = iv
             .clone()
@@ -399,48 +376,43 @@ fn account_rows(
                 SortMultipleOptions::default().with_nulls_last(true),
             )
             .collect()?;
-        let (a, d, r, q) = (
-            str_col(&iv, "account_id")?,
+        let (d, r, q) = (
             str_col(&iv, "date")?,
             str_col(&iv, "role")?,
             str_col(&iv, "quote")?,
         );
-        for i in 0..a.len() {
-            let (Some(acc), Some(text)) = (a[i].clone(), q[i].clone()) else {
+        for (i, acc) in index.rows_of(&iv, "account_id")?.into_iter().enumerate() {
+            let (Some(acc), Some(text)) = (acc, q[i].as_deref()) else {
                 continue;
             };
+            let slot = &mut quote[acc as usize];
+            if slot.is_some() {
+                continue;
+            }
             let who: Vec<String> = [r[i].clone(), d[i].clone()].into_iter().flatten().collect();
-            let line = if who.is_empty() {
+            *slot = Some(if who.is_empty() {
                 format!("\"{}\"", text.trim())
             } else {
                 format!("\"{}\" ({})", text.trim(), who.join(", "))
-            };
-            quote_of.entry(acc).or_insert(line);
+            });
         }
     }
-    trace.lap("account rows: maps");
-    let prospect: Vec<bool> = ids.iter().map(|a| !closed.contains(a)).collect();
-    let customer: Vec<bool> = ids.iter().map(|a| revenue.contains_key(a)).collect();
-    let prospect_high: Vec<bool> = ids
+    trace.lap("account rows: by row");
+    let prospect: Vec<bool> = closed.iter().map(|c| !c).collect();
+    let prospect_high: Vec<bool> = prospect
         .iter()
-        .zip(&prospect)
-        .map(|(a, p)| *p && high.contains(a))
+        .zip(&scored.band)
+        .map(|(p, b)| *p && *b == Some(crate::domain::Band::High))
         .collect();
     Ok(crate::icp::AccountRows {
         cells,
         prospect: crate::icp::Bits::from_bools(&prospect),
         prospect_high: crate::icp::Bits::from_bools(&prospect_high),
-        p: ids
-            .iter()
-            .map(|a| p_of.get(a).copied().unwrap_or(f64::NAN))
-            .collect(),
+        p: scored.p.clone(),
         customer: crate::icp::Bits::from_bools(&customer),
-        customer_revenue: ids
-            .iter()
-            .map(|a| revenue.get(a).copied().unwrap_or(0.0))
-            .collect(),
-        note: ids.iter().map(|a| note_of.get(*a).cloned()).collect(),
-        quote: ids.iter().map(|a| quote_of.get(*a).cloned()).collect(),
+        customer_revenue: revenue,
+        note,
+        quote,
     })
 }
 
