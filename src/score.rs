@@ -119,8 +119,8 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
     let mut per_row: Vec<Row> = (0..n)
         .into_par_iter()
         .map_init(
-            || (vec![0.0; n_groups], vec![false; n_groups]),
-            |(groups, seen), i| {
+            || vec![0.0; n_groups],
+            |groups, i| {
                 if cover[i] < min_cov {
                     return (
                         None,
@@ -135,7 +135,7 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
                         String::new(),
                     );
                 }
-                let z = scorer.row(i, groups, seen);
+                let z = scorer.row(i, groups);
                 let p = sigmoid(z);
                 let s = percentile_score(z, &artifact.reference);
                 let (top, len) = top_effects(groups, z, p);

@@ -284,56 +284,120 @@ impl Encoded {
 /// (feature minus its training mean, times its weight, summed in feature
 /// order) and the logit (base plus the groups in order), the same operations
 /// in the same order as [`LinearModel::group_exprs`], so the same bits.
+///
+/// A categorical variable's group depends on its code alone, and an
+/// interaction's on whether the row is in both cells: those groups are
+/// tabled once per code (summed in the same order, so the same bits) and
+/// looked up per row. Only a numeric variable's group is computed per row.
 pub struct Scorer<'a> {
     codes: &'a Encoded,
-    terms: Vec<(Term, f64, f64, usize)>,
+    groups: Vec<Group>,
     base: f64,
-    n_groups: usize,
+}
+
+/// How one reason group's contribution is found for a row.
+enum Group {
+    /// no feature of the model falls in this group
+    Zero,
+    /// by the variable's code
+    ByCode { var: usize, table: Vec<f64> },
+    /// by whether the row is in both cells: [outside, inside]
+    ByPair {
+        a: (usize, u32),
+        b: (usize, u32),
+        table: [f64; 2],
+    },
+    /// (term, mean, weight), in feature order
+    Terms(Vec<(Term, f64, f64)>),
+}
+
+/// `terms` summed as the row loop sums a group: the first term as is, each
+/// later one added, in feature order.
+fn fold_group(terms: &[(Term, f64, f64)], value: impl Fn(&Term) -> f64) -> f64 {
+    let mut it = terms.iter().map(|(t, mean, w)| (value(t) - mean) * w);
+    let first = it.next().unwrap_or(0.0);
+    it.fold(first, |g, term| g + term)
 }
 
 impl<'a> Scorer<'a> {
     pub fn new(model: &LinearModel, codes: &'a Encoded) -> Scorer<'a> {
         let spec = &model.spec;
         let nv = spec.variables.len();
-        let terms = terms(spec)
+        let mut by_group: Vec<Vec<(Term, f64, f64)>> = vec![Vec::new(); spec.n_groups()];
+        for (j, (t, f)) in terms(spec).into_iter().zip(&spec.features).enumerate() {
+            by_group[f.group(nv)].push((t, spec.means[j], model.coefficients[j]));
+        }
+        let on = |b: bool| if b { 1.0 } else { 0.0 };
+        let groups = by_group
             .into_iter()
-            .zip(&spec.features)
             .enumerate()
-            .map(|(j, (t, f))| (t, spec.means[j], model.coefficients[j], f.group(nv)))
+            .map(|(g, ts)| {
+                if ts.is_empty() {
+                    return Group::Zero;
+                }
+                if g >= nv {
+                    if let [(Term::Both { a, b }, ..)] = ts[..] {
+                        let table = [fold_group(&ts, |_| 0.0), fold_group(&ts, |_| 1.0)];
+                        return Group::ByPair { a, b, table };
+                    }
+                    return Group::Terms(ts);
+                }
+                match &codes.vars[g] {
+                    Coded::Categorical { n_levels, .. } => {
+                        let n_levels = *n_levels;
+                        // every code a row can have: levels, rare, missing
+                        let table = (0..n_levels + 2)
+                            .map(|c| {
+                                fold_group(&ts, |t| match *t {
+                                    Term::Code { var, code } if var == g => on(c == code),
+                                    Term::Band { var, band } if var == g => on(c == band),
+                                    Term::Missing { var } if var == g => on(c == n_levels + 1),
+                                    // a numeric term on a categorical column is 0
+                                    _ => 0.0,
+                                })
+                            })
+                            .collect();
+                        Group::ByCode { var: g, table }
+                    }
+                    Coded::Numeric { .. } => Group::Terms(ts),
+                }
+            })
             .collect();
         Scorer {
             codes,
-            terms,
+            groups,
             base: model.base(),
-            n_groups: spec.n_groups(),
         }
     }
 
     /// Row `i`'s group contributions into `groups` (length `n_groups`); returns its logit.
     #[inline]
-    pub fn row(&self, i: usize, groups: &mut [f64], seen: &mut [bool]) -> f64 {
-        seen.fill(false);
-        groups.fill(0.0);
-        for (t, mean, w, g) in &self.terms {
-            let term = (self.codes.value(t, i) - mean) * w;
-            if seen[*g] {
-                groups[*g] += term;
-            } else {
-                groups[*g] = term;
-                seen[*g] = true;
-            }
+    pub fn row(&self, i: usize, groups: &mut [f64]) -> f64 {
+        for (out, g) in groups.iter_mut().zip(&self.groups) {
+            *out = match g {
+                Group::Zero => 0.0,
+                Group::ByCode { var, table } => match &self.codes.vars[*var] {
+                    Coded::Categorical { code, .. } => table[code[i] as usize],
+                    Coded::Numeric { .. } => 0.0,
+                },
+                Group::ByPair { a, b, table } => {
+                    table[(self.codes.has(*a, i) && self.codes.has(*b, i)) as usize]
+                }
+                Group::Terms(ts) => fold_group(ts, |t| self.codes.value(t, i)),
+            };
         }
         groups.iter().fold(self.base, |z, g| z + g)
+    }
+
+    pub fn n_groups(&self) -> usize {
+        self.groups.len()
     }
 
     /// Every row's logit.
     pub fn logits(&self) -> Vec<f64> {
         (0..self.codes.n)
             .into_par_iter()
-            .map_init(
-                || (vec![0.0; self.n_groups], vec![false; self.n_groups]),
-                |(g, s), i| self.row(i, g, s),
-            )
+            .map_init(|| vec![0.0; self.groups.len()], |g, i| self.row(i, g))
             .collect()
     }
 }
