@@ -10,6 +10,7 @@
 pub mod brief;
 pub mod cmd;
 pub mod config;
+pub mod csv_out;
 pub mod domain;
 pub mod error;
 pub mod features;

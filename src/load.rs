@@ -1097,11 +1097,13 @@ fn split(
 ) -> Result<Table> {
     // Checks see the cleaned text; only then are columns replaced by their
     // parsed values (a value that fails to parse must be rejected, not nulled).
+    let mut trace = crate::progress::Trace::start();
     let df = lf
         .with_column(first_failure(checks))
         .with_columns(typed)
         .collect()
         .map_err(|e| IcpError::read(path, e))?;
+    trace.lap("split: checks");
     let name = file_name(path);
     let [reason, column, value] = failure_text(checks, |c| col(format!("__raw_{c}")));
     let rej = df
@@ -1117,6 +1119,7 @@ fn split(
             col("reason"),
         ])
         .collect()?;
+    trace.lap("split: rejects");
     date_column_check(path, &rej, raw_rows)?;
     let rej = concat([pre_rejects.lazy(), rej.lazy()], UnionArgs::default())?
         .sort(["row"], SortMultipleOptions::default())
@@ -1127,6 +1130,7 @@ fn split(
         .sort([ROW], SortMultipleOptions::default())
         .select(keep)
         .collect()?;
+    trace.lap("split: used");
     let input = InputFile {
         table: table.into(),
         file: name,
@@ -1347,6 +1351,7 @@ fn load_accounts(
     lf = with_raw(lf, &present);
 
     // Decide the kind of each extra column: numeric when every value parses.
+    let mut trace = crate::progress::Trace::start();
     let mut kinds = BTreeMap::new();
     if !extras.is_empty() {
         let probe = lf
@@ -1387,6 +1392,7 @@ fn load_accounts(
         }
     }
 
+    trace.lap("accounts: kinds of extra columns");
     let mut checks = vec![
         check(
             "account_id",

@@ -206,10 +206,12 @@ impl RunWriter {
         use std::io::Write;
         let (path, mut out) = self.hashing(rel)?;
         let mut df = df.clone();
-        CsvWriter::new(&mut out)
-            .include_header(true)
-            .finish(&mut df)
-            .map_err(|e| IcpError::write(&path, e))?;
+        if !crate::csv_out::write_frame(&df, &mut out).map_err(|e| IcpError::write(&path, e))? {
+            CsvWriter::new(&mut out)
+                .include_header(true)
+                .finish(&mut df)
+                .map_err(|e| IcpError::write(&path, e))?;
+        }
         out.flush().map_err(|e| IcpError::write(&path, e))?;
         self.recorded(rel, df.height(), hex(&out.hash.finalize()));
         Ok(())

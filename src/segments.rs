@@ -91,17 +91,17 @@ pub fn render(scores: &DataFrame) -> Result<Rendered> {
             let mut buf = Vec::with_capacity((e - s) * 64);
             let mut ends = Vec::with_capacity(e - s);
             for i in s..e {
-                csv_text(&mut buf, id.get(i));
+                crate::csv_out::text(&mut buf, id.get(i));
                 buf.push(b',');
-                csv_text(&mut buf, name.get(i));
+                crate::csv_out::text(&mut buf, name.get(i));
                 buf.push(b',');
-                csv_text(&mut buf, domain.get(i));
+                crate::csv_out::text(&mut buf, domain.get(i));
                 buf.push(b',');
                 if let Some(v) = score.get(i) {
                     buf.extend_from_slice(v.to_string().as_bytes());
                 }
                 buf.push(b',');
-                csv_text(&mut buf, band.get(i));
+                crate::csv_out::text(&mut buf, band.get(i));
                 buf.push(b'\n');
                 ends.push(buf.len());
             }
@@ -125,30 +125,6 @@ pub fn render(scores: &DataFrame) -> Result<Rendered> {
     let mut header = COLUMNS.join(",").into_bytes();
     header.push(b'\n');
     Ok(Rendered { header, body, cuts })
-}
-
-/// A text cell as polars' CSV writer writes it (quote style "necessary"):
-/// null empty, an empty string `""`, quoted when it holds a comma, a line
-/// break or a quote (quotes doubled).
-fn csv_text(buf: &mut Vec<u8>, v: Option<&str>) {
-    let Some(s) = v else { return };
-    if s.is_empty() {
-        buf.extend_from_slice(b"\"\"");
-        return;
-    }
-    let b = s.as_bytes();
-    if !b.iter().any(|c| matches!(c, b',' | b'\n' | b'\r' | b'"')) {
-        buf.extend_from_slice(b);
-        return;
-    }
-    buf.push(b'"');
-    for &c in b {
-        if c == b'"' {
-            buf.push(b'"');
-        }
-        buf.push(c);
-    }
-    buf.push(b'"');
 }
 
 /// Accounts per band, for summaries: (band, count) in a fixed order.
