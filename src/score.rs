@@ -109,64 +109,90 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
     let ctx = Describe::new(artifact, &codes, &values);
 
     let min_cov = artifact.min_feature_coverage;
-    type Row = (
-        Option<i64>,
-        Option<f64>,
-        &'static str,
-        std::borrow::Cow<'static, str>,
-        String,
-    );
-    let mut per_row: Vec<Row> = (0..n)
-        .into_par_iter()
-        .map_init(
-            || vec![0.0; n_groups],
-            |groups, i| {
+    /// One chunk of accounts, in input order. Reasons go straight into a
+    /// polars string array through one reused buffer: no string per account
+    /// is allocated, kept and copied again into the frame.
+    struct Part {
+        score: Vec<Option<i64>>,
+        p: Vec<Option<f64>>,
+        /// None: scored; Some: why not
+        unscored: Vec<Option<String>>,
+        reasons: StringChunked,
+    }
+    const CHUNK: usize = 65_536;
+    let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
+    let parts: Vec<Part> = starts
+        .par_iter()
+        .map(|&from| {
+            let to = (from + CHUNK).min(n);
+            let mut groups = vec![0.0; n_groups];
+            let mut text = String::with_capacity((to - from) * 128);
+            let mut ends = Vec::with_capacity(to - from);
+            let mut part = Part {
+                score: Vec::with_capacity(to - from),
+                p: Vec::with_capacity(to - from),
+                unscored: Vec::with_capacity(to - from),
+                reasons: StringChunked::default(),
+            };
+            for i in from..to {
                 if cover[i] < min_cov {
-                    return (
-                        None,
-                        None,
-                        BAND_UNSCORED,
-                        format!(
-                            "insufficient_data: {} of {} model inputs known",
-                            known[i],
-                            inputs.len()
-                        )
-                        .into(),
-                        String::new(),
-                    );
+                    part.score.push(None);
+                    part.p.push(None);
+                    part.unscored.push(Some(format!(
+                        "insufficient_data: {} of {} model inputs known",
+                        known[i],
+                        inputs.len()
+                    )));
+                    ends.push(text.len());
+                    continue;
                 }
-                let z = scorer.row(i, groups);
+                let z = scorer.row(i, &mut groups);
                 let p = sigmoid(z);
                 let s = percentile_score(z, &artifact.reference);
-                let (top, len) = top_effects(groups, z, p);
-                let mut reasons = String::with_capacity(160);
+                let (top, len) = top_effects(&groups, z, p);
+                let start = text.len();
                 for &(pts, g) in &top[..len] {
-                    if !reasons.is_empty() {
-                        reasons.push_str("; ");
+                    if text.len() > start {
+                        text.push_str("; ");
                     }
                     let what = ctx.describe(g, i);
                     if pts.abs() >= 1.0 {
-                        let _ = write!(reasons, "{what}, {pts:+.0}");
+                        let _ = write!(text, "{what}, {pts:+.0}");
                     } else {
-                        let _ = write!(reasons, "{what}, {pts:+.1}");
+                        let _ = write!(text, "{what}, {pts:+.1}");
                     }
                 }
-                (
-                    Some(s as i64),
-                    Some((p * 1e6).round() / 1e6),
-                    band(s),
-                    STATUS_SCORED.into(),
-                    reasons,
-                )
-            },
-        )
+                ends.push(text.len());
+                part.score.push(Some(s as i64));
+                part.p.push(Some((p * 1e6).round() / 1e6));
+                part.unscored.push(None);
+            }
+            let mut start = 0;
+            part.reasons = StringChunked::from_iter_values(
+                "reasons".into(),
+                ends.iter().map(|&e| {
+                    let r = &text[start..e];
+                    start = e;
+                    r
+                }),
+            );
+            part
+        })
         .collect();
+    let score: Vec<Option<i64>> = parts.iter().flat_map(|p| p.score.iter().copied()).collect();
+    let prob: Vec<Option<f64>> = parts.iter().flat_map(|p| p.p.iter().copied()).collect();
+    let mut unscored: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut reasons = StringChunked::from_iter_values("reasons".into(), std::iter::empty::<&str>());
+    for p in parts {
+        unscored.extend(p.unscored);
+        reasons.append(&p.reasons)?;
+    }
     trace.lap("score: rows");
     let by_row = ByRow {
-        p: per_row.iter().map(|r| r.1.unwrap_or(f64::NAN)).collect(),
-        band: per_row
+        p: prob.iter().map(|p| p.unwrap_or(f64::NAN)).collect(),
+        band: score
             .iter()
-            .map(|r| r.0.map(|s| Band::of(s.clamp(0, 100) as u8)))
+            .map(|s| s.map(|s| Band::of(s.clamp(0, 100) as u8)))
             .collect(),
     };
     // output order: score desc, then account_id; unscored last (the rows
@@ -179,18 +205,18 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
     let ids: Vec<&str> = id_text.str()?.iter().map(|v| v.unwrap_or("")).collect();
     // counting sort by score (101 values and "unscored"), then each score's
     // accounts by id, the scores in parallel
-    let key = |r: &Row| r.0.map_or(101, |s| 100 - s.clamp(0, 100) as usize);
+    let key = |s: Option<i64>| s.map_or(101, |s| 100 - s.clamp(0, 100) as usize);
     let mut start = [0usize; 103];
-    for r in &per_row {
-        start[key(r) + 1] += 1;
+    for &s in &score {
+        start[key(s) + 1] += 1;
     }
     for k in 1..103 {
         start[k] += start[k - 1];
     }
     let mut order = vec![0u32; n];
     let mut at = start;
-    for (i, r) in per_row.iter().enumerate() {
-        let k = key(r);
+    for (i, &s) in score.iter().enumerate() {
+        let k = key(s);
         order[at[k]] = i as u32;
         at[k] += 1;
     }
@@ -204,16 +230,7 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
     runs.par_iter_mut()
         .for_each(|run| run.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize])));
     drop(ids);
-    let per_row: Vec<Row> = order
-        .iter()
-        .map(|&i| std::mem::take(&mut per_row[i as usize]))
-        .collect();
     trace.lap("score: rank");
-    let score: Vec<Option<i64>> = per_row.iter().map(|r| r.0).collect();
-    let prob: Vec<Option<f64>> = per_row.iter().map(|r| r.1).collect();
-    let bands: Vec<&str> = per_row.iter().map(|r| r.2).collect();
-    let status: Vec<&str> = per_row.iter().map(|r| r.3.as_ref()).collect();
-    let reasons: Vec<&str> = per_row.iter().map(|r| r.4.as_str()).collect();
     let idx = IdxCa::from_vec("".into(), order.iter().map(|&i| i as IdxSize).collect());
     let ident = DataFrame::new(
         n,
@@ -224,14 +241,33 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
         ],
     )?
     .take(&idx)?;
+    let ranked = |i: &u32| *i as usize;
     let mut cols: Vec<Column> = ident.columns().to_vec();
     cols.extend([
-        Column::new("score".into(), score),
-        Column::new("p_velocity_win".into(), prob),
-        Column::new("band".into(), bands),
-        Column::new("reasons".into(), reasons),
+        Column::new(
+            "score".into(),
+            order.iter().map(|i| score[ranked(i)]).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "p_velocity_win".into(),
+            order.iter().map(|i| prob[ranked(i)]).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "band".into(),
+            order
+                .iter()
+                .map(|i| score[ranked(i)].map_or(BAND_UNSCORED, |s| band(s as u8)))
+                .collect::<Vec<_>>(),
+        ),
+        reasons.take(&idx)?.into_column(),
         Column::new("model_id".into(), vec![artifact.model_id.as_str(); n]),
-        Column::new("status".into(), status),
+        Column::new(
+            "status".into(),
+            order
+                .iter()
+                .map(|i| unscored[ranked(i)].as_deref().unwrap_or(STATUS_SCORED))
+                .collect::<Vec<_>>(),
+        ),
         Column::new(
             "feature_coverage".into(),
             order
