@@ -12,7 +12,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::stats::{two_means, two_proportions};
-use super::{SignalParams, f64_col, str_col};
+use super::{SignalParams, f64_col};
 use crate::error::Result;
 use crate::features::{Cell, FeatureSpec, Variable};
 use crate::metrics::wilson;
@@ -279,80 +279,282 @@ fn customer_aggs() -> Vec<Expr> {
     v
 }
 
-/// Group the deals (and customers) by `keys` and read the groups back.
-fn groups(
-    deals: &LazyFrame,
-    customers: Option<&LazyFrame>,
-    keys: &[String],
-) -> Result<BTreeMap<Vec<String>, Group>> {
-    let not_null = keys
-        .iter()
-        .fold(lit(true), |e, k| e.and(col(k.as_str()).is_not_null()));
-    let by: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
-    let read_keys = |df: &DataFrame| -> Result<Vec<Vec<String>>> {
-        let cols: Vec<Vec<Option<String>>> =
-            keys.iter().map(|k| str_col(df, k)).collect::<Result<_>>()?;
-        Ok((0..df.height())
-            .map(|i| {
-                cols.iter()
-                    .map(|c| c[i].clone().unwrap_or_default())
-                    .collect()
-            })
-            .collect())
-    };
-    let agg = |lf: &LazyFrame, aggs: Vec<Expr>| -> Result<DataFrame> {
-        let lf = lf.clone().filter(not_null.clone());
-        let out = if by.is_empty() {
-            lf.select(aggs).collect()?
-        } else {
-            lf.group_by(by.clone()).agg(aggs).collect()?
-        };
-        Ok(out)
-    };
-    let mut out: BTreeMap<Vec<String>, Group> = BTreeMap::new();
-    let d = agg(deals, deal_aggs())?;
-    let dk = read_keys(&d)?;
-    let get = |df: &DataFrame, c: &str| f64_col(df, c);
-    let (n, a, vw, w, ch, cm, asum, an) = (
-        get(&d, "deals")?,
-        get(&d, "accounts")?,
-        get(&d, "vwins")?,
-        get(&d, "won")?,
-        get(&d, "churned")?,
-        get(&d, "cycle_med")?,
-        get(&d, "amount_sum")?,
-        get(&d, "amount_n")?,
-    );
-    for (i, k) in dk.into_iter().enumerate() {
-        let g = out.entry(k).or_default();
-        g.tally.deals = n[i].unwrap_or(0.0);
-        g.accounts = a[i].unwrap_or(0.0) as usize;
-        g.tally.vwins = vw[i].unwrap_or(0.0);
-        g.tally.won = w[i].unwrap_or(0.0);
-        g.tally.churned = ch[i].unwrap_or(0.0);
-        g.median_cycle = cm[i];
-        g.tally.amount_sum = asum[i].unwrap_or(0.0);
-        g.tally.amount_n = an[i].unwrap_or(0.0);
-    }
-    if let Some(c) = customers {
-        let cdf = agg(c, customer_aggs())?;
-        let ck = read_keys(&cdf)?;
-        let cols: Vec<Vec<Option<f64>>> = [
-            "fit_n", "fit_s", "fit_q", "margin_n", "margin_s", "margin_q",
-        ]
-        .iter()
-        .map(|c| get(&cdf, c))
-        .collect::<Result<_>>()?;
-        for (i, k) in ck.into_iter().enumerate() {
-            // customers without a labelled deal in this group add nothing
-            if let Some(g) = out.get_mut(&k) {
-                let v = |j: usize| cols[j][i].unwrap_or(0.0);
-                g.tally.fit = (v(0), v(1), v(2));
-                g.tally.margin = (v(3), v(4), v(5));
-            }
+/// The deals (and the customers among their accounts) as the screen counts
+/// them: per variable, each row's cell as a small integer, and the columns
+/// the tallies add up. Every condition's group is then one pass over these
+/// arrays into a table of cells, instead of a polars group-by on text keys.
+///
+/// Sums run in the frames' row order, as polars' group-by sums a group's
+/// rows, so the tallies are those it gave, to the bit.
+struct Counts {
+    /// per variable: each cell's key (the kept level, or the bin number as
+    /// text), and each deal's / customer's cell (`NONE`: in no cell)
+    keys: Vec<Vec<String>>,
+    deal_cell: Vec<Vec<u32>>,
+    customer_cell: Vec<Vec<u32>>,
+    account: Vec<u32>,
+    /// the deals in account order (ties in row order), to count distinct
+    /// accounts per cell
+    by_account: Vec<u32>,
+    label: Vec<bool>,
+    won: Vec<bool>,
+    churned: Vec<bool>,
+    cycle: Vec<Option<f64>>,
+    amount: Vec<Option<f64>>,
+    fit: Vec<Option<f64>>,
+    margin: Vec<Option<f64>>,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Kahan summation as polars' group-by sums a float column (polars-utils'
+/// `KahanSum`): the same steps, so the same bits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kahan {
+    sum: f64,
+    err: f64,
+}
+
+impl Kahan {
+    fn add(&mut self, x: f64) {
+        let y = x - self.err;
+        let sum = self.sum + y;
+        let err = (sum - self.sum) - y;
+        self.sum = sum;
+        // as polars: an infinite error term would turn the sum into NaN
+        if err.is_finite() {
+            self.err = err;
         }
     }
-    Ok(out)
+}
+
+/// (count, Kahan sum, Kahan sum of squares) of the non-null values.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: f64,
+    s: Kahan,
+    q: Kahan,
+}
+
+impl Moments {
+    fn add(&mut self, x: Option<f64>) {
+        if let Some(x) = x {
+            self.n += 1.0;
+            self.s.add(x);
+            self.q.add(x * x);
+        }
+    }
+    fn tuple(&self) -> (f64, f64, f64) {
+        (self.n, self.s.sum, self.q.sum)
+    }
+}
+
+impl Counts {
+    fn new(spec: &FeatureSpec, deals: &DataFrame, customers: Option<&DataFrame>) -> Result<Counts> {
+        let nv = spec.variables.len();
+        let mut keys: Vec<Vec<String>> = vec![Vec::new(); nv];
+        let mut deal_cell = Vec::with_capacity(nv);
+        let mut customer_cell = Vec::with_capacity(nv);
+        for (v, keys) in keys.iter_mut().enumerate() {
+            // a key gets its cell number when first seen; values that are
+            // no cell (a rare level) get NONE, as do missing values
+            let mut number: rustc_hash::FxHashMap<String, u32> = Default::default();
+            let mut cells_of = |df: &DataFrame| -> Result<Vec<u32>> {
+                let text = super::text_col(df, &code_col(v))?;
+                let mut out = Vec::with_capacity(text.len());
+                let mut last: Option<(&str, u32)> = None;
+                for k in text.iter() {
+                    let Some(k) = k else {
+                        out.push(NONE);
+                        continue;
+                    };
+                    if let Some((lk, lc)) = last {
+                        if lk == k {
+                            out.push(lc);
+                            continue;
+                        }
+                    }
+                    let c = match number.get(k) {
+                        Some(&c) => c,
+                        None => {
+                            let c = if cell_of(spec, v, k).is_some() {
+                                keys.push(k.to_string());
+                                (keys.len() - 1) as u32
+                            } else {
+                                NONE
+                            };
+                            number.insert(k.to_string(), c);
+                            c
+                        }
+                    };
+                    last = Some((k, c));
+                    out.push(c);
+                }
+                Ok(out)
+            };
+            deal_cell.push(cells_of(deals)?);
+            if let Some(c) = customers {
+                customer_cell.push(cells_of(c)?);
+            }
+        }
+        let bools = |df: &DataFrame, c: &str| -> Result<Vec<bool>> {
+            Ok(df
+                .column(c)?
+                .as_materialized_series()
+                .cast(&DataType::Boolean)?
+                .bool()?
+                .iter()
+                .map(|v| v.unwrap_or(false))
+                .collect())
+        };
+        let account: Vec<u32> = deals
+            .column(ACCOUNT_ROW)?
+            .as_materialized_series()
+            .cast(&DataType::UInt32)?
+            .u32()?
+            .iter()
+            .map(|v| v.unwrap_or(NONE))
+            .collect();
+        let mut by_account: Vec<u32> = (0..account.len() as u32).collect();
+        by_account.sort_by_key(|&d| account[d as usize]);
+        let (fit, margin) = match customers {
+            Some(c) => (f64_col(c, "delivery_fit")?, f64_col(c, "gross_margin")?),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(Counts {
+            keys,
+            deal_cell,
+            customer_cell,
+            account,
+            by_account,
+            label: bools(deals, "label")?,
+            won: bools(deals, "__won")?,
+            churned: bools(deals, "__churned")?,
+            cycle: f64_col(deals, "cycle_days")?,
+            amount: f64_col(deals, "amount")?,
+            fit,
+            margin,
+        })
+    }
+
+    /// The groups of the deals by the cells of `vars` (none: one group of
+    /// every deal), keyed by the cells' text keys; only groups with deals.
+    fn groups(&self, vars: &[usize]) -> BTreeMap<Vec<String>, Group> {
+        let size: usize = vars.iter().map(|&v| self.keys[v].len()).product();
+        // the cell of row r, or None when one of its variables has no cell
+        let cell = |cells: &[Vec<u32>], r: usize| -> Option<usize> {
+            let mut at = 0usize;
+            for &v in vars {
+                let c = cells[v][r];
+                if c == NONE {
+                    return None;
+                }
+                at = at * self.keys[v].len() + c as usize;
+            }
+            Some(at)
+        };
+        let mut g: Vec<Group> = vec![Group::default(); size];
+        let mut cycles: Vec<Vec<f64>> = vec![Vec::new(); size];
+        let mut amount_n = vec![0usize; size];
+        let mut amount = vec![Kahan::default(); size];
+        for r in 0..self.account.len() {
+            let Some(k) = cell(&self.deal_cell, r) else {
+                continue;
+            };
+            let t = &mut g[k].tally;
+            t.deals += 1.0;
+            t.vwins += self.label[r] as u8 as f64;
+            if self.won[r] {
+                t.won += 1.0;
+                if let Some(c) = self.cycle[r] {
+                    cycles[k].push(c);
+                }
+                if let Some(a) = self.amount[r] {
+                    amount[k].add(a);
+                    amount_n[k] += 1;
+                }
+            }
+            t.churned += self.churned[r] as u8 as f64;
+        }
+        // distinct accounts: a cell sees each account's deals one after another
+        let mut last = vec![NONE; size];
+        for &d in &self.by_account {
+            let d = d as usize;
+            let Some(k) = cell(&self.deal_cell, d) else {
+                continue;
+            };
+            if last[k] != self.account[d] || g[k].accounts == 0 {
+                last[k] = self.account[d];
+                g[k].accounts += 1;
+            }
+        }
+        for (k, x) in g.iter_mut().enumerate() {
+            x.tally.amount_sum = amount[k].sum;
+            x.tally.amount_n = amount_n[k] as f64;
+            x.median_cycle = crate::util::median(&mut cycles[k]);
+        }
+        if !self.customer_cell.is_empty() {
+            let mut fit = vec![Moments::default(); size];
+            let mut margin = vec![Moments::default(); size];
+            for r in 0..self.fit.len() {
+                let Some(k) = cell(&self.customer_cell, r) else {
+                    continue;
+                };
+                fit[k].add(self.fit[r]);
+                margin[k].add(self.margin[r]);
+            }
+            for (k, x) in g.iter_mut().enumerate() {
+                x.tally.fit = fit[k].tuple();
+                x.tally.margin = margin[k].tuple();
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (k, x) in g.into_iter().enumerate() {
+            if x.tally.deals == 0.0 {
+                continue;
+            }
+            // the cell number back into one key per variable
+            let mut key = vec![String::new(); vars.len()];
+            let mut rest = k;
+            for (slot, &v) in key.iter_mut().zip(vars).rev() {
+                let n = self.keys[v].len();
+                *slot = self.keys[v][rest % n].clone();
+                rest /= n;
+            }
+            out.insert(key, x);
+        }
+        out
+    }
+}
+
+/// Every deal as one group, summed by polars' column kernels (the numbers
+/// the brief's totals have always had).
+fn total(deals: &DataFrame, customers: Option<&DataFrame>) -> Result<Group> {
+    let d = deals.clone().lazy().select(deal_aggs()).collect()?;
+    let get = |df: &DataFrame, c: &str| -> Result<Option<f64>> {
+        Ok(f64_col(df, c)?.first().copied().flatten())
+    };
+    let v = |c: &str| -> Result<f64> { Ok(get(&d, c)?.unwrap_or(0.0)) };
+    let mut g = Group {
+        tally: Tally {
+            deals: v("deals")?,
+            vwins: v("vwins")?,
+            won: v("won")?,
+            churned: v("churned")?,
+            amount_sum: v("amount_sum")?,
+            amount_n: v("amount_n")?,
+            ..Default::default()
+        },
+        accounts: v("accounts")? as usize,
+        median_cycle: get(&d, "cycle_med")?,
+    };
+    if let Some(c) = customers {
+        let cdf = c.clone().lazy().select(customer_aggs()).collect()?;
+        let c = |name: &str| -> Result<f64> { Ok(get(&cdf, name)?.unwrap_or(0.0)) };
+        g.tally.fit = (c("fit_n")?, c("fit_s")?, c("fit_q")?);
+        g.tally.margin = (c("margin_n")?, c("margin_s")?, c("margin_q")?);
+    }
+    Ok(g)
 }
 
 /// Deals with the flags and cell codes the screen groups on.
@@ -430,20 +632,19 @@ pub fn screen(
     params: &SignalParams,
     period_days: f64,
 ) -> Result<Screen> {
-    let total = groups(deals, customers, &[])?
-        .into_values()
-        .next()
-        .unwrap_or_default();
+    let deals = deals.clone().collect()?;
+    let customers = customers.map(|c| c.clone().collect()).transpose()?;
+    let counts = Counts::new(spec, &deals, customers.as_ref())?;
+    // the whole book as polars sums a column (not as a group-by does)
+    let total = total(&deals, customers.as_ref())?;
     let t = total.tally;
     let base_rate = t.rate();
     let nv = spec.variables.len();
-    // the group-bys are independent and each leaves a core idle part of
-    // the time: run them side by side, read in a fixed order
     use rayon::prelude::*;
     let singles: Vec<BTreeMap<Vec<String>, Group>> = (0..nv)
         .into_par_iter()
-        .map(|i| groups(deals, customers, &[code_col(i)]))
-        .collect::<Result<_>>()?;
+        .map(|i| counts.groups(&[i]))
+        .collect();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut below_support = 0usize;
     let supported = |g: &Group| g.accounts >= params.min_accounts;
@@ -469,8 +670,8 @@ pub fn screen(
             .collect();
         let all: Vec<BTreeMap<Vec<String>, Group>> = ij
             .par_iter()
-            .map(|&(i, j)| groups(deals, customers, &[code_col(i), code_col(j)]))
-            .collect::<Result<_>>()?;
+            .map(|&(i, j)| counts.groups(&[i, j]))
+            .collect();
         for (&(i, j), pairs) in ij.iter().zip(all) {
             {
                 for (k, g) in pairs {
@@ -908,4 +1109,196 @@ pub fn empty_matches() -> Result<DataFrame> {
             Column::new_empty("account_id".into(), &DataType::String),
         ],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeatureParams;
+
+    /// The polars group-by the tallies replaced: what they must equal, to
+    /// the bit.
+    fn by_polars(
+        deals: &DataFrame,
+        customers: &DataFrame,
+        keys: &[String],
+    ) -> BTreeMap<Vec<String>, Group> {
+        let not_null = keys
+            .iter()
+            .fold(lit(true), |e, k| e.and(col(k.as_str()).is_not_null()));
+        let by: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
+        let agg = |df: &DataFrame, aggs: Vec<Expr>| {
+            df.clone()
+                .lazy()
+                .filter(not_null.clone())
+                .group_by(by.clone())
+                .agg(aggs)
+                .collect()
+                .expect("group-by")
+        };
+        let key_of = |df: &DataFrame, i: usize| -> Vec<String> {
+            keys.iter()
+                .map(|k| {
+                    super::super::str_col(df, k).expect("keys")[i]
+                        .clone()
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        let d = agg(deals, deal_aggs());
+        let f = |df: &DataFrame, c: &str, i: usize| f64_col(df, c).expect("col")[i];
+        let mut out = BTreeMap::new();
+        for i in 0..d.height() {
+            let g = Group {
+                tally: Tally {
+                    deals: f(&d, "deals", i).unwrap_or(0.0),
+                    vwins: f(&d, "vwins", i).unwrap_or(0.0),
+                    won: f(&d, "won", i).unwrap_or(0.0),
+                    churned: f(&d, "churned", i).unwrap_or(0.0),
+                    amount_sum: f(&d, "amount_sum", i).unwrap_or(0.0),
+                    amount_n: f(&d, "amount_n", i).unwrap_or(0.0),
+                    ..Default::default()
+                },
+                accounts: f(&d, "accounts", i).unwrap_or(0.0) as usize,
+                median_cycle: f(&d, "cycle_med", i),
+            };
+            out.insert(key_of(&d, i), g);
+        }
+        let c = agg(customers, customer_aggs());
+        for i in 0..c.height() {
+            if let Some(g) = out.get_mut(&key_of(&c, i)) {
+                let v = |n: &str| f(&c, n, i).unwrap_or(0.0);
+                g.tally.fit = (v("fit_n"), v("fit_s"), v("fit_q"));
+                g.tally.margin = (v("margin_n"), v("margin_s"), v("margin_q"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tallies_are_the_polars_group_by_to_the_bit() {
+        let n = 3000;
+        let industry: Vec<Option<&str>> = (0..n)
+            .map(|i| match i % 9 {
+                0 => None,
+                1 | 2 | 3 => Some("Software"),
+                4 | 5 => Some("Retail"),
+                6 if i % 300 == 6 => Some("Rare"),
+                _ => Some("Logistics"),
+            })
+            .collect();
+        let employees: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 17 != 0).then(|| ((i * 37) % 900) as f64))
+            .collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("A{i:05}")).collect();
+        let accounts = df![
+            "account_id" => ids.clone(),
+            "industry" => industry,
+            "employees" => employees,
+        ]
+        .expect("accounts");
+        let params = FeatureParams {
+            exclude: vec![],
+            min_level_count: 50,
+            max_levels: 20,
+            numeric_bins: 4,
+            numeric_shape: crate::config::NumericShape::Bands,
+            interactions: false,
+            min_interaction_count: 1,
+            max_features: 100,
+        };
+        let spec = crate::features::fit_main_effects(&accounts, &BTreeMap::new(), &params, 2026)
+            .expect("spec");
+        let codes = account_codes(&spec, &accounts).expect("codes");
+        // deals: several per account, out of account order; amounts in
+        // cents (where the order of a float sum shows), some missing
+        let m = 7000;
+        let mut s: u64 = 11;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as usize
+        };
+        let acc: Vec<String> = (0..m).map(|_| ids[next() % n].clone()).collect();
+        let outcome: Vec<&str> = (0..m)
+            .map(|_| ["won", "lost", "lost", "churned"][next() % 4])
+            .collect();
+        let cycle: Vec<i64> = (0..m).map(|_| (next() % 200) as i64).collect();
+        let amount: Vec<Option<f64>> = (0..m)
+            .map(|_| (next() % 10 != 0).then(|| (next() % 2_000_000) as f64 / 100.0 + 0.01))
+            .collect();
+        let label: Vec<bool> = (0..m).map(|_| next() % 3 == 0).collect();
+        let labels = df![
+            "opportunity_id" => (0..m).map(|i| format!("O{i:05}")).collect::<Vec<_>>(),
+            "account_id" => acc,
+            "outcome" => outcome,
+            "cycle_days" => cycle,
+            "amount" => amount,
+            "label" => label,
+            "loss_reason" => vec![None::<&str>; m],
+        ]
+        .expect("labels");
+        let fit: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 5 != 0).then(|| (1 + i % 5) as f64))
+            .collect();
+        let margin: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 7 != 0).then(|| 0.3 + (i % 41) as f64 / 97.0))
+            .collect();
+        let customers = df![
+            "account_id" => ids,
+            "delivery_fit" => fit,
+            "gross_margin" => margin,
+        ]
+        .expect("customers");
+        let deals = deal_frame(&labels, &codes).collect().expect("deals");
+        let cust = customer_frame(&labels, &customers, &codes)
+            .collect()
+            .expect("customers");
+        let counts = Counts::new(&spec, &deals, Some(&cust)).expect("counts");
+        let nv = spec.variables.len();
+        assert_eq!(nv, 2, "industry and employees");
+        for vars in [vec![0], vec![1], vec![0, 1]] {
+            let keys: Vec<String> = vars.iter().map(|&v| code_col(v)).collect();
+            let want = by_polars(&deals, &cust, &keys);
+            let got = counts.groups(&vars);
+            // the tallies hold cells only: polars' groups of values that
+            // are no cell (a rare level) are left out
+            let want: BTreeMap<_, _> = want
+                .into_iter()
+                .filter(|(k, _)| {
+                    k.iter()
+                        .zip(&vars)
+                        .all(|(code, &v)| cell_of(&spec, v, code).is_some())
+                })
+                .collect();
+            assert!(!want.is_empty());
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>()
+            );
+            for (k, w) in &want {
+                let g = &got[k];
+                assert_eq!(g.accounts, w.accounts, "{k:?}");
+                assert_eq!(g.median_cycle, w.median_cycle, "{k:?}");
+                let (a, b) = (g.tally, w.tally);
+                for (x, y) in [
+                    (a.deals, b.deals),
+                    (a.vwins, b.vwins),
+                    (a.won, b.won),
+                    (a.churned, b.churned),
+                    (a.amount_sum, b.amount_sum),
+                    (a.amount_n, b.amount_n),
+                    (a.fit.0, b.fit.0),
+                    (a.fit.1, b.fit.1),
+                    (a.fit.2, b.fit.2),
+                    (a.margin.0, b.margin.0),
+                    (a.margin.1, b.margin.1),
+                    (a.margin.2, b.margin.2),
+                ] {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{k:?}: {x} vs {y}");
+                }
+            }
+        }
+    }
 }
