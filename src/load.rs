@@ -463,33 +463,51 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
+    use rayon::prelude::*;
     let rows = df.height();
-    // One pass over the text; only the (rare) bad cells allocate.
+    // One pass over the text, the columns in parallel; only the (rare) bad
+    // cells allocate. A cell is read for U+FFFD only when it holds its
+    // first byte (0xEF), so clean text costs one byte scan.
+    let per_column: Vec<Vec<(usize, String, String)>> = df
+        .columns()
+        .par_iter()
+        .filter(|c| c.name().as_str() != ROW)
+        .map(|c| -> Result<Vec<(usize, String, String)>> {
+            let ca = c.as_materialized_series().str()?.clone();
+            let mut out = Vec::new();
+            for (i, v) in ca.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let why = if v.len() > MAX_CELL_BYTES {
+                    format!(
+                        "cell of {} bytes (at most {} allowed)",
+                        crate::cmd::thousands(v.len()),
+                        crate::cmd::thousands(MAX_CELL_BYTES)
+                    )
+                } else if memchr::memchr(0xEF, v.as_bytes()).is_some() && v.contains('\u{FFFD}') {
+                    "not valid UTF-8 text (a file saved by Excel on Windows is Windows-1252: set [files] encoding = \"windows-1252\" in the config, or save it as UTF-8)".into()
+                } else {
+                    continue;
+                };
+                out.push((i, v.chars().take(200).collect(), why));
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    // a row's first bad cell, in column order, is the one reported
+    let names: Vec<String> = df
+        .columns()
+        .iter()
+        .filter(|c| c.name().as_str() != ROW)
+        .map(|c| c.name().to_string())
+        .collect();
     let mut is_bad = vec![false; rows];
     let mut bad: Vec<(usize, String, String, String)> = Vec::new();
-    for c in df.columns() {
-        if c.name().as_str() == ROW {
-            continue;
-        }
-        let ca = c.as_materialized_series().str()?.clone();
-        for (i, v) in ca.iter().enumerate() {
-            let Some(v) = v else { continue };
-            if is_bad[i] {
-                continue;
+    for (name, cells) in names.iter().zip(per_column) {
+        for (i, v, why) in cells {
+            if !is_bad[i] {
+                is_bad[i] = true;
+                bad.push((i, name.clone(), v, why));
             }
-            let why = if v.len() > MAX_CELL_BYTES {
-                format!(
-                    "cell of {} bytes (at most {} allowed)",
-                    crate::cmd::thousands(v.len()),
-                    crate::cmd::thousands(MAX_CELL_BYTES)
-                )
-            } else if v.contains('\u{FFFD}') {
-                "not valid UTF-8 text (a file saved by Excel on Windows is Windows-1252: set [files] encoding = \"windows-1252\" in the config, or save it as UTF-8)".into()
-            } else {
-                continue;
-            };
-            is_bad[i] = true;
-            bad.push((i, c.name().to_string(), v.chars().take(200).collect(), why));
         }
     }
     if bad.is_empty() {
@@ -1415,11 +1433,14 @@ fn load_accounts(
     // inputs give the same rejects whenever they are run.
     let this_year = newest.map_or(2099.0, |y| y as f64);
     let mut typed = Vec::new();
+    let mut parsed = Vec::new();
     for &c in &["employees", "annual_revenue", "founded_year"] {
         if !present.contains(&c) {
             continue;
         }
-        let v = parse_number(c);
+        // parsed once, then read by every check
+        parsed.push(parse_number(c).alias(format!("__num_{c}")));
+        let v = col(format!("__num_{c}"));
         let scale = cfg.scale.get(c).copied().unwrap_or(1.0);
         let cname = c;
         checks.push(check(
@@ -1466,7 +1487,8 @@ fn load_accounts(
     }
     for c in &extras {
         if kinds.get(c) == Some(&ColumnKind::Numeric) {
-            let v = parse_number(c);
+            parsed.push(parse_number(c).alias(format!("__num_{c}")));
+            let v = col(format!("__num_{c}"));
             checks.push(check(
                 c,
                 col(c.as_str())
@@ -1478,6 +1500,7 @@ fn load_accounts(
         }
     }
     lf = with_raw(lf, &extras.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    lf = lf.with_columns(parsed);
     let mut keep: Vec<Expr> = vec![col(ROW)];
     keep.extend(present.iter().map(|c| col(*c)));
     keep.extend(extras.iter().map(|c| col(c.as_str())));
@@ -1638,13 +1661,23 @@ fn load_opportunities(
             .then(lit(*to))
             .otherwise(outcome);
     }
-    let created = parse_date("created_date", cfg);
     let has_closed = present.contains(&"closed_date");
     let closed = if has_closed {
         parse_date("closed_date", cfg)
     } else {
         lit(NULL).cast(DataType::Date)
     };
+    // parsed once, then read by every check that needs them
+    let mut parsed = vec![
+        outcome.alias("__outcome"),
+        parse_date("created_date", cfg).alias("__created"),
+        closed.alias("__closed"),
+    ];
+    if present.contains(&"amount") {
+        parsed.push(parse_number("amount").alias("__amount"));
+    }
+    let lf = lf.with_columns(parsed);
+    let (outcome, created, closed) = (col("__outcome"), col("__created"), col("__closed"));
     let closed_outcome = outcome.clone().neq(lit("open"));
     let mut checks = vec![
         check(
@@ -1696,7 +1729,7 @@ fn load_opportunities(
         closed.alias("closed_date"),
     ];
     if present.contains(&"amount") {
-        let v = parse_number("amount");
+        let v = col("__amount");
         let scale = cfg.scale.get("amount").copied().unwrap_or(1.0);
         checks.push(check(
             "amount",
