@@ -424,8 +424,11 @@ fn remove_stale_temporaries(parent: &Path) {
 /// Prefix text cells that begin like a spreadsheet formula (`=`, `+`, `-`,
 /// `@`, tab, carriage return) with `'`, so a spreadsheet shows them as text.
 pub fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
+    fn needs(s: &str) -> bool {
+        s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+    }
     fn fix(s: &str) -> std::borrow::Cow<'_, str> {
-        if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        if needs(s) {
             std::borrow::Cow::Owned(format!("'{s}"))
         } else {
             std::borrow::Cow::Borrowed(s)
@@ -437,6 +440,10 @@ pub fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
             continue;
         }
         let ca = c.as_materialized_series().str()?.clone();
+        // most columns hold no such cell: leave them, uncopied
+        if !ca.iter().flatten().any(needs) {
+            continue;
+        }
         let fixed: StringChunked = ca.iter().map(|o| o.map(fix)).collect();
         out.with_column(fixed.with_name(c.name().clone()).into_series().into())?;
     }

@@ -558,8 +558,12 @@ fn total(deals: &DataFrame, customers: Option<&DataFrame>) -> Result<Group> {
 }
 
 /// Deals with the flags and cell codes the screen groups on.
-pub fn deal_frame(labels: &DataFrame, codes: &DataFrame) -> LazyFrame {
-    labels
+pub fn deal_frame(
+    labels: &DataFrame,
+    codes: &DataFrame,
+    index: &crate::ids::AccountIndex,
+) -> Result<DataFrame> {
+    let deals = labels
         .clone()
         .lazy()
         .select([
@@ -573,37 +577,40 @@ pub fn deal_frame(labels: &DataFrame, codes: &DataFrame) -> LazyFrame {
             col("outcome").neq(lit("lost")).alias("__won"),
             col("outcome").eq(lit("churned")).alias("__churned"),
         ])
-        .join(
-            codes.clone().lazy(),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Left),
-        )
+        .collect()?;
+    with_codes(deals, index.rows_of(labels, "account_id")?, codes)
+}
+
+/// `df` with each row's account codes beside it: the codes' rows gathered by
+/// account row (null for an account the accounts do not hold), where a join
+/// on the id text used to be.
+fn with_codes(df: DataFrame, rows: Vec<Option<u32>>, codes: &DataFrame) -> Result<DataFrame> {
+    let idx: IdxCa = rows.into_iter().map(|r| r.map(|r| r as IdxSize)).collect();
+    let gathered = codes.drop("account_id")?.take(&idx)?;
+    Ok(df.hstack(gathered.columns())?)
 }
 
 /// Customers (accounts with a labelled deal) with delivery fit, margin and codes.
-pub fn customer_frame(labels: &DataFrame, customers: &DataFrame, codes: &DataFrame) -> LazyFrame {
-    let labelled = labels
-        .clone()
-        .lazy()
-        .select([col("account_id")])
-        .unique_stable(None, UniqueKeepStrategy::First);
-    customers
-        .clone()
-        .lazy()
-        .select([col("account_id"), col("delivery_fit"), col("gross_margin")])
-        .join(
-            labelled,
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Semi),
-        )
-        .join(
-            codes.clone().lazy(),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Left),
-        )
+pub fn customer_frame(
+    labels: &DataFrame,
+    customers: &DataFrame,
+    codes: &DataFrame,
+    index: &crate::ids::AccountIndex,
+) -> Result<DataFrame> {
+    let mut labelled = vec![false; index.len()];
+    for r in index.rows_of(labels, "account_id")?.into_iter().flatten() {
+        labelled[r as usize] = true;
+    }
+    let rows: Vec<Option<u32>> = index
+        .rows_of(customers, "account_id")?
+        .into_iter()
+        .map(|r| r.filter(|&r| labelled[r as usize]))
+        .collect();
+    let keep: BooleanChunked = rows.iter().map(|r| Some(r.is_some())).collect();
+    let kept = customers
+        .select(["account_id", "delivery_fit", "gross_margin"])?
+        .filter(&keep)?;
+    with_codes(kept, rows.into_iter().flatten().map(Some).collect(), codes)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1251,10 +1258,10 @@ mod tests {
             "gross_margin" => margin,
         ]
         .expect("customers");
-        let deals = deal_frame(&labels, &codes).collect().expect("deals");
-        let cust = customer_frame(&labels, &customers, &codes)
-            .collect()
-            .expect("customers");
+        let account_ids = crate::ids::text(&accounts, "account_id").expect("ids");
+        let index = crate::ids::AccountIndex::new(&account_ids);
+        let deals = deal_frame(&labels, &codes, &index).expect("deals");
+        let cust = customer_frame(&labels, &customers, &codes, &index).expect("customers");
         let counts = Counts::new(&spec, &deals, Some(&cust)).expect("counts");
         let nv = spec.variables.len();
         assert_eq!(nv, 2, "industry and employees");

@@ -164,9 +164,11 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         df.rechunk_mut_par();
         Ok(df.lazy())
     };
-    let deals = once(conditions::deal_frame(inp.labels, &codes))?;
+    let deals = once(conditions::deal_frame(inp.labels, &codes, inp.index)?.lazy())?;
     let customers = match inp.customers {
-        Some(c) => Some(once(conditions::customer_frame(inp.labels, c, &codes))?),
+        Some(c) => Some(once(
+            conditions::customer_frame(inp.labels, c, &codes, inp.index)?.lazy(),
+        )?),
         None => None,
     };
     let period_days = period_days(inp.labels)?;
