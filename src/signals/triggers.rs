@@ -177,16 +177,18 @@ pub fn summarise(
         )
         .sort(["account_id", "__c"], SortMultipleOptions::default())
         .collect()?;
-    let u_acc = str_col(&u_opps, "account_id")?;
+    // borrowed text: no string allocated per opportunity
+    let u_acc_ca = super::text_col(&u_opps, "account_id")?;
+    let u_acc: Vec<Option<&str>> = u_acc_ca.iter().collect();
     let u_day = f64_col(&u_opps, "__c")?;
-    let u_out = str_col(&u_opps, "outcome")?;
+    let u_out = super::text_col(&u_opps, "outcome")?;
     let closed_u = u_out
         .iter()
-        .filter(|o| o.as_deref().is_some_and(|o| o != "open"))
+        .filter(|o| o.is_some_and(|o| o != "open"))
         .count();
     let won_u = u_out
         .iter()
-        .filter(|o| matches!(o.as_deref(), Some("won") | Some("churned")))
+        .filter(|o| matches!(o, Some("won") | Some("churned")))
         .count();
 
     // Coverage: for each day d and prior-activity stratum, how many
@@ -197,7 +199,8 @@ pub fn summarise(
     let ev = per_event
         .select([col("trigger"), col("__d"), col("__prior")])
         .collect()?;
-    let ev_trig = str_col(&ev, "trigger")?;
+    let ev_trig_ca = super::text_col(&ev, "trigger")?;
+    let ev_trig: Vec<Option<&str>> = ev_trig_ca.iter().collect();
     let ev_prior: Vec<bool> = ev
         .column("__prior")?
         .bool()?
@@ -244,7 +247,7 @@ pub fn summarise(
         let n = events_n[k].unwrap_or(0.0) as usize;
         let x = followed_n[k].unwrap_or(0.0) as usize;
         let mine: Vec<usize> = (0..ev_trig.len())
-            .filter(|&e| ev_trig[e].as_deref() == Some(name.as_str()))
+            .filter(|&e| ev_trig[e] == Some(name.as_str()))
             .collect();
         let rates: Vec<f64> = mine
             .iter()
