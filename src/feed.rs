@@ -84,97 +84,85 @@ pub enum Audience {
 
 /// The CRM status of each account of `ids` (a frame with `account_id`), in
 /// its row order, from its deals and the customers file. An account in
-/// neither is a prospect. Grouped and joined by polars: a million accounts
-/// take a fraction of a second.
+/// neither is a prospect. Deals and customers meet the accounts by row
+/// number (ids interned once), not by joins on the id text.
 pub fn crm_status(
     ids: &DataFrame,
     opportunities: Option<&DataFrame>,
     customers: Option<&DataFrame>,
 ) -> Result<Vec<CrmStatus>> {
-    let flag = |name: &str| lit(false).alias(name);
-    let mut lf = ids
-        .clone()
-        .lazy()
-        .select([col("account_id").cast(DataType::String)])
-        .with_row_index("__i", None);
-    let join = |lf: LazyFrame, other: LazyFrame| {
-        lf.join(
-            other,
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Left),
-        )
-    };
-    lf = match opportunities {
-        Some(o) => {
-            let is = |v: &str| col("outcome").eq(lit(v.to_string())).any(true);
-            join(
-                lf,
-                o.clone()
-                    .lazy()
-                    .select([col("account_id").cast(DataType::String), col("outcome")])
-                    .group_by([col("account_id")])
-                    .agg([
-                        is("won").alias("__won"),
-                        is("churned").alias("__churned"),
-                        is("open").alias("__open"),
-                    ]),
-            )
+    let text = crate::ids::text(ids, "account_id")?;
+    let index = crate::ids::AccountIndex::new(&text);
+    let rows = index.rows_of(ids, "account_id")?;
+    crm_status_by_row(&index, &rows, opportunities, customers)
+}
+
+/// [`crm_status`] for the accounts `rows` of an index already built (each
+/// row: its account's row in the index).
+pub fn crm_status_by_row(
+    index: &crate::ids::AccountIndex,
+    rows: &[Option<u32>],
+    opportunities: Option<&DataFrame>,
+    customers: Option<&DataFrame>,
+) -> Result<Vec<CrmStatus>> {
+    let n = index.len();
+    // per account (its first row): what its deals and customer record say
+    #[derive(Default, Clone, Copy)]
+    struct Seen {
+        won: bool,
+        churned: bool,
+        open: bool,
+        active: bool,
+        left: bool,
+    }
+    let mut seen = vec![Seen::default(); n];
+    if let Some(o) = opportunities {
+        let outcome = crate::ids::text(o, "outcome")?;
+        for (r, v) in index
+            .rows_of(o, "account_id")?
+            .into_iter()
+            .zip(outcome.iter())
+        {
+            let (Some(r), Some(v)) = (r, v) else { continue };
+            let s = &mut seen[r as usize];
+            match v {
+                "won" => s.won = true,
+                "churned" => s.churned = true,
+                "open" => s.open = true,
+                _ => {}
+            }
         }
-        None => lf.with_columns([flag("__won"), flag("__churned"), flag("__open")]),
-    };
-    lf = match customers {
-        Some(c) => {
-            let is = |v: &str| {
-                col("status")
-                    .str()
-                    .to_lowercase()
-                    .eq(lit(v.to_string()))
-                    .any(true)
-            };
-            join(
-                lf,
-                c.clone()
-                    .lazy()
-                    .select([col("account_id").cast(DataType::String), col("status")])
-                    .group_by([col("account_id")])
-                    .agg([
-                        is("active").alias("__active"),
-                        is("churned").alias("__left"),
-                    ]),
-            )
+    }
+    if let Some(c) = customers {
+        let status = crate::ids::text(c, "status")?;
+        // as polars' to_lowercase: Unicode lower case
+        let is = |v: &str, word: &str| {
+            if v.is_ascii() {
+                v.eq_ignore_ascii_case(word)
+            } else {
+                v.to_lowercase() == word
+            }
+        };
+        for (r, v) in index
+            .rows_of(c, "account_id")?
+            .into_iter()
+            .zip(status.iter())
+        {
+            let (Some(r), Some(v)) = (r, v) else { continue };
+            let s = &mut seen[r as usize];
+            s.active |= is(v, "active");
+            s.left |= is(v, "churned");
         }
-        None => lf.with_columns([flag("__active"), flag("__left")]),
-    };
-    let df = lf
-        .sort(["__i"], SortMultipleOptions::default())
-        .select(
-            ["__won", "__churned", "__open", "__active", "__left"]
-                .map(|c| col(c).fill_null(lit(false))),
-        )
-        .collect()?;
-    let b = |c: &str| -> Result<Vec<bool>> {
-        Ok(df
-            .column(c)?
-            .bool()?
-            .iter()
-            .map(|v| v.unwrap_or(false))
-            .collect())
-    };
-    let (won, churned, open, active, left) = (
-        b("__won")?,
-        b("__churned")?,
-        b("__open")?,
-        b("__active")?,
-        b("__left")?,
-    );
-    Ok((0..df.height())
-        .map(|i| {
-            if active[i] || (won[i] && !left[i]) {
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let s = r.map_or_else(Seen::default, |r| seen[r as usize]);
+            if s.active || (s.won && !s.left) {
                 CrmStatus::Customer
-            } else if won[i] || churned[i] || left[i] {
+            } else if s.won || s.churned || s.left {
                 CrmStatus::ChurnedCustomer
-            } else if open[i] {
+            } else if s.open {
                 CrmStatus::OpenOpportunity
             } else {
                 CrmStatus::Prospect

@@ -451,16 +451,28 @@ pub fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
 }
 
 fn sync_dir(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                sync_dir(&p);
-            } else if let Ok(f) = fs::File::open(&p) {
-                let _ = f.sync_all();
+    use rayon::prelude::*;
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    files(&p, out);
+                } else {
+                    out.push(p);
+                }
             }
         }
     }
+    let mut all = Vec::new();
+    files(dir, &mut all);
+    // the files are flushed to disk side by side: one waits on the disk
+    // while another is written back
+    all.par_iter().for_each(|p| {
+        if let Ok(f) = fs::File::open(p) {
+            let _ = f.sync_all();
+        }
+    });
 }
 
 /// Point `reports/latest` at `run` (a symlink swapped in with a rename).

@@ -203,9 +203,16 @@ pub fn publish_with(
         &mut crate::publish::RunWriter,
     ) -> anyhow::Result<(Vec<crate::load::InputFile>, Vec<(String, usize)>)>,
 ) -> anyhow::Result<(PathBuf, Vec<(String, usize)>)> {
+    let mut trace = crate::progress::Trace::start();
     let mut w = crate::publish::RunWriter::create(dest)?;
+    trace.lap("publish: create");
     match write(&mut w) {
-        Ok((inputs, counts)) => Ok((w.finish(kind, model_id, inputs, counts.clone())?, counts)),
+        Ok((inputs, counts)) => {
+            trace.lap("publish: files");
+            let dir = w.finish(kind, model_id, inputs, counts.clone())?;
+            trace.lap("publish: manifest and swap");
+            Ok((dir, counts))
+        }
         Err(e) => {
             w.abandon();
             Err(e)

@@ -200,9 +200,13 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     stages.rows(scores.height());
     // Each account's CRM status and the ICP's exclude criteria it matches:
     // what `icp approve` publishes from, once it knows which are approved.
+    let mut trace = crate::progress::Trace::start();
     let crm_frame = {
-        let crm = crate::feed::crm_status(
-            &data.accounts.df,
+        // the accounts' own rows: the index was built from them
+        let rows: Vec<Option<u32>> = (0..index.len() as u32).map(Some).collect();
+        let crm = crate::feed::crm_status_by_row(
+            &index,
+            &rows,
             Some(&opportunities.df),
             data.customers.as_ref().map(|t| &t.df),
         )?;
@@ -231,6 +235,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             ],
         )?
     };
+    trace.lap("publish: crm status and exclude criteria");
     let about = About {
         company: company.clone(),
         run_date: run_date.to_string(),
