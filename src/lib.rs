@@ -5,7 +5,8 @@
 //! [`load`] -> [`label`] -> [`features`] -> [`model`] -> [`score`] -> [`segments`],
 //! with [`publish`] writing run directories atomically, [`ranked`] putting
 //! accounts scored in pieces back in order, and [`cmd`] holding
-//! one module per subcommand of the `icp` binary.
+//! one module per subcommand of the `icp` binary. At the bottom, shared by
+//! the stages: [`util`], [`domain`], [`ids`] and [`csv_out`].
 
 pub mod brief;
 pub mod cmd;
