@@ -157,7 +157,9 @@ pub fn crm_status_by_row(
     Ok(rows
         .iter()
         .map(|r| {
-            let s = r.map_or_else(Seen::default, |r| seen[r as usize]);
+            let s = r
+                .and_then(|r| seen.get(r as usize).copied())
+                .unwrap_or_default();
             if s.active || (s.won && !s.left) {
                 CrmStatus::Customer
             } else if s.won || s.churned || s.left {

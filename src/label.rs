@@ -63,6 +63,9 @@ pub fn epoch_days_to_date(d: i32) -> NaiveDate {
     NaiveDate::from_num_days_from_ce_opt(d + 719_163).unwrap_or(NaiveDate::MIN)
 }
 
+/// The labels' copy of each deal's loss reason (a reserved `__` name).
+pub const LOSS_REASON: &str = "__loss_reason";
+
 /// Label the closed opportunities and split them by time.
 pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
     let opps = data
@@ -126,8 +129,10 @@ pub fn label(data: &Dataset, cfg: &ValidConfig) -> Result<Labels> {
             col("outcome"),
             col("cycle_days"),
             col("amount"),
-            // for the refined ICP's loss reasons, without a join back
-            col("loss_reason").cast(DataType::String),
+            // for the refined ICP's loss reasons, without a join back; a
+            // reserved name, so an accounts column called loss_reason is
+            // never confused with it (training rows join the two)
+            col("loss_reason").cast(DataType::String).alias(LOSS_REASON),
         ])
         .collect()?;
     // A creation cohort is judged only once its deals have had time to

@@ -282,7 +282,7 @@ pub fn by_band_now(
         churned: bool,
         revenue: f64,
     }
-    let mut per: Vec<A> = vec![A::default(); band.len()];
+    let mut per: Vec<A> = vec![A::default(); index.len()];
     for ((r, o), m) in index
         .rows_of(labels, "account_id")?
         .into_iter()
@@ -306,9 +306,11 @@ pub fn by_band_now(
         }
     }
     let mut revenue: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    for (x, b) in per.iter().zip(band) {
-        let Some(b) = b else { continue };
-        let i = *b as usize;
+    for (r, x) in per.iter().enumerate() {
+        let Some(b) = band.get(r).copied().flatten() else {
+            continue;
+        };
+        let i = b as usize;
         if !x.closed {
             out[i].prospects += 1;
         } else if x.won {

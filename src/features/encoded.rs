@@ -389,10 +389,6 @@ impl<'a> Scorer<'a> {
         groups.iter().fold(self.base, |z, g| z + g)
     }
 
-    pub fn n_groups(&self) -> usize {
-        self.groups.len()
-    }
-
     /// Every row's logit.
     pub fn logits(&self) -> Vec<f64> {
         (0..self.codes.n)

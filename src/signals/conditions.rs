@@ -307,16 +307,27 @@ struct Counts {
 
 const NONE: u32 = u32::MAX;
 
-/// Kahan summation as polars' group-by sums a float column (polars-utils'
-/// `KahanSum`): the same steps, so the same bits.
+/// A float column summed over a group as polars' group-by sums it
+/// (polars-core `agg_sum`): a group of one row gives that row's value (0
+/// when null), a larger one the Kahan sum (polars-utils `KahanSum`) of its
+/// non-null values in row order. The same steps, so the same bits, -0.0
+/// included.
 #[derive(Debug, Clone, Copy, Default)]
 struct Kahan {
     sum: f64,
     err: f64,
+    rows: u32,
+    first: Option<f64>,
 }
 
 impl Kahan {
-    fn add(&mut self, x: f64) {
+    /// One row of the group (None: a null value).
+    fn add(&mut self, x: Option<f64>) {
+        self.rows += 1;
+        if self.rows == 1 {
+            self.first = x;
+        }
+        let Some(x) = x else { return };
         let y = x - self.err;
         let sum = self.sum + y;
         let err = (sum - self.sum) - y;
@@ -324,6 +335,14 @@ impl Kahan {
         // as polars: an infinite error term would turn the sum into NaN
         if err.is_finite() {
             self.err = err;
+        }
+    }
+
+    fn total(&self) -> f64 {
+        if self.rows == 1 {
+            self.first.unwrap_or(0.0)
+        } else {
+            self.sum
         }
     }
 }
@@ -337,15 +356,14 @@ struct Moments {
 }
 
 impl Moments {
+    /// One customer of the group (None: the value is missing).
     fn add(&mut self, x: Option<f64>) {
-        if let Some(x) = x {
-            self.n += 1.0;
-            self.s.add(x);
-            self.q.add(x * x);
-        }
+        self.n += x.is_some() as u8 as f64;
+        self.s.add(x);
+        self.q.add(x.map(|x| x * x));
     }
     fn tuple(&self) -> (f64, f64, f64) {
-        (self.n, self.s.sum, self.q.sum)
+        (self.n, self.s.total(), self.q.total())
     }
 }
 
@@ -469,10 +487,9 @@ impl Counts {
                 if let Some(c) = self.cycle[r] {
                     cycles[k].push(c);
                 }
-                if let Some(a) = self.amount[r] {
-                    amount[k].add(a);
-                    amount_n[k] += 1;
-                }
+                // polars sums the won rows' amounts: nulls are rows too
+                amount[k].add(self.amount[r]);
+                amount_n[k] += self.amount[r].is_some() as usize;
             }
             t.churned += self.churned[r] as u8 as f64;
         }
@@ -489,7 +506,7 @@ impl Counts {
             }
         }
         for (k, x) in g.iter_mut().enumerate() {
-            x.tally.amount_sum = amount[k].sum;
+            x.tally.amount_sum = amount[k].total();
             x.tally.amount_n = amount_n[k] as f64;
             x.median_cycle = crate::util::median(&mut cycles[k]);
         }
@@ -573,7 +590,7 @@ pub fn deal_frame(
             col("cycle_days"),
             col("amount"),
             col("label"),
-            col("loss_reason"),
+            col(crate::label::LOSS_REASON).alias("loss_reason"),
             col("outcome").neq(lit("lost")).alias("__won"),
             col("outcome").eq(lit("churned")).alias("__churned"),
         ])
@@ -1182,6 +1199,49 @@ mod tests {
         out
     }
 
+    /// The group sums where polars does not simply add: one-row groups
+    /// (the value itself: -0.0 stays -0.0, a null is 0), nulls among
+    /// several rows, and cancellation that Kahan's error term carries.
+    #[test]
+    fn group_sums_are_polars_group_by_sums() {
+        let groups: Vec<Vec<Option<f64>>> = vec![
+            vec![Some(-0.0)],
+            vec![None],
+            vec![Some(-0.0), Some(-0.0)],
+            vec![None, Some(-0.0)],
+            vec![Some(1e16), Some(1.0), Some(-1e16), Some(0.1)],
+            vec![Some(0.1); 10],
+            vec![Some(f64::MAX), Some(f64::MAX), Some(-1.0)],
+        ];
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (g, vs) in groups.iter().enumerate() {
+            for v in vs {
+                key.push(g as u32);
+                value.push(*v);
+            }
+        }
+        let df = df!["g" => key, "v" => value].expect("frame");
+        let sums = df
+            .lazy()
+            .group_by([col("g")])
+            .agg([col("v").sum()])
+            .sort(["g"], SortMultipleOptions::default())
+            .collect()
+            .expect("group-by");
+        let want = f64_col(&sums, "v").expect("sums");
+        for (g, vs) in groups.iter().enumerate() {
+            let mut k = Kahan::default();
+            vs.iter().for_each(|v| k.add(*v));
+            let w = want[g].expect("a sum");
+            assert_eq!(
+                k.total().to_bits(),
+                w.to_bits(),
+                "group {g}: {} vs {w}",
+                k.total()
+            );
+        }
+    }
+
     #[test]
     fn tallies_are_the_polars_group_by_to_the_bit() {
         let n = 3000;
@@ -1243,7 +1303,7 @@ mod tests {
             "cycle_days" => cycle,
             "amount" => amount,
             "label" => label,
-            "loss_reason" => vec![None::<&str>; m],
+            crate::label::LOSS_REASON => vec![None::<&str>; m],
         ]
         .expect("labels");
         let fit: Vec<Option<f64>> = (0..n)

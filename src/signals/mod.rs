@@ -156,9 +156,9 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     )?;
     let codes = conditions::account_codes(inp.spec, inp.accounts)?;
     trace.lap("readiness+codes");
-    // joined once: the screen groups these frames dozens of times, and a
-    // lazy frame would redo the join of deals to accounts for each. One
-    // chunk each, so sums do not depend on how the join split its output.
+    // built once and read by the screen, the refined ICP and the finding
+    // lists; one chunk each, so sums do not depend on how they were put
+    // together
     let once = |lf: LazyFrame| -> Result<LazyFrame> {
         let mut df = lf.collect()?;
         df.rechunk_mut_par();
@@ -332,6 +332,14 @@ fn account_rows(
     let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
     trace.lap("account rows: coded");
     let n = index.len();
+    if scored.p.len() != n || scored.band.len() != n || codes.height() != n {
+        return Err(crate::IcpError::Invalid(format!(
+            "internal: {} accounts indexed, {} scored, {} coded",
+            n,
+            scored.p.len(),
+            codes.height()
+        )));
+    }
     let mut closed = vec![false; n];
     let mut customer = vec![false; n];
     let mut revenue = vec![0.0; n];
