@@ -651,16 +651,14 @@ struct Candidate {
 /// Screen every single and pair condition and keep those the evidence backs.
 pub fn screen(
     spec: &FeatureSpec,
-    deals: &LazyFrame,
-    customers: Option<&LazyFrame>,
+    deals: &DataFrame,
+    customers: Option<&DataFrame>,
     params: &SignalParams,
     period_days: f64,
 ) -> Result<Screen> {
-    let deals = deals.clone().collect()?;
-    let customers = customers.map(|c| c.clone().collect()).transpose()?;
-    let counts = Counts::new(spec, &deals, customers.as_ref())?;
+    let counts = Counts::new(spec, deals, customers)?;
     // the whole book as polars sums a column (not as a group-by does)
-    let total = total(&deals, customers.as_ref())?;
+    let total = total(deals, customers)?;
     let t = total.tally;
     let base_rate = t.rate();
     let nv = spec.variables.len();
@@ -1038,7 +1036,8 @@ pub fn condition_expr(cells: &[Cell]) -> Expr {
 
 /// The accounts behind each finding: one row per (finding, account) with the
 /// account's deals, velocity wins and churned deals.
-pub fn finding_accounts(deals: &LazyFrame, findings: &[&Finding]) -> Result<DataFrame> {
+pub fn finding_accounts(deals: &DataFrame, findings: &[&Finding]) -> Result<DataFrame> {
+    let deals = deals.clone().lazy();
     let mut parts = Vec::with_capacity(findings.len());
     for f in findings {
         parts.push(

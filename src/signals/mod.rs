@@ -159,16 +159,14 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     // built once and read by the screen, the refined ICP and the finding
     // lists; one chunk each, so sums do not depend on how they were put
     // together
-    let once = |lf: LazyFrame| -> Result<LazyFrame> {
-        let mut df = lf.collect()?;
-        df.rechunk_mut_par();
-        Ok(df.lazy())
-    };
-    let deals = once(conditions::deal_frame(inp.labels, &codes, inp.index)?.lazy())?;
+    let mut deals = conditions::deal_frame(inp.labels, &codes, inp.index)?;
+    deals.rechunk_mut_par();
     let customers = match inp.customers {
-        Some(c) => Some(once(
-            conditions::customer_frame(inp.labels, c, &codes, inp.index)?.lazy(),
-        )?),
+        Some(c) => {
+            let mut df = conditions::customer_frame(inp.labels, c, &codes, inp.index)?;
+            df.rechunk_mut_par();
+            Some(df)
+        }
         None => None,
     };
     let period_days = period_days(inp.labels)?;
@@ -279,10 +277,9 @@ fn period_days(labels: &DataFrame) -> Result<f64> {
 }
 
 /// The labelled deals as the refined-ICP selection reads them.
-fn deal_rows(deals: &LazyFrame, n_accounts: usize, n_vars: usize) -> Result<crate::icp::DealRows> {
-    let df = deals.clone().collect()?;
+fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<crate::icp::DealRows> {
     let mut trace = crate::progress::Trace::start();
-    let cells = crate::icp::Coded::from_frame(&df, n_vars)?;
+    let cells = crate::icp::Coded::from_frame(df, n_vars)?;
     trace.lap("deal rows: coded");
     // the account's row number (a deal of an unknown account, which the
     // loader rejects, would count as one more account)
@@ -438,12 +435,7 @@ pub(crate) fn str_col(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>>
 /// A column as text, to iterate as borrowed `Option<&str>` (no allocation
 /// per row, unlike [`str_col`]).
 pub(crate) fn text_col(df: &DataFrame, name: &str) -> Result<StringChunked> {
-    Ok(df
-        .column(name)?
-        .as_materialized_series()
-        .cast(&DataType::String)?
-        .str()?
-        .clone())
+    crate::ids::text(df, name)
 }
 
 /// A column as optional floats (any numeric dtype is cast).
