@@ -19,12 +19,23 @@ enum Cells {
     Float(Float64Chunked),
     Float32(Float32Chunked),
     Bool(BooleanChunked),
+    /// a column of one repeated value (a polars scalar column), rendered
+    /// once instead of materialised a million times
+    Same(Vec<u8>),
 }
 
 impl Cells {
     /// None for a type this module does not write (the caller falls back
     /// to polars' writer).
     fn of(c: &Column) -> Result<Option<Cells>> {
+        if let Some(sc) = c.as_scalar_column() {
+            let one = Column::from(sc.as_single_value_series());
+            return Ok(Cells::of(&one)?.map(|cell| {
+                let mut buf = Vec::new();
+                cell.write(&mut buf, 0);
+                Cells::Same(buf)
+            }));
+        }
         let s = c.as_materialized_series().rechunk();
         Ok(Some(match s.dtype() {
             DataType::String => Cells::Text(s.str()?.clone()),
@@ -70,6 +81,7 @@ impl Cells {
                     buf.extend_from_slice(if v { b"true" } else { b"false" });
                 }
             }
+            Cells::Same(v) => buf.extend_from_slice(v),
         }
     }
 }
@@ -225,6 +237,17 @@ mod tests {
             "bool" => b_col,
         ]
         .expect("frame");
+        // one value repeated (as the scores' model_id): a scalar column
+        for (name, value) in [
+            (
+                "same",
+                Scalar::new(DataType::String, AnyValue::StringOwned("m-1,\"x\"".into())),
+            ),
+            ("same_null", Scalar::null(DataType::Float64)),
+        ] {
+            df.with_column(Column::new_scalar(name.into(), value, n))
+                .expect("scalar column");
+        }
         let mut want = Vec::new();
         CsvWriter::new(&mut want)
             .include_header(true)

@@ -79,7 +79,9 @@ impl Stages {
             eprint!("\r\x1b[2K{} {stage} ...", self.command);
             let _ = std::io::stderr().flush();
         }
+        release_free_memory();
         g.current = Some((stage.to_string(), Instant::now(), cpu_seconds()));
+        Trace::start().lap(&format!("stage {stage} starts"));
     }
 
     /// Rows the current stage works through.
@@ -158,10 +160,7 @@ pub fn cpu_seconds() -> f64 {
 
 /// Peak resident set size of this process (Linux: VmHWM), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    status_bytes("VmHWM:")
 }
 
 /// Sub-step timer for profiling a stage: with `ICP_TRACE` set, each lap
@@ -173,10 +172,50 @@ impl Trace {
         Trace(std::env::var_os("ICP_TRACE").map(|_| Instant::now()))
     }
 
+    /// Also prints the resident set now and at its peak, and the bytes
+    /// the allocator holds for live allocations: where memory goes.
     pub fn lap(&mut self, label: &str) {
         if let Some(t) = self.0.as_mut() {
-            eprintln!("  trace {label:<28} {:7.3} s", t.elapsed().as_secs_f64());
+            let mb = |b: Option<u64>| b.map_or(0, |b| b / (1 << 20));
+            eprintln!(
+                "  trace {label:<28} {:7.3} s  rss {:>5} MB  peak {:>5} MB  live {:>5} MB",
+                t.elapsed().as_secs_f64(),
+                mb(status_bytes("VmRSS:")),
+                mb(status_bytes("VmHWM:")),
+                mb(live_heap_bytes()),
+            );
             *t = Instant::now();
         }
     }
+}
+
+/// Hand the pages of freed memory back to the OS between stages (glibc
+/// keeps them otherwise, and the next stage's peak stacks on them).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+fn status_bytes(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Bytes in live heap allocations (glibc: in-use chunks of every arena
+/// plus mmapped blocks), as against the resident set the allocator keeps.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn live_heap_bytes() -> Option<u64> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    let m = unsafe { libc::mallinfo2() };
+    Some((m.uordblks + m.hblkhd) as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn live_heap_bytes() -> Option<u64> {
+    None
 }

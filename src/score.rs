@@ -260,7 +260,15 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
                 .collect::<Vec<_>>(),
         ),
         reasons.take(&idx)?.into_column(),
-        Column::new("model_id".into(), vec![artifact.model_id.as_str(); n]),
+        // one value for every row: a scalar column, not a million copies
+        Column::new_scalar(
+            "model_id".into(),
+            Scalar::new(
+                DataType::String,
+                AnyValue::StringOwned(artifact.model_id.as_str().into()),
+            ),
+            n,
+        ),
         Column::new(
             "status".into(),
             order

@@ -156,6 +156,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     )?;
     let codes = conditions::account_codes(inp.spec, inp.accounts)?;
     trace.lap("readiness+codes");
+    crate::progress::release_free_memory();
     // built once and read by the screen, the refined ICP and the finding
     // lists; one chunk each, so sums do not depend on how they were put
     // together
@@ -171,8 +172,10 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     };
     let period_days = period_days(inp.labels)?;
     trace.lap("deal/customer frames");
+    crate::progress::release_free_memory();
     let mut screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
     trace.lap("screen");
+    crate::progress::release_free_memory();
     let nv = inp.spec.variables.len();
     let deal_rows = deal_rows(&deals, inp.index.len(), nv)?;
     let account_rows = account_rows(
@@ -185,6 +188,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         nv,
     )?;
     trace.lap("deal/account rows");
+    crate::progress::release_free_memory();
     let (icp, exclude_masks) = crate::icp::refine(
         &mut screen.signals,
         &mut screen.exclusions,
@@ -203,11 +207,14 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     );
     drop((deal_rows, account_rows));
     trace.lap("refine");
+    crate::progress::release_free_memory();
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
     let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
     trace.lap("finding_accounts");
+    crate::progress::release_free_memory();
     let exclusion_matches = conditions::exclusion_matches(&codes, inp.labels, &screen.exclusions)?;
     trace.lap("exclusion_matches");
+    crate::progress::release_free_memory();
     let (painful_accounts, painful, best_accounts) = painful::painful(
         inp.spec,
         inp.accounts,
@@ -218,6 +225,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         params,
     )?;
     trace.lap("painful");
+    crate::progress::release_free_memory();
     let triggers = match inp.triggers {
         Some(t) if t.height() > 0 => triggers::summarise(
             inp.accounts,
@@ -230,6 +238,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         _ => Vec::new(),
     };
     trace.lap("triggers");
+    crate::progress::release_free_memory();
     Ok(Findings {
         signal_params: params.clone(),
         readiness,
