@@ -29,14 +29,21 @@ impl Cells {
     /// to polars' writer).
     fn of(c: &Column) -> Result<Option<Cells>> {
         if let Some(sc) = c.as_scalar_column() {
-            let one = Column::from(sc.as_single_value_series());
-            return Ok(Cells::of(&one)?.map(|cell| {
+            // of no rows (an empty frame), the value has nothing to say
+            let one = sc.as_single_value_series();
+            return Ok(Cells::of_series(&one)?.map(|cell| {
                 let mut buf = Vec::new();
-                cell.write(&mut buf, 0);
+                if !one.is_empty() {
+                    cell.write(&mut buf, 0);
+                }
                 Cells::Same(buf)
             }));
         }
-        let s = c.as_materialized_series().rechunk();
+        Cells::of_series(c.as_materialized_series())
+    }
+
+    fn of_series(s: &Series) -> Result<Option<Cells>> {
+        let s = s.rechunk();
         Ok(Some(match s.dtype() {
             DataType::String => Cells::Text(s.str()?.clone()),
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
