@@ -138,6 +138,9 @@ impl RunWriter {
             sha256,
         });
         self.trace.lap(rel);
+        // each file's render buffers are freed: give their pages back
+        // before the next file allocates its own
+        crate::progress::release_free_memory();
     }
 
     /// A scratch directory inside the run being written; it is gone when the

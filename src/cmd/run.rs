@@ -236,6 +236,24 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         )?
     };
     trace.lap("publish: crm status and exclude criteria");
+    // What publishing writes from is in hand: let the loaded tables, the
+    // labels and the account index go (the score rows keep the id and name
+    // text they share with the accounts), so the writing does not stack on
+    // them.
+    let inputs = data.inputs();
+    let load::Dataset {
+        accounts,
+        opportunities: opportunity_table,
+        customers,
+        triggers,
+        interviews,
+        rejects,
+        ..
+    } = data;
+    drop(index);
+    drop((account_ids, scored, trained.labels));
+    drop((accounts, opportunity_table, customers, triggers, interviews));
+    crate::progress::release_free_memory();
     let about = About {
         company: company.clone(),
         run_date: run_date.to_string(),
@@ -246,12 +264,12 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         &dest,
         "run",
         Some(artifact.model_id.clone()),
-        data.inputs(),
+        inputs.clone(),
         |w| {
             w.json("model.json", &artifact)?;
             w.json("evaluation.json", &artifact.evaluation)?;
             let mut counts =
-                crate::cmd::score::write_scoring(w, &scores, &data.rejects, args.parquet, None)?;
+                crate::cmd::score::write_scoring(w, &scores, &rejects, args.parquet, None)?;
             write_findings(w, &artifact, &findings, &brief, changes.as_ref(), &about)?;
             w.csv(review::CRM_STATUS, &crm_frame)?;
             w.set_note(
@@ -283,7 +301,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     )?;
     stages.finish();
     if !args.data.quiet {
-        print_summary(&dir, &artifact, &data.inputs(), &counts);
+        print_summary(&dir, &artifact, &inputs, &counts);
         println!(
             "brief: {} ({}; refined ICP: {} include and {} exclude criteria{}, from {} best-fit signals and {} exclusions)",
             dir.join("brief.html").display(),

@@ -1083,43 +1083,52 @@ pub fn finding_accounts(deals: &DataFrame, findings: &[&Finding]) -> Result<Data
     Ok(concat(parts, UnionArgs::default())?.collect()?)
 }
 
-/// Prospects (accounts with no closed deal) that match each exclusion.
+/// The prospects (accounts with no labelled deal) each exclusion matches:
+/// one row per (exclusion, account), exclusions in order, each one's
+/// accounts by account_id. From the accounts' cell bits, so no frame of
+/// a million accounts is joined, sorted and filtered once per exclusion.
 pub fn exclusion_matches(
-    codes: &DataFrame,
-    labels: &DataFrame,
+    accounts: &crate::icp::AccountRows,
+    ids: &StringChunked,
     exclusions: &[Finding],
 ) -> Result<DataFrame> {
     if exclusions.is_empty() {
         return empty_matches();
     }
-    let labelled = labels.clone().lazy().select([col("account_id")]);
-    // found and sorted once (a filter keeps the order), not once per exclusion
-    let prospects = codes
-        .clone()
-        .lazy()
-        .join(
-            labelled,
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Anti),
-        )
-        .sort(["account_id"], SortMultipleOptions::default())
-        .collect()?
-        .lazy();
-    let parts: Vec<LazyFrame> = exclusions
-        .iter()
-        .map(|x| {
-            prospects.clone().filter(condition_expr(&x.cells)).select([
-                lit(x.id.clone()).alias("exclusion_id"),
-                lit(x.condition.clone()).alias("criterion"),
-                col("account_id"),
-            ])
-        })
-        .collect();
-    if parts.is_empty() {
-        return empty_matches();
+    if ids.len() != accounts.cells.rows() {
+        return Err(crate::IcpError::Invalid(format!(
+            "internal: {} account ids for {} coded accounts",
+            ids.len(),
+            accounts.cells.rows()
+        )));
     }
-    Ok(concat(parts, UnionArgs::default())?.collect()?)
+    use rayon::slice::ParallelSliceMut;
+    let ids = ids.rechunk();
+    let text: Vec<&str> = ids.iter().map(|v| v.unwrap_or("")).collect();
+    // the prospects in account_id order, found and sorted once
+    let mut order: Vec<u32> = accounts.prospect.ones().map(|r| r as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| text[a as usize].cmp(text[b as usize]));
+    let (mut exclusion, mut criterion, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    for x in exclusions {
+        let mask = accounts.cells.mask(&x.cells);
+        for &r in &order {
+            if mask.get(r as usize) {
+                exclusion.push(x.id.as_str());
+                criterion.push(x.condition.as_str());
+                rows.push(r as IdxSize);
+            }
+        }
+    }
+    let n = rows.len();
+    let account_id = ids.take(&IdxCa::from_vec("".into(), rows))?;
+    Ok(DataFrame::new(
+        n,
+        vec![
+            Column::new("exclusion_id".into(), exclusion),
+            Column::new("criterion".into(), criterion),
+            account_id.with_name("account_id".into()).into_column(),
+        ],
+    )?)
 }
 
 /// The exclusion-match table with no rows.
@@ -1138,6 +1147,178 @@ pub fn empty_matches() -> Result<DataFrame> {
 mod tests {
     use super::*;
     use crate::config::FeatureParams;
+
+    /// The polars join, sort and filters the cell bits replaced: what they must equal.
+    fn exclusion_matches_by_polars(
+        codes: &DataFrame,
+        labels: &DataFrame,
+        exclusions: &[Finding],
+    ) -> Result<DataFrame> {
+        if exclusions.is_empty() {
+            return empty_matches();
+        }
+        let labelled = labels.clone().lazy().select([col("account_id")]);
+        // found and sorted once (a filter keeps the order), not once per exclusion
+        let prospects = codes
+            .clone()
+            .lazy()
+            .join(
+                labelled,
+                [col("account_id")],
+                [col("account_id")],
+                JoinArgs::new(JoinType::Anti),
+            )
+            .sort(["account_id"], SortMultipleOptions::default())
+            .collect()?
+            .lazy();
+        let parts: Vec<LazyFrame> = exclusions
+            .iter()
+            .map(|x| {
+                prospects.clone().filter(condition_expr(&x.cells)).select([
+                    lit(x.id.clone()).alias("exclusion_id"),
+                    lit(x.condition.clone()).alias("criterion"),
+                    col("account_id"),
+                ])
+            })
+            .collect();
+        if parts.is_empty() {
+            return empty_matches();
+        }
+        Ok(concat(parts, UnionArgs::default())?.collect()?)
+    }
+
+    #[test]
+    fn exclusion_matches_are_the_polars_filters_and_the_hand_count() {
+        let n = 3000;
+        // ids out of order, so the by-id order is the function's doing
+        let ids: Vec<String> = (0..n).map(|i| format!("A{:05}", (i * 7919) % n)).collect();
+        let industry: Vec<Option<&str>> = (0..n)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 | 2 => Some("Retail"),
+                3 | 4 => Some("Software"),
+                _ => Some("Logistics"),
+            })
+            .collect();
+        let employees: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 11 != 0).then(|| ((i * 37) % 900) as f64))
+            .collect();
+        let accounts = df![
+            "account_id" => ids.clone(),
+            "industry" => industry.clone(),
+            "employees" => employees,
+        ]
+        .expect("accounts");
+        let params = FeatureParams {
+            exclude: vec![],
+            min_level_count: 50,
+            max_levels: 20,
+            numeric_bins: 4,
+            numeric_shape: crate::config::NumericShape::Bands,
+            interactions: false,
+            min_interaction_count: 1,
+            max_features: 100,
+        };
+        let spec = crate::features::fit_main_effects(&accounts, &BTreeMap::new(), &params, 2026)
+            .expect("spec");
+        let codes = account_codes(&spec, &accounts).expect("codes");
+        // every third account has a labelled deal (two for some): not a prospect
+        let dealt: Vec<String> = (0..n)
+            .filter(|i| i % 3 == 0)
+            .chain((0..n).filter(|i| i % 9 == 0))
+            .map(|i| ids[i].clone())
+            .collect();
+        let m = dealt.len();
+        let labels = df![
+            "account_id" => dealt,
+            "outcome" => vec!["lost"; m],
+            "amount" => vec![1.0; m],
+        ]
+        .expect("labels");
+        let var = |c: &str| {
+            spec.variables
+                .iter()
+                .position(|v| v.column() == c)
+                .expect("variable")
+        };
+        let (ind, emp) = (var("industry"), var("employees"));
+        let retail = Cell::Level {
+            var: ind,
+            level: "Retail".into(),
+        };
+        let exclusion = |id: &str, cells: Vec<Cell>| Finding {
+            id: id.into(),
+            condition: format!("condition {id}, with a comma"),
+            cells,
+            accounts: 0,
+            deals: 0,
+            velocity_wins: 0,
+            velocity_win_rate: 0.0,
+            velocity_win_rate_ci95: (0.0, 0.0),
+            lift: 1.0,
+            median_cycle_days: None,
+            churn_rate: None,
+            average_deal: None,
+            sales_velocity_per_day: None,
+            delivery_fit: None,
+            gross_margin: None,
+            p_value: 0.0,
+            q_value: 0.0,
+            evidence: vec![],
+            won_deals: 0,
+            close_rate: 0.0,
+            booked_revenue: 0.0,
+            terms: vec![],
+            kinds: vec![],
+            criterion: None,
+            notes: vec![],
+        };
+        let exclusions = vec![
+            exclusion("X01", vec![retail.clone()]),
+            exclusion("X02", vec![Cell::Bin { var: emp, bin: 0 }]),
+            exclusion("X03", vec![retail, Cell::Bin { var: emp, bin: 2 }]),
+            exclusion(
+                "X04",
+                vec![Cell::Level {
+                    var: ind,
+                    level: "Nowhere".into(),
+                }],
+            ),
+        ];
+        let id_text = crate::ids::text(&accounts, "account_id").expect("ids");
+        let index = crate::ids::AccountIndex::new(&id_text);
+        let scored = crate::score::ByRow {
+            p: vec![0.5; n],
+            band: vec![None; n],
+        };
+        let rows = super::super::account_rows(
+            &codes,
+            &index,
+            &labels,
+            &scored,
+            None,
+            None,
+            spec.variables.len(),
+        )
+        .expect("account rows");
+        let got = exclusion_matches(&rows, &id_text, &exclusions).expect("matches");
+        let want = exclusion_matches_by_polars(&codes, &labels, &exclusions).expect("polars");
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        // by hand: the prospects (i % 3 != 0) in Retail (i % 7 in 1, 2)
+        let retail_prospects = (0..n)
+            .filter(|i| i % 3 != 0 && matches!(i % 7, 1 | 2))
+            .count();
+        let x01 = got
+            .column("exclusion_id")
+            .expect("id")
+            .str()
+            .expect("text")
+            .iter()
+            .filter(|v| *v == Some("X01"))
+            .count();
+        assert_eq!(x01, retail_prospects);
+        assert!(retail_prospects > 500);
+    }
 
     /// The polars group-by the tallies replaced: what they must equal, to
     /// the bit.

@@ -154,8 +154,32 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         },
         params,
     )?;
+    // the triggers and painful customers first: each needs memory for a
+    // while, and here it does not stack on the frames built below
+    let triggers = match inp.triggers {
+        Some(t) if t.height() > 0 => triggers::summarise(
+            inp.accounts,
+            inp.opportunities,
+            t,
+            params.trigger_window_days,
+            params.min_accounts,
+            params.fdr,
+        )?,
+        _ => Vec::new(),
+    };
+    trace.lap("readiness+triggers");
+    crate::progress::release_free_memory();
     let codes = conditions::account_codes(inp.spec, inp.accounts)?;
-    trace.lap("readiness+codes");
+    let (painful_accounts, painful, best_accounts) = painful::painful(
+        inp.spec,
+        inp.accounts,
+        &codes,
+        inp.labels,
+        inp.customers,
+        inp.window_days,
+        params,
+    )?;
+    trace.lap("codes+painful");
     crate::progress::release_free_memory();
     // built once and read by the screen, the refined ICP and the finding
     // lists; one chunk each, so sums do not depend on how they were put
@@ -187,6 +211,8 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         inp.interviews,
         nv,
     )?;
+    // the accounts' cells live on in the account rows' bits
+    drop((codes, customers));
     trace.lap("deal/account rows");
     crate::progress::release_free_memory();
     let (icp, exclude_masks) = crate::icp::refine(
@@ -205,39 +231,18 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
             pair_tests: screen.pair_tests,
         },
     );
-    drop((deal_rows, account_rows));
     trace.lap("refine");
+    let exclusion_matches = conditions::exclusion_matches(
+        &account_rows,
+        &crate::ids::text(inp.accounts, "account_id")?,
+        &screen.exclusions,
+    )?;
+    drop((deal_rows, account_rows));
+    trace.lap("exclusion_matches");
     crate::progress::release_free_memory();
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
     let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
     trace.lap("finding_accounts");
-    crate::progress::release_free_memory();
-    let exclusion_matches = conditions::exclusion_matches(&codes, inp.labels, &screen.exclusions)?;
-    trace.lap("exclusion_matches");
-    crate::progress::release_free_memory();
-    let (painful_accounts, painful, best_accounts) = painful::painful(
-        inp.spec,
-        inp.accounts,
-        &codes,
-        inp.labels,
-        inp.customers,
-        inp.window_days,
-        params,
-    )?;
-    trace.lap("painful");
-    crate::progress::release_free_memory();
-    let triggers = match inp.triggers {
-        Some(t) if t.height() > 0 => triggers::summarise(
-            inp.accounts,
-            inp.opportunities,
-            t,
-            params.trigger_window_days,
-            params.min_accounts,
-            params.fdr,
-        )?,
-        _ => Vec::new(),
-    };
-    trace.lap("triggers");
     crate::progress::release_free_memory();
     Ok(Findings {
         signal_params: params.clone(),
