@@ -109,19 +109,21 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
     let ctx = Describe::new(artifact, &codes, &values);
 
     let min_cov = artifact.min_feature_coverage;
-    /// One chunk of accounts, in input order. Reasons go straight into a
-    /// polars string array through one reused buffer: no string per account
-    /// is allocated, kept and copied again into the frame.
+    /// One chunk of accounts, in input order. Reasons are written into one
+    /// text buffer per chunk (no string allocated per account) and copied
+    /// once, in rank order, into the frame's column.
     struct Part {
         score: Vec<Option<i64>>,
         p: Vec<Option<f64>>,
         /// None: scored; Some: why not
         unscored: Vec<Option<String>>,
-        reasons: StringChunked,
+        text: String,
+        /// where each account's reasons end in `text`
+        ends: Vec<usize>,
     }
     const CHUNK: usize = 65_536;
     let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
-    let parts: Vec<Part> = starts
+    let mut parts: Vec<Part> = starts
         .par_iter()
         .map(|&from| {
             let to = (from + CHUNK).min(n);
@@ -132,7 +134,8 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
                 score: Vec::with_capacity(to - from),
                 p: Vec::with_capacity(to - from),
                 unscored: Vec::with_capacity(to - from),
-                reasons: StringChunked::default(),
+                text: String::new(),
+                ends: Vec::new(),
             };
             for i in from..to {
                 if cover[i] < min_cov {
@@ -167,26 +170,23 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
                 part.p.push(Some((p * 1e6).round() / 1e6));
                 part.unscored.push(None);
             }
-            let mut start = 0;
-            part.reasons = StringChunked::from_iter_values(
-                "reasons".into(),
-                ends.iter().map(|&e| {
-                    let r = &text[start..e];
-                    start = e;
-                    r
-                }),
-            );
+            part.text = text;
+            part.ends = ends;
             part
         })
         .collect();
     let score: Vec<Option<i64>> = parts.iter().flat_map(|p| p.score.iter().copied()).collect();
     let prob: Vec<Option<f64>> = parts.iter().flat_map(|p| p.p.iter().copied()).collect();
     let mut unscored: Vec<Option<String>> = Vec::with_capacity(n);
-    let mut reasons = StringChunked::from_iter_values("reasons".into(), std::iter::empty::<&str>());
-    for p in parts {
-        unscored.extend(p.unscored);
-        reasons.append(&p.reasons)?;
+    for p in parts.iter_mut() {
+        unscored.append(&mut p.unscored);
     }
+    // account i's reasons: chunk i / CHUNK, between the previous end and its own
+    let reason_of = |i: usize| -> &str {
+        let (part, k) = (&parts[i / CHUNK], i % CHUNK);
+        let start = if k == 0 { 0 } else { part.ends[k - 1] };
+        &part.text[start..part.ends[k]]
+    };
     trace.lap("score: rows");
     let by_row = ByRow {
         p: prob.iter().map(|p| p.unwrap_or(f64::NAN)).collect(),
@@ -241,6 +241,12 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
         ],
     )?
     .take(&idx)?;
+    // copied straight into rank order: one contiguous column, no gather
+    let reasons = StringChunked::from_iter_values(
+        "reasons".into(),
+        order.iter().map(|&i| reason_of(i as usize)),
+    );
+    drop(parts);
     let ranked = |i: &u32| *i as usize;
     let mut cols: Vec<Column> = ident.columns().to_vec();
     cols.extend([
@@ -259,7 +265,7 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
                 .map(|i| score[ranked(i)].map_or(BAND_UNSCORED, |s| band(s as u8)))
                 .collect::<Vec<_>>(),
         ),
-        reasons.take(&idx)?.into_column(),
+        reasons.into_column(),
         // one value for every row: a scalar column, not a million copies
         Column::new_scalar(
             "model_id".into(),
