@@ -100,6 +100,23 @@ const CHUNK: usize = 32_768;
 /// Returns false (having written nothing) when a column's type is not one
 /// this module writes.
 pub fn write_frame(df: &DataFrame, out: &mut (impl std::io::Write + Send)) -> Result<bool> {
+    write(df, out, true)
+}
+
+/// The rows of `df` as CSV without the header, as polars' writer would give
+/// them: rendered here in parallel, or by polars for a type this module
+/// does not write. For files written a batch of rows at a time.
+pub fn rows(df: &DataFrame) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if !write(df, &mut out, false)? {
+        CsvWriter::new(&mut out)
+            .include_header(false)
+            .finish(&mut df.clone())?;
+    }
+    Ok(out)
+}
+
+fn write(df: &DataFrame, out: &mut (impl std::io::Write + Send), header: bool) -> Result<bool> {
     let mut cols = Vec::with_capacity(df.width());
     for c in df.columns() {
         match Cells::of(c)? {
@@ -107,15 +124,17 @@ pub fn write_frame(df: &DataFrame, out: &mut (impl std::io::Write + Send)) -> Re
             None => return Ok(false),
         }
     }
-    let mut header = Vec::new();
-    for (k, name) in df.get_column_names().iter().enumerate() {
-        if k > 0 {
-            header.push(b',');
+    if header {
+        let mut line = Vec::new();
+        for (k, name) in df.get_column_names().iter().enumerate() {
+            if k > 0 {
+                line.push(b',');
+            }
+            text(&mut line, Some(name.as_str()));
         }
-        text(&mut header, Some(name.as_str()));
+        line.push(b'\n');
+        out.write_all(&line)?;
     }
-    header.push(b'\n');
-    out.write_all(&header)?;
     let n = df.height();
     let starts: Vec<usize> = (0..n).step_by(CHUNK).collect();
     let render = |s: usize| {
@@ -266,6 +285,13 @@ mod tests {
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&want)
         );
+        // the rows alone (a batch of a streamed file): the same, headerless
+        let mut want_rows = Vec::new();
+        CsvWriter::new(&mut want_rows)
+            .include_header(false)
+            .finish(&mut df)
+            .expect("polars writes");
+        assert_eq!(rows(&df).expect("rows"), want_rows);
         // and an empty frame: the header alone
         let mut empty = df.clear();
         let (mut want, mut got) = (Vec::new(), Vec::new());
@@ -288,5 +314,7 @@ mod tests {
         let mut got = Vec::new();
         assert!(!write_frame(&df, &mut got).expect("no error"));
         assert!(got.is_empty());
+        // rows() hands such a frame to polars
+        assert_eq!(rows(&df).expect("rows"), b"1970-01-02\n");
     }
 }

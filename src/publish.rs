@@ -154,8 +154,7 @@ impl RunWriter {
     /// A CSV written in batches, for outputs too large to hold at once: the
     /// header (from `like`'s columns) now, rows with each `write`.
     pub fn csv_stream(&mut self, rel: &str, like: &DataFrame) -> Result<CsvStream> {
-        let (path, f) = self.open(rel)?;
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+        let (path, mut file) = self.hashing(rel)?;
         CsvWriter::new(&mut file)
             .include_header(true)
             .finish(&mut like.clear())
@@ -178,8 +177,9 @@ impl RunWriter {
             rows,
         } = s;
         file.flush().map_err(|e| IcpError::write(&path, e))?;
-        drop(file);
-        self.record(&rel, rows)
+        // hashed as it was written: no second read of the file
+        self.recorded(&rel, rows, hex(&file.hash.finalize()));
+        Ok(())
     }
 
     /// Create a file of the run at `rel`, buffered and hashed as it is
@@ -337,7 +337,7 @@ impl<W: std::io::Write> std::io::Write for Hashing<W> {
 pub struct CsvStream {
     rel: String,
     path: PathBuf,
-    file: std::io::BufWriter<fs::File>,
+    file: Hashing<std::io::BufWriter<fs::File>>,
     rows: usize,
 }
 
@@ -348,11 +348,18 @@ impl CsvStream {
         if df.height() == 0 {
             return Ok(());
         }
-        CsvWriter::new(&mut self.file)
-            .include_header(false)
-            .finish(&mut df.clone())
+        let bytes = crate::csv_out::rows(df).map_err(|e| IcpError::write(&self.path, e))?;
+        self.write_rendered(&bytes, df.height())
+    }
+
+    /// Append `rows` rows already rendered (by [`crate::csv_out::rows`]),
+    /// for the same rows written to several files.
+    pub fn write_rendered(&mut self, bytes: &[u8], rows: usize) -> Result<()> {
+        use std::io::Write;
+        self.file
+            .write_all(bytes)
             .map_err(|e| IcpError::write(&self.path, e))?;
-        self.rows += df.height();
+        self.rows += rows;
         Ok(())
     }
 }

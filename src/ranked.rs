@@ -55,7 +55,8 @@ impl Buckets {
             let path = dir.join(format!("p{:06}.parquet", self.pieces));
             let f = std::fs::File::create(&path).map_err(|e| IcpError::write(&path, e))?;
             ParquetWriter::new(f)
-                .with_compression(ParquetCompression::Lz4Raw)
+                .with_compression(ParquetCompression::Uncompressed)
+                .with_statistics(StatisticsOptions::empty())
                 .finish(&mut scores.slice(start as i64, end - start))
                 .map_err(|e| IcpError::write(&path, e))?;
             start = end;

@@ -352,10 +352,12 @@ fn write_ranked(
             pw.write_batch(&bucket)?;
         }
         if let Some(s) = score {
+            // rendered once, written to every segment the score reaches
             let seg = segments::columns(&bucket)?;
+            let bytes = crate::csv_out::rows(&seg)?;
             for (i, (t, out)) in segs.iter_mut().enumerate() {
                 if s >= *t as i64 {
-                    out.write(&seg)?;
+                    out.write_rendered(&bytes, seg.height())?;
                     seg_rows[i] += seg.height();
                 }
             }
