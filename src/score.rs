@@ -10,7 +10,6 @@ use rayon::prelude::*;
 
 use crate::domain::Band;
 use crate::error::Result;
-use std::fmt::Write as _;
 
 use crate::features::{Cell, Encoded, Scorer, Variable, format_quantity};
 use crate::model::{ModelArtifact, band, percentile_score, sigmoid};
@@ -158,12 +157,10 @@ pub fn score_by_row(artifact: &ModelArtifact, accounts: &DataFrame) -> Result<(D
                     if text.len() > start {
                         text.push_str("; ");
                     }
-                    let what = ctx.describe(g, i);
-                    if pts.abs() >= 1.0 {
-                        let _ = write!(text, "{what}, {pts:+.0}");
-                    } else {
-                        let _ = write!(text, "{what}, {pts:+.1}");
-                    }
+                    text.push_str(&ctx.describe(g, i));
+                    text.push_str(", ");
+                    let decimals = if pts.abs() >= 1.0 { 0 } else { 1 };
+                    crate::util::push_fixed(&mut text, pts, decimals, true);
                 }
                 ends.push(text.len());
                 part.score.push(Some(s as i64));

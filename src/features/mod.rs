@@ -435,22 +435,31 @@ pub fn format_quantity(column: &str, x: f64) -> String {
     } else {
         (x * 10.0).round() / 10.0
     };
-    let body = if r.abs() >= 1e9 {
-        format!("{:.1}B", r / 1e9)
-    } else if r.abs() >= 1e6 {
-        format!("{:.1}M", r / 1e6)
-    } else if r.abs() >= 1e4 {
-        format!("{:.0}k", r / 1e3)
-    } else if r.fract() == 0.0 {
-        format!("{r:.0}")
-    } else {
-        format!("{r:.1}")
-    };
-    match column {
-        "annual_revenue" => format!("${body}"),
-        "founded_year" => format!("{body} years"),
-        _ => body,
+    // the digits as `format!("{:.1}")` and `{:.0}` give them, without its
+    // slow path on ties (a reason per account is written with this)
+    let mut out = String::with_capacity(16);
+    if column == "annual_revenue" {
+        out.push('$');
     }
+    let fixed = crate::util::push_fixed;
+    if r.abs() >= 1e9 {
+        fixed(&mut out, r / 1e9, 1, false);
+        out.push('B');
+    } else if r.abs() >= 1e6 {
+        fixed(&mut out, r / 1e6, 1, false);
+        out.push('M');
+    } else if r.abs() >= 1e4 {
+        fixed(&mut out, r / 1e3, 0, false);
+        out.push('k');
+    } else if r.fract() == 0.0 {
+        fixed(&mut out, r, 0, false);
+    } else {
+        fixed(&mut out, r, 1, false);
+    }
+    if column == "founded_year" {
+        out.push_str(" years");
+    }
+    out
 }
 
 /// The log scale of skewed quantities: ln(1 + max(x, 0)).
