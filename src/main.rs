@@ -14,11 +14,16 @@ fn main() -> std::process::ExitCode {
     // glibc gives each thread that allocates its own arena (up to 8 per
     // core) and keeps what is freed in each: at 1M accounts that held
     // 250-350 MB of freed column buffers above the live heap. Two arenas
-    // measured no slower and lowered the peak. Set before any thread exists.
+    // measured no slower and lowered the peak. Set before any thread exists,
+    // and not over an operator's own MALLOC_ARENA_MAX or GLIBC_TUNABLES.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && std::env::var_os("GLIBC_TUNABLES").is_none()
+    {
+        // SAFETY: mallopt only sets an allocator parameter.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
     }
     let cli = icp::cmd::Cli::parse();
     match icp::cmd::dispatch(cli) {

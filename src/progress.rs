@@ -79,8 +79,9 @@ impl Stages {
             eprint!("\r\x1b[2K{} {stage} ...", self.command);
             let _ = std::io::stderr().flush();
         }
-        release_free_memory();
         g.current = Some((stage.to_string(), Instant::now(), cpu_seconds()));
+        // counted in the stage it makes room for
+        release_free_memory();
         Trace::start().lap(&format!("stage {stage} starts"));
     }
 
@@ -176,9 +177,9 @@ impl Trace {
     /// the allocator holds for live allocations: where memory goes.
     pub fn lap(&mut self, label: &str) {
         if let Some(t) = self.0.as_mut() {
-            let mb = |b: Option<u64>| b.map_or(0, |b| b / (1 << 20));
+            let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| (b / (1 << 20)).to_string());
             eprintln!(
-                "  trace {label:<28} {:7.3} s  rss {:>5} MB  peak {:>5} MB  live {:>5} MB",
+                "  trace {label:<28} {:7.3} s  rss {:>5} MiB  peak {:>5} MiB  live {:>5} MiB",
                 t.elapsed().as_secs_f64(),
                 mb(status_bytes("VmRSS:")),
                 mb(status_bytes("VmHWM:")),
@@ -208,11 +209,23 @@ fn status_bytes(key: &str) -> Option<u64> {
 
 /// Bytes in live heap allocations (glibc: in-use chunks of every arena
 /// plus mmapped blocks), as against the resident set the allocator keeps.
+/// `mallinfo2` is looked up when called, not linked: it is glibc 2.33's,
+/// and the binary should still start on an older glibc (the figure is then
+/// not shown).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn live_heap_bytes() -> Option<u64> {
-    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
-    let m = unsafe { libc::mallinfo2() };
-    Some((m.uordblks + m.hblkhd) as u64)
+    // SAFETY: dlsym with RTLD_DEFAULT only looks a symbol up; a non-null
+    // result for "mallinfo2" is glibc's function of that signature, which
+    // takes no arguments and returns a plain struct.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr());
+        if f.is_null() {
+            return None;
+        }
+        let mallinfo2: extern "C" fn() -> libc::mallinfo2 = std::mem::transmute(f);
+        let m = mallinfo2();
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

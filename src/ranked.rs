@@ -54,6 +54,8 @@ impl Buckets {
             std::fs::create_dir_all(&dir).map_err(|e| IcpError::write(&dir, e))?;
             let path = dir.join(format!("p{:06}.parquet", self.pieces));
             let f = std::fs::File::create(&path).map_err(|e| IcpError::write(&path, e))?;
+            // uncompressed: at 10M the spill never held more disk than the
+            // outputs it becomes (3.98 GB either way), and LZ4 cost 3-4 s
             ParquetWriter::new(f)
                 .with_compression(ParquetCompression::Uncompressed)
                 .with_statistics(StatisticsOptions::empty())

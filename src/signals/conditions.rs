@@ -1110,9 +1110,11 @@ pub fn exclusion_matches(
     order.par_sort_unstable_by(|&a, &b| text[a as usize].cmp(text[b as usize]));
     let (mut exclusion, mut criterion, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     for x in exclusions {
-        let mask = accounts.cells.mask(&x.cells);
+        // a condition of no cells holds for every account (as a filter on
+        // no terms does); the screen never proposes one
+        let mask = (!x.cells.is_empty()).then(|| accounts.cells.mask(&x.cells));
         for &r in &order {
-            if mask.get(r as usize) {
+            if mask.as_ref().is_none_or(|m| m.get(r as usize)) {
                 exclusion.push(x.id.as_str());
                 criterion.push(x.condition.as_str());
                 rows.push(r as IdxSize);
@@ -1284,6 +1286,7 @@ mod tests {
                     level: "Nowhere".into(),
                 }],
             ),
+            exclusion("X05", vec![]),
         ];
         let id_text = crate::ids::text(&accounts, "account_id").expect("ids");
         let index = crate::ids::AccountIndex::new(&id_text);
