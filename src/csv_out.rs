@@ -108,12 +108,19 @@ pub fn write_frame(df: &DataFrame, out: &mut (impl std::io::Write + Send)) -> Re
 /// does not write. For files written a batch of rows at a time.
 pub fn rows(df: &DataFrame) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    if !write(df, &mut out, false)? {
-        CsvWriter::new(&mut out)
+    write_rows(df, &mut out)?;
+    Ok(out)
+}
+
+/// [`rows`] written to `out` as they are rendered (one batch written while
+/// the next is rendered).
+pub fn write_rows(df: &DataFrame, out: &mut (impl std::io::Write + Send)) -> Result<()> {
+    if !write(df, out, false)? {
+        CsvWriter::new(out)
             .include_header(false)
             .finish(&mut df.clone())?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn write(df: &DataFrame, out: &mut (impl std::io::Write + Send), header: bool) -> Result<bool> {

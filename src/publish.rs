@@ -348,8 +348,11 @@ impl CsvStream {
         if df.height() == 0 {
             return Ok(());
         }
-        let bytes = crate::csv_out::rows(df).map_err(|e| IcpError::write(&self.path, e))?;
-        self.write_rendered(&bytes, df.height())
+        // rendered in parallel while the previous batch is hashed and written
+        crate::csv_out::write_rows(df, &mut self.file)
+            .map_err(|e| IcpError::write(&self.path, e))?;
+        self.rows += df.height();
+        Ok(())
     }
 
     /// Append `rows` rows already rendered (by [`crate::csv_out::rows`]),
