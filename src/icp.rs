@@ -800,31 +800,10 @@ mod tests {
 
     fn finding(id: &str, cells: Vec<Cell>, lift: f64, kinds: &[&str]) -> Finding {
         Finding {
-            id: id.into(),
-            condition: format!("{cells:?}"),
-            cells,
-            accounts: 0,
-            deals: 0,
-            velocity_wins: 0,
-            velocity_win_rate: 0.0,
-            velocity_win_rate_ci95: (0.0, 0.0),
             lift,
-            median_cycle_days: None,
-            churn_rate: None,
             average_deal: Some(1000.0),
-            sales_velocity_per_day: None,
-            delivery_fit: None,
-            gross_margin: None,
-            p_value: 0.0,
-            q_value: 0.0,
-            evidence: vec![],
-            won_deals: 0,
-            close_rate: 0.0,
-            booked_revenue: 0.0,
-            terms: vec![],
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
-            criterion: None,
-            notes: vec![],
+            ..Finding::bare(id, cells)
         }
     }
 

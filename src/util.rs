@@ -148,9 +148,10 @@ mod tests {
 /// Values it cannot do exactly with integers go to `format!`.
 pub fn push_fixed(out: &mut String, x: f64, decimals: u8, plus: bool) {
     use std::fmt::Write;
+    // below 2^52 the integer part and the scaled mantissa fit in u64
     let scale: u64 = match decimals {
-        0 => 1,
-        1 => 10,
+        0 if x.is_finite() && x.abs() < 4_503_599_627_370_496.0 => 1,
+        1 if x.is_finite() && x.abs() < 4_503_599_627_370_496.0 => 10,
         _ => {
             let _ = match plus {
                 true => write!(out, "{x:+.*}", decimals as usize),
@@ -159,14 +160,6 @@ pub fn push_fixed(out: &mut String, x: f64, decimals: u8, plus: bool) {
             return;
         }
     };
-    // below 2^52 the integer part and the scaled mantissa fit in u64
-    if !x.is_finite() || x.abs() >= 4_503_599_627_370_496.0 {
-        let _ = match plus {
-            true => write!(out, "{x:+.*}", decimals as usize),
-            false => write!(out, "{x:.*}", decimals as usize),
-        };
-        return;
-    }
     let bits = x.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
     let frac = bits & ((1u64 << 52) - 1);

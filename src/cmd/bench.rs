@@ -313,9 +313,7 @@ fn floor_write(run_dir: &Path, scratch: &Path) -> anyhow::Result<f64> {
 }
 
 fn mem_total() -> Option<u64> {
-    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    crate::progress::proc_bytes("/proc/meminfo", "MemTotal:")
 }
 
 fn mb(b: Option<u64>) -> String {

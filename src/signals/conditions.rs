@@ -162,6 +162,41 @@ pub struct Finding {
     pub notes: Vec<String>,
 }
 
+#[cfg(test)]
+impl Finding {
+    /// A finding of `cells` with every figure zero or empty, for tests to
+    /// set what they look at.
+    pub(crate) fn bare(id: &str, cells: Vec<Cell>) -> Finding {
+        Finding {
+            id: id.into(),
+            condition: format!("{cells:?}"),
+            cells,
+            accounts: 0,
+            deals: 0,
+            velocity_wins: 0,
+            velocity_win_rate: 0.0,
+            velocity_win_rate_ci95: (0.0, 0.0),
+            lift: 1.0,
+            median_cycle_days: None,
+            churn_rate: None,
+            average_deal: None,
+            sales_velocity_per_day: None,
+            delivery_fit: None,
+            gross_margin: None,
+            p_value: 0.0,
+            q_value: 0.0,
+            evidence: vec![],
+            won_deals: 0,
+            close_rate: 0.0,
+            booked_revenue: 0.0,
+            terms: vec![],
+            kinds: vec![],
+            criterion: None,
+            notes: vec![],
+        }
+    }
+}
+
 /// One part of a condition, structured: a category level or a numeric range
 /// `[from, to)` in the column's own units (company age in years for a
 /// founding year).
@@ -1150,6 +1185,25 @@ mod tests {
     use super::*;
     use crate::config::FeatureParams;
 
+    /// Main effects of `accounts` in four numeric bands (no interactions)
+    /// and the accounts' cell codes.
+    fn banded(accounts: &DataFrame) -> (FeatureSpec, DataFrame) {
+        let params = FeatureParams {
+            exclude: vec![],
+            min_level_count: 50,
+            max_levels: 20,
+            numeric_bins: 4,
+            numeric_shape: crate::config::NumericShape::Bands,
+            interactions: false,
+            min_interaction_count: 1,
+            max_features: 100,
+        };
+        let spec = crate::features::fit_main_effects(accounts, &BTreeMap::new(), &params, 2026)
+            .expect("spec");
+        let codes = account_codes(&spec, accounts).expect("codes");
+        (spec, codes)
+    }
+
     /// The polars join, sort and filters the cell bits replaced: what they must equal.
     fn exclusion_matches_by_polars(
         codes: &DataFrame,
@@ -1211,19 +1265,7 @@ mod tests {
             "employees" => employees,
         ]
         .expect("accounts");
-        let params = FeatureParams {
-            exclude: vec![],
-            min_level_count: 50,
-            max_levels: 20,
-            numeric_bins: 4,
-            numeric_shape: crate::config::NumericShape::Bands,
-            interactions: false,
-            min_interaction_count: 1,
-            max_features: 100,
-        };
-        let spec = crate::features::fit_main_effects(&accounts, &BTreeMap::new(), &params, 2026)
-            .expect("spec");
-        let codes = account_codes(&spec, &accounts).expect("codes");
+        let (spec, codes) = banded(&accounts);
         // every third account has a labelled deal (two for some): not a prospect
         let dealt: Vec<String> = (0..n)
             .filter(|i| i % 3 == 0)
@@ -1249,31 +1291,8 @@ mod tests {
             level: "Retail".into(),
         };
         let exclusion = |id: &str, cells: Vec<Cell>| Finding {
-            id: id.into(),
             condition: format!("condition {id}, with a comma"),
-            cells,
-            accounts: 0,
-            deals: 0,
-            velocity_wins: 0,
-            velocity_win_rate: 0.0,
-            velocity_win_rate_ci95: (0.0, 0.0),
-            lift: 1.0,
-            median_cycle_days: None,
-            churn_rate: None,
-            average_deal: None,
-            sales_velocity_per_day: None,
-            delivery_fit: None,
-            gross_margin: None,
-            p_value: 0.0,
-            q_value: 0.0,
-            evidence: vec![],
-            won_deals: 0,
-            close_rate: 0.0,
-            booked_revenue: 0.0,
-            terms: vec![],
-            kinds: vec![],
-            criterion: None,
-            notes: vec![],
+            ..Finding::bare(id, cells)
         };
         let exclusions = vec![
             exclusion("X01", vec![retail.clone()]),
@@ -1447,19 +1466,7 @@ mod tests {
             "employees" => employees,
         ]
         .expect("accounts");
-        let params = FeatureParams {
-            exclude: vec![],
-            min_level_count: 50,
-            max_levels: 20,
-            numeric_bins: 4,
-            numeric_shape: crate::config::NumericShape::Bands,
-            interactions: false,
-            min_interaction_count: 1,
-            max_features: 100,
-        };
-        let spec = crate::features::fit_main_effects(&accounts, &BTreeMap::new(), &params, 2026)
-            .expect("spec");
-        let codes = account_codes(&spec, &accounts).expect("codes");
+        let (spec, codes) = banded(&accounts);
         // deals: several per account, out of account order; amounts in
         // cents (where the order of a float sum shows), some missing
         let m = 7000;
