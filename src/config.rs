@@ -195,6 +195,10 @@ pub struct Files {
     /// in much of Europe), "\t" or "|"; left out of artifacts when unset
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<String>,
+    /// the decimal mark of the numbers: "." (the default) or "," (much of
+    /// Europe: then "." groups thousands); left out of artifacts when unset
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal: Option<String>,
 }
 
 impl Files {
@@ -205,6 +209,14 @@ impl Files {
             Some("\t") | Some("tab") => b'\t',
             Some("|") => b'|',
             _ => b',',
+        }
+    }
+
+    /// The decimal mark (checked by [`Config::check`]).
+    pub fn decimal_mark(&self) -> crate::util::DecimalMark {
+        match self.decimal.as_deref() {
+            Some(",") => crate::util::DecimalMark::Comma,
+            _ => crate::util::DecimalMark::Point,
         }
     }
 }
@@ -229,6 +241,9 @@ pub struct Columns {
 #[serde(deny_unknown_fields)]
 pub struct FeaturesToml {
     pub exclude: Option<Vec<String>>,
+    /// columns the leak guard must keep: the user vouches they are known
+    /// before a sale and not written by it
+    pub allow: Option<Vec<String>>,
     pub min_level_count: Option<usize>,
     pub max_levels: Option<usize>,
     pub numeric_bins: Option<usize>,
@@ -308,6 +323,10 @@ impl Outcome {
 pub struct FeatureParams {
     /// account columns never used as features (in addition to the identifiers).
     pub exclude: Vec<String>,
+    /// account columns the leak guard keeps (left out of artifacts when
+    /// empty, so model ids do not change)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
     /// a category level needs this many training rows, else it joins "(other)".
     pub min_level_count: usize,
     /// at most this many levels per categorical column (the most frequent).
@@ -568,6 +587,7 @@ impl Config {
         let f = self.features;
         let features = FeatureParams {
             exclude: f.exclude.unwrap_or_default(),
+            allow: f.allow.unwrap_or_default(),
             min_level_count: f.min_level_count.unwrap_or(30).max(1),
             max_levels: f.max_levels.unwrap_or(30),
             numeric_bins: f.numeric_bins.unwrap_or(6),
@@ -648,6 +668,14 @@ impl Config {
                 return Err(bad(format!(
                     "[files] delimiter = \"{}\": expected \",\", \";\", \"\\t\" (a tab) or \"|\"",
                     other.escape_default()
+                )));
+            }
+        }
+        match self.files.decimal.as_deref() {
+            None | Some(".") | Some(",") => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "[files] decimal = \"{other}\": expected \".\" (1,234.56) or \",\" (1.234,56)"
                 )));
             }
         }

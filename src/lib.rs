@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod features;
 pub mod feed;
+pub mod guard;
 pub mod icp;
 pub mod ids;
 pub mod label;

@@ -375,6 +375,7 @@ fn distinct_accounts(rows: &DataFrame, accounts: &DataFrame) -> Result<DataFrame
 ///
 /// The interaction screen runs once, against the main effects with bands;
 /// the spline candidate keeps the same interactions.
+#[allow(clippy::too_many_arguments)]
 fn fit_spec(
     rows: &DataFrame,
     y: &[bool],
@@ -382,14 +383,22 @@ fn fit_spec(
     cfg: &ValidConfig,
     reference_year: i32,
     shape: NumericShape,
+    guarded: &[crate::guard::Dropped],
 ) -> Result<(Vec<FeatureSpec>, Encoded)> {
     let accounts = distinct_accounts(rows, &data.accounts.df)?;
-    let mut spec = features::fit_main_effects(
-        &accounts,
-        &data.extra_columns,
-        &cfg.features,
-        reference_year,
-    )?;
+    // the leak guard's columns are left out like the config's, under
+    // their own reason
+    let mut params = cfg.features.clone();
+    params
+        .exclude
+        .extend(guarded.iter().map(|d| d.column.clone()));
+    let mut spec =
+        features::fit_main_effects(&accounts, &data.extra_columns, &params, reference_year)?;
+    for (name, reason) in spec.skipped.iter_mut() {
+        if let Some(d) = guarded.iter().find(|d| &d.column == name) {
+            *reason = d.reason.clone();
+        }
+    }
     let codes = Encoded::of(&spec, rows)?;
     if cfg.features.interactions {
         let x = codes.sparse(&spec);
@@ -501,6 +510,18 @@ pub fn train_staged(
         chrono::Datelike::year(&label::epoch_days_to_date(d))
     };
 
+    // the leak guard: judged on the training deals' outcomes only
+    let guarded = match &data.opportunities {
+        Some(o) => crate::guard::screen(
+            &data.accounts.df,
+            &o.df,
+            &labels.df,
+            &cfg.features,
+            cfg.date_format.as_deref(),
+        )?,
+        None => Vec::new(),
+    };
+
     // --- fit on the training part only, choose the penalty by time-ordered CV
     let train_rows = rows.slice(0, n_train);
     let test_rows = rows.slice(n_train as i64, rows.height() - n_train);
@@ -514,6 +535,7 @@ pub fn train_staged(
         cfg,
         reference_year,
         cfg.features.numeric_shape,
+        &guarded,
     )?;
     stages.start("fit");
     stages.rows(rows.height());
@@ -574,7 +596,7 @@ pub fn train_staged(
 
     // --- refit on every labelled deal for scoring
     stages.start("features");
-    let (specs_all, codes_all) = fit_spec(&rows, &y_all, data, cfg, reference_year, shape)?;
+    let (specs_all, codes_all) = fit_spec(&rows, &y_all, data, cfg, reference_year, shape, &guarded)?;
     let spec_all = specs_all
         .into_iter()
         .next()

@@ -281,3 +281,231 @@ mod fixed_tests {
         }
     }
 }
+
+/// Which character separates the decimals in the CRM's numbers
+/// (`[files] decimal`): the other one, a space or an apostrophe groups
+/// thousands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecimalMark {
+    #[default]
+    Point,
+    Comma,
+}
+
+/// Currency signs a CRM or spreadsheet writes beside an amount.
+const CURRENCY_SIGNS: &[char] = &[
+    '$', '€', '£', '¥', '₹', '₩', '₽', '₺', '₪', '₫', '฿', '¢', '₱', '₦', '₴', '₡', '₲', '₵',
+];
+
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{a0}' || c == '\u{202f}'
+}
+
+/// Strips a currency code or sign ("USD", "US$", "$", "EUR", "€") from one
+/// end of `t`: at most three ASCII capitals and the signs around them.
+fn strip_currency(t: &str, front: bool) -> &str {
+    let is_cur = |c: char| CURRENCY_SIGNS.contains(&c) || c.is_ascii_uppercase();
+    let chars: Vec<(usize, char)> = if front {
+        t.char_indices().collect()
+    } else {
+        t.char_indices().rev().collect()
+    };
+    let mut letters = 0;
+    let mut taken = 0;
+    for &(_, c) in &chars {
+        if !is_cur(c) {
+            break;
+        }
+        if c.is_ascii_uppercase() {
+            letters += 1;
+        }
+        taken += 1;
+    }
+    // a code is three capitals (USD, EUR); with a sign, fewer (US$, R$):
+    // "R1" is a region code, not a currency and a number
+    let signed = taken > letters;
+    if taken == 0 || taken == chars.len() || letters > 3 || (!signed && letters != 3) {
+        return t;
+    }
+    let cut = if front {
+        chars[taken].0
+    } else {
+        chars[taken - 1].0
+    };
+    let rest = if front { &t[cut..] } else { &t[..cut] };
+    rest.trim_matches(is_space)
+}
+
+/// A number as CRMs and spreadsheets write it: "1,234.56", "USD 1,234.56",
+/// "$1,234.56", "1.234,56 EUR" (with [`DecimalMark::Comma`]), "(1,200)" for
+/// a negative, "1 250" or "1'250". Thousands groups must be of three digits,
+/// so "1,25" is not read as 125. None for anything else, and for values that
+/// are not finite (no "inf" or "NaN").
+pub fn parse_crm_number(s: &str, mark: DecimalMark) -> Option<f64> {
+    let mut t = s.trim_matches(is_space);
+    // the common case, a plain number: no allocation
+    if !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+        && (mark == DecimalMark::Point || !t.contains('.'))
+    {
+        return t.parse::<f64>().ok().filter(|v| v.is_finite());
+    }
+    let mut neg = false;
+    if t.len() >= 2 && t.starts_with('(') && t.ends_with(')') {
+        neg = true;
+        t = t[1..t.len() - 1].trim_matches(is_space);
+    }
+    if let Some(r) = t.strip_prefix('-') {
+        neg = !neg;
+        t = r.trim_matches(is_space);
+    }
+    t = strip_currency(t, true);
+    t = strip_currency(t, false);
+    if let Some(r) = t.strip_prefix('-') {
+        neg = !neg;
+        t = r;
+    } else if let Some(r) = t.strip_prefix('+') {
+        t = r;
+    }
+    let (dec, group_marks): (char, &[char]) = match mark {
+        DecimalMark::Point => ('.', &[',', ' ', '\u{a0}', '\u{202f}', '\'']),
+        DecimalMark::Comma => (',', &['.', ' ', '\u{a0}', '\u{202f}', '\'']),
+    };
+    let (int, frac) = match t.split_once(dec) {
+        Some((i, f)) => (i, Some(f)),
+        None => (t, None),
+    };
+    if int.is_empty() && frac.is_none_or(str::is_empty) {
+        return None;
+    }
+    let mut clean = String::with_capacity(t.len());
+    // the integer part: plain digits, or groups of three after the first
+    let group = int.chars().find(|c| group_marks.contains(c));
+    match group {
+        None => {
+            if !int.bytes().all(|b| b.is_ascii_digit()) {
+                // scientific notation, only without groups: 1.5e6
+                let body = t.replace(dec, ".");
+                if frac.is_none()
+                    && body.contains(['e', 'E'])
+                    && body.bytes().all(|b| b.is_ascii_digit() || b"eE+-.".contains(&b))
+                {
+                    return body
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .map(|v| if neg { -v } else { v });
+                }
+                return None;
+            }
+            clean.push_str(int);
+        }
+        Some(g) => {
+            let parts: Vec<&str> = int.split(g).collect();
+            let ok = parts.iter().enumerate().all(|(i, p)| {
+                p.bytes().all(|b| b.is_ascii_digit())
+                    && if i == 0 {
+                        (1..=3).contains(&p.len())
+                    } else {
+                        p.len() == 3
+                    }
+            });
+            if !ok {
+                return None;
+            }
+            parts.iter().for_each(|p| clean.push_str(p));
+        }
+    }
+    if let Some(f) = frac {
+        if !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        clean.push('.');
+        clean.push_str(f);
+    }
+    let v: f64 = clean.parse().ok()?;
+    v.is_finite().then_some(if neg { -v } else { v })
+}
+
+/// What unreadable numbers look like, for the message that stops a run:
+/// the `[files] decimal` line that would read them, when one would.
+pub fn number_hint(values: &[&str], mark: DecimalMark) -> Option<String> {
+    let other = match mark {
+        DecimalMark::Point => DecimalMark::Comma,
+        DecimalMark::Comma => DecimalMark::Point,
+    };
+    let sample: Vec<&&str> = values.iter().take(200).collect();
+    if sample.is_empty() {
+        return None;
+    }
+    let read = sample
+        .iter()
+        .filter(|v| parse_crm_number(v, other).is_some())
+        .count();
+    (read * 5 >= sample.len() * 4).then(|| match other {
+        DecimalMark::Comma => "they look like numbers with a decimal comma (1.234,56): add decimal = \",\" to the config's [files] section".to_string(),
+        DecimalMark::Point => "they look like numbers with a decimal point (1,234.56): remove decimal = \",\" from the config's [files] section".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::{DecimalMark::*, parse_crm_number as p};
+
+    #[test]
+    fn numbers_read_as_crms_write_them() {
+        for (s, want) in [
+            ("1234.5", 1234.5),
+            ("  42 ", 42.0),
+            ("-7", -7.0),
+            ("1,250", 1250.0),
+            ("USD 11,894.29", 11894.29),
+            ("$11,894.29", 11894.29),
+            ("US$ 1,000", 1000.0),
+            ("11,894.29 USD", 11894.29),
+            ("(1,200.00)", -1200.0),
+            ("-$5", -5.0),
+            ("€ 3", 3.0),
+            ("1 250 000", 1_250_000.0),
+            ("1'250.5", 1250.5),
+            ("1.5e6", 1.5e6),
+            (".5", 0.5),
+            ("64,849,005", 64_849_005.0),
+        ] {
+            assert_eq!(p(s, Point), Some(want), "{s:?}");
+        }
+        for (s, want) in [
+            ("1.234,56 EUR", 1234.56),
+            ("11.894,29", 11894.29),
+            ("1.250", 1250.0),
+            ("64.849.005,00 EUR", 64_849_005.0),
+            ("3,5", 3.5),
+            ("7", 7.0),
+            ("€1.000", 1000.0),
+        ] {
+            assert_eq!(p(s, Comma), Some(want), "{s:?} with a decimal comma");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_number_is_not_read() {
+        for s in [
+            "", " ", "n/a", "TBD", "see notes", "inf", "NaN", "1,25", "12,3456", "1.234,56",
+            "$", "USD", "1,2,3", "--5", "12abc", "ABCD 12", "(415) 555-0132", "R1", "A 5",
+        ] {
+            assert_eq!(p(s, Point), None, "{s:?}");
+        }
+        // with a decimal comma, a point groups thousands: "1.25" is not 125
+        for s in ["1.25", "1,234.56", "1.2.3"] {
+            assert_eq!(p(s, Comma), None, "{s:?} with a decimal comma");
+        }
+    }
+
+    #[test]
+    fn the_hint_names_the_decimal_line_that_reads_the_values() {
+        let de = ["11.894,29 EUR", "1.250,00 EUR", "3,50 EUR"];
+        assert!(super::number_hint(&de, Point).unwrap().contains("decimal = \",\""));
+        assert_eq!(super::number_hint(&["n/a", "TBD"], Point), None);
+    }
+}

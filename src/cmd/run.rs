@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         format!(
             "training on {} stopped ({} rows rejected; `icp validate --data {}` lists them)",
             args.data.data.display(),
-            data.rejects.height(),
+            load::rejected_rows(&data.rejects),
             args.data.data.display()
         )
     })?;
@@ -183,7 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             findings: &findings,
             band_counts: &band_counts,
             segment_counts: &segment_counts,
-            rejected_rows: data.rejects.height(),
+            rejected_rows: load::rejected_rows(&data.rejects),
             changes: change_blocks.as_deref(),
             company: &company,
             run_date,
@@ -393,6 +393,27 @@ fn write_findings(
     Ok(())
 }
 
+/// Which account columns the model reads, and which it does not and why:
+/// a leaked or people column must be visible where the user looks first.
+pub fn feature_lines(spec: &crate::features::FeatureSpec) -> Vec<String> {
+    let used: Vec<String> = spec
+        .variables
+        .iter()
+        .map(|v| v.column().to_string())
+        .collect();
+    let mut out = vec![format!("features: {}", used.join(", "))];
+    if !spec.skipped.is_empty() {
+        out.push(format!(
+            "not features ({} columns; the reasons are in the brief and model.json):",
+            spec.skipped.len()
+        ));
+        for (c, why) in &spec.skipped {
+            out.push(format!("  {c}: {why}"));
+        }
+    }
+    out
+}
+
 fn print_summary(
     dir: &std::path::Path,
     a: &ModelArtifact,
@@ -402,6 +423,9 @@ fn print_summary(
     let e = &a.evaluation;
     println!("icp run: model {}", a.model_id);
     for l in input_lines(inputs) {
+        println!("{l}");
+    }
+    for l in feature_lines(&a.model.spec) {
         println!("{l}");
     }
     println!(

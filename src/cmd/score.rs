@@ -297,7 +297,8 @@ fn score_in_pieces(
         sha256: load::sha256_file(path)?,
         rows,
         used,
-        rejected: rejects.height(),
+        rejected: load::rejected_rows(&rejects),
+        footer_lines: 0,
     };
     inputs.push(input.clone());
     crate::cmd::require_rows(&input)?;

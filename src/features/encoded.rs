@@ -506,6 +506,7 @@ mod tests {
     fn spec_of(df: &DataFrame) -> FeatureSpec {
         let params = FeatureParams {
             exclude: vec![],
+            allow: vec![],
             min_level_count: 10,
             max_levels: 20,
             numeric_bins: 4,

@@ -158,7 +158,7 @@ pub struct FeatureSpec {
 }
 
 /// Columns that identify an account and are never features.
-const IDENTIFIERS: &[&str] = &["account_id", "account_name", "domain"];
+pub const IDENTIFIERS: &[&str] = &["account_id", "account_name", "domain"];
 
 fn is_skewed_name(c: &str) -> bool {
     matches!(c, "employees" | "annual_revenue")
@@ -594,10 +594,13 @@ pub fn fit_main_effects(
         }
         if numeric {
             let derived_age = name == "founded_year";
+            // blanks are missing, never zero: only the values enter the
+            // median, mean, band edges and knots
             let raw: Vec<f64> = s
                 .cast(&DataType::Float64)?
                 .f64()?
-                .into_no_null_iter()
+                .iter()
+                .flatten()
                 .collect();
             let mut t: Vec<f64> = raw
                 .iter()
@@ -983,6 +986,54 @@ fn cell_sums(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Blanks are missing, never zero: a column of 2, 4, 6, 8, 10 and five
+    /// blanks has median 6 (not 3), mean 6, and its company age and knots
+    /// come from the five values alone.
+    #[test]
+    fn blank_numbers_stay_out_of_medians_means_edges_and_knots() {
+        let v = |x: f64| Some(x);
+        let revenue: Vec<Option<f64>> = vec![v(2.0), None, v(4.0), None, v(6.0), None, v(8.0), None, v(10.0), None];
+        let founded: Vec<Option<f64>> = vec![v(2000.0), None, None, v(2010.0), None, None, v(2020.0), None, None, None];
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("account_id".into(), (0..10).map(|i| format!("A{i}")).collect::<Vec<_>>()),
+            Column::new("rev".into(), revenue),
+            Column::new("founded_year".into(), founded),
+        ])
+        .expect("frame");
+        let mut extra = BTreeMap::new();
+        extra.insert("rev".to_string(), ColumnKind::Numeric);
+        let params = FeatureParams {
+            numeric_bins: 2,
+            ..crate::config::ValidConfig::default().features
+        };
+        let spec = fit_main_effects(&df, &extra, &params, 2025).expect("spec");
+        let var = |name: &str| {
+            spec.variables
+                .iter()
+                .find(|v| v.column() == name)
+                .cloned()
+                .expect("variable")
+        };
+        let Variable::Numeric { median, mean, edges, knots, log, has_missing, .. } = var("rev") else {
+            panic!("rev is numeric")
+        };
+        assert!(!log && has_missing);
+        assert_eq!((median, mean), (6.0, 6.0));
+        // one inner edge at the median of 2..10; knots at the 5/27.5/50/72.5/95%
+        // quantiles of the five values (2.4, 4.2, 6, 7.8, 9.6)
+        assert_eq!(edges, vec![6.0]);
+        let want = [2.4, 4.2, 6.0, 7.8, 9.6];
+        assert_eq!(knots.len(), want.len(), "{knots:?}");
+        for (k, w) in knots.iter().zip(want) {
+            assert!((k - w).abs() < 1e-9, "{knots:?}");
+        }
+        // ages 25, 15, 5: median 15 years, not 2025 (a blank read as year 0)
+        let Variable::Numeric { median, .. } = var("founded_year") else {
+            panic!("founded_year is numeric")
+        };
+        assert_eq!(median, 15.0);
+    }
 
     #[test]
     fn quantities_read_like_people_write_them() {

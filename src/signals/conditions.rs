@@ -1190,6 +1190,7 @@ mod tests {
     fn banded(accounts: &DataFrame) -> (FeatureSpec, DataFrame) {
         let params = FeatureParams {
             exclude: vec![],
+            allow: vec![],
             min_level_count: 50,
             max_levels: 20,
             numeric_bins: 4,

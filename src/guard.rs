@@ -1,0 +1,512 @@
+//! The leak guard, run before every fit: account columns that the sale
+//! itself writes (lifecycle stage, deal rollups, "became a customer"
+//! dates), and columns that name people or records (owners, phones, postal
+//! codes, activity dates, free text), never reach the model or the ICP.
+//!
+//! CRM exports carry such columns by the dozen, and a model fed one learns
+//! the outcome from it: the holdout AUC rises while the ranking of
+//! prospects collapses, because prospects have no value to be ranked by. So
+//! each column is judged by what it is (its name, its values) and by how
+//! it sits against the training outcomes; the first rule it breaks is its
+//! reason, shown in the run's summary, the brief and model.json. A column
+//! the user vouches for is kept with `[features] allow = [...]`.
+
+use std::collections::HashMap;
+
+use polars::prelude::*;
+
+use crate::config::FeatureParams;
+use crate::error::Result;
+use crate::util::{pct, thousands};
+
+/// A column kept out of the model, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub column: String,
+    pub reason: String,
+}
+
+/// The words of column names that name people or records, not companies.
+const RECORD_WORDS: &[&str] = &[
+    "owner",
+    "rep",
+    "representative",
+    "assigned",
+    "created by",
+    "modified by",
+    "user",
+    "contact",
+    "email",
+    "e-mail",
+    "phone",
+    "fax",
+    "mobile",
+    "zip",
+    "postal",
+    "postcode",
+    "time zone",
+    "timezone",
+    "street",
+    "address",
+    "city",
+    "latitude",
+    "longitude",
+    "linkedin",
+    "twitter",
+    "facebook",
+    "description",
+    "notes",
+    "note",
+    "comment",
+    "comments",
+    "next step",
+];
+
+/// First names common in CRM user lists: a column whose values mostly
+/// start with one names people (owners, reps), whatever its header says.
+const FIRST_NAMES: &[&str] = &[
+    "aaron", "adam", "alex", "alexander", "alice", "alicia", "amanda", "amy", "andrea", "andrew",
+    "angela", "anna", "anthony", "ashley", "barbara", "ben", "benjamin", "beth", "bob", "brandon",
+    "brian", "carlos", "carol", "catherine", "charles", "chris", "christina", "christopher",
+    "claire", "daniel", "dana", "david", "deborah", "dennis", "diana", "donna", "elizabeth",
+    "emily", "emma", "eric", "frank", "gary", "george", "grace", "greg", "hannah", "heather",
+    "henry", "jack", "jacob", "james", "jamie", "jane", "jason", "jeff", "jennifer", "jessica",
+    "john", "jonathan", "jordan", "jose", "joseph", "josh", "joshua", "julia", "julie", "justin",
+    "karen", "kate", "katherine", "kelly", "kevin", "kim", "laura", "lauren", "linda", "lisa",
+    "maria", "mark", "mary", "matt", "matthew", "megan", "melissa", "michael", "michelle", "mike",
+    "morgan", "nancy", "nicole", "olivia", "patricia", "patrick", "paul", "peter", "rachel",
+    "rebecca", "richard", "riley", "robert", "ryan", "sam", "samantha", "sandra", "sarah", "scott",
+    "sean", "sophie", "stephanie", "stephen", "steve", "steven", "susan", "taylor", "thomas",
+    "tim", "timothy", "tom", "tyler", "victoria", "william", "jordan", "casey", "jamie", "avery",
+    "quinn", "drew", "robin", "jesse", "kai", "leslie", "lee", "pat", "chris", "kim",
+];
+
+/// Per account row: has any deal; has a closed training deal; won one.
+struct Groups {
+    has_deal: Vec<bool>,
+    closed: Vec<bool>,
+    won: Vec<bool>,
+}
+
+/// Least accounts in each group before a rule that compares groups speaks.
+const MIN_GROUP: usize = 20;
+/// A fill-rate gap this wide between two groups is written by the sale.
+const FILL_GAP: f64 = 0.8;
+/// A single column separating groups this well (AUC) is no firmographic.
+const SEPARATES: f64 = 0.95;
+/// A value this pure (share of won accounts, or of lost ones) ...
+const PURE: f64 = 0.97;
+/// ... where chance would have put at least this many of the other kind.
+const EXPECTED_OTHERS: f64 = 10.0;
+
+/// Judge every candidate feature column of `accounts`. `opportunities`
+/// says which accounts have deals; `labels` (account_id, outcome, holdout)
+/// which closed training deals were won. Canonical identifiers, columns
+/// the config excludes and columns it allows are not judged.
+pub fn screen(
+    accounts: &DataFrame,
+    opportunities: &DataFrame,
+    labels: &DataFrame,
+    params: &FeatureParams,
+    date_format: Option<&str>,
+) -> Result<Vec<Dropped>> {
+    let groups = groups(accounts, opportunities, labels)?;
+    let mut out = Vec::new();
+    for c in accounts.columns() {
+        let name = c.name().as_str();
+        if name.starts_with("__")
+            || crate::features::IDENTIFIERS.contains(&name)
+            || params.exclude.iter().any(|x| x == name)
+            || params.allow.iter().any(|x| x == name)
+        {
+            continue;
+        }
+        let s = c.as_materialized_series();
+        let reason = if s.dtype().is_primitive_numeric() {
+            let v: Vec<Option<f64>> = s.cast(&DataType::Float64)?.f64()?.iter().collect();
+            record_name(name).or_else(|| leak(&groups, &v, |x| x.map(Value::Num)))
+        } else {
+            let s = s.cast(&DataType::String)?;
+            let v: Vec<Option<&str>> = s.str()?.iter().collect();
+            record_name(name)
+                .or_else(|| record_values(&v, date_format))
+                .or_else(|| leak(&groups, &v, |x| x.map(Value::Text)))
+        };
+        if let Some(reason) = reason {
+            out.push(Dropped {
+                column: name.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn groups(accounts: &DataFrame, opportunities: &DataFrame, labels: &DataFrame) -> Result<Groups> {
+    let ids = accounts.column("account_id")?.str()?;
+    let row: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((v?, i)))
+        .collect();
+    let n = accounts.height();
+    let mut g = Groups {
+        has_deal: vec![false; n],
+        closed: vec![false; n],
+        won: vec![false; n],
+    };
+    for id in opportunities.column("account_id")?.str()?.iter().flatten() {
+        if let Some(&r) = row.get(id) {
+            g.has_deal[r] = true;
+        }
+    }
+    let (ids, outcome, holdout) = (
+        labels.column("account_id")?.str()?,
+        labels.column("outcome")?.str()?,
+        labels.column("holdout")?.bool()?,
+    );
+    for i in 0..labels.height() {
+        if holdout.get(i) != Some(false) {
+            continue;
+        }
+        let Some(&r) = ids.get(i).and_then(|id| row.get(id)) else {
+            continue;
+        };
+        g.closed[r] = true;
+        if matches!(outcome.get(i), Some("won") | Some("churned")) {
+            g.won[r] = true;
+        }
+    }
+    Ok(g)
+}
+
+/// A header that names people or records.
+fn record_name(name: &str) -> Option<String> {
+    let lower = name.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '-')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let joined = words.join(" ");
+    RECORD_WORDS
+        .iter()
+        .find(|w| {
+            if w.contains(' ') {
+                joined.contains(*w)
+            } else {
+                words.contains(w)
+            }
+        })
+        .map(|w| {
+            format!("names people or records (\"{w}\" in its name), not a company's fit")
+        })
+}
+
+/// Values that are dates, near-unique, free text or people's names.
+fn record_values(v: &[Option<&str>], date_format: Option<&str>) -> Option<String> {
+    let filled: Vec<&str> = v.iter().flatten().copied().collect();
+    if filled.is_empty() {
+        return None;
+    }
+    let sample = &filled[..filled.len().min(1000)];
+    let share = |f: &dyn Fn(&str) -> bool| {
+        sample.iter().filter(|s| f(s)).count() as f64 / sample.len() as f64
+    };
+    if share(&|s| is_date(s, date_format)) >= 0.8 {
+        return Some("holds dates (activity, record and deal dates describe the CRM's use or the sale, not a company's fit)".into());
+    }
+    let distinct: std::collections::HashSet<&str> = filled.iter().copied().collect();
+    if filled.len() >= 50 && distinct.len() * 2 >= filled.len() {
+        return Some(format!(
+            "near-unique values ({} different in {} filled cells): an identifier or free text, not a trait many companies share",
+            thousands(distinct.len()),
+            thousands(filled.len())
+        ));
+    }
+    let mean_len = sample.iter().map(|s| s.chars().count()).sum::<usize>() as f64
+        / sample.len() as f64;
+    if mean_len > 60.0 {
+        return Some("free text (its cells average more than 60 characters)".into());
+    }
+    let person = |s: &str| {
+        let mut w = s.split_whitespace();
+        let first = w.next().unwrap_or("").to_lowercase();
+        w.next().is_some() && FIRST_NAMES.contains(&first.as_str())
+    };
+    if share(&person) >= 0.7 {
+        return Some(
+            "names people (its values are first and last names: owners or reps, not a company's fit)"
+                .into(),
+        );
+    }
+    None
+}
+
+fn is_date(s: &str, date_format: Option<&str>) -> bool {
+    let head = s.split_whitespace().next().unwrap_or("");
+    let parses = |f: &str| chrono::NaiveDate::parse_from_str(head, f).is_ok();
+    date_format.is_some_and(|f| chrono::NaiveDate::parse_from_str(s, f).is_ok() || parses(f))
+        || ["%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d"]
+            .iter()
+            .any(|f| parses(f))
+}
+
+/// A cell as the leak rules compare it.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Num(f64),
+    Text(&'a str),
+}
+
+/// Whether a column is set by the sale: filled for one group and empty for
+/// the other, a value almost only on won (or lost) accounts, or alone
+/// separating won from lost accounts, or accounts with deals from
+/// prospects, as no firmographic does.
+fn leak<'a, T: Copy>(
+    g: &Groups,
+    v: &'a [Option<T>],
+    value: impl Fn(Option<T>) -> Option<Value<'a>>,
+) -> Option<String> {
+    let cells: Vec<Option<Value>> = v.iter().map(|x| value(*x)).collect();
+    let rows = |f: &dyn Fn(usize) -> bool| (0..cells.len()).filter(|&r| f(r)).collect::<Vec<_>>();
+    let deal = rows(&|r| g.has_deal[r]);
+    let prospect = rows(&|r| !g.has_deal[r]);
+    let won = rows(&|r| g.closed[r] && g.won[r]);
+    let lost = rows(&|r| g.closed[r] && !g.won[r]);
+    let fill = |rs: &[usize]| {
+        rs.iter().filter(|&&r| cells[r].is_some()).count() as f64 / rs.len().max(1) as f64
+    };
+    let enough = |a: &[usize], b: &[usize]| a.len() >= MIN_GROUP && b.len() >= MIN_GROUP;
+    for (a, an, b, bn) in [
+        (&won, "won accounts", &lost, "lost accounts"),
+        (&deal, "accounts with deals", &prospect, "prospects"),
+    ] {
+        if enough(a, b) && (fill(a) - fill(b)).abs() >= FILL_GAP {
+            return Some(format!(
+                "set by the sale: filled for {} of {an} and {} of {bn}",
+                pct(fill(a)),
+                pct(fill(b))
+            ));
+        }
+    }
+    if enough(&won, &lost) {
+        if let Some(r) = pure_value(&cells, &won, &lost) {
+            return Some(r);
+        }
+    }
+    for (a, an, b, bn) in [
+        (&won, "won from lost accounts", &lost, ""),
+        (&deal, "accounts with deals from prospects", &prospect, ""),
+    ] {
+        let _ = bn;
+        if enough(a, b) {
+            if let Some(auc) = separation(&cells, a, b) {
+                if auc >= SEPARATES {
+                    return Some(format!(
+                        "set by the sale: alone it separates {an} (AUC {auc:.2}), as no firmographic does"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn key(v: Value) -> String {
+    match v {
+        Value::Num(x) => format!("{x}"),
+        Value::Text(s) => s.to_string(),
+    }
+}
+
+/// A value found almost only on won accounts, or only on lost ones, in
+/// numbers chance would not give.
+fn pure_value(cells: &[Option<Value>], won: &[usize], lost: &[usize]) -> Option<String> {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    for (rs, is_won) in [(won, true), (lost, false)] {
+        for &r in rs {
+            if let Some(v) = cells[r] {
+                let e = counts.entry(key(v)).or_default();
+                if is_won { e.0 += 1 } else { e.1 += 1 }
+            }
+        }
+    }
+    let base = won.len() as f64 / (won.len() + lost.len()) as f64;
+    let mut found: Vec<(String, usize, usize)> = counts
+        .into_iter()
+        .filter(|(_, (w, l))| {
+            let n = (w + l) as f64;
+            let share = *w as f64 / n;
+            (share >= PURE && n * (1.0 - base) >= EXPECTED_OTHERS)
+                || (share <= 1.0 - PURE && n * base >= EXPECTED_OTHERS)
+        })
+        .map(|(k, (w, l))| (k, w, l))
+        .collect();
+    // the largest first, ties by value: the reason names one deterministically
+    found.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
+    let (k, w, l) = found.into_iter().next()?;
+    let n = w + l;
+    let (kind, others, expected) = if w >= l {
+        ("won", "lost", n as f64 * (1.0 - base))
+    } else {
+        ("lost", "won", n as f64 * base)
+    };
+    Some(format!(
+        "set by the sale: \"{k}\" is on {} accounts with closed deals, {} of them {kind} (at the overall rate about {expected:.0} would have {others})",
+        thousands(n),
+        pct(w.max(l) as f64 / n as f64),
+    ))
+}
+
+/// How well the column alone tells group `a` from group `b` (AUC, either
+/// direction, 0.5 to 1): numbers by their value, text by each value's share
+/// of `a` (values on fewer than 20 accounts pooled), a blank as a value.
+fn separation(cells: &[Option<Value>], a: &[usize], b: &[usize]) -> Option<f64> {
+    let numeric = cells.iter().flatten().all(|v| matches!(v, Value::Num(_)));
+    let mut score: Vec<f64> = Vec::with_capacity(a.len() + b.len());
+    let mut y: Vec<bool> = Vec::with_capacity(a.len() + b.len());
+    if numeric {
+        for (rs, is_a) in [(a, true), (b, false)] {
+            for &r in rs {
+                if let Some(Value::Num(x)) = cells[r] {
+                    score.push(x);
+                    y.push(is_a);
+                }
+            }
+        }
+    } else {
+        let k = |r: usize| cells[r].map(key).unwrap_or_default();
+        let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+        for (rs, is_a) in [(a, true), (b, false)] {
+            for &r in rs {
+                let e = counts.entry(k(r)).or_default();
+                if is_a { e.0 += 1 } else { e.1 += 1 }
+            }
+        }
+        let (mut ra, mut rb) = (0, 0);
+        for (x, z) in counts.values() {
+            if x + z < MIN_GROUP {
+                ra += x;
+                rb += z;
+            }
+        }
+        let share = |c: &(usize, usize)| {
+            if c.0 + c.1 < MIN_GROUP {
+                ra as f64 / (ra + rb).max(1) as f64
+            } else {
+                c.0 as f64 / (c.0 + c.1) as f64
+            }
+        };
+        for (rs, is_a) in [(a, true), (b, false)] {
+            for &r in rs {
+                score.push(share(&counts[&k(r)]));
+                y.push(is_a);
+            }
+        }
+    }
+    if y.iter().filter(|b| **b).count() < MIN_GROUP || y.iter().filter(|b| !**b).count() < MIN_GROUP
+    {
+        return None;
+    }
+    let auc = crate::metrics::auc(&score, &y)?;
+    Some(auc.max(1.0 - auc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 200 accounts: 60 won, 60 lost, 40 with only open deals, 40 prospects.
+    fn frames(extra: Vec<Column>) -> (DataFrame, DataFrame, DataFrame) {
+        let ids: Vec<String> = (0..200).map(|i| format!("A{i:03}")).collect();
+        let mut cols = vec![Column::new("account_id".into(), ids.clone())];
+        cols.extend(extra);
+        let accounts = DataFrame::new_infer_height(cols).expect("accounts");
+        let deal_ids: Vec<String> = ids[..160].to_vec();
+        let opps = DataFrame::new_infer_height(vec![Column::new(
+            "account_id".into(),
+            deal_ids,
+        )])
+        .expect("opps");
+        let closed: Vec<String> = ids[..120].to_vec();
+        let outcome: Vec<&str> = (0..120).map(|i| if i < 60 { "won" } else { "lost" }).collect();
+        let labels = DataFrame::new_infer_height(vec![
+            Column::new("account_id".into(), closed),
+            Column::new("outcome".into(), outcome),
+            Column::new("holdout".into(), vec![false; 120]),
+        ])
+        .expect("labels");
+        (accounts, opps, labels)
+    }
+
+    fn dropped(extra: Vec<Column>, allow: &[&str]) -> Vec<String> {
+        let (a, o, l) = frames(extra);
+        let params = FeatureParams {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            ..crate::config::ValidConfig::default().features
+        };
+        screen(&a, &o, &l, &params, None)
+            .expect("screen")
+            .into_iter()
+            .map(|d| d.column)
+            .collect()
+    }
+
+    #[test]
+    fn columns_set_by_the_sale_are_dropped_and_honest_ones_kept() {
+        let by = |f: &dyn Fn(usize) -> Option<&'static str>| -> Vec<Option<&'static str>> {
+            (0..200).map(f).collect()
+        };
+        // HubSpot's lifecycle stage: Customer on won accounts
+        let lifecycle = by(&|i| Some(match i {
+            0..60 => "Customer",
+            60..160 => "Opportunity",
+            _ => "Lead",
+        }));
+        // a custom property filled for won accounts only
+        let onboarding = by(&|i| (i < 60).then_some("Complete"));
+        // a deal rollup: prospects 0, accounts with deals 1 to 4
+        let deals: Vec<Option<f64>> = (0..200)
+            .map(|i| Some(if i < 160 { 1.0 + (i % 4) as f64 } else { 0.0 }))
+            .collect();
+        // negative control: a strong honest column (won 70% Yes, lost 30%)
+        let erp = by(&|i| Some(if (i < 60 && i % 10 < 7) || ((60..120).contains(&i) && i % 10 < 3) || (i >= 120 && i % 2 == 0) { "Yes" } else { "No" }));
+        let industry = by(&|i| Some(["Retail", "Software", "Finance", "Health"][i % 4]));
+        let employees: Vec<Option<f64>> = (0..200).map(|i| (i % 7 != 0).then_some((i * 37 % 500) as f64)).collect();
+        let cols = vec![
+            Column::new("Lifecycle Stage".into(), lifecycle),
+            Column::new("Onboarding Status".into(), onboarding),
+            Column::new("Number of Associated Deals".into(), deals),
+            Column::new("Uses ERP".into(), erp),
+            Column::new("industry".into(), industry),
+            Column::new("employees".into(), employees),
+        ];
+        let got = dropped(cols.clone(), &[]);
+        assert_eq!(
+            got,
+            ["Lifecycle Stage", "Onboarding Status", "Number of Associated Deals"]
+        );
+        // the user vouches for one: kept
+        let got = dropped(cols, &["Onboarding Status"]);
+        assert_eq!(got, ["Lifecycle Stage", "Number of Associated Deals"]);
+    }
+
+    #[test]
+    fn people_and_record_columns_are_recognised_by_name_and_by_value() {
+        let reps = ["Dana Revenue", "Sam Seller", "Alex Account", "Riley Forecast"];
+        let cols = vec![
+            Column::new("Account Owner".into(), (0..200).map(|i| reps[i % 4]).collect::<Vec<_>>()),
+            Column::new("Handled By".into(), (0..200).map(|i| reps[(i / 3) % 4]).collect::<Vec<_>>()),
+            Column::new("Last Touch".into(), (0..200).map(|i| format!("2026-0{}-1{}", 1 + i % 9, i % 10)).collect::<Vec<_>>()),
+            Column::new("Ref".into(), (0..200).map(|i| format!("R-{i}")).collect::<Vec<_>>()),
+            Column::new("Billing Zip/Postal Code".into(), (0..200).map(|i| format!("{:05}", i % 30)).collect::<Vec<_>>()),
+            // negative controls: countries and industries of two capitalised words
+            Column::new("country".into(), (0..200).map(|i| ["United States", "United Kingdom", "New Zealand"][i % 3]).collect::<Vec<_>>()),
+            Column::new("industry".into(), (0..200).map(|i| ["Financial Services", "Computer Software"][i % 2]).collect::<Vec<_>>()),
+        ];
+        assert_eq!(
+            dropped(cols, &[]),
+            ["Account Owner", "Handled By", "Last Touch", "Ref", "Billing Zip/Postal Code"]
+        );
+    }
+}
