@@ -836,6 +836,92 @@ fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalPa
 }
 
 impl ValidConfig {
+    /// Check a configuration read back from an artifact through the same
+    /// checks as a TOML file: a hand-edited or version-skewed model.json
+    /// is an error naming the value, never a panic further in.
+    pub fn recheck(&self, path: &Path) -> Result<()> {
+        let s = &self.signals;
+        let f = &self.features;
+        let m = &self.model;
+        let raw = Config {
+            files: self.files.clone(),
+            columns: self.columns.clone(),
+            outcomes: self
+                .outcomes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().to_string()))
+                .collect(),
+            scale: self.scale.clone(),
+            date_format: self.date_format.clone(),
+            features: FeaturesToml {
+                exclude: Some(f.exclude.clone()),
+                allow: Some(f.allow.clone()),
+                min_level_count: Some(f.min_level_count),
+                max_levels: Some(f.max_levels),
+                numeric_bins: Some(f.numeric_bins),
+                numeric_shape: Some(f.numeric_shape),
+                interactions: Some(f.interactions),
+                min_interaction_count: Some(f.min_interaction_count),
+                max_features: Some(f.max_features),
+            },
+            label: LabelToml {
+                velocity_window_days: self.velocity_window_days,
+            },
+            model: ModelToml {
+                holdout_fraction: Some(m.holdout_fraction),
+                holdout_by: Some(m.holdout_by),
+                cv_folds: Some(m.cv_folds),
+                lambdas: Some(m.lambdas.clone()),
+                max_iterations: Some(m.max_iterations),
+                solver: Some(m.solver),
+            },
+            score: ScoreToml {
+                min_feature_coverage: Some(self.min_feature_coverage),
+            },
+            evidence: EvidenceToml {
+                min_train_positives: Some(self.evidence.min_train_positives),
+                min_train_negatives: Some(self.evidence.min_train_negatives),
+                min_holdout_per_class: Some(self.evidence.min_holdout_per_class),
+            },
+            signals: SignalsToml {
+                min_accounts: Some(s.min_accounts),
+                min_wins: Some(s.min_wins),
+                fdr: Some(s.fdr),
+                min_lift: Some(s.min_lift),
+                pairs: Some(s.pairs),
+                min_fit_gap: Some(s.min_fit_gap),
+                min_margin_gap: Some(s.min_margin_gap),
+                trigger_window_days: Some(s.trigger_window_days),
+                painful_slow_factor: Some(s.painful_slow_factor),
+                painful_fit_max: Some(s.painful_fit_max),
+                painful_margin_below: Some(s.painful_margin_below),
+                painful_revenue_quantile: Some(s.painful_revenue_quantile),
+                min_won: Some(s.min_won),
+                min_lost: Some(s.min_lost),
+                max_generic_loss_share: Some(s.max_generic_loss_share),
+                max_criteria: Some(s.max_criteria),
+                criterion_fwer: Some(s.criterion_fwer),
+            },
+            brief: BriefToml {
+                company: self.brief.company.clone(),
+                owners: self.brief.owners.clone(),
+                review_days: Some(self.brief.review_days),
+            },
+            publish: PublishToml {
+                audience: Some(
+                    match self.publish.audience {
+                        crate::feed::Audience::Prospects => "prospects",
+                        crate::feed::Audience::All => "all",
+                    }
+                    .to_string(),
+                ),
+                control_share: Some(self.publish.control_share),
+            },
+            crm_import: self.crm_import.clone(),
+        };
+        raw.check(path).map(|_| ())
+    }
+
     pub fn load(path: Option<&Path>) -> Result<ValidConfig> {
         match path {
             Some(p) => Config::from_file(p),

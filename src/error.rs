@@ -17,12 +17,18 @@ pub enum IcpError {
         found: String,
     },
 
-    #[error("{dir}: no {what} file found (expected {expected})")]
+    #[error("{dir}: no {what} file found (expected {expected}){hint}")]
     MissingInput {
         dir: PathBuf,
         what: String,
         expected: String,
+        /// which shipped mapping fits the folder, when one does
+        hint: String,
     },
+
+    /// Data that cannot give a right answer as it is, and what to change.
+    #[error("{path}: {message}")]
+    Data { path: PathBuf, message: String },
 
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },

@@ -620,14 +620,23 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
     let s = crate::signals::str_col;
     let crm_col = s(&scores, "crm_status")?;
     let exc_col = s(&scores, "excluded_by")?;
+    // an unreadable status would read as a prospect (targeted): stop instead
     let crm: Vec<CrmStatus> = crm_col
         .iter()
-        .map(|c| {
-            c.as_deref()
-                .and_then(CrmStatus::parse)
-                .unwrap_or(CrmStatus::Prospect)
+        .enumerate()
+        .map(|(i, c)| {
+            c.as_deref().and_then(CrmStatus::parse).ok_or_else(|| {
+                IcpError::read(
+                    dir.join("scores.csv"),
+                    format!(
+                        "row {}: crm_status {:?} is not one of customer, churned_customer, open_opportunity, prospect",
+                        i + 2,
+                        c.as_deref().unwrap_or("")
+                    ),
+                )
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let exc: HashMap<String, Vec<String>> = s(&scores, "account_id")?
         .into_iter()
         .zip(&exc_col)

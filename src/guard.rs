@@ -90,8 +90,11 @@ struct Groups {
 
 /// Least accounts in each group before a rule that compares groups speaks.
 const MIN_GROUP: usize = 20;
-/// A fill-rate gap this wide between two groups is written by the sale.
+/// A fill-rate gap this wide between two groups is written by the sale ...
 const FILL_GAP: f64 = 0.8;
+/// ... and so is a column empty for one group (at most this share filled)
+/// and filled for at least half of the other.
+const EMPTY: f64 = 0.02;
 /// A single column separating groups this well (AUC) is no firmographic.
 const SEPARATES: f64 = 0.95;
 /// A value this pure (share of won accounts, or of lost ones) ...
@@ -281,7 +284,9 @@ fn leak<'a, T: Copy>(
         (&won, "won accounts", &lost, "lost accounts"),
         (&deal, "accounts with deals", &prospect, "prospects"),
     ] {
-        if enough(a, b) && (fill(a) - fill(b)).abs() >= FILL_GAP {
+        let (fa, fb) = (fill(a), fill(b));
+        let one_sided = fa.min(fb) <= EMPTY && fa.max(fb) >= 0.5;
+        if enough(a, b) && ((fa - fb).abs() >= FILL_GAP || one_sided) {
             return Some(format!(
                 "set by the sale: filled for {} of {an} and {} of {bn}",
                 pct(fill(a)),

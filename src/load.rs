@@ -122,19 +122,39 @@ pub fn load_dir_with(
             "not a directory (expected a data directory holding accounts.csv and opportunities.csv, or .parquet)",
         ));
     }
-    let acc_path = locate(dir, "accounts", cfg.files.accounts.as_deref())?.ok_or_else(|| {
+    // a missing file names the shipped mapping the folder fits, if any
+    let hinted = |e: IcpError| match e {
+        IcpError::MissingInput {
+            dir,
+            what,
+            expected,
+            hint,
+        } if hint.is_empty() => IcpError::MissingInput {
+            hint: mapping_hint(&dir, cfg),
+            dir,
+            what,
+            expected,
+        },
+        e => e,
+    };
+    let acc_path = locate(dir, "accounts", cfg.files.accounts.as_deref())
+        .map_err(hinted)?
+        .ok_or_else(|| {
         IcpError::MissingInput {
             dir: dir.into(),
             what: "accounts".into(),
-            expected: "accounts.csv or accounts.parquet".into(),
+            expected: expected_file("accounts", cfg.files.accounts.as_deref()),
+            hint: mapping_hint(dir, cfg),
         }
     })?;
-    let opp_path = locate(dir, "opportunities", cfg.files.opportunities.as_deref())?;
+    let opp_path =
+        locate(dir, "opportunities", cfg.files.opportunities.as_deref()).map_err(hinted)?;
     if need == Need::Training && opp_path.is_none() {
         return Err(IcpError::MissingInput {
             dir: dir.into(),
             what: "opportunities".into(),
-            expected: "opportunities.csv or opportunities.parquet".into(),
+            expected: expected_file("opportunities", cfg.files.opportunities.as_deref()),
+            hint: mapping_hint(dir, cfg),
         });
     }
     let cust_path = locate(dir, "customers", cfg.files.customers.as_deref())?;
@@ -251,6 +271,58 @@ pub fn empty_rejects() -> DataFrame {
     .expect("static schema")
 }
 
+/// The mappings shipped in `data/examples/`, built in so that a folder
+/// exported from one of those CRMs is recognised wherever the binary runs.
+const SHIPPED_MAPPINGS: &[(&str, &str)] = &[
+    (
+        "data/examples/salesforce.toml",
+        include_str!("../data/examples/salesforce.toml"),
+    ),
+    (
+        "data/examples/hubspot.toml",
+        include_str!("../data/examples/hubspot.toml"),
+    ),
+    (
+        "data/examples/maven-crm.toml",
+        include_str!("../data/examples/maven-crm.toml"),
+    ),
+];
+
+/// What a missing accounts or opportunities file is called.
+fn expected_file(stem: &str, configured: Option<&str>) -> String {
+    match configured {
+        Some(name) => format!("{name} (named in the config's [files])"),
+        None => format!("{stem}.csv or {stem}.parquet"),
+    }
+}
+
+/// "; the folder holds accounts_report.csv and opportunities_report.csv,
+/// the files of data/examples/salesforce.toml: ..." when the folder has the
+/// files another shipped mapping names (and this config's files are not
+/// there), else empty.
+fn mapping_hint(dir: &Path, cfg: &ValidConfig) -> String {
+    for (name, text) in SHIPPED_MAPPINGS {
+        let Ok(m) = toml::from_str::<crate::config::Config>(text) else {
+            continue;
+        };
+        if m.files.accounts == cfg.files.accounts
+            && m.files.opportunities == cfg.files.opportunities
+        {
+            continue; // the mapping in use
+        }
+        let (Some(a), Some(o)) = (m.files.accounts.as_deref(), m.files.opportunities.as_deref())
+        else {
+            continue;
+        };
+        if dir.join(a).is_file() && dir.join(o).is_file() {
+            return format!(
+                "; the folder holds {a} and {o}, the files {name} maps: run with --config {name} (or a copy of it)"
+            );
+        }
+    }
+    String::new()
+}
+
 /// Find `stem.csv` / `stem.parquet` in `dir`, or the file the config names.
 fn locate(dir: &Path, stem: &str, configured: Option<&str>) -> Result<Option<PathBuf>> {
     if let Some(name) = configured {
@@ -260,6 +332,7 @@ fn locate(dir: &Path, stem: &str, configured: Option<&str>) -> Result<Option<Pat
                 dir: dir.into(),
                 what: stem.into(),
                 expected: format!("{name} (named in the config's [files])"),
+                hint: String::new(),
             });
         }
         return Ok(Some(p));
@@ -308,6 +381,8 @@ pub struct Raw {
     df: DataFrame,
     rows: usize,
     pre_rejects: DataFrame,
+    /// report footer lines cut from the end of the file
+    footer_lines: usize,
 }
 
 /// [`read_raw_text`], then reject rows whose cells are not UTF-8 text or are
@@ -315,9 +390,13 @@ pub struct Raw {
 fn read_raw(path: &Path, cfg: &ValidConfig) -> Result<Raw> {
     let cp1252 = cfg.files.encoding.as_deref() == Some(WINDOWS_1252);
     let delimiter = cfg.files.delimiter_byte();
-    let (df, ragged) = guarded(path, || read_raw_text(path, cp1252, delimiter))?;
+    let (df, ragged, footer_lines) =
+        guarded(path, || read_raw_text(path, cp1252, delimiter))?;
     let raw = checked_cells(path, df)?;
-    split_ragged(path, raw, &ragged)
+    Ok(Raw {
+        footer_lines,
+        ..split_ragged(path, raw, &ragged)?
+    })
 }
 
 /// A record whose field count is not the header's: its fields and text.
@@ -524,6 +603,7 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
             df,
             rows,
             pre_rejects: empty_rejects(),
+            footer_lines: 0,
         });
     }
     bad.sort_by_key(|b| b.0);
@@ -557,12 +637,17 @@ fn checked_cells(path: &Path, df: DataFrame) -> Result<Raw> {
         df: df.filter(&keep)?,
         rows,
         pre_rejects,
+        footer_lines: 0,
     })
 }
 
 /// Read a file with every column as text, plus its row number as users count
 /// them (CSV: the line, header = 1; Parquet: 1-based row).
-fn read_raw_text(path: &Path, cp1252: bool, delimiter: u8) -> Result<(DataFrame, Vec<Ragged>)> {
+fn read_raw_text(
+    path: &Path,
+    cp1252: bool,
+    delimiter: u8,
+) -> Result<(DataFrame, Vec<Ragged>, usize)> {
     if is_parquet(path) {
         let f = std::fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
         let df = ParquetReader::new(f)
@@ -580,8 +665,8 @@ fn read_raw_text(path: &Path, cp1252: bool, delimiter: u8) -> Result<(DataFrame,
             )
             .collect()
             .map_err(|e| IcpError::read(path, e))?;
-        // Parquet: no ragged records
-        return Ok((df, Vec::new()));
+        // Parquet: no ragged records, no footer
+        return Ok((df, Vec::new(), 0));
     }
     if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
         return Err(empty_file(path));
@@ -602,17 +687,18 @@ fn parse_csv_bytes(
     first_row: u64,
     cp1252: bool,
     delimiter: u8,
-) -> Result<(DataFrame, Vec<Ragged>)> {
+) -> Result<(DataFrame, Vec<Ragged>, usize)> {
     let bytes = if cp1252 {
         windows_1252_to_utf8(&bytes)
     } else {
         bytes
     };
-    let bytes = if delimiter == b',' {
+    let mut bytes = if delimiter == b',' {
         bytes
     } else {
         to_comma_separated(&bytes, delimiter)
     };
+    let footer_lines = strip_footer(&mut bytes);
     let mut ragged = Vec::new();
     let (header, bad) = ragged_records(&bytes);
     if bad.is_empty() {
@@ -621,7 +707,7 @@ fn parse_csv_bytes(
             .into_reader_with_file_handle(std::io::Cursor::new(bytes))
             .finish()
             .map_err(|e| csv_error(path, e))?;
-        return Ok((df, ragged));
+        return Ok((df, ragged, footer_lines));
     }
     let records = bytes.iter().filter(|b| **b == b'\n').count().max(1);
     // decided on a whole file, or on the first piece of one: a later piece
@@ -665,7 +751,82 @@ fn parse_csv_bytes(
         .into_reader_with_file_handle(std::io::Cursor::new(fixed))
         .finish()
         .map_err(|e| csv_error(path, e))?;
-    Ok((df, ragged))
+    Ok((df, ragged, footer_lines))
+}
+
+/// Words of the lines report tools append after the data (Salesforce:
+/// the report's name, "Copyright (c) 2000-2024 salesforce.com, inc. All
+/// rights reserved.", "Confidential Information - Do Not Distribute",
+/// "Generated By: ...", the company's name).
+const FOOTER_MARKS: &[&str] = &[
+    "copyright",
+    "confidential information",
+    "generated by",
+    "salesforce.com",
+    "all rights reserved",
+];
+
+/// Cut a report footer from the end of comma-separated bytes; returns its
+/// lines. A footer is the run of lines at the end with no comma outside
+/// quotes (one field, where the header has several: no data record looks
+/// like that), holding one of [`FOOTER_MARKS`]. Without a mark such lines
+/// stay, and are rejected as ragged records.
+fn strip_footer(bytes: &mut Vec<u8>) -> usize {
+    let header_fields = {
+        let line = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
+        unquoted_commas(line) + 1
+    };
+    if header_fields < 2 {
+        return 0;
+    }
+    let mut end = bytes.len();
+    // the last line's end
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let (mut cut, mut lines, mut marked) = (end, 0usize, false);
+    loop {
+        let start = bytes[..cut].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        if start == 0 {
+            break; // the header: never a footer
+        }
+        let line = &bytes[start..cut];
+        if unquoted_commas(line) > 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(line).to_lowercase();
+        marked |= FOOTER_MARKS.iter().any(|m| text.contains(m));
+        lines += 1;
+        cut = start - 1; // before the newline
+        if cut > 0 && bytes[cut - 1] == b'\r' {
+            cut -= 1;
+        }
+    }
+    if !marked || lines == 0 {
+        return 0;
+    }
+    // keep the last data record's line end
+    let keep = bytes[..=cut.min(bytes.len() - 1)].len();
+    let keep = if bytes.get(cut) == Some(&b'\r') { keep + 1 } else { keep };
+    bytes.truncate(keep.min(bytes.len()));
+    if bytes.last() != Some(&b'\n') {
+        bytes.push(b'\n');
+    }
+    lines
+}
+
+/// Commas outside double quotes in one line.
+fn unquoted_commas(line: &[u8]) -> usize {
+    let mut quoted = false;
+    let mut n = 0;
+    for &b in line {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => n += 1,
+            _ => {}
+        }
+    }
+    n
 }
 
 /// A CSV separated by `delimiter` rewritten comma-separated, so one reader
@@ -901,7 +1062,8 @@ impl Pieces {
                 }
                 let first = self.next_row;
                 let (cp1252, delimiter) = (self.cp1252, self.delimiter);
-                let (df, r) = guarded(&path, || {
+                // a footer is at the file's end: in the last piece
+                let (df, r, _) = guarded(&path, || {
                     parse_csv_bytes(&path, buf, first, cp1252, delimiter)
                 })?;
                 ragged = r;
@@ -1333,14 +1495,15 @@ fn number_column_check(path: &Path, df: &DataFrame, notes: &[Note]) -> Result<()
             Some(h) => format!("; {h}"),
             None => String::new(),
         };
-        return Err(IcpError::Invalid(format!(
-            "{}: {} of {} values of `{}` are not numbers as read (for example {:?}){hint}",
-            path.display(),
+        return Err(IcpError::Data {
+            path: path.into(),
+            message: format!(
+            "{} of {} values of `{}` are not numbers as read (for example {:?}){hint}",
             crate::util::thousands(bad.len()),
             crate::util::thousands(filled),
             n.column,
             &bad[..bad.len().min(3)],
-        )));
+        )});
     }
     Ok(())
 }
@@ -1529,6 +1692,7 @@ fn load_accounts(
         df: mut raw,
         rows,
         pre_rejects,
+        footer_lines,
     } = raw;
     let mark = cfg.files.decimal_mark();
     let (mut exprs, used, present) = map_columns(
@@ -1551,6 +1715,9 @@ fn load_accounts(
         exprs.push(col(n));
         extras.push(n.to_string());
     }
+    // a file read in pieces is not judged whole by one piece: its
+    // unreadable numbers are noted, never a stop
+    let judge_numbers = earlier.is_none();
     if let Some(seen) = earlier {
         let earlier = seen_before(&raw, cfg, seen)?;
         raw.with_column(earlier)?;
@@ -1682,6 +1849,9 @@ fn load_accounts(
             typed.push(col(format!("__num_{c}")).alias(c.as_str()));
         }
     }
+    if !judge_numbers {
+        notes.iter_mut().for_each(|n| n.unreadable = None);
+    }
     lf = with_raw(lf, &extras.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     lf = lf.with_columns(parsed);
     let mut keep: Vec<Expr> = vec![col(ROW)];
@@ -1699,6 +1869,8 @@ fn load_accounts(
         pre_rejects,
         rejects,
     )?;
+    let mut table = table;
+    table.input.footer_lines = footer_lines;
     Ok((table, kinds))
 }
 
@@ -1815,6 +1987,7 @@ fn load_opportunities(
         df: raw,
         rows,
         pre_rejects,
+        footer_lines,
     } = raw;
     let required = ["opportunity_id", "account_id", "created_date", "outcome"];
     let (exprs, _, present) = map_columns(
@@ -1890,7 +2063,7 @@ fn load_opportunities(
     checks.push(check(
         "outcome",
         outcome.clone().is_null(),
-        "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])",
+        UNKNOWN_OUTCOME,
     ));
     if has_closed {
         checks.push(check(
@@ -1944,7 +2117,7 @@ fn load_opportunities(
             keep.push(lit(NULL).cast(DataType::String).alias(c));
         }
     }
-    split(
+    let table = split(
         lf,
         &checks,
         &notes,
@@ -1956,6 +2129,76 @@ fn load_opportunities(
         pre_rejects,
         rejects,
     )
+    .map(|mut t| {
+        t.input.footer_lines = footer_lines;
+        t
+    })?;
+    // a renamed or added stage drops its deals: more than a few, and the
+    // model learns from a biased part of the history, so stop and say so
+    // (one or two stray deals in a tiny file are listed, not a stop)
+    if let Some(rej) = rejects.last() {
+        let unknown = unknown_stages(rej)?;
+        let n: usize = unknown.iter().map(|u| u.1).sum();
+        if n >= MIN_UNKNOWN_STOP && n * 20 > rows {
+            return Err(IcpError::Data {
+                path: path.into(),
+                message: format!(
+                    "{} of {} deals ({}) have a stage the config does not map, more than 5%: add them to the config's [outcomes] section, for example\n{}",
+                    crate::util::thousands(n),
+                    crate::util::thousands(rows),
+                    crate::util::pct(n as f64 / rows as f64),
+                    outcome_lines(&unknown).join("\n")
+                ),
+            });
+        }
+    }
+    Ok(table)
+}
+
+/// Deals with unmapped stages that stop a run when they are also more than
+/// 5% of the deals.
+pub const MIN_UNKNOWN_STOP: usize = 3;
+
+/// The reason of a deal whose stage is not mapped.
+pub const UNKNOWN_OUTCOME: &str = "unknown outcome (expected won, lost, churned or open, or a stage mapped in the config's [outcomes])";
+
+/// Stages that are not mapped, with their deals, most first (ties by name).
+pub fn unknown_stages(rejects: &DataFrame) -> Result<Vec<(String, usize)>> {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    let (v, r) = (rejects.column("value")?.str()?, rejects.column("reason")?.str()?);
+    for (v, r) in v.iter().zip(r.iter()) {
+        if r == Some(UNKNOWN_OUTCOME) {
+            *by.entry(v.unwrap_or("").to_string()).or_default() += 1;
+        }
+    }
+    let mut out: Vec<(String, usize)> = by.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// The `[outcomes]` lines that would map these stages, with a guess at the
+/// outcome from the stage's words (open unless it says won, lost or churned).
+pub fn outcome_lines(unknown: &[(String, usize)]) -> Vec<String> {
+    unknown
+        .iter()
+        .map(|(stage, n)| {
+            let l = stage.to_lowercase();
+            let guess = if l.contains("churn") {
+                "churned"
+            } else if l.contains("won") {
+                "won"
+            } else if l.contains("lost") {
+                "lost"
+            } else {
+                "open"
+            };
+            format!(
+                "  {:?} = \"{guess}\"   # {} deals",
+                stage,
+                crate::util::thousands(*n)
+            )
+        })
+        .collect()
 }
 
 fn load_customers(
@@ -1968,6 +2211,7 @@ fn load_customers(
         df: raw,
         rows,
         pre_rejects,
+        footer_lines,
     } = read_raw(path, cfg)?;
     let (exprs, _, present) = map_columns(
         &raw,
@@ -2067,6 +2311,10 @@ fn load_customers(
         pre_rejects,
         rejects,
     )
+    .map(|mut t| {
+        t.input.footer_lines = footer_lines;
+        t
+    })
 }
 
 fn load_interviews(
@@ -2079,6 +2327,7 @@ fn load_interviews(
         df: raw,
         rows,
         pre_rejects,
+        footer_lines,
     } = read_raw(path, cfg)?;
     let (exprs, _, present) = map_columns(
         &raw,
@@ -2117,6 +2366,10 @@ fn load_interviews(
         pre_rejects,
         rejects,
     )
+    .map(|mut t| {
+        t.input.footer_lines = footer_lines;
+        t
+    })
 }
 
 fn load_triggers(
@@ -2129,6 +2382,7 @@ fn load_triggers(
         df: raw,
         rows,
         pre_rejects,
+        footer_lines,
     } = read_raw(path, cfg)?;
     let (exprs, _, _) = map_columns(
         &raw,
@@ -2167,6 +2421,10 @@ fn load_triggers(
         pre_rejects,
         rejects,
     )
+    .map(|mut t| {
+        t.input.footer_lines = footer_lines;
+        t
+    })
 }
 
 #[cfg(test)]

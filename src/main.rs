@@ -30,7 +30,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
+            if e.downcast_ref::<icp::cmd::NotReady>().is_some() {
+                std::process::ExitCode::from(icp::cmd::EXIT_NOT_READY)
+            } else {
+                std::process::ExitCode::from(1)
+            }
         }
     }
 }

@@ -308,7 +308,138 @@ impl ModelArtifact {
                 message: format!("format {} is not {ARTIFACT_FORMAT}", a.format),
             });
         }
+        a.check().map_err(|message| IcpError::Artifact {
+            path: path.into(),
+            message: format!("{message} (the file was edited by hand, damaged, or written by another version: retrain with `icp run`)"),
+        })?;
+        a.config.recheck(path)?;
         Ok(a)
+    }
+
+    /// Every index, kind and number scoring relies on, checked once on read:
+    /// what passes cannot panic in the feature and scoring code.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        use crate::features::{Cell, Feature, Variable};
+        let spec = &self.model.spec;
+        let n_vars = spec.variables.len();
+        let finite = |what: &str, v: &[f64]| -> std::result::Result<(), String> {
+            match v.iter().position(|x| !x.is_finite()) {
+                Some(i) => Err(format!("{what}[{i}] is {} (expected a finite number)", v[i])),
+                None => Ok(()),
+            }
+        };
+        let increasing = |what: &str, v: &[f64]| -> std::result::Result<(), String> {
+            finite(what, v)?;
+            match v.windows(2).position(|w| w[0] >= w[1]) {
+                Some(i) => Err(format!("{what} is not increasing at {}", i + 1)),
+                None => Ok(()),
+            }
+        };
+        for (i, v) in spec.variables.iter().enumerate() {
+            if let Variable::Numeric {
+                median,
+                mean,
+                sd,
+                edges,
+                knots,
+                ..
+            } = v
+            {
+                let at = format!("model.spec.variables[{i}]");
+                finite(&format!("{at}.median/mean/sd"), &[*median, *mean, *sd])?;
+                if *sd <= 0.0 {
+                    return Err(format!("{at}.sd is {sd} (expected more than 0)"));
+                }
+                increasing(&format!("{at}.edges"), edges)?;
+                increasing(&format!("{at}.knots"), knots)?;
+                if knots.len() == 1 || knots.len() == 2 {
+                    return Err(format!(
+                        "{at}.knots has {} knots (expected none, or 3 or more)",
+                        knots.len()
+                    ));
+                }
+            }
+        }
+        let cell = |c: &Cell, at: &str| -> std::result::Result<(), String> {
+            match c {
+                Cell::Level { var, level } => match spec.variables.get(*var) {
+                    Some(Variable::Categorical { levels, .. }) if levels.contains(level) => Ok(()),
+                    _ => Err(format!(
+                        "{at}: no categorical variable {var} with the level {level:?}"
+                    )),
+                },
+                Cell::Bin { var, bin } => match spec.variables.get(*var) {
+                    Some(Variable::Numeric { edges, .. }) if *bin <= edges.len() => Ok(()),
+                    _ => Err(format!("{at}: no numeric variable {var} with band {bin}")),
+                },
+            }
+        };
+        for (i, x) in spec.interactions.iter().enumerate() {
+            cell(&x.a, &format!("model.spec.interactions[{i}].a"))?;
+            cell(&x.b, &format!("model.spec.interactions[{i}].b"))?;
+        }
+        for (j, f) in spec.features.iter().enumerate() {
+            let at = format!("model.spec.features[{j}]");
+            let var = |v: usize| {
+                spec.variables.get(v).ok_or_else(|| {
+                    format!("{at}: variable {v} does not exist ({n_vars} variables)")
+                })
+            };
+            let ok = match f {
+                Feature::Level { var: v, level } => {
+                    matches!(var(*v)?, Variable::Categorical { levels, .. } if levels.contains(level))
+                }
+                Feature::Other { var: v } => {
+                    matches!(var(*v)?, Variable::Categorical { has_other: true, .. })
+                }
+                Feature::Missing { var: v } => match var(*v)? {
+                    Variable::Categorical { has_missing, .. }
+                    | Variable::Numeric { has_missing, .. } => *has_missing,
+                },
+                Feature::Linear { var: v } => matches!(var(*v)?, Variable::Numeric { .. }),
+                Feature::Bin { var: v, bin } => {
+                    matches!(var(*v)?, Variable::Numeric { edges, .. } if *bin <= edges.len())
+                }
+                Feature::Spline { var: v, term } => {
+                    matches!(var(*v)?, Variable::Numeric { knots, .. } if knots.len() >= 3 && *term < knots.len() - 2)
+                }
+                Feature::Interaction { index } => *index < spec.interactions.len(),
+            };
+            if !ok {
+                return Err(format!("{at} ({f:?}) does not fit its variable"));
+            }
+        }
+        let p = spec.features.len();
+        if self.model.coefficients.len() != p || spec.means.len() != p {
+            return Err(format!(
+                "model.coefficients has {} values and model.spec.means {} for {p} features",
+                self.model.coefficients.len(),
+                spec.means.len()
+            ));
+        }
+        finite("model.coefficients", &self.model.coefficients)?;
+        finite("model.spec.means", &spec.means)?;
+        finite("model.intercept", &[self.model.intercept])?;
+        if self.reference.is_empty() {
+            return Err("reference has no cut points".into());
+        }
+        finite("reference", &self.reference)?;
+        if self.reference.windows(2).any(|w| w[0] > w[1]) {
+            return Err("reference cut points are not in order".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_feature_coverage) {
+            return Err(format!(
+                "min_feature_coverage is {} (expected 0 to 1)",
+                self.min_feature_coverage
+            ));
+        }
+        if self.velocity_window.days < 1 {
+            return Err(format!(
+                "velocity_window.days is {} (expected 1 or more)",
+                self.velocity_window.days
+            ));
+        }
+        Ok(())
     }
 }
 

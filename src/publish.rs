@@ -297,7 +297,11 @@ impl RunWriter {
             .map_err(|e| IcpError::write("manifest.json", e))?;
         let mpath = self.tmp.join("manifest.json");
         fs::write(&mpath, text + "\n").map_err(|e| IcpError::write(&mpath, e))?;
-        sync_dir(&self.tmp);
+        // a file that did not reach the disk must not replace the old run
+        if let Err(e) = sync_dir(&self.tmp) {
+            let _ = fs::remove_dir_all(&self.tmp);
+            return Err(e);
+        }
         if self.dest.exists() {
             // Replace: swap the two directories in one step, so that at every
             // moment `dest` is either the whole old run or the whole new one.
@@ -463,7 +467,7 @@ pub fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
     Ok(out)
 }
 
-fn sync_dir(dir: &Path) {
+fn sync_dir(dir: &Path) -> Result<()> {
     use rayon::prelude::*;
     fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         if let Ok(entries) = fs::read_dir(dir) {
@@ -481,11 +485,15 @@ fn sync_dir(dir: &Path) {
     files(dir, &mut all);
     // the files are flushed to disk side by side: one waits on the disk
     // while another is written back
-    all.par_iter().for_each(|p| {
-        if let Ok(f) = fs::File::open(p) {
-            let _ = f.sync_all();
-        }
-    });
+    all.par_iter().try_for_each(|p| {
+        fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| IcpError::write(p, format!("cannot flush to disk: {e}")))
+    })?;
+    // the directory's own entries (the names of the files)
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IcpError::write(dir, format!("cannot flush to disk: {e}")))
 }
 
 /// Point `reports/latest` at `run` (a symlink swapped in with a rename).

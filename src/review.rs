@@ -440,21 +440,34 @@ fn publish_run(
             excluded.insert(a, x);
         }
     }
-    // in the scores' row order
-    let crm: Vec<crate::feed::CrmStatus> = crate::signals::str_col(&scores, "account_id")?
+    // in the scores' row order; an account without a known status would
+    // read as a prospect, a targeting candidate: the run is incomplete
+    let score_ids = crate::signals::str_col(&scores, "account_id")?;
+    let crm: Vec<crate::feed::CrmStatus> = score_ids
         .iter()
-        .map(|a| {
-            a.as_ref()
-                .and_then(|a| crm_of.get(a))
-                .copied()
-                .unwrap_or(crate::feed::CrmStatus::Prospect)
-        })
+        .filter_map(|a| a.as_ref().and_then(|a| crm_of.get(a)).copied())
         .collect();
+    if crm.len() != score_ids.len() {
+        let first = score_ids
+            .iter()
+            .find(|a| a.as_ref().is_none_or(|a| !crm_of.contains_key(a)))
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        return Err(IcpError::Artifact {
+            path: status_path,
+            message: format!(
+                "{} of the {} scored accounts have no known CRM status (the first: {first:?}); without it an account would be targeted as a prospect, so nothing is published: rerun `icp run`",
+                crate::util::thousands(score_ids.len() - crm.len()),
+                crate::util::thousands(score_ids.len())
+            ),
+        });
+    }
     let f: RunFindings = read_json(&run.join(FINDINGS))?;
     let m: crate::publish::Manifest = read_json(&run.join("manifest.json"))?;
-    let run_config = read_json::<crate::model::ModelArtifact>(&run.join("model.json"))
-        .map(|a| a.config)
-        .unwrap_or_default();
+    // the run's own settings decide the audience and the control group:
+    // an unreadable model.json stops the publication, never defaults
+    let run_config = crate::model::ModelArtifact::read(&run.join("model.json"))?.config;
     let publish = run_config.publish.clone();
     let crm_import = run_config.crm_import();
     Ok(Some(crate::feed::publish(&crate::feed::Publish {

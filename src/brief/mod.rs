@@ -179,14 +179,24 @@ pub fn measurement(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Measureme
 }
 
 /// The run date: `SOURCE_DATE_EPOCH` (seconds) when set, so a rebuilt
-/// brief can be byte-identical; otherwise today (UTC).
-pub fn run_date() -> NaiveDate {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map(|t| t.date_naive())
-        .unwrap_or_else(|| chrono::Utc::now().date_naive())
+/// brief can be byte-identical; otherwise today (UTC). A value that is not
+/// a time is an error: a silent "today" would break the reproducibility it
+/// was set for.
+pub fn run_date() -> crate::Result<NaiveDate> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(chrono::Utc::now().date_naive()),
+        Ok(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| t.date_naive())
+            .ok_or_else(|| {
+                crate::IcpError::Invalid(format!(
+                    "SOURCE_DATE_EPOCH = {s:?}: expected whole seconds since 1970-01-01 (unset it to use today's date)"
+                ))
+            }),
+    }
 }
 
 fn role(name: &Option<String>, title: &str) -> String {
@@ -889,7 +899,7 @@ fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {
     let skipped = &a.model.spec.skipped;
     if !skipped.is_empty() {
         d.push(Block::Para(
-            "Account columns the model did not use as they are:".into(),
+            "Account columns kept out of the model, and why (columns the sale itself writes and columns naming people or records are dropped by the leak guard; [features] allow in the config keeps a column you vouch for):".into(),
         ));
         d.push(Block::Bullets(
             skipped

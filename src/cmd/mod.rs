@@ -90,6 +90,24 @@ impl DataArgs {
     pub fn config(&self) -> anyhow::Result<icp_config::ValidConfig> {
         Ok(icp_config::ValidConfig::load(self.config.as_deref())?)
     }
+
+    /// `icp SUB --data D --config C`: a command the tool suggests, with the
+    /// user's own data and config, so it runs as printed.
+    pub fn command(&self, sub: &str) -> String {
+        let quote = |p: &Path| {
+            let s = p.display().to_string();
+            if s.contains([' ', '\'', '"']) {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            } else {
+                s
+            }
+        };
+        let mut c = format!("icp {sub} --data {}", quote(&self.data));
+        if let Some(cfg) = &self.config {
+            c.push_str(&format!(" --config {}", quote(cfg)));
+        }
+        c
+    }
 }
 
 use crate::config as icp_config;
@@ -116,21 +134,35 @@ pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
 }
 
 /// Stop when no account row survived the checks: there is nothing to score.
-pub fn require_accounts(data: &crate::load::Dataset) -> anyhow::Result<()> {
-    require_rows(&data.accounts.input)
+/// `lister` is the command that lists the rejects, with the user's own
+/// options, when there is one.
+pub fn require_accounts(data: &crate::load::Dataset, lister: Option<String>) -> anyhow::Result<()> {
+    require_rows(&data.accounts.input, lister)
 }
 
-pub fn require_rows(a: &crate::load::InputFile) -> anyhow::Result<()> {
+pub fn require_rows(a: &crate::load::InputFile, lister: Option<String>) -> anyhow::Result<()> {
     if a.used == 0 {
         anyhow::bail!(
-            "{}: no usable account rows ({} read, {} rejected); `icp validate` lists the rejects",
+            "{}: no usable account rows ({} read, {} rejected){}",
             a.file,
             a.rows,
-            a.rejected
+            a.rejected,
+            lister
+                .map(|c| format!("; `{c}` lists the rejects"))
+                .unwrap_or_default()
         );
     }
     Ok(())
 }
+
+/// Exit code of `icp validate` when the data cannot train a model yet
+/// (1 is any other error).
+pub const EXIT_NOT_READY: u8 = 2;
+
+/// `icp validate`'s verdict when the data is not ready to train.
+#[derive(Debug, thiserror::Error)]
+#[error("the data is not ready to train (the problems are listed above and in readiness.json)")]
+pub struct NotReady;
 
 /// The model file: the one given, or the active model's.
 pub fn model_path(given: Option<&Path>, reports: &Path) -> anyhow::Result<PathBuf> {
@@ -165,6 +197,46 @@ pub fn input_lines(inputs: &[crate::load::InputFile]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// What the loader did beyond using and rejecting rows, where the user
+/// looks first: footers skipped, cells read as missing, stages the config
+/// does not map (with the lines that map them), and the date the data is
+/// as of.
+pub fn data_lines(
+    data: &crate::load::Dataset,
+    as_of: Option<chrono::NaiveDate>,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for i in data.inputs() {
+        if i.footer_lines > 0 {
+            out.push(format!(
+                "  {}: {} report footer lines after the data skipped (not rows)",
+                i.file, i.footer_lines
+            ));
+        }
+    }
+    for (file, column, n, example) in crate::load::notes_by_column(&data.rejects)? {
+        out.push(format!(
+            "  {file}: {} cells of `{column}` read as missing (for example {example:?}; rejects.csv lists each, the rows are used)",
+            thousands(n)
+        ));
+    }
+    let unknown = crate::load::unknown_stages(&data.rejects)?;
+    if !unknown.is_empty() {
+        let n: usize = unknown.iter().map(|u| u.1).sum();
+        out.push(format!(
+            "  {} deals rejected for a stage the config does not map; to use them, add to the config's [outcomes]:",
+            thousands(n)
+        ));
+        out.extend(crate::load::outcome_lines(&unknown).into_iter().map(|l| format!("  {l}")));
+    }
+    if let Some(d) = as_of {
+        out.push(format!(
+            "data as of {d} (the newest closed, created, churn or trigger date; open deals' expected close dates are not used)"
+        ));
+    }
+    Ok(out)
 }
 
 /// "accounts: 1,234 high, ..." from the manifest counts.

@@ -45,14 +45,14 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     stages.start("load");
     let data = load::load_dir(&args.data.data, &cfg, Need::Training)?;
     stages.rows(data.inputs().iter().map(|i| i.rows).sum());
-    crate::cmd::require_accounts(&data)?;
+    crate::cmd::require_accounts(&data, Some(args.data.command("validate")))?;
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
     let trained = model::train_staged(&data, &cfg, truth.as_ref(), &stages).with_context(|| {
         format!(
-            "training on {} stopped ({} rows rejected; `icp validate --data {}` lists them)",
+            "training on {} stopped ({} rows rejected; `{}` lists them)",
             args.data.data.display(),
             load::rejected_rows(&data.rejects),
-            args.data.data.display()
+            args.data.command("validate")
         )
     })?;
     let artifact = trained.artifact;
@@ -121,7 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         None => new_run_dir(&args.reports, &artifact.model_id),
     };
     let as_of = crate::outcomes::newest_date(&data);
-    let run_date = crate::brief::run_date();
+    let loaded_lines = crate::cmd::data_lines(&data, as_of)?;
+    let run_date = crate::brief::run_date()?;
     let earlier = match as_of {
         Some(d) => review::earlier_scorings(&args.reports, &dest, d, 4)?
             .iter()
@@ -301,7 +302,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     )?;
     stages.finish();
     if !args.data.quiet {
-        print_summary(&dir, &artifact, &inputs, &counts);
+        print_summary(&dir, &artifact, &inputs, &loaded_lines, &counts);
         println!(
             "brief: {} ({}; refined ICP: {} include and {} exclude criteria{}, from {} best-fit signals and {} exclusions)",
             dir.join("brief.html").display(),
@@ -418,11 +419,12 @@ fn print_summary(
     dir: &std::path::Path,
     a: &ModelArtifact,
     inputs: &[load::InputFile],
+    loaded: &[String],
     counts: &[(String, usize)],
 ) {
     let e = &a.evaluation;
     println!("icp run: model {}", a.model_id);
-    for l in input_lines(inputs) {
+    for l in input_lines(inputs).iter().chain(loaded) {
         println!("{l}");
     }
     for l in feature_lines(&a.model.spec) {

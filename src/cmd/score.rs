@@ -142,7 +142,7 @@ fn publish_daily(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
         load::Need::ScoringOnly,
         Some(&artifact.extra_column_kinds),
     )?;
-    crate::cmd::require_accounts(&data)?;
+    crate::cmd::require_accounts(&data, None)?;
     if cfg.publish.audience == crate::feed::Audience::Prospects
         && data.opportunities.is_none()
         && data.customers.is_none()
@@ -301,7 +301,7 @@ fn score_in_pieces(
         footer_lines: 0,
     };
     inputs.push(input.clone());
-    crate::cmd::require_rows(&input)?;
+    crate::cmd::require_rows(&input, None)?;
     stages.start("publish");
     stages.rows(used);
     match (whole, buckets) {

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "train",
         Some(a.model_id.clone()),
         data.inputs(),
-        vec![("rejects".into(), data.rejects.height())],
+        vec![("rejects".into(), load::rejected_rows(&data.rejects))],
     )?;
     if !args.data.quiet {
         println!("icp train: model {}", a.model_id);

@@ -118,11 +118,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "validate",
         None,
         data.inputs(),
-        vec![("rejects".into(), data.rejects.height())],
+        vec![("rejects".into(), load::rejected_rows(&data.rejects))],
     )?;
     if !args.data.quiet {
         println!("icp validate: {}", args.data.data.display());
         for l in input_lines(&data.inputs()) {
+            println!("{l}");
+        }
+        for l in crate::cmd::data_lines(&data, crate::outcomes::newest_date(&data))? {
             println!("{l}");
         }
         println!(
@@ -145,6 +148,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         println!("report: {}", dir.display());
+    }
+    if !r.ready_to_train {
+        return Err(crate::cmd::NotReady.into());
     }
     Ok(())
 }

@@ -37,7 +37,6 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
         "opportunities.csv 10 amount",
         "opportunities.csv 11 outcome",
         "opportunities.csv 12 opportunity_id",
-        "opportunities.csv 13 account_id",
         "opportunities.csv 14 closed_date",
         "customers.csv 4 delivery_fit",
         "triggers.csv 3 account_id",
@@ -48,29 +47,49 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
     ];
     assert_eq!(got, want);
     let reasons = strings(r, "reason");
+    let note = |i: usize, what: &str| {
+        assert!(
+            reasons[i].starts_with(icp::load::NOTE_PREFIX) && reasons[i].contains(what),
+            "{i}: {}",
+            reasons[i]
+        )
+    };
     assert!(
         reasons[0].starts_with("duplicate account_id"),
         "{}",
         reasons[0]
     );
-    assert!(reasons[1].contains("expected a number"));
+    // unreadable or out-of-range optional numbers are cells read as
+    // missing, noted; their rows are kept
+    note(1, "not a number");
     assert!(reasons[2].starts_with("missing account_id"));
-    assert!(reasons[3].contains(">= 0"));
-    assert!(reasons[4].contains("whole year"));
+    note(3, ">= 0");
+    note(4, "whole year");
     assert!(reasons[5].starts_with("unknown account_id"));
     assert!(reasons[6].contains("ISO 8601"));
     assert!(reasons[7].starts_with("closed before created"));
-    assert!(reasons[8].starts_with("negative amount"));
+    note(8, "negative amount");
     assert!(reasons[9].starts_with("unknown outcome"));
     assert!(reasons[10].starts_with("duplicate opportunity_id"));
-    // A4 was rejected in accounts, so its deal has no valid account
-    assert!(reasons[11].starts_with("unknown account_id"));
-    assert!(reasons[12].starts_with("missing closed_date"));
+    assert!(reasons[11].starts_with("missing closed_date"));
     // the raw value is shown as written
     assert_eq!(strings(r, "value")[1], "abc");
-    assert!(reasons[16].starts_with("unknown account_id"));
-    assert_eq!(reasons[17], "missing quote");
-    assert!(reasons[18].contains("ISO 8601"), "{}", reasons[18]);
+    assert!(reasons[15].starts_with("unknown account_id"));
+    assert_eq!(reasons[16], "missing quote");
+    assert!(reasons[17].contains("ISO 8601"), "{}", reasons[17]);
+    // A4 (employees "abc") is kept with employees missing, and so is its
+    // deal O11; O9 (amount -3) is kept with its amount missing
+    let acc = &data.accounts.df;
+    let a4 = strings(acc, "account_id")
+        .iter()
+        .position(|a| a == "A4")
+        .expect("A4 kept");
+    assert_eq!(acc.column("employees").unwrap().get(a4).unwrap(), AnyValue::Null);
+    let opp = &data.opportunities.as_ref().expect("opps").df;
+    let ids = strings(opp, "opportunity_id");
+    assert!(ids.contains(&"O11".to_string()), "{ids:?}");
+    let o9 = ids.iter().position(|o| o == "O9").expect("O9 kept");
+    assert_eq!(opp.column("amount").unwrap().get(o9).unwrap(), AnyValue::Null);
     // the good quotes are kept verbatim, a date and a role optional
     let iv = &data.interviews.as_ref().expect("interviews loaded").df;
     assert_eq!(
@@ -83,13 +102,20 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
 fn every_row_is_used_or_rejected() {
     let data = load_dir(&fixture("tiny"), &tiny_config(), Need::Training).expect("loads");
     let files = strings(&data.rejects, "file");
+    let reasons = strings(&data.rejects, "reason");
     for input in data.inputs() {
-        let listed = files.iter().filter(|f| **f == input.file).count();
+        // rows rejected; cell notes are about rows that were used
+        let listed = files
+            .iter()
+            .zip(&reasons)
+            .filter(|(f, r)| **f == input.file && !r.starts_with(icp::load::NOTE_PREFIX))
+            .count();
         assert_eq!(input.used + input.rejected, input.rows, "{input:?}");
         assert_eq!(listed, input.rejected, "{input:?}");
     }
+    // rejected: the duplicate A2 and the row without an id
     assert_eq!(data.accounts.input.rows, 9);
-    assert_eq!(data.accounts.input.used, 4);
+    assert_eq!(data.accounts.input.used, 7);
 }
 
 #[test]
@@ -110,10 +136,12 @@ fn labels_follow_the_definition() {
         got,
         [
             "O1 won true",       // 19 days, within the window
+            "O11 won true",      // 4 days (its account's bad employees cell is only missing)
             "O13 churned false", // churned is negative
             "O2 won false",      // 90 days: won but slow
             "O3 lost false",
             "O4 churned false", // won, but customers.csv says the account churned after
+            "O9 won true",      // 4 days (its negative amount is only missing)
         ]
     );
 }
@@ -178,11 +206,14 @@ fn the_default_window_is_the_median_won_cycle_before_the_holdout() {
     let cfg = ValidConfig::default();
     let data = load_dir(&fixture("tiny"), &cfg, Need::Training).expect("loads");
     let l = icp::label::label(&data, &cfg).expect("labels");
-    // closed deals by date: O3 01-15, O1 01-20, O13 02-10, O4 03-10 | O2 05-01 (holdout)
-    assert_eq!(l.cutoff.to_string(), "2024-05-01");
-    assert_eq!((l.n_train, l.n_holdout), (4, 1));
-    // won or churned before the holdout: O1 19 days, O13 9, O4 9 -> median 9
-    assert_eq!(l.window.days, 9);
+    // closed deals by date: O9 01-05, O11 01-05, O3 01-15, O1 01-20,
+    // O13 02-10 | O4 03-10, O2 05-01: the holdout starts at the 6th of 7
+    // (floor(7 x 0.8) = 5, 0-based)
+    assert_eq!(l.cutoff.to_string(), "2024-03-10");
+    assert_eq!((l.n_train, l.n_holdout), (5, 2));
+    // won or churned before the holdout: O9 4 days, O11 4, O13 9, O1 19 ->
+    // median 6.5, rounded up to 7
+    assert_eq!(l.window.days, 7);
     assert!(l.window.source.contains("median"), "{}", l.window.source);
 }
 
@@ -542,7 +573,8 @@ fn the_founded_year_bound_is_the_datas_newest_year_plus_one() {
     let at = |row: &str| {
         (0..r.height()).find(|&i| strings(r, "file")[i] == "accounts.csv" && rows[i] == row)
     };
-    let a1 = at("2").expect("A1 rejected");
+    // a founding year out of range is a cell read as missing, noted
+    let a1 = at("2").expect("A1's founding year noted");
     assert_eq!(cols[a1], "founded_year");
     assert!(
         reasons[a1].contains("between 1600 and 2025"),

@@ -6,6 +6,7 @@ mod bench;
 mod brief;
 mod common;
 mod crm;
+mod exports;
 mod feed;
 mod generate;
 mod hardening;

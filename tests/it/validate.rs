@@ -1,6 +1,6 @@
 //! `icp validate`: rejects and readiness, nothing else.
 
-use crate::common::{fixture, icp, read_csv, root, stderr, stdout};
+use crate::common::{fixture, icp, read_csv, root, stderr, stdout, strings};
 
 #[test]
 fn validate_writes_rejects_and_readiness_only() {
@@ -16,15 +16,24 @@ fn validate_writes_rejects_and_readiness_only() {
         ],
         &root(),
     );
-    assert!(o.status.success(), "{}", stderr(&o));
+    // not ready: the documented exit code, and the report is still written
+    assert_eq!(o.status.code(), Some(icp::cmd::EXIT_NOT_READY as i32), "{}", stderr(&o));
     assert!(stdout(&o).contains("ready to train: NO"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("not ready to train"), "{}", stderr(&o));
     let rejects = read_csv(&out.join("rejects.csv"));
-    // 16 bad rows in the four CRM files, 3 in interviews.csv
-    assert_eq!(rejects.height(), 19);
+    // 11 bad rows in the four CRM files and 3 in interviews.csv, and 4
+    // cells read as missing in rows that were used (tests/it/load.rs)
+    assert_eq!(rejects.height(), 18);
+    let notes = strings(&rejects, "reason")
+        .iter()
+        .filter(|r| r.starts_with(icp::load::NOTE_PREFIX))
+        .count();
+    assert_eq!(notes, 4);
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("readiness.json")).unwrap()).unwrap();
     assert_eq!(r["ready_to_train"], false);
-    assert_eq!(r["won"], 3);
+    // O1, O2, O4 ("WON"), O9 and O11
+    assert_eq!(r["won"], 5);
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .flatten()
