@@ -72,6 +72,9 @@ pub struct Dataset {
     pub rejects: DataFrame,
     /// extra account columns (beyond the contract's) and whether they are numeric
     pub extra_columns: BTreeMap<String, ColumnKind>,
+    /// account columns of the file that the config's `[features] exclude`
+    /// names: never read, listed in the run's summary
+    pub excluded_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -200,6 +203,7 @@ pub fn load_files(
         Some(r) => newest_year(r, cfg)?,
         None => None,
     };
+    let excluded_columns = excluded_by_config(&raw, cfg);
     let (accounts, extra_columns) = load_accounts(
         raw,
         accounts_path,
@@ -239,6 +243,7 @@ pub fn load_files(
         interviews: None,
         rejects,
         extra_columns,
+        excluded_columns,
     })
 }
 
@@ -1113,6 +1118,16 @@ impl SeenIds {
         };
         (half(0) << 64) | half(1)
     }
+}
+
+/// The accounts file's columns that the config excludes, in file order.
+fn excluded_by_config(raw: &Raw, cfg: &ValidConfig) -> Vec<String> {
+    raw.df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| cfg.features.exclude.contains(n))
+        .collect()
 }
 
 /// Check one piece of an accounts file: like a whole file, and an id met in

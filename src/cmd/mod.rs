@@ -231,6 +231,14 @@ pub fn data_lines(
         ));
         out.extend(crate::load::outcome_lines(&unknown).into_iter().map(|l| format!("  {l}")));
     }
+    if !data.excluded_columns.is_empty() {
+        out.push(format!(
+            "  {}: {} columns excluded by the config's [features] exclude, never read: {}",
+            data.accounts.input.file,
+            data.excluded_columns.len(),
+            data.excluded_columns.join(", ")
+        ));
+    }
     if let Some(d) = as_of {
         out.push(format!(
             "data as of {d} (the newest closed, created, churn or trigger date; open deals' expected close dates are not used)"

@@ -405,8 +405,9 @@ pub fn feature_lines(spec: &crate::features::FeatureSpec) -> Vec<String> {
     let mut out = vec![format!("features: {}", used.join(", "))];
     if !spec.skipped.is_empty() {
         out.push(format!(
-            "not features ({} columns; the reasons are in the brief and model.json):",
-            spec.skipped.len()
+            "not features ({} {}; the reasons are in the brief and model.json):",
+            spec.skipped.len(),
+            if spec.skipped.len() == 1 { "column" } else { "columns" }
         ));
         for (c, why) in &spec.skipped {
             out.push(format!("  {c}: {why}"));
