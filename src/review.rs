@@ -403,13 +403,21 @@ fn keep_active(reports: &Path, run: &Path, appr: &Approval) -> Result<()> {
     Ok(())
 }
 
-/// Publish an approved run's scoring to `reports/published/`. Runs made
-/// before `crm_status.csv` existed cannot be published (None).
-fn publish_run(
-    reports: &Path,
-    run: &Path,
-    approved: &[String],
-) -> Result<Option<crate::feed::Published>> {
+/// What publishing an approved run needs, read and checked before anything
+/// is made active or published.
+struct Prepared {
+    scores: DataFrame,
+    crm: Vec<crate::feed::CrmStatus>,
+    excluded: std::collections::HashMap<String, Vec<String>>,
+    findings: RunFindings,
+    manifest: crate::publish::Manifest,
+    config: crate::config::ValidConfig,
+    rejects: DataFrame,
+}
+
+/// Read and check what publishing a run needs. Runs made before
+/// `crm_status.csv` existed cannot be published (None).
+fn prepare_publication(run: &Path, approved: &[String]) -> Result<Option<Prepared>> {
     let status_path = run.join(CRM_STATUS);
     if !status_path.is_file() {
         return Ok(None);
@@ -463,27 +471,37 @@ fn publish_run(
             ),
         });
     }
-    let f: RunFindings = read_json(&run.join(FINDINGS))?;
-    let m: crate::publish::Manifest = read_json(&run.join("manifest.json"))?;
-    // the run's own settings decide the audience and the control group:
-    // an unreadable model.json stops the publication, never defaults
-    let run_config = crate::model::ModelArtifact::read(&run.join("model.json"))?.config;
-    let publish = run_config.publish.clone();
-    let crm_import = run_config.crm_import();
-    Ok(Some(crate::feed::publish(&crate::feed::Publish {
+    Ok(Some(Prepared {
+        findings: read_json(&run.join(FINDINGS))?,
+        manifest: read_json(&run.join("manifest.json"))?,
+        // the run's own settings decide the audience and the control
+        // group: an unreadable model.json stops the publication, never
+        // defaults
+        config: crate::model::ModelArtifact::read(&run.join("model.json"))?.config,
+        rejects: read_text_csv(&run.join("rejects.csv"))?,
+        scores,
+        crm,
+        excluded,
+    }))
+}
+
+/// Publish an approved run's scoring to `reports/published/`.
+fn publish_run(reports: &Path, p: Prepared) -> Result<crate::feed::Published> {
+    let publish = &p.config.publish;
+    crate::feed::publish(&crate::feed::Publish {
         reports,
         by: "approve",
-        model_id: &f.model_id,
-        as_of: f.as_of.clone(),
+        model_id: &p.findings.model_id,
+        as_of: p.findings.as_of.clone(),
         audience: publish.audience,
         control_share: publish.control_share,
-        inputs: m.inputs,
-        scores: &scores,
-        crm: &crm,
-        excluded: &excluded,
-        rejects: &read_text_csv(&run.join("rejects.csv"))?,
-        crm_import: &crm_import,
-    })?))
+        inputs: p.manifest.inputs,
+        scores: &p.scores,
+        crm: &p.crm,
+        excluded: &p.excluded,
+        rejects: &p.rejects,
+        crm_import: &p.config.crm_import(),
+    })
 }
 
 /// Resolve a run argument: a directory, or `latest` / a run name under `reports`.
@@ -662,9 +680,12 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
     // Active and published first, recorded in the run last: a crash before
     // the record leaves a run that can be approved again (every step is
     // idempotent), never one marked approved that was not published.
+    // a damaged run (model.json, CRM statuses) stops here, before its
+    // model is made active
+    let prepared = prepare_publication(&dir, &approval.exclusions_approved)?;
     fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
     make_active(req.reports, &dir, &approval)?;
-    let publication = publish_run(req.reports, &dir, &approval.exclusions_approved)?;
+    let publication = prepared.map(|p| publish_run(req.reports, p)).transpose()?;
     let text =
         serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
     write_atomic(&approval_path, (text + "\n").as_bytes())?;

@@ -284,3 +284,62 @@ fn a_later_run_is_compared_with_the_active_model() {
     let brief = std::fs::read_to_string(q3.join("brief.md")).unwrap();
     assert!(brief.contains("Changes since the active model"));
 }
+
+/// A damaged run is not published and its model is not made active: an
+/// account missing from crm_status.csv would be targeted as a prospect,
+/// and an unreadable model.json would publish with default settings.
+#[test]
+fn a_damaged_run_is_neither_published_nor_made_active() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports = tmp.path().join("reports");
+    let run = tmp.path().join("run");
+    run_quiet(None, &run, &reports, &[]);
+    let approve = |dir: &std::path::Path| {
+        icp(
+            &[
+                "approve",
+                dir.to_str().unwrap(),
+                "--by",
+                "Test",
+                "--accept-all-exclusions",
+                "--reports",
+                reports.to_str().unwrap(),
+            ],
+            &root(),
+        )
+    };
+    let copy = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (rel, bytes) in tree(&run) {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        d
+    };
+    // one account's CRM status lost
+    let lost = copy("lost-status");
+    let st = std::fs::read_to_string(lost.join("crm_status.csv")).unwrap();
+    let mut lines: Vec<&str> = st.lines().collect();
+    let gone = lines.remove(7).split(',').next().unwrap().to_string();
+    std::fs::write(lost.join("crm_status.csv"), lines.join("\n") + "\n").unwrap();
+    let o = approve(&lost);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("1 of the 5,000 scored accounts have no known CRM status"), "{e}");
+    assert!(e.contains(&gone), "{e}");
+    // a model.json that is not the artifact
+    let broken = copy("broken-model");
+    std::fs::write(broken.join("model.json"), "{\"format\": \"icp-model/1\"}").unwrap();
+    let o = approve(&broken);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("model.json"), "{}", stderr(&o));
+    // neither was made active, nothing was published
+    assert!(!reports.join("active.json").exists());
+    assert!(!reports.join("published").exists());
+    // the intact run approves
+    let o = approve(&run);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(reports.join("active.json").exists());
+}
