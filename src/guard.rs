@@ -81,11 +81,13 @@ const FIRST_NAMES: &[&str] = &[
     "quinn", "drew", "robin", "jesse", "kai", "leslie", "lee", "pat", "chris", "kim",
 ];
 
-/// Per account row: has any deal; has a closed training deal; won one.
+/// The account rows of each group the rules compare: with any deal,
+/// without (prospects); with a closed training deal, won or not.
 struct Groups {
-    has_deal: Vec<bool>,
-    closed: Vec<bool>,
-    won: Vec<bool>,
+    deal: Vec<usize>,
+    prospect: Vec<usize>,
+    won: Vec<usize>,
+    lost: Vec<usize>,
 }
 
 /// Least accounts in each group before a rule that compares groups speaks.
@@ -153,14 +155,10 @@ fn groups(accounts: &DataFrame, opportunities: &DataFrame, labels: &DataFrame) -
         .filter_map(|(i, v)| Some((v?, i)))
         .collect();
     let n = accounts.height();
-    let mut g = Groups {
-        has_deal: vec![false; n],
-        closed: vec![false; n],
-        won: vec![false; n],
-    };
+    let (mut has_deal, mut closed, mut won) = (vec![false; n], vec![false; n], vec![false; n]);
     for id in opportunities.column("account_id")?.str()?.iter().flatten() {
         if let Some(&r) = row.get(id) {
-            g.has_deal[r] = true;
+            has_deal[r] = true;
         }
     }
     let (ids, outcome, holdout) = (
@@ -175,12 +173,18 @@ fn groups(accounts: &DataFrame, opportunities: &DataFrame, labels: &DataFrame) -
         let Some(&r) = ids.get(i).and_then(|id| row.get(id)) else {
             continue;
         };
-        g.closed[r] = true;
+        closed[r] = true;
         if matches!(outcome.get(i), Some("won") | Some("churned")) {
-            g.won[r] = true;
+            won[r] = true;
         }
     }
-    Ok(g)
+    let rows = |f: &dyn Fn(usize) -> bool| (0..n).filter(|&r| f(r)).collect::<Vec<_>>();
+    Ok(Groups {
+        deal: rows(&|r| has_deal[r]),
+        prospect: rows(&|r| !has_deal[r]),
+        won: rows(&|r| closed[r] && won[r]),
+        lost: rows(&|r| closed[r] && !won[r]),
+    })
 }
 
 /// A header that names people or records.
@@ -271,18 +275,14 @@ fn leak<'a, T: Copy>(
     value: impl Fn(Option<T>) -> Option<Value<'a>>,
 ) -> Option<String> {
     let cells: Vec<Option<Value>> = v.iter().map(|x| value(*x)).collect();
-    let rows = |f: &dyn Fn(usize) -> bool| (0..cells.len()).filter(|&r| f(r)).collect::<Vec<_>>();
-    let deal = rows(&|r| g.has_deal[r]);
-    let prospect = rows(&|r| !g.has_deal[r]);
-    let won = rows(&|r| g.closed[r] && g.won[r]);
-    let lost = rows(&|r| g.closed[r] && !g.won[r]);
+    let (deal, prospect, won, lost) = (&g.deal, &g.prospect, &g.won, &g.lost);
     let fill = |rs: &[usize]| {
         rs.iter().filter(|&&r| cells[r].is_some()).count() as f64 / rs.len().max(1) as f64
     };
     let enough = |a: &[usize], b: &[usize]| a.len() >= MIN_GROUP && b.len() >= MIN_GROUP;
     for (a, an, b, bn) in [
-        (&won, "won accounts", &lost, "lost accounts"),
-        (&deal, "accounts with deals", &prospect, "prospects"),
+        (won, "won accounts", lost, "lost accounts"),
+        (deal, "accounts with deals", prospect, "prospects"),
     ] {
         let (fa, fb) = (fill(a), fill(b));
         let one_sided = fa.min(fb) <= EMPTY && fa.max(fb) >= 0.5;
@@ -294,16 +294,15 @@ fn leak<'a, T: Copy>(
             ));
         }
     }
-    if enough(&won, &lost) {
-        if let Some(r) = pure_value(&cells, &won, &lost) {
+    if enough(won, lost) {
+        if let Some(r) = pure_value(&cells, won, lost) {
             return Some(r);
         }
     }
-    for (a, an, b, bn) in [
-        (&won, "won from lost accounts", &lost, ""),
-        (&deal, "accounts with deals from prospects", &prospect, ""),
+    for (a, an, b) in [
+        (won, "won from lost accounts", lost),
+        (deal, "accounts with deals from prospects", prospect),
     ] {
-        let _ = bn;
         if enough(a, b) {
             if let Some(auc) = separation(&cells, a, b) {
                 if auc >= SEPARATES {
@@ -317,27 +316,47 @@ fn leak<'a, T: Copy>(
     None
 }
 
-fn key(v: Value) -> String {
+/// A cell as a hash key, without copying its text (a million accounts).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key<'a> {
+    Blank,
+    Num(u64),
+    Text(&'a str),
+}
+
+fn key(v: Option<Value<'_>>) -> Key<'_> {
     match v {
-        Value::Num(x) => format!("{x}"),
-        Value::Text(s) => s.to_string(),
+        None => Key::Blank,
+        // -0.0 and 0.0 are one value
+        Some(Value::Num(x)) => Key::Num((x + 0.0).to_bits()),
+        Some(Value::Text(s)) => Key::Text(s),
+    }
+}
+
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Blank => write!(f, "(blank)"),
+            Key::Num(b) => write!(f, "{}", f64::from_bits(*b)),
+            Key::Text(s) => write!(f, "{s}"),
+        }
     }
 }
 
 /// A value found almost only on won accounts, or only on lost ones, in
 /// numbers chance would not give.
 fn pure_value(cells: &[Option<Value>], won: &[usize], lost: &[usize]) -> Option<String> {
-    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut counts: HashMap<Key, (usize, usize)> = HashMap::new();
     for (rs, is_won) in [(won, true), (lost, false)] {
         for &r in rs {
-            if let Some(v) = cells[r] {
-                let e = counts.entry(key(v)).or_default();
+            if cells[r].is_some() {
+                let e = counts.entry(key(cells[r])).or_default();
                 if is_won { e.0 += 1 } else { e.1 += 1 }
             }
         }
     }
     let base = won.len() as f64 / (won.len() + lost.len()) as f64;
-    let mut found: Vec<(String, usize, usize)> = counts
+    let mut found: Vec<(Key, usize, usize)> = counts
         .into_iter()
         .filter(|(_, (w, l))| {
             let n = (w + l) as f64;
@@ -380,8 +399,8 @@ fn separation(cells: &[Option<Value>], a: &[usize], b: &[usize]) -> Option<f64> 
             }
         }
     } else {
-        let k = |r: usize| cells[r].map(key).unwrap_or_default();
-        let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+        let k = |r: usize| key(cells[r]);
+        let mut counts: HashMap<Key, (usize, usize)> = HashMap::new();
         for (rs, is_a) in [(a, true), (b, false)] {
             for &r in rs {
                 let e = counts.entry(k(r)).or_default();
