@@ -65,20 +65,141 @@ const RECORD_WORDS: &[&str] = &[
 /// First names common in CRM user lists: a column whose values mostly
 /// start with one names people (owners, reps), whatever its header says.
 const FIRST_NAMES: &[&str] = &[
-    "aaron", "adam", "alex", "alexander", "alice", "alicia", "amanda", "amy", "andrea", "andrew",
-    "angela", "anna", "anthony", "ashley", "barbara", "ben", "benjamin", "beth", "bob", "brandon",
-    "brian", "carlos", "carol", "catherine", "charles", "chris", "christina", "christopher",
-    "claire", "daniel", "dana", "david", "deborah", "dennis", "diana", "donna", "elizabeth",
-    "emily", "emma", "eric", "frank", "gary", "george", "grace", "greg", "hannah", "heather",
-    "henry", "jack", "jacob", "james", "jamie", "jane", "jason", "jeff", "jennifer", "jessica",
-    "john", "jonathan", "jordan", "jose", "joseph", "josh", "joshua", "julia", "julie", "justin",
-    "karen", "kate", "katherine", "kelly", "kevin", "kim", "laura", "lauren", "linda", "lisa",
-    "maria", "mark", "mary", "matt", "matthew", "megan", "melissa", "michael", "michelle", "mike",
-    "morgan", "nancy", "nicole", "olivia", "patricia", "patrick", "paul", "peter", "rachel",
-    "rebecca", "richard", "riley", "robert", "ryan", "sam", "samantha", "sandra", "sarah", "scott",
-    "sean", "sophie", "stephanie", "stephen", "steve", "steven", "susan", "taylor", "thomas",
-    "tim", "timothy", "tom", "tyler", "victoria", "william", "jordan", "casey", "jamie", "avery",
-    "quinn", "drew", "robin", "jesse", "kai", "leslie", "lee", "pat", "chris", "kim",
+    "aaron",
+    "adam",
+    "alex",
+    "alexander",
+    "alice",
+    "alicia",
+    "amanda",
+    "amy",
+    "andrea",
+    "andrew",
+    "angela",
+    "anna",
+    "anthony",
+    "ashley",
+    "barbara",
+    "ben",
+    "benjamin",
+    "beth",
+    "bob",
+    "brandon",
+    "brian",
+    "carlos",
+    "carol",
+    "catherine",
+    "charles",
+    "chris",
+    "christina",
+    "christopher",
+    "claire",
+    "daniel",
+    "dana",
+    "david",
+    "deborah",
+    "dennis",
+    "diana",
+    "donna",
+    "elizabeth",
+    "emily",
+    "emma",
+    "eric",
+    "frank",
+    "gary",
+    "george",
+    "grace",
+    "greg",
+    "hannah",
+    "heather",
+    "henry",
+    "jack",
+    "jacob",
+    "james",
+    "jamie",
+    "jane",
+    "jason",
+    "jeff",
+    "jennifer",
+    "jessica",
+    "john",
+    "jonathan",
+    "jordan",
+    "jose",
+    "joseph",
+    "josh",
+    "joshua",
+    "julia",
+    "julie",
+    "justin",
+    "karen",
+    "kate",
+    "katherine",
+    "kelly",
+    "kevin",
+    "kim",
+    "laura",
+    "lauren",
+    "linda",
+    "lisa",
+    "maria",
+    "mark",
+    "mary",
+    "matt",
+    "matthew",
+    "megan",
+    "melissa",
+    "michael",
+    "michelle",
+    "mike",
+    "morgan",
+    "nancy",
+    "nicole",
+    "olivia",
+    "patricia",
+    "patrick",
+    "paul",
+    "peter",
+    "rachel",
+    "rebecca",
+    "richard",
+    "riley",
+    "robert",
+    "ryan",
+    "sam",
+    "samantha",
+    "sandra",
+    "sarah",
+    "scott",
+    "sean",
+    "sophie",
+    "stephanie",
+    "stephen",
+    "steve",
+    "steven",
+    "susan",
+    "taylor",
+    "thomas",
+    "tim",
+    "timothy",
+    "tom",
+    "tyler",
+    "victoria",
+    "william",
+    "jordan",
+    "casey",
+    "jamie",
+    "avery",
+    "quinn",
+    "drew",
+    "robin",
+    "jesse",
+    "kai",
+    "leslie",
+    "lee",
+    "pat",
+    "chris",
+    "kim",
 ];
 
 /// The account rows of each group the rules compare: with any deal,
@@ -204,9 +325,7 @@ fn record_name(name: &str) -> Option<String> {
                 words.contains(w)
             }
         })
-        .map(|w| {
-            format!("names people or records (\"{w}\" in its name), not a company's fit")
-        })
+        .map(|w| format!("names people or records (\"{w}\" in its name), not a company's fit"))
 }
 
 /// Values that are dates, near-unique, free text or people's names.
@@ -230,8 +349,8 @@ fn record_values(v: &[Option<&str>], date_format: Option<&str>) -> Option<String
             thousands(filled.len())
         ));
     }
-    let mean_len = sample.iter().map(|s| s.chars().count()).sum::<usize>() as f64
-        / sample.len() as f64;
+    let mean_len =
+        sample.iter().map(|s| s.chars().count()).sum::<usize>() as f64 / sample.len() as f64;
     if mean_len > 60.0 {
         return Some("free text (its cells average more than 60 characters)".into());
     }
@@ -447,13 +566,12 @@ mod tests {
         cols.extend(extra);
         let accounts = DataFrame::new_infer_height(cols).expect("accounts");
         let deal_ids: Vec<String> = ids[..160].to_vec();
-        let opps = DataFrame::new_infer_height(vec![Column::new(
-            "account_id".into(),
-            deal_ids,
-        )])
-        .expect("opps");
+        let opps = DataFrame::new_infer_height(vec![Column::new("account_id".into(), deal_ids)])
+            .expect("opps");
         let closed: Vec<String> = ids[..120].to_vec();
-        let outcome: Vec<&str> = (0..120).map(|i| if i < 60 { "won" } else { "lost" }).collect();
+        let outcome: Vec<&str> = (0..120)
+            .map(|i| if i < 60 { "won" } else { "lost" })
+            .collect();
         let labels = DataFrame::new_infer_height(vec![
             Column::new("account_id".into(), closed),
             Column::new("outcome".into(), outcome),
@@ -482,11 +600,13 @@ mod tests {
             (0..200).map(f).collect()
         };
         // HubSpot's lifecycle stage: Customer on won accounts
-        let lifecycle = by(&|i| Some(match i {
-            0..60 => "Customer",
-            60..160 => "Opportunity",
-            _ => "Lead",
-        }));
+        let lifecycle = by(&|i| {
+            Some(match i {
+                0..60 => "Customer",
+                60..160 => "Opportunity",
+                _ => "Lead",
+            })
+        });
         // a custom property filled for won accounts only
         let onboarding = by(&|i| (i < 60).then_some("Complete"));
         // a deal rollup: prospects 0, accounts with deals 1 to 4
@@ -494,9 +614,22 @@ mod tests {
             .map(|i| Some(if i < 160 { 1.0 + (i % 4) as f64 } else { 0.0 }))
             .collect();
         // negative control: a strong honest column (won 70% Yes, lost 30%)
-        let erp = by(&|i| Some(if (i < 60 && i % 10 < 7) || ((60..120).contains(&i) && i % 10 < 3) || (i >= 120 && i % 2 == 0) { "Yes" } else { "No" }));
+        let erp = by(&|i| {
+            Some(
+                if (i < 60 && i % 10 < 7)
+                    || ((60..120).contains(&i) && i % 10 < 3)
+                    || (i >= 120 && i % 2 == 0)
+                {
+                    "Yes"
+                } else {
+                    "No"
+                },
+            )
+        });
         let industry = by(&|i| Some(["Retail", "Software", "Finance", "Health"][i % 4]));
-        let employees: Vec<Option<f64>> = (0..200).map(|i| (i % 7 != 0).then_some((i * 37 % 500) as f64)).collect();
+        let employees: Vec<Option<f64>> = (0..200)
+            .map(|i| (i % 7 != 0).then_some((i * 37 % 500) as f64))
+            .collect();
         let cols = vec![
             Column::new("Lifecycle Stage".into(), lifecycle),
             Column::new("Onboarding Status".into(), onboarding),
@@ -508,7 +641,11 @@ mod tests {
         let got = dropped(cols.clone(), &[]);
         assert_eq!(
             got,
-            ["Lifecycle Stage", "Onboarding Status", "Number of Associated Deals"]
+            [
+                "Lifecycle Stage",
+                "Onboarding Status",
+                "Number of Associated Deals"
+            ]
         );
         // the user vouches for one: kept
         let got = dropped(cols, &["Onboarding Status"]);
@@ -517,20 +654,60 @@ mod tests {
 
     #[test]
     fn people_and_record_columns_are_recognised_by_name_and_by_value() {
-        let reps = ["Dana Revenue", "Sam Seller", "Alex Account", "Riley Forecast"];
+        let reps = [
+            "Dana Revenue",
+            "Sam Seller",
+            "Alex Account",
+            "Riley Forecast",
+        ];
         let cols = vec![
-            Column::new("Account Owner".into(), (0..200).map(|i| reps[i % 4]).collect::<Vec<_>>()),
-            Column::new("Handled By".into(), (0..200).map(|i| reps[(i / 3) % 4]).collect::<Vec<_>>()),
-            Column::new("Last Touch".into(), (0..200).map(|i| format!("2026-0{}-1{}", 1 + i % 9, i % 10)).collect::<Vec<_>>()),
-            Column::new("Ref".into(), (0..200).map(|i| format!("R-{i}")).collect::<Vec<_>>()),
-            Column::new("Billing Zip/Postal Code".into(), (0..200).map(|i| format!("{:05}", i % 30)).collect::<Vec<_>>()),
+            Column::new(
+                "Account Owner".into(),
+                (0..200).map(|i| reps[i % 4]).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "Handled By".into(),
+                (0..200).map(|i| reps[(i / 3) % 4]).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "Last Touch".into(),
+                (0..200)
+                    .map(|i| format!("2026-0{}-1{}", 1 + i % 9, i % 10))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "Ref".into(),
+                (0..200).map(|i| format!("R-{i}")).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "Billing Zip/Postal Code".into(),
+                (0..200)
+                    .map(|i| format!("{:05}", i % 30))
+                    .collect::<Vec<_>>(),
+            ),
             // negative controls: countries and industries of two capitalised words
-            Column::new("country".into(), (0..200).map(|i| ["United States", "United Kingdom", "New Zealand"][i % 3]).collect::<Vec<_>>()),
-            Column::new("industry".into(), (0..200).map(|i| ["Financial Services", "Computer Software"][i % 2]).collect::<Vec<_>>()),
+            Column::new(
+                "country".into(),
+                (0..200)
+                    .map(|i| ["United States", "United Kingdom", "New Zealand"][i % 3])
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "industry".into(),
+                (0..200)
+                    .map(|i| ["Financial Services", "Computer Software"][i % 2])
+                    .collect::<Vec<_>>(),
+            ),
         ];
         assert_eq!(
             dropped(cols, &[]),
-            ["Account Owner", "Handled By", "Last Touch", "Ref", "Billing Zip/Postal Code"]
+            [
+                "Account Owner",
+                "Handled By",
+                "Last Touch",
+                "Ref",
+                "Billing Zip/Postal Code"
+            ]
         );
     }
 }

@@ -142,14 +142,12 @@ pub fn load_dir_with(
     };
     let acc_path = locate(dir, "accounts", cfg.files.accounts.as_deref())
         .map_err(hinted)?
-        .ok_or_else(|| {
-        IcpError::MissingInput {
+        .ok_or_else(|| IcpError::MissingInput {
             dir: dir.into(),
             what: "accounts".into(),
             expected: expected_file("accounts", cfg.files.accounts.as_deref()),
             hint: mapping_hint(dir, cfg),
-        }
-    })?;
+        })?;
     let opp_path =
         locate(dir, "opportunities", cfg.files.opportunities.as_deref()).map_err(hinted)?;
     if need == Need::Training && opp_path.is_none() {
@@ -315,8 +313,10 @@ fn mapping_hint(dir: &Path, cfg: &ValidConfig) -> String {
         {
             continue; // the mapping in use
         }
-        let (Some(a), Some(o)) = (m.files.accounts.as_deref(), m.files.opportunities.as_deref())
-        else {
+        let (Some(a), Some(o)) = (
+            m.files.accounts.as_deref(),
+            m.files.opportunities.as_deref(),
+        ) else {
             continue;
         };
         if dir.join(a).is_file() && dir.join(o).is_file() {
@@ -395,8 +395,7 @@ pub struct Raw {
 fn read_raw(path: &Path, cfg: &ValidConfig) -> Result<Raw> {
     let cp1252 = cfg.files.encoding.as_deref() == Some(WINDOWS_1252);
     let delimiter = cfg.files.delimiter_byte();
-    let (df, ragged, footer_lines) =
-        guarded(path, || read_raw_text(path, cp1252, delimiter))?;
+    let (df, ragged, footer_lines) = guarded(path, || read_raw_text(path, cp1252, delimiter))?;
     let raw = checked_cells(path, df)?;
     Ok(Raw {
         footer_lines,
@@ -791,7 +790,10 @@ fn strip_footer(bytes: &mut Vec<u8>) -> usize {
     }
     let (mut cut, mut lines, mut marked) = (end, 0usize, false);
     loop {
-        let start = bytes[..cut].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        let start = bytes[..cut]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
         if start == 0 {
             break; // the header: never a footer
         }
@@ -812,7 +814,11 @@ fn strip_footer(bytes: &mut Vec<u8>) -> usize {
     }
     // keep the last data record's line end
     let keep = bytes[..=cut.min(bytes.len() - 1)].len();
-    let keep = if bytes.get(cut) == Some(&b'\r') { keep + 1 } else { keep };
+    let keep = if bytes.get(cut) == Some(&b'\r') {
+        keep + 1
+    } else {
+        keep
+    };
     bytes.truncate(keep.min(bytes.len()));
     if bytes.last() != Some(&b'\n') {
         bytes.push(b'\n');
@@ -1465,7 +1471,10 @@ fn split(
         );
     }
     let rej = concat(parts, UnionArgs::default())?
-        .sort(["row"], SortMultipleOptions::default().with_maintain_order(true))
+        .sort(
+            ["row"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
         .collect()?;
     let used = df
         .lazy()
@@ -1513,12 +1522,13 @@ fn number_column_check(path: &Path, df: &DataFrame, notes: &[Note]) -> Result<()
         return Err(IcpError::Data {
             path: path.into(),
             message: format!(
-            "{} of {} values of `{}` are not numbers as read (for example {:?}){hint}",
-            crate::util::thousands(bad.len()),
-            crate::util::thousands(filled),
-            n.column,
-            &bad[..bad.len().min(3)],
-        )});
+                "{} of {} values of `{}` are not numbers as read (for example {:?}){hint}",
+                crate::util::thousands(bad.len()),
+                crate::util::thousands(filled),
+                n.column,
+                &bad[..bad.len().min(3)],
+            ),
+        });
     }
     Ok(())
 }
@@ -1786,9 +1796,7 @@ fn load_accounts(
                 Some(k) => *k,
                 // scoring: a column the model was not trained with is only carried
                 None if kind_hints.is_some() => ColumnKind::Categorical,
-                None if n > 0 && (bad == 0 || (n >= 100 && bad * 100 <= n)) => {
-                    ColumnKind::Numeric
-                }
+                None if n > 0 && (bad == 0 || (n >= 100 && bad * 100 <= n)) => ColumnKind::Numeric,
                 None => ColumnKind::Categorical,
             };
             kinds.insert(c.clone(), kind);
@@ -2075,11 +2083,7 @@ fn load_opportunities(
         col("outcome").is_null(),
         "missing outcome",
     ));
-    checks.push(check(
-        "outcome",
-        outcome.clone().is_null(),
-        UNKNOWN_OUTCOME,
-    ));
+    checks.push(check("outcome", outcome.clone().is_null(), UNKNOWN_OUTCOME));
     if has_closed {
         checks.push(check(
             "closed_date",
@@ -2180,7 +2184,10 @@ pub const UNKNOWN_OUTCOME: &str = "unknown outcome (expected won, lost, churned 
 /// Stages that are not mapped, with their deals, most first (ties by name).
 pub fn unknown_stages(rejects: &DataFrame) -> Result<Vec<(String, usize)>> {
     let mut by: BTreeMap<String, usize> = BTreeMap::new();
-    let (v, r) = (rejects.column("value")?.str()?, rejects.column("reason")?.str()?);
+    let (v, r) = (
+        rejects.column("value")?.str()?,
+        rejects.column("reason")?.str()?,
+    );
     for (v, r) in v.iter().zip(r.iter()) {
         if r == Some(UNKNOWN_OUTCOME) {
             *by.entry(v.unwrap_or("").to_string()).or_default() += 1;

@@ -324,7 +324,10 @@ impl ModelArtifact {
         let n_vars = spec.variables.len();
         let finite = |what: &str, v: &[f64]| -> std::result::Result<(), String> {
             match v.iter().position(|x| !x.is_finite()) {
-                Some(i) => Err(format!("{what}[{i}] is {} (expected a finite number)", v[i])),
+                Some(i) => Err(format!(
+                    "{what}[{i}] is {} (expected a finite number)",
+                    v[i]
+                )),
                 None => Ok(()),
             }
         };
@@ -390,7 +393,13 @@ impl ModelArtifact {
                     matches!(var(*v)?, Variable::Categorical { levels, .. } if levels.contains(level))
                 }
                 Feature::Other { var: v } => {
-                    matches!(var(*v)?, Variable::Categorical { has_other: true, .. })
+                    matches!(
+                        var(*v)?,
+                        Variable::Categorical {
+                            has_other: true,
+                            ..
+                        }
+                    )
                 }
                 Feature::Missing { var: v } => match var(*v)? {
                     Variable::Categorical { has_missing, .. }
@@ -727,7 +736,8 @@ pub fn train_staged(
 
     // --- refit on every labelled deal for scoring
     stages.start("features");
-    let (specs_all, codes_all) = fit_spec(&rows, &y_all, data, cfg, reference_year, shape, &guarded)?;
+    let (specs_all, codes_all) =
+        fit_spec(&rows, &y_all, data, cfg, reference_year, shape, &guarded)?;
     let spec_all = specs_all
         .into_iter()
         .next()

@@ -220,13 +220,12 @@ pub fn newest_date(data: &crate::load::Dataset) -> Option<NaiveDate> {
         see(&o.df, "created_date");
         // an open deal's close date is its expected close, in the future:
         // only closed deals' dates say how recent the data is
-        if let Ok(closed) = o
-            .df
-            .clone()
-            .lazy()
-            .filter(col("outcome").neq(lit(Outcome::Open.as_str())))
-            .select([col("closed_date")])
-            .collect()
+        if let Ok(closed) =
+            o.df.clone()
+                .lazy()
+                .filter(col("outcome").neq(lit(Outcome::Open.as_str())))
+                .select([col("closed_date")])
+                .collect()
         {
             see(&closed, "closed_date");
         }

@@ -389,7 +389,9 @@ pub fn parse_crm_number(s: &str, mark: DecimalMark) -> Option<f64> {
                 let body = t.replace(dec, ".");
                 if frac.is_none()
                     && body.contains(['e', 'E'])
-                    && body.bytes().all(|b| b.is_ascii_digit() || b"eE+-.".contains(&b))
+                    && body
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b"eE+-.".contains(&b))
                 {
                     return body
                         .parse::<f64>()
@@ -491,8 +493,25 @@ mod number_tests {
     #[test]
     fn what_is_not_a_number_is_not_read() {
         for s in [
-            "", " ", "n/a", "TBD", "see notes", "inf", "NaN", "1,25", "12,3456", "1.234,56",
-            "$", "USD", "1,2,3", "--5", "12abc", "ABCD 12", "(415) 555-0132", "R1", "A 5",
+            "",
+            " ",
+            "n/a",
+            "TBD",
+            "see notes",
+            "inf",
+            "NaN",
+            "1,25",
+            "12,3456",
+            "1.234,56",
+            "$",
+            "USD",
+            "1,2,3",
+            "--5",
+            "12abc",
+            "ABCD 12",
+            "(415) 555-0132",
+            "R1",
+            "A 5",
         ] {
             assert_eq!(p(s, Point), None, "{s:?}");
         }
@@ -505,7 +524,11 @@ mod number_tests {
     #[test]
     fn the_hint_names_the_decimal_line_that_reads_the_values() {
         let de = ["11.894,29 EUR", "1.250,00 EUR", "3,50 EUR"];
-        assert!(super::number_hint(&de, Point).unwrap().contains("decimal = \",\""));
+        assert!(
+            super::number_hint(&de, Point)
+                .unwrap()
+                .contains("decimal = \",\"")
+        );
         assert_eq!(super::number_hint(&["n/a", "TBD"], Point), None);
     }
 }

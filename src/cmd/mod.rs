@@ -229,7 +229,11 @@ pub fn data_lines(
             "  {} deals rejected for a stage the config does not map; to use them, add to the config's [outcomes]:",
             thousands(n)
         ));
-        out.extend(crate::load::outcome_lines(&unknown).into_iter().map(|l| format!("  {l}")));
+        out.extend(
+            crate::load::outcome_lines(&unknown)
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
     }
     if !data.excluded_columns.is_empty() {
         out.push(format!(

@@ -321,8 +321,14 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             findings.signals.len(),
             findings.exclusions.len(),
         );
+        // the user's own --reports, so the command runs as printed
+        let reports = if args.reports == std::path::Path::new("reports") {
+            String::new()
+        } else {
+            format!(" --reports {}", args.reports.display())
+        };
         println!(
-            "review: icp approve {} --by NAME --accept-all-exclusions   (or --accept-exclusion / --reject-exclusion ID for each; makes this model the active one and publishes)",
+            "review: icp approve {} --by NAME --accept-all-exclusions{reports}   (or --accept-exclusion / --reject-exclusion ID for each; makes this model the active one and publishes)",
             dir.display()
         );
     }
@@ -407,7 +413,11 @@ pub fn feature_lines(spec: &crate::features::FeatureSpec) -> Vec<String> {
         out.push(format!(
             "not features ({} {}; the reasons are in the brief and model.json):",
             spec.skipped.len(),
-            if spec.skipped.len() == 1 { "column" } else { "columns" }
+            if spec.skipped.len() == 1 {
+                "column"
+            } else {
+                "columns"
+            }
         ));
         for (c, why) in &spec.skipped {
             out.push(format!("  {c}: {why}"));

@@ -993,10 +993,35 @@ mod tests {
     #[test]
     fn blank_numbers_stay_out_of_medians_means_edges_and_knots() {
         let v = |x: f64| Some(x);
-        let revenue: Vec<Option<f64>> = vec![v(2.0), None, v(4.0), None, v(6.0), None, v(8.0), None, v(10.0), None];
-        let founded: Vec<Option<f64>> = vec![v(2000.0), None, None, v(2010.0), None, None, v(2020.0), None, None, None];
+        let revenue: Vec<Option<f64>> = vec![
+            v(2.0),
+            None,
+            v(4.0),
+            None,
+            v(6.0),
+            None,
+            v(8.0),
+            None,
+            v(10.0),
+            None,
+        ];
+        let founded: Vec<Option<f64>> = vec![
+            v(2000.0),
+            None,
+            None,
+            v(2010.0),
+            None,
+            None,
+            v(2020.0),
+            None,
+            None,
+            None,
+        ];
         let df = DataFrame::new_infer_height(vec![
-            Column::new("account_id".into(), (0..10).map(|i| format!("A{i}")).collect::<Vec<_>>()),
+            Column::new(
+                "account_id".into(),
+                (0..10).map(|i| format!("A{i}")).collect::<Vec<_>>(),
+            ),
             Column::new("rev".into(), revenue),
             Column::new("founded_year".into(), founded),
         ])
@@ -1015,7 +1040,16 @@ mod tests {
                 .cloned()
                 .expect("variable")
         };
-        let Variable::Numeric { median, mean, edges, knots, log, has_missing, .. } = var("rev") else {
+        let Variable::Numeric {
+            median,
+            mean,
+            edges,
+            knots,
+            log,
+            has_missing,
+            ..
+        } = var("rev")
+        else {
             panic!("rev is numeric")
         };
         assert!(!log && has_missing);

@@ -327,7 +327,10 @@ fn a_damaged_run_is_neither_published_nor_made_active() {
     let o = approve(&lost);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("1 of the 5,000 scored accounts have no known CRM status"), "{e}");
+    assert!(
+        e.contains("1 of the 5,000 scored accounts have no known CRM status"),
+        "{e}"
+    );
     assert!(e.contains(&gone), "{e}");
     // a model.json that is not the artifact
     let broken = copy("broken-model");

@@ -35,6 +35,23 @@ struct Run {
     printed: String,
 }
 
+/// `icp run --config C --data D --out O` (no `--reports`: a run that must
+/// stop before writing anything), its output.
+fn run_stopping(config: &Path, data: &Path, out: &Path) -> std::process::Output {
+    icp(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    )
+}
+
 /// `icp run` with a shipped (or fixture) mapping on an export folder.
 fn run(config: &Path, data: &Path, extra: &[&str]) -> Run {
     let base = tempfile::tempdir().expect("tempdir").keep();
@@ -213,14 +230,16 @@ fn a_salesforce_report_export_reads_right_with_the_shipped_mapping() {
             newest = newest.max(us(&closed[i]));
         }
         if ["Closed Won", "Closed Lost"].contains(&stages[i].as_str())
-            || !stages[i].starts_with("Closed")
-                && !["Discovery"].contains(&stages[i].as_str())
+            || !stages[i].starts_with("Closed") && !["Discovery"].contains(&stages[i].as_str())
         {
             newest = newest.max(us(&created[i]));
         }
     }
     assert!(newest.as_str() <= "2026-11-20", "{newest}");
-    assert!(p.contains(&format!("data as of {newest} ")), "{newest}\n{p}");
+    assert!(
+        p.contains(&format!("data as of {newest} ")),
+        "{newest}\n{p}"
+    );
     let findings = json(&r.dir.join("findings.json"));
     assert_eq!(findings["as_of"], newest.as_str());
 }
@@ -352,12 +371,21 @@ fn the_guard_keeps_the_ranking_that_leaked_columns_would_ruin() {
     .unwrap();
     let leaky = run(&cfg, &exports("hubspot"), &[]);
     assert!(features(&leaky).contains(&"Lifecycle Stage".to_string()));
-    let auc = |r: &Run| json(&r.dir.join("model.json"))["evaluation"]["auc"].as_f64().unwrap();
+    let auc = |r: &Run| {
+        json(&r.dir.join("model.json"))["evaluation"]["auc"]
+            .as_f64()
+            .unwrap()
+    };
     let (g, l) = (
         truth_correlation(guarded, "truth_hubspot.csv"),
         truth_correlation(&leaky, "truth_hubspot.csv"),
     );
-    assert!(auc(&leaky) > auc(guarded), "leaky {} guarded {}", auc(&leaky), auc(guarded));
+    assert!(
+        auc(&leaky) > auc(guarded),
+        "leaky {} guarded {}",
+        auc(&leaky),
+        auc(guarded)
+    );
     assert!(g > l + 0.1, "guarded {g:.3}, leaky {l:.3}");
     assert!(g > 0.4, "guarded {g:.3}");
 }
@@ -389,7 +417,11 @@ fn a_german_locale_export_reads_with_its_decimal_setting_or_stops_with_the_hint(
     assert!(e.contains("add decimal = \",\""), "{e}");
     assert!(!tmp.path().join("o").exists(), "nothing written");
     // with `[files] decimal = ","` every account is read as in the US export
-    let de = run(&exports("salesforce_de.toml"), &exports("salesforce_de"), &[]);
+    let de = run(
+        &exports("salesforce_de.toml"),
+        &exports("salesforce_de"),
+        &[],
+    );
     let us = salesforce();
     for f in ["scores.csv", "rejects.csv"] {
         let (a, b) = (read_csv(&de.dir.join(f)), read_csv(&us.dir.join(f)));
@@ -399,23 +431,20 @@ fn a_german_locale_export_reads_with_its_decimal_setting_or_stops_with_the_hint(
         read_csv(&de.dir.join("scores.csv")),
         read_csv(&us.dir.join("scores.csv")),
     );
-    assert_eq!(strings(&a, "score"), strings(&b, "score"), "the same scores");
+    assert_eq!(
+        strings(&a, "score"),
+        strings(&b, "score"),
+        "the same scores"
+    );
 }
 
 #[test]
 fn a_mapping_for_another_crm_names_the_one_that_fits() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let o = icp(
-        &[
-            "run",
-            "--config",
-            root().join("data/examples/hubspot.toml").to_str().unwrap(),
-            "--data",
-            exports("salesforce").to_str().unwrap(),
-            "--out",
-            tmp.path().join("o").to_str().unwrap(),
-        ],
-        &root(),
+    let o = run_stopping(
+        &root().join("data/examples/hubspot.toml"),
+        &exports("salesforce"),
+        &tmp.path().join("o"),
     );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
@@ -450,18 +479,7 @@ fn a_stop_suggests_validate_with_the_users_own_config() {
     let few: Vec<&str> = deals.lines().take(6).collect();
     std::fs::write(d.join("deals.csv"), few.join("\n") + "\n").unwrap();
     let cfg = root().join("data/examples/hubspot.toml");
-    let o = icp(
-        &[
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--data",
-            d.to_str().unwrap(),
-            "--out",
-            tmp.path().join("o").to_str().unwrap(),
-        ],
-        &root(),
-    );
+    let o = run_stopping(&cfg, &d, &tmp.path().join("o"));
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     let suggested = format!(
@@ -483,7 +501,12 @@ fn a_stop_suggests_validate_with_the_users_own_config() {
         ],
         &root(),
     );
-    assert_eq!(o.status.code(), Some(icp::cmd::EXIT_NOT_READY as i32), "{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(icp::cmd::EXIT_NOT_READY as i32),
+        "{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("ready to train: NO"));
 }
 
@@ -503,23 +526,18 @@ fn many_deals_with_unmapped_stages_stop_the_run_with_the_lines_to_add() {
         deals.replace(",Closed Lost,", ",Closed Lost - Budget,"),
     )
     .unwrap();
-    let o = icp(
-        &[
-            "run",
-            "--config",
-            root().join("data/examples/hubspot.toml").to_str().unwrap(),
-            "--data",
-            d.to_str().unwrap(),
-            "--out",
-            tmp.path().join("o").to_str().unwrap(),
-        ],
-        &root(),
+    let o = run_stopping(
+        &root().join("data/examples/hubspot.toml"),
+        &d,
+        &tmp.path().join("o"),
     );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.contains("more than 5%"), "{e}");
     assert!(
-        e.contains(&format!("\"Closed Lost - Budget\" = \"lost\"   # {n} deals")),
+        e.contains(&format!(
+            "\"Closed Lost - Budget\" = \"lost\"   # {n} deals"
+        )),
         "{e}"
     );
 }
@@ -545,7 +563,11 @@ fn a_bad_source_date_epoch_is_an_error_not_today() {
 }
 
 /// Every leaf and member of a JSON value, as paths of keys and indices.
-fn paths(v: &serde_json::Value, at: &mut Vec<serde_json::Value>, out: &mut Vec<Vec<serde_json::Value>>) {
+fn paths(
+    v: &serde_json::Value,
+    at: &mut Vec<serde_json::Value>,
+    out: &mut Vec<Vec<serde_json::Value>>,
+) {
     out.push(at.clone());
     match v {
         serde_json::Value::Object(m) => {

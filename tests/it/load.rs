@@ -84,12 +84,18 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
         .iter()
         .position(|a| a == "A4")
         .expect("A4 kept");
-    assert_eq!(acc.column("employees").unwrap().get(a4).unwrap(), AnyValue::Null);
+    assert_eq!(
+        acc.column("employees").unwrap().get(a4).unwrap(),
+        AnyValue::Null
+    );
     let opp = &data.opportunities.as_ref().expect("opps").df;
     let ids = strings(opp, "opportunity_id");
     assert!(ids.contains(&"O11".to_string()), "{ids:?}");
     let o9 = ids.iter().position(|o| o == "O9").expect("O9 kept");
-    assert_eq!(opp.column("amount").unwrap().get(o9).unwrap(), AnyValue::Null);
+    assert_eq!(
+        opp.column("amount").unwrap().get(o9).unwrap(),
+        AnyValue::Null
+    );
     // the good quotes are kept verbatim, a date and a role optional
     let iv = &data.interviews.as_ref().expect("interviews loaded").df;
     assert_eq!(

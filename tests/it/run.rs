@@ -91,7 +91,9 @@ fn run_writes_a_complete_consistent_run_directory() {
         let listed = strings(&rejects, "file")
             .iter()
             .zip(strings(&rejects, "reason"))
-            .filter(|(f, r)| *f == i["file"].as_str().unwrap() && !r.starts_with(icp::load::NOTE_PREFIX))
+            .filter(|(f, r)| {
+                *f == i["file"].as_str().unwrap() && !r.starts_with(icp::load::NOTE_PREFIX)
+            })
             .count() as u64;
         assert_eq!(listed, rej);
     }

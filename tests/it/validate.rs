@@ -17,7 +17,12 @@ fn validate_writes_rejects_and_readiness_only() {
         &root(),
     );
     // not ready: the documented exit code, and the report is still written
-    assert_eq!(o.status.code(), Some(icp::cmd::EXIT_NOT_READY as i32), "{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(icp::cmd::EXIT_NOT_READY as i32),
+        "{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("ready to train: NO"), "{}", stdout(&o));
     assert!(stderr(&o).contains("not ready to train"), "{}", stderr(&o));
     let rejects = read_csv(&out.join("rejects.csv"));
