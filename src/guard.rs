@@ -7,7 +7,7 @@
 //! the outcome from it: the holdout AUC rises while the ranking of
 //! prospects collapses, because prospects have no value to be ranked by. So
 //! each column is judged by what it is (its name, its values) and by how
-//! it sits against the training outcomes; the first rule it breaks is its
+//! it sits against the deals' outcomes; the first rule it breaks is its
 //! reason, shown in the run's summary, the brief and model.json. A column
 //! the user vouches for is kept with `[features] allow = [...]`.
 
@@ -26,7 +26,7 @@ pub struct Dropped {
     pub reason: String,
 }
 
-/// The words of column names that name people or records, not companies.
+/// Words of column names that name people or records, not companies.
 const RECORD_WORDS: &[&str] = &[
     "owner",
     "rep",
@@ -34,13 +34,9 @@ const RECORD_WORDS: &[&str] = &[
     "assigned",
     "created by",
     "modified by",
-    "user",
-    "contact",
     "email",
     "e-mail",
-    "phone",
     "fax",
-    "mobile",
     "zip",
     "postal",
     "postcode",
@@ -61,6 +57,11 @@ const RECORD_WORDS: &[&str] = &[
     "comments",
     "next step",
 ];
+
+/// Words that name a record's contact details in some headers ("Phone",
+/// "Mobile") and a company's trait in others ("Phone System", "Has Mobile
+/// App", "Contact Center Software", "Salesforce User"): the values decide.
+const CONTACT_WORDS: &[&str] = &["phone", "mobile", "contact", "user"];
 
 /// First names common in CRM user lists: a column whose values mostly
 /// start with one names people (owners, reps), whatever its header says.
@@ -203,7 +204,7 @@ const FIRST_NAMES: &[&str] = &[
 ];
 
 /// The account rows of each group the rules compare: with any deal,
-/// without (prospects); with a closed training deal, won or not.
+/// without (prospects); with a closed deal, won or not.
 struct Groups {
     deal: Vec<usize>,
     prospect: Vec<usize>,
@@ -226,8 +227,8 @@ const PURE: f64 = 0.97;
 const EXPECTED_OTHERS: f64 = 10.0;
 
 /// Judge every candidate feature column of `accounts`. `opportunities`
-/// says which accounts have deals; `labels` (account_id, outcome, holdout)
-/// which closed training deals were won. Canonical identifiers, columns
+/// says which accounts have deals; `labels` (account_id, outcome)
+/// which closed deals were won. Canonical identifiers, columns
 /// the config excludes and columns it allows are not judged.
 pub fn screen(
     accounts: &DataFrame,
@@ -255,6 +256,7 @@ pub fn screen(
             let s = s.cast(&DataType::String)?;
             let v: Vec<Option<&str>> = s.str()?.iter().collect();
             record_name(name)
+                .or_else(|| contact_details(name, &v))
                 .or_else(|| record_values(&v, date_format))
                 .or_else(|| leak(&groups, &v, |x| x.map(Value::Text)))
         };
@@ -282,15 +284,15 @@ fn groups(accounts: &DataFrame, opportunities: &DataFrame, labels: &DataFrame) -
             has_deal[r] = true;
         }
     }
-    let (ids, outcome, holdout) = (
+    let (ids, outcome) = (
         labels.column("account_id")?.str()?,
         labels.column("outcome")?.str()?,
-        labels.column("holdout")?.bool()?,
     );
+    // every closed deal, the holdout's too: a column the sale writes holds
+    // the latest outcome, so it is judged against it. Dropping a column on
+    // the holdout's evidence can only make the holdout look worse, never
+    // better.
     for i in 0..labels.height() {
-        if holdout.get(i) != Some(false) {
-            continue;
-        }
         let Some(&r) = ids.get(i).and_then(|id| row.get(id)) else {
             continue;
         };
@@ -328,6 +330,26 @@ fn record_name(name: &str) -> Option<String> {
         .map(|w| format!("names people or records (\"{w}\" in its name), not a company's fit"))
 }
 
+/// A header with a contact word whose values are phone numbers.
+fn contact_details(name: &str, v: &[Option<&str>]) -> Option<String> {
+    let lower = name.to_lowercase();
+    let word = CONTACT_WORDS.iter().find(|w| {
+        lower
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|x| x == **w)
+    })?;
+    let filled: Vec<&str> = v.iter().flatten().copied().take(1000).collect();
+    let phone = |s: &str| {
+        s.bytes().filter(|b| b.is_ascii_digit()).count() >= 7
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b" +()-.x/".contains(&b))
+    };
+    let phones = filled.iter().filter(|s| phone(s)).count();
+    (!filled.is_empty() && phones * 10 >= filled.len() * 7).then(|| {
+        format!("names people or records (\"{word}\" in its name, and its values are phone numbers), not a company's fit")
+    })
+}
+
 /// Values that are dates, near-unique, free text or people's names.
 fn record_values(v: &[Option<&str>], date_format: Option<&str>) -> Option<String> {
     let filled: Vec<&str> = v.iter().flatten().copied().collect();
@@ -342,7 +364,9 @@ fn record_values(v: &[Option<&str>], date_format: Option<&str>) -> Option<String
         return Some("holds dates (activity, record and deal dates describe the CRM's use or the sale, not a company's fit)".into());
     }
     let distinct: std::collections::HashSet<&str> = filled.iter().copied().collect();
-    if filled.len() >= 50 && distinct.len() * 2 >= filled.len() {
+    // a multi-select ("Salesforce;Slack") has many combinations: not an id
+    let multi = share(&|s| s.contains(';')) >= 0.5;
+    if !multi && filled.len() >= 50 && distinct.len() * 2 >= filled.len() {
         return Some(format!(
             "near-unique values ({} different in {} filled cells): an identifier or free text, not a trait many companies share",
             thousands(distinct.len()),
@@ -399,13 +423,19 @@ fn leak<'a, T: Copy>(
         rs.iter().filter(|&&r| cells[r].is_some()).count() as f64 / rs.len().max(1) as f64
     };
     let enough = |a: &[usize], b: &[usize]| a.len() >= MIN_GROUP && b.len() >= MIN_GROUP;
+    // prospects show whether a column is there before the sale: a column
+    // the sale writes is as empty for them as for the accounts it did not
+    // win (an honest checkbox is filled for prospects too)
+    let prospects_known = prospect.len() >= MIN_GROUP;
     for (a, an, b, bn) in [
         (won, "won accounts", lost, "lost accounts"),
         (deal, "accounts with deals", prospect, "prospects"),
     ] {
         let (fa, fb) = (fill(a), fill(b));
         let one_sided = fa.min(fb) <= EMPTY && fa.max(fb) >= 0.5;
-        if enough(a, b) && ((fa - fb).abs() >= FILL_GAP || one_sided) {
+        let empty_for_prospects =
+            std::ptr::eq(b, prospect) || !prospects_known || fill(prospect) <= fa.min(fb) + 0.05;
+        if enough(a, b) && ((fa - fb).abs() >= FILL_GAP || one_sided) && empty_for_prospects {
             return Some(format!(
                 "set by the sale: filled for {} of {an} and {} of {bn}",
                 pct(fill(a)),
@@ -413,8 +443,8 @@ fn leak<'a, T: Copy>(
             ));
         }
     }
-    if enough(won, lost) {
-        if let Some(r) = pure_value(&cells, won, lost) {
+    if enough(won, lost) && prospects_known {
+        if let Some(r) = pure_value(&cells, won, lost, prospect) {
             return Some(r);
         }
     }
@@ -463,8 +493,15 @@ impl std::fmt::Display for Key<'_> {
 }
 
 /// A value found almost only on won accounts, or only on lost ones, in
-/// numbers chance would not give.
-fn pure_value(cells: &[Option<Value>], won: &[usize], lost: &[usize]) -> Option<String> {
+/// numbers chance would not give, and (almost) never on prospects: so not
+/// a segment the business never wins (Government), which prospects have as
+/// often as the accounts with deals.
+fn pure_value(
+    cells: &[Option<Value>],
+    won: &[usize],
+    lost: &[usize],
+    prospect: &[usize],
+) -> Option<String> {
     let mut counts: HashMap<Key, (usize, usize)> = HashMap::new();
     for (rs, is_won) in [(won, true), (lost, false)] {
         for &r in rs {
@@ -475,13 +512,24 @@ fn pure_value(cells: &[Option<Value>], won: &[usize], lost: &[usize]) -> Option<
         }
     }
     let base = won.len() as f64 / (won.len() + lost.len()) as f64;
+    let mut on_prospects: HashMap<Key, usize> = HashMap::new();
+    for &r in prospect {
+        if cells[r].is_some() {
+            *on_prospects.entry(key(cells[r])).or_default() += 1;
+        }
+    }
+    let closed = (won.len() + lost.len()) as f64;
     let mut found: Vec<(Key, usize, usize)> = counts
         .into_iter()
-        .filter(|(_, (w, l))| {
+        .filter(|(k, (w, l))| {
             let n = (w + l) as f64;
             let share = *w as f64 / n;
-            (share >= PURE && n * (1.0 - base) >= EXPECTED_OTHERS)
-                || (share <= 1.0 - PURE && n * base >= EXPECTED_OTHERS)
+            let rare_on_prospects = on_prospects.get(k).copied().unwrap_or(0) as f64
+                / prospect.len() as f64
+                <= 0.1 * n / closed;
+            rare_on_prospects
+                && ((share >= PURE && n * (1.0 - base) >= EXPECTED_OTHERS)
+                    || (share <= 1.0 - PURE && n * base >= EXPECTED_OTHERS))
         })
         .map(|(k, (w, l))| (k, w, l))
         .collect();
@@ -630,6 +678,21 @@ mod tests {
         let employees: Vec<Option<f64>> = (0..200)
             .map(|i| (i % 7 != 0).then_some((i * 37 % 500) as f64))
             .collect();
+        // negative controls: a segment never won (20 lost accounts,
+        // none won) that prospects have as well, and a checkbox filled
+        // for 55% of won accounts, no lost one, and 30% of prospects
+        let sector = by(&|i| {
+            Some(if (60..80).contains(&i) || (180..190).contains(&i) {
+                "Government"
+            } else if i % 2 == 0 {
+                "Software"
+            } else {
+                "Retail"
+            })
+        });
+        let multi = by(&|i| {
+            (i < 33 || (130..140).contains(&i) || (160..172).contains(&i)).then_some("Yes")
+        });
         let cols = vec![
             Column::new("Lifecycle Stage".into(), lifecycle),
             Column::new("Onboarding Status".into(), onboarding),
@@ -637,6 +700,8 @@ mod tests {
             Column::new("Uses ERP".into(), erp),
             Column::new("industry".into(), industry),
             Column::new("employees".into(), employees),
+            Column::new("sector".into(), sector),
+            Column::new("Multi-location".into(), multi),
         ];
         let got = dropped(cols.clone(), &[]);
         assert_eq!(
@@ -685,7 +750,30 @@ mod tests {
                     .map(|i| format!("{:05}", i % 30))
                     .collect::<Vec<_>>(),
             ),
-            // negative controls: countries and industries of two capitalised words
+            Column::new(
+                "Phone".into(),
+                (0..200)
+                    .map(|i| format!("(415) 555-{:04}", i * 7))
+                    .collect::<Vec<_>>(),
+            ),
+            // negative controls: countries and industries of two capitalised
+            // words, a company's phone system and app, a multi-select stack
+            Column::new(
+                "Phone System".into(),
+                (0..200)
+                    .map(|i| ["Avaya", "Cisco", "RingCentral"][i % 3])
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "Has Mobile App".into(),
+                (0..200).map(|i| ["Yes", "No"][i % 2]).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "Tech Stack".into(),
+                (0..200)
+                    .map(|i| format!("Salesforce;Slack;Tool{i}"))
+                    .collect::<Vec<_>>(),
+            ),
             Column::new(
                 "country".into(),
                 (0..200)
@@ -706,7 +794,8 @@ mod tests {
                 "Handled By",
                 "Last Touch",
                 "Ref",
-                "Billing Zip/Postal Code"
+                "Billing Zip/Postal Code",
+                "Phone"
             ]
         );
     }

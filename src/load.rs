@@ -776,54 +776,62 @@ const FOOTER_MARKS: &[&str] = &[
 /// like that), holding one of [`FOOTER_MARKS`]. Without a mark such lines
 /// stay, and are rejected as ragged records.
 fn strip_footer(bytes: &mut Vec<u8>) -> usize {
-    let header_fields = {
-        let line = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
-        unquoted_commas(line) + 1
-    };
-    if header_fields < 2 {
+    let Some(first_nl) = memchr::memchr(b'\n', bytes) else {
         return 0;
+    };
+    if unquoted_commas(&bytes[..first_nl]) == 0 {
+        return 0; // a one-column file: every record looks like a footer line
     }
+    let trim_cr = |l: &[u8]| -> (usize, usize) {
+        let n = if l.last() == Some(&b'\r') {
+            l.len() - 1
+        } else {
+            l.len()
+        };
+        (n, l[..n].iter().filter(|b| **b == b'"').count())
+    };
+    // the trailing one-field lines, last first: (start, end without newline)
     let mut end = bytes.len();
-    // the last line's end
     while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r') {
         end -= 1;
     }
-    let (mut cut, mut lines, mut marked) = (end, 0usize, false);
+    let mut block: Vec<(usize, usize)> = Vec::new();
     loop {
-        let start = bytes[..cut]
+        let start = bytes[..end]
             .iter()
             .rposition(|b| *b == b'\n')
             .map_or(0, |p| p + 1);
-        if start == 0 {
+        if start <= first_nl {
             break; // the header: never a footer
         }
-        let line = &bytes[start..cut];
-        if unquoted_commas(line) > 0 {
+        let (n, quotes) = trim_cr(&bytes[start..end]);
+        let line = &bytes[start..start + n];
+        if quotes % 2 == 1 || unquoted_commas(line) > 0 {
             break;
         }
-        let text = String::from_utf8_lossy(line).to_lowercase();
-        marked |= FOOTER_MARKS.iter().any(|m| text.contains(m));
-        lines += 1;
-        cut = start - 1; // before the newline
-        if cut > 0 && bytes[cut - 1] == b'\r' {
-            cut -= 1;
-        }
+        block.push((start, start + n));
+        end = start - 1;
     }
-    if !marked || lines == 0 {
+    block.reverse();
+    // a line inside a quoted field of the last record (a two-line street
+    // address) is not a footer line: the block starts where the quotes
+    // before it are balanced
+    let mut quotes_before =
+        memchr::memchr_iter(b'"', &bytes[..block.first().map_or(0, |b| b.0)]).count();
+    while quotes_before % 2 == 1 && !block.is_empty() {
+        let (s, e) = block.remove(0);
+        quotes_before += bytes[s..e].iter().filter(|b| **b == b'"').count();
+    }
+    let marked = block.iter().any(|&(s, e)| {
+        let text = String::from_utf8_lossy(&bytes[s..e]).to_lowercase();
+        FOOTER_MARKS.iter().any(|m| text.contains(m))
+    });
+    let Some(&(footer_start, _)) = block.first().filter(|_| marked) else {
         return 0;
-    }
-    // keep the last data record's line end
-    let keep = bytes[..=cut.min(bytes.len() - 1)].len();
-    let keep = if bytes.get(cut) == Some(&b'\r') {
-        keep + 1
-    } else {
-        keep
     };
-    bytes.truncate(keep.min(bytes.len()));
-    if bytes.last() != Some(&b'\n') {
-        bytes.push(b'\n');
-    }
-    lines
+    // keeps the last record's line end
+    bytes.truncate(footer_start);
+    block.len()
 }
 
 /// Commas outside double quotes in one line.
@@ -986,6 +994,7 @@ pub struct Pieces {
     source: Source,
     started: bool,
     done: bool,
+    footer_lines: usize,
 }
 
 enum Source {
@@ -1027,12 +1036,18 @@ impl Pieces {
             source,
             started: false,
             done: false,
+            footer_lines: 0,
         })
     }
 
     /// True once the last piece has been returned.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Report footer lines cut from the pieces read so far (the last one).
+    pub fn footer_lines(&self) -> usize {
+        self.footer_lines
     }
 
     /// The next piece (the first one always, even with no rows), checked
@@ -1074,9 +1089,10 @@ impl Pieces {
                 let first = self.next_row;
                 let (cp1252, delimiter) = (self.cp1252, self.delimiter);
                 // a footer is at the file's end: in the last piece
-                let (df, r, _) = guarded(&path, || {
+                let (df, r, footer) = guarded(&path, || {
                     parse_csv_bytes(&path, buf, first, cp1252, delimiter)
                 })?;
+                self.footer_lines += footer;
                 ragged = r;
                 self.next_row += df.height() as u64;
                 df
@@ -1128,11 +1144,15 @@ impl SeenIds {
 
 /// The accounts file's columns that the config excludes, in file order.
 fn excluded_by_config(raw: &Raw, cfg: &ValidConfig) -> Vec<String> {
+    // a column mapped onto a contract column is read under that name
+    // (the exclusion of a canonical column acts on the model, by that name)
+    let mapped =
+        |n: &str| cfg.columns.accounts.values().any(|v| v == n) || ACCOUNT_COLUMNS.contains(&n);
     raw.df
         .get_column_names()
         .iter()
         .map(|n| n.to_string())
-        .filter(|n| cfg.features.exclude.contains(n))
+        .filter(|n| cfg.features.exclude.contains(n) && !mapped(n))
         .collect()
 }
 
@@ -1512,6 +1532,23 @@ fn number_column_check(path: &Path, df: &DataFrame, notes: &[Note]) -> Result<()
             .zip(flag.iter())
             .filter_map(|(v, f)| if f == Some(true) { v } else { None })
             .collect();
+        // "1.250" reads as 1.25 with a decimal point: when every value
+        // with a point is written so, the column is thousands from a
+        // decimal-comma locale, not decimals, and no answer is right
+        if mark == DecimalMark::Point {
+            let dotted: Vec<&str> = raw.iter().flatten().filter(|v| v.contains('.')).collect();
+            if dotted.len() >= 3 && dotted.iter().all(|v| crate::util::dot_thousands_shape(v)) {
+                return Err(IcpError::Data {
+                    path: path.into(),
+                    message: format!(
+                        "{} values of `{}` are written like {:?} (a point before exactly three digits) and none with other decimals: thousands grouped by points, as a decimal-comma locale writes them? Add decimal = \",\" to the config's [files] section (if they are decimals, write them with more or fewer than three places)",
+                        crate::util::thousands(dotted.len()),
+                        n.column,
+                        dotted[0]
+                    ),
+                });
+            }
+        }
         if filled < 4 || bad.len() * 2 <= filled {
             continue;
         }
@@ -1563,12 +1600,14 @@ fn date_column_check(path: &Path, rej: &DataFrame, rows: usize) -> Result<()> {
             ),
             None => format!("; for example {:?}", &vals[..vals.len().min(3)]),
         };
-        return Err(IcpError::Invalid(format!(
-            "{}: {} of {} values of `{c}` are not dates in the expected format{hint}",
-            path.display(),
-            crate::util::thousands(vals.len()),
-            crate::util::thousands(rows)
-        )));
+        return Err(IcpError::Data {
+            path: path.into(),
+            message: format!(
+                "{} of {} values of `{c}` are not dates in the expected format{hint}",
+                crate::util::thousands(vals.len()),
+                crate::util::thousands(rows)
+            ),
+        });
     }
     Ok(())
 }
@@ -1764,39 +1803,31 @@ fn load_accounts(
     let mut trace = crate::progress::Trace::start();
     let mut kinds = BTreeMap::new();
     if !extras.is_empty() {
-        let probe = lf
+        let text = lf
             .clone()
-            .select(
-                extras
-                    .iter()
-                    .map(|c| {
-                        (col(c.as_str())
-                            .is_not_null()
-                            .and(parse_number(c, mark).is_null()))
-                        .sum()
-                        .alias(c.as_str())
-                    })
-                    .collect::<Vec<_>>(),
-            )
+            .select(extras.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())
             .collect()
             .map_err(|e| IcpError::read(path, e))?;
-        let nonnull = lf
-            .clone()
-            .select(
-                extras
-                    .iter()
-                    .map(|c| col(c.as_str()).count().alias(c.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .collect()?;
         for c in &extras {
-            let bad = probe.column(c)?.get(0)?.extract::<u64>().unwrap_or(1);
-            let n = nonnull.column(c)?.get(0)?.extract::<u64>().unwrap_or(0);
+            // filled cells, and those that are no number ("n/a" and the
+            // like say "no value": they count as neither)
+            let (mut n, mut bad) = (0usize, 0usize);
+            for v in text.column(c)?.str()?.iter().flatten() {
+                if crate::util::is_null_token(v) {
+                    continue;
+                }
+                n += 1;
+                if crate::util::parse_crm_number(v, mark).is_none() {
+                    bad += 1;
+                }
+            }
             let kind = match kind_hints.and_then(|h| h.get(c)) {
                 Some(k) => *k,
                 // scoring: a column the model was not trained with is only carried
                 None if kind_hints.is_some() => ColumnKind::Categorical,
-                None if n > 0 && (bad == 0 || (n >= 100 && bad * 100 <= n)) => ColumnKind::Numeric,
+                // numbers but for a stray few (at most 1 in 10): those are
+                // cells read as missing, noted
+                None if n > 0 && bad * 10 <= n => ColumnKind::Numeric,
                 None => ColumnKind::Categorical,
             };
             kinds.insert(c.clone(), kind);
@@ -2207,16 +2238,17 @@ pub fn outcome_lines(unknown: &[(String, usize)]) -> Vec<String> {
             let l = stage.to_lowercase();
             let guess = if l.contains("churn") {
                 "churned"
+            } else if l.contains("lost") || l.contains("won't") || l.contains("wont ") {
+                "lost"
             } else if l.contains("won") {
                 "won"
-            } else if l.contains("lost") {
-                "lost"
             } else {
                 "open"
             };
+            // a TOML string, so the line can be pasted as it is
             format!(
-                "  {:?} = \"{guess}\"   # {} deals",
-                stage,
+                "  {} = \"{guess}\"   # {} deals",
+                toml::Value::String(stage.clone()),
                 crate::util::thousands(*n)
             )
         })
@@ -2500,6 +2532,46 @@ mod tests {
             end_record(start, bytes.len(), fields, &mut header);
         }
         (header.unwrap_or(0), out)
+    }
+
+    fn stripped(text: &str) -> (String, usize) {
+        let mut b = text.as_bytes().to_vec();
+        let n = strip_footer(&mut b);
+        (String::from_utf8(b).expect("utf-8"), n)
+    }
+
+    #[test]
+    fn report_footers_are_cut_and_nothing_else() {
+        let footer = "\"\"\n\"Accounts Report\"\n\"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved.\"\n\"Confidential Information - Do Not Distribute\"\n\"Generated By:  Dana Revenue  11/20/2026 9:14 AM\"\n\"Acme, Inc.\"\n";
+        let data = "\"id\",\"name\"\n\"A1\",\"Acme\"\n";
+        assert_eq!(stripped(&format!("{data}{footer}")), (data.to_string(), 6));
+        // CRLF, and no line end after the last footer line
+        let crlf = format!("{data}{footer}").replace('\n', "\r\n");
+        let crlf = crlf.trim_end_matches("\r\n");
+        assert_eq!(stripped(crlf), (data.replace('\n', "\r\n"), 6));
+        // the last record's quoted field spans two lines: its second line
+        // has no comma outside quotes, but it is not a footer line
+        let two_lines = "\"id\",\"street\"\n\"A1\",\"1 Main St\nSuite 400\"\n";
+        assert_eq!(
+            stripped(&format!("{two_lines}{footer}")),
+            (two_lines.to_string(), 6)
+        );
+        let tricky = "\"id\",\"note\",\"city\"\n\"A1\",\"line one\nsays \"\"hi\"\"\nline three\",\"Boston\"\n";
+        assert_eq!(
+            stripped(&format!("{tricky}{footer}")),
+            (tricky.to_string(), 6)
+        );
+        // one-field lines without a footer's words stay (rejected as ragged)
+        let plain = format!("{data}\"\"\n\"Total\"\n");
+        assert_eq!(stripped(&plain), (plain.clone(), 0));
+        // a header and a footer only
+        assert_eq!(
+            stripped(&format!("\"id\",\"name\"\n{footer}")),
+            ("\"id\",\"name\"\n".to_string(), 6)
+        );
+        // a one-column file is never cut
+        let one = "id\nCopyright\n";
+        assert_eq!(stripped(one), (one.to_string(), 0));
     }
 
     #[test]

@@ -650,7 +650,9 @@ pub fn train_staged(
         chrono::Datelike::year(&label::epoch_days_to_date(d))
     };
 
-    // the leak guard: judged on the training deals' outcomes only
+    // the leak guard: columns judged against every closed deal's outcome
+    // (a column the sale writes holds the latest one; dropping a column on
+    // the holdout's evidence can only make the holdout look worse)
     let guarded = match &data.opportunities {
         Some(o) => crate::guard::screen(
             &data.accounts.df,

@@ -483,17 +483,28 @@ fn sync_dir(dir: &Path) -> Result<()> {
     }
     let mut all = Vec::new();
     files(dir, &mut all);
+    // and the folders themselves (their entries: the files' names)
+    #[cfg(unix)]
+    {
+        fn dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+            out.push(dir.to_path_buf());
+            if let Ok(entries) = fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.path().is_dir() {
+                        dirs(&e.path(), out);
+                    }
+                }
+            }
+        }
+        dirs(dir, &mut all);
+    }
     // the files are flushed to disk side by side: one waits on the disk
     // while another is written back
     all.par_iter().try_for_each(|p| {
         fs::File::open(p)
             .and_then(|f| f.sync_all())
             .map_err(|e| IcpError::write(p, format!("cannot flush to disk: {e}")))
-    })?;
-    // the directory's own entries (the names of the files)
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| IcpError::write(dir, format!("cannot flush to disk: {e}")))
+    })
 }
 
 /// Point `reports/latest` at `run` (a symlink swapped in with a rename).

@@ -430,6 +430,31 @@ pub fn parse_crm_number(s: &str, mark: DecimalMark) -> Option<f64> {
     v.is_finite().then_some(if neg { -v } else { v })
 }
 
+/// Cells that say "no value" in words: blank, not an unreadable number.
+pub fn is_null_token(s: &str) -> bool {
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "n/a" | "na" | "#n/a" | "-" | "--" | "null" | "none" | "nan" | "(blank)"
+    )
+}
+
+/// A number written like "1.250" or "12.500.000" (a point before exactly
+/// three digits, the first group not 0): thousands grouped by points, as a
+/// decimal-comma locale writes them, or a decimal with three places.
+pub fn dot_thousands_shape(s: &str) -> bool {
+    let t = strip_currency(strip_currency(s.trim_matches(is_space), true), false);
+    let mut groups = t.split('.');
+    let first = groups.next().unwrap_or("");
+    let rest: Vec<&str> = groups.collect();
+    !rest.is_empty()
+        && (1..=3).contains(&first.len())
+        && !first.starts_with('0')
+        && first.bytes().all(|b| b.is_ascii_digit())
+        && rest
+            .iter()
+            .all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// What unreadable numbers look like, for the message that stops a run:
 /// the `[files] decimal` line that would read them, when one would.
 pub fn number_hint(values: &[&str], mark: DecimalMark) -> Option<String> {
@@ -518,6 +543,19 @@ mod number_tests {
         // with a decimal comma, a point groups thousands: "1.25" is not 125
         for s in ["1.25", "1,234.56", "1.2.3"] {
             assert_eq!(p(s, Comma), None, "{s:?} with a decimal comma");
+        }
+    }
+
+    #[test]
+    fn dot_thousands_are_recognised() {
+        use super::dot_thousands_shape as d;
+        for s in ["1.250", "12.500.000", "999.000", "1.250 EUR", "€ 3.000"] {
+            assert!(d(s), "{s}");
+        }
+        for s in [
+            "1.25", "0.250", "1250", "1,250", "12.5000", "1.250,00", "abc.def",
+        ] {
+            assert!(!d(s), "{s}");
         }
     }
 

@@ -94,19 +94,25 @@ impl DataArgs {
     /// `icp SUB --data D --config C`: a command the tool suggests, with the
     /// user's own data and config, so it runs as printed.
     pub fn command(&self, sub: &str) -> String {
-        let quote = |p: &Path| {
-            let s = p.display().to_string();
-            if s.contains([' ', '\'', '"']) {
-                format!("'{}'", s.replace('\'', "'\\''"))
-            } else {
-                s
-            }
-        };
-        let mut c = format!("icp {sub} --data {}", quote(&self.data));
+        let mut c = format!("icp {sub} --data {}", shell_quoted(&self.data));
         if let Some(cfg) = &self.config {
-            c.push_str(&format!(" --config {}", quote(cfg)));
+            c.push_str(&format!(" --config {}", shell_quoted(cfg)));
         }
         c
+    }
+}
+
+/// A path as a POSIX shell reads it back: as it is when it holds only
+/// characters no shell treats specially, else in single quotes.
+pub fn shell_quoted(p: &Path) -> String {
+    let s = p.display().to_string();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./-:@%+=,".contains(c));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -41,6 +41,8 @@ pub struct RunSummary {
 
 pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     let cfg = args.data.config()?;
+    // a bad SOURCE_DATE_EPOCH stops the run before any work
+    let run_date = crate::brief::run_date()?;
     let stages = Stages::new("icp run", args.data.quiet);
     stages.start("load");
     let data = load::load_dir(&args.data.data, &cfg, Need::Training)?;
@@ -122,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     };
     let as_of = crate::outcomes::newest_date(&data);
     let loaded_lines = crate::cmd::data_lines(&data, as_of)?;
-    let run_date = crate::brief::run_date()?;
+
     let earlier = match as_of {
         Some(d) => review::earlier_scorings(&args.reports, &dest, d, 4)?
             .iter()
@@ -325,7 +327,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         let reports = if args.reports == std::path::Path::new("reports") {
             String::new()
         } else {
-            format!(" --reports {}", args.reports.display())
+            format!(" --reports {}", crate::cmd::shell_quoted(&args.reports))
         };
         println!(
             "review: icp approve {} --by NAME --accept-all-exclusions{reports}   (or --accept-exclusion / --reject-exclusion ID for each; makes this model the active one and publishes)",

@@ -86,7 +86,13 @@ pub fn write_scoring(
         counts.push((format!("band_{b}"), n));
     }
     w.csv_for_people("rejects.csv", rejects)?;
-    counts.push(("rejects".into(), rejects.height()));
+    // rows rejected; cells read as missing are lines of rejects.csv too,
+    // counted apart
+    counts.push(("rejects".into(), crate::load::rejected_rows(rejects)));
+    let noted = crate::load::noted_cells(rejects);
+    if noted > 0 {
+        counts.push(("cells_read_as_missing".into(), noted));
+    }
     Ok(counts)
 }
 
@@ -298,7 +304,7 @@ fn score_in_pieces(
         rows,
         used,
         rejected: load::rejected_rows(&rejects),
-        footer_lines: 0,
+        footer_lines: pieces.footer_lines(),
     };
     inputs.push(input.clone());
     crate::cmd::require_rows(&input, None)?;
@@ -386,6 +392,12 @@ fn write_ranked(
         counts.push((format!("band_{b}"), n));
     }
     w.csv_for_people("rejects.csv", rejects)?;
-    counts.push(("rejects".into(), rejects.height()));
+    // rows rejected; cells read as missing are lines of rejects.csv too,
+    // counted apart
+    counts.push(("rejects".into(), crate::load::rejected_rows(rejects)));
+    let noted = crate::load::noted_cells(rejects);
+    if noted > 0 {
+        counts.push(("cells_read_as_missing".into(), noted));
+    }
     Ok(counts)
 }

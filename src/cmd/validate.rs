@@ -37,7 +37,15 @@ pub struct Readiness {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.data.config()?;
-    let data = load::load_dir(&args.data.data, &cfg, Need::Training)?;
+    // data that cannot give a right answer as it is (mostly unreadable
+    // numbers or dates, many unmapped stages) is "not ready", exit 2
+    let data = match load::load_dir(&args.data.data, &cfg, Need::Training) {
+        Ok(d) => d,
+        Err(e @ crate::IcpError::Data { .. }) => {
+            return Err(anyhow::Error::new(crate::cmd::NotReady).context(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let opps = &data
         .opportunities
         .as_ref()

@@ -414,7 +414,7 @@ fn a_german_locale_export_reads_with_its_decimal_setting_or_stops_with_the_hint(
     );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("add decimal = \",\""), "{e}");
+    assert!(e.to_lowercase().contains("add decimal = \",\""), "{e}");
     assert!(!tmp.path().join("o").exists(), "nothing written");
     // with `[files] decimal = ","` every account is read as in the US export
     let de = run(
@@ -670,4 +670,43 @@ proptest::proptest! {
         }));
         proptest::prop_assert!(outcome.is_ok(), "panicked with {path:?} mutated by {kind}");
     }
+}
+
+/// The guard by itself: the Salesforce export through its mapping with the
+/// `[features]` exclusions taken out. The outcome fields and the people
+/// and record columns are still kept out, each by what it holds.
+#[test]
+fn without_the_mappings_exclusions_the_guard_still_keeps_them_out() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("no-exclude.toml");
+    let shipped = std::fs::read_to_string(root().join("data/examples/salesforce.toml")).unwrap();
+    let head = shipped.split("[features]").next().unwrap();
+    let tail = shipped.split("[crm_import]").nth(1).unwrap();
+    std::fs::write(&cfg, format!("{head}[crm_import]{tail}")).unwrap();
+    let r = run(&cfg, &exports("salesforce"), &[]);
+    let used = features(&r);
+    for c in [
+        "Type",
+        "Customer Priority",
+        "Active",
+        "Account Owner",
+        "Phone",
+        "Billing City",
+        "Billing Zip/Postal Code",
+        "Last Activity",
+        "Last Modified Date",
+        "Created Date",
+    ] {
+        assert!(!used.contains(&c.to_string()), "{c} is a feature: {used:?}");
+        let why = skipped_reason(&r, c).unwrap_or_else(|| panic!("{c} not listed"));
+        assert!(r.printed.contains(&format!("  {c}: {why}")), "{c}");
+    }
+    for c in ["Uses ERP", "Ownership", "Region Code"] {
+        assert!(used.contains(&c.to_string()), "{c} dropped: {used:?}");
+    }
+    assert!(
+        !finding_columns(&r)
+            .iter()
+            .any(|c| c == "Type" || c == "Account Owner")
+    );
 }
