@@ -1536,15 +1536,21 @@ fn number_column_check(path: &Path, df: &DataFrame, notes: &[Note]) -> Result<()
         // with a point is written so, the column is thousands from a
         // decimal-comma locale, not decimals, and no answer is right
         if mark == DecimalMark::Point {
-            let dotted: Vec<&str> = raw.iter().flatten().filter(|v| v.contains('.')).collect();
-            if dotted.len() >= 3 && dotted.iter().all(|v| crate::util::dot_thousands_shape(v)) {
+            // one pass, stopped by the first value with other decimals
+            let (mut dotted, mut first) = (0usize, None);
+            let all_thousands = raw.iter().flatten().filter(|v| v.contains('.')).all(|v| {
+                dotted += 1;
+                first.get_or_insert(v);
+                crate::util::dot_thousands_shape(v)
+            });
+            if all_thousands && dotted >= 3 {
                 return Err(IcpError::Data {
                     path: path.into(),
                     message: format!(
                         "{} values of `{}` are written like {:?} (a point before exactly three digits) and none with other decimals: thousands grouped by points, as a decimal-comma locale writes them? Add decimal = \",\" to the config's [files] section (if they are decimals, write them with more or fewer than three places)",
-                        crate::util::thousands(dotted.len()),
+                        crate::util::thousands(dotted),
                         n.column,
-                        dotted[0]
+                        first.unwrap_or_default()
                     ),
                 });
             }
@@ -1812,13 +1818,19 @@ fn load_accounts(
             // filled cells, and those that are no number ("n/a" and the
             // like say "no value": they count as neither)
             let (mut n, mut bad) = (0usize, 0usize);
-            for v in text.column(c)?.str()?.iter().flatten() {
+            let cells = text.column(c)?.str()?;
+            let filled = cells.len() - cells.null_count();
+            for v in cells.iter().flatten() {
                 if crate::util::is_null_token(v) {
                     continue;
                 }
                 n += 1;
                 if crate::util::parse_crm_number(v, mark).is_none() {
                     bad += 1;
+                    // text, not numbers: no need to read on
+                    if bad * 10 > filled {
+                        break;
+                    }
                 }
             }
             let kind = match kind_hints.and_then(|h| h.get(c)) {

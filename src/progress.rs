@@ -175,6 +175,13 @@ impl Trace {
 
     /// Also prints the resident set now and at its peak, and the bytes
     /// the allocator holds for live allocations: where memory goes.
+    /// [`Trace::lap`] with a label made only when tracing.
+    pub fn lap_with(&mut self, label: impl FnOnce() -> String) {
+        if self.0.is_some() {
+            self.lap(&label());
+        }
+    }
+
     pub fn lap(&mut self, label: &str) {
         if let Some(t) = self.0.as_mut() {
             let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| (b / (1 << 20)).to_string());

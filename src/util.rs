@@ -342,8 +342,22 @@ fn strip_currency(t: &str, front: bool) -> &str {
 /// so "1,25" is not read as 125. None for anything else, and for values that
 /// are not finite (no "inf" or "NaN").
 pub fn parse_crm_number(s: &str, mark: DecimalMark) -> Option<f64> {
+    // the common case, a plain number (the loader trims cells): no
+    // allocation, no pass over characters
+    let plain = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+            && (mark == DecimalMark::Point || !t.contains('.'))
+    };
+    if plain(s) {
+        return s.parse::<f64>().ok().filter(|v| v.is_finite());
+    }
+    // text without a digit ("private", "n/a") is no number: said at once
+    if !s.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let mut t = s.trim_matches(is_space);
-    // the common case, a plain number: no allocation
     if !t.is_empty()
         && t.bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
@@ -432,10 +446,14 @@ pub fn parse_crm_number(s: &str, mark: DecimalMark) -> Option<f64> {
 
 /// Cells that say "no value" in words: blank, not an unreadable number.
 pub fn is_null_token(s: &str) -> bool {
-    matches!(
-        s.trim().to_ascii_lowercase().as_str(),
-        "n/a" | "na" | "#n/a" | "-" | "--" | "null" | "none" | "nan" | "(blank)"
-    )
+    let t = s.trim();
+    // no allocation: this runs on every cell of a column
+    t.len() <= 7
+        && [
+            "n/a", "na", "#n/a", "-", "--", "null", "none", "nan", "(blank)",
+        ]
+        .iter()
+        .any(|w| t.eq_ignore_ascii_case(w))
 }
 
 /// A number written like "1.250" or "12.500.000" (a point before exactly

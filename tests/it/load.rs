@@ -459,10 +459,7 @@ fn us_dates_get_the_date_format_hint_and_load_with_it() {
     };
     let o = validate(&[]);
     // data that cannot train as it is: validate's "not ready" code
-    assert_eq!(
-        o.status.code(),
-        Some(icp::cmd::EXIT_NOT_READY as i32)
-    );
+    assert_eq!(o.status.code(), Some(icp::cmd::EXIT_NOT_READY as i32));
     let e = crate::common::stderr(&o);
     assert!(
         e.contains("created_date")
