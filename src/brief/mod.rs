@@ -29,6 +29,9 @@ pub struct BriefInput<'a> {
     /// (threshold, accounts at or above it)
     pub segment_counts: &'a [(u8, usize)],
     pub rejected_rows: usize,
+    /// what the loader left out or read as missing, in words (unmapped
+    /// stages, unreadable cells): the reader weighs the findings by it
+    pub data_caveats: &'a [String],
     /// what changed since the active model's run, already worded
     pub changes: Option<&'a [Block]>,
     pub company: &'a str,
@@ -256,6 +259,12 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         a.program_version,
         n(inp.rejected_rows)
     )));
+    if !inp.data_caveats.is_empty() {
+        d.push(Block::Para(format!(
+            "Left out or read as missing: {}.",
+            inp.data_caveats.join("; ")
+        )));
+    }
     if let Some(as_of) = inp.as_of {
         let age = (inp.run_date - as_of).num_days();
         if age > 30 {

@@ -257,6 +257,38 @@ pub fn data_lines(
     Ok(out)
 }
 
+/// The brief's words for what the loader left out or read as missing.
+pub fn data_caveats(data: &crate::load::Dataset) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let unknown = crate::load::unknown_stages(&data.rejects)?;
+    if !unknown.is_empty() {
+        let n: usize = unknown.iter().map(|u| u.1).sum();
+        out.push(format!(
+            "{} deals whose stage the config does not map ({})",
+            thousands(n),
+            unknown
+                .iter()
+                .map(|(s, k)| format!("{s}: {}", thousands(*k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let cells = crate::load::notes_by_column(&data.rejects)?;
+    if !cells.is_empty() {
+        let n: usize = cells.iter().map(|c| c.2).sum();
+        out.push(format!(
+            "{} unreadable or out-of-range number cells, read as missing ({})",
+            thousands(n),
+            cells
+                .iter()
+                .map(|(_, c, k, _)| format!("{c}: {}", thousands(*k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
 /// "accounts: 1,234 high, ..." from the manifest counts.
 pub fn band_line(counts: &[(String, usize)]) -> String {
     let c = |k: &str| counts.iter().find(|x| x.0 == k).map(|x| x.1).unwrap_or(0);

@@ -124,6 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     };
     let as_of = crate::outcomes::newest_date(&data);
     let loaded_lines = crate::cmd::data_lines(&data, as_of)?;
+    let data_caveats = crate::cmd::data_caveats(&data)?;
 
     let earlier = match as_of {
         Some(d) => review::earlier_scorings(&args.reports, &dest, d, 4)?
@@ -187,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             band_counts: &band_counts,
             segment_counts: &segment_counts,
             rejected_rows: load::rejected_rows(&data.rejects),
+            data_caveats: &data_caveats,
             changes: change_blocks.as_deref(),
             company: &company,
             run_date,

@@ -214,6 +214,15 @@ fn a_salesforce_report_export_reads_right_with_the_shipped_mapping() {
         rejected_deals,
         count("Closed Won - Expansion") + count("Closed Lost - No Decision") + count("Discovery")
     );
+    // the brief says what was left out, for a leader weighing the findings
+    let brief = std::fs::read_to_string(r.dir.join("brief.md")).unwrap();
+    let unmapped =
+        count("Closed Won - Expansion") + count("Closed Lost - No Decision") + count("Discovery");
+    assert!(
+        brief.contains(&format!("{unmapped} deals whose stage the config does not map")),
+        "{brief}"
+    );
+    assert!(brief.contains(&format!("annual_revenue: {}", want.len())), "{brief}");
     // the as-of date: the newest created or close date of a closed deal
     // (an open deal's Close Date is its expected close), by hand
     let us = |d: &str| {
