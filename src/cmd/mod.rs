@@ -32,6 +32,7 @@ pub enum Command {
     /// and write a run directory (scores, segments, model, rejects, manifest).
     Run(run::Args),
     /// Check a data directory: write rejects.csv and a readiness report, nothing else.
+    /// Exits 2 when the data is not ready to train (1 on any other error).
     Validate(validate::Args),
     /// Train and evaluate a model; write the model artifact (model.json).
     Train(train::Args),
