@@ -206,88 +206,103 @@ pub fn input_lines(inputs: &[crate::load::InputFile]) -> Vec<String> {
         .collect()
 }
 
-/// What the loader did beyond using and rejecting rows, where the user
-/// looks first: footers skipped, cells read as missing, stages the config
-/// does not map (with the lines that map them), and the date the data is
-/// as of.
-pub fn data_lines(
-    data: &crate::load::Dataset,
-    as_of: Option<chrono::NaiveDate>,
-) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for i in data.inputs() {
-        if i.footer_lines > 0 {
-            out.push(format!(
-                "  {}: {} report footer lines after the data skipped (not rows)",
-                i.file, i.footer_lines
-            ));
-        }
-    }
-    for (file, column, n, example) in crate::load::notes_by_column(&data.rejects)? {
-        out.push(format!(
-            "  {file}: {} cells of `{column}` read as missing (for example {example:?}; rejects.csv lists each, the rows are used)",
-            thousands(n)
-        ));
-    }
-    let unknown = crate::load::unknown_stages(&data.rejects)?;
-    if !unknown.is_empty() {
-        let n: usize = unknown.iter().map(|u| u.1).sum();
-        out.push(format!(
-            "  {} deals rejected for a stage the config does not map; to use them, add to the config's [outcomes]:",
-            thousands(n)
-        ));
-        out.extend(
-            crate::load::outcome_lines(&unknown)
-                .into_iter()
-                .map(|l| format!("  {l}")),
-        );
-    }
-    if !data.excluded_columns.is_empty() {
-        out.push(format!(
-            "  {}: {} columns excluded by the config's [features] exclude, never read: {}",
-            data.accounts.input.file,
-            data.excluded_columns.len(),
-            data.excluded_columns.join(", ")
-        ));
-    }
-    if let Some(d) = as_of {
-        out.push(format!(
-            "data as of {d} (the newest closed, created, churn or trigger date; open deals' expected close dates are not used)"
-        ));
-    }
-    Ok(out)
+/// What the loader did beyond using and rejecting rows, read once from the
+/// rejects: stages the config does not map and cells read as missing.
+pub struct LoadReport {
+    /// (stage, deals), most first
+    pub unknown_stages: Vec<(String, usize)>,
+    /// (file, column, cells, an example value)
+    pub cells: Vec<(String, String, usize, String)>,
 }
 
-/// The brief's words for what the loader left out or read as missing.
-pub fn data_caveats(data: &crate::load::Dataset) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let unknown = crate::load::unknown_stages(&data.rejects)?;
-    if !unknown.is_empty() {
-        let n: usize = unknown.iter().map(|u| u.1).sum();
-        out.push(format!(
-            "{} deals whose stage the config does not map ({})",
-            thousands(n),
-            unknown
-                .iter()
-                .map(|(s, k)| format!("{s}: {}", thousands(*k)))
+impl LoadReport {
+    pub fn of(data: &crate::load::Dataset) -> anyhow::Result<LoadReport> {
+        Ok(LoadReport {
+            unknown_stages: crate::load::unknown_stages(&data.rejects)?,
+            cells: crate::load::notes_by_column(&data.rejects)?,
+        })
+    }
+
+    /// The summary's lines, where the user looks first: footers skipped,
+    /// cells read as missing, unmapped stages (with the lines that map
+    /// them), columns the config excludes, and the date the data is as of.
+    pub fn lines(
+        &self,
+        data: &crate::load::Dataset,
+        as_of: Option<chrono::NaiveDate>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in data.inputs() {
+            if i.footer_lines > 0 {
+                out.push(format!(
+                    "  {}: {} report footer lines after the data skipped (not rows)",
+                    i.file, i.footer_lines
+                ));
+            }
+        }
+        for (file, column, n, example) in &self.cells {
+            out.push(format!(
+                "  {file}: {} cells of `{column}` read as missing (for example {example:?}; rejects.csv lists each, the rows are used)",
+                thousands(*n)
+            ));
+        }
+        if !self.unknown_stages.is_empty() {
+            out.push(format!(
+                "  {} deals rejected for a stage the config does not map; to use them, add to the config's [outcomes]:",
+                thousands(self.unmapped_deals())
+            ));
+            out.extend(
+                crate::load::outcome_lines(&self.unknown_stages)
+                    .into_iter()
+                    .map(|l| format!("  {l}")),
+            );
+        }
+        if !data.excluded_columns.is_empty() {
+            out.push(format!(
+                "  {}: {} columns excluded by the config's [features] exclude, never read: {}",
+                data.accounts.input.file,
+                data.excluded_columns.len(),
+                data.excluded_columns.join(", ")
+            ));
+        }
+        if let Some(d) = as_of {
+            out.push(format!(
+                "data as of {d} (the newest closed, created, churn or trigger date; open deals' expected close dates are not used)"
+            ));
+        }
+        out
+    }
+
+    fn unmapped_deals(&self) -> usize {
+        self.unknown_stages.iter().map(|u| u.1).sum()
+    }
+
+    /// The brief's words for what was left out or read as missing.
+    pub fn caveats(&self) -> Vec<String> {
+        // "name: count, name: count"
+        let listed = |items: &mut dyn Iterator<Item = (&String, usize)>| {
+            items
+                .map(|(name, n)| format!("{name}: {}", thousands(n)))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        };
+        let mut out = Vec::new();
+        if !self.unknown_stages.is_empty() {
+            out.push(format!(
+                "{} deals whose stage the config does not map ({})",
+                thousands(self.unmapped_deals()),
+                listed(&mut self.unknown_stages.iter().map(|(s, n)| (s, *n)))
+            ));
+        }
+        if !self.cells.is_empty() {
+            out.push(format!(
+                "{} unreadable or out-of-range number cells, read as missing ({})",
+                thousands(self.cells.iter().map(|c| c.2).sum()),
+                listed(&mut self.cells.iter().map(|(_, c, n, _)| (c, *n)))
+            ));
+        }
+        out
     }
-    let cells = crate::load::notes_by_column(&data.rejects)?;
-    if !cells.is_empty() {
-        let n: usize = cells.iter().map(|c| c.2).sum();
-        out.push(format!(
-            "{} unreadable or out-of-range number cells, read as missing ({})",
-            thousands(n),
-            cells
-                .iter()
-                .map(|(_, c, k, _)| format!("{c}: {}", thousands(*k)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(out)
 }
 
 /// "accounts: 1,234 high, ..." from the manifest counts.

@@ -123,8 +123,9 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         None => new_run_dir(&args.reports, &artifact.model_id),
     };
     let as_of = crate::outcomes::newest_date(&data);
-    let loaded_lines = crate::cmd::data_lines(&data, as_of)?;
-    let data_caveats = crate::cmd::data_caveats(&data)?;
+    let report = crate::cmd::LoadReport::of(&data)?;
+    let loaded_lines = report.lines(&data, as_of);
+    let data_caveats = report.caveats();
 
     let earlier = match as_of {
         Some(d) => review::earlier_scorings(&args.reports, &dest, d, 4)?

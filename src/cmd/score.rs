@@ -51,6 +51,17 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// The manifest's counts of `rejects.csv`: rows rejected, and cells read
+/// as missing (lines of rejects.csv too, counted apart) when there are any.
+fn reject_counts(rejects: &DataFrame) -> Vec<(String, usize)> {
+    let mut out = vec![("rejects".to_string(), crate::load::rejected_rows(rejects))];
+    let noted = crate::load::noted_cells(rejects);
+    if noted > 0 {
+        out.push(("cells_read_as_missing".into(), noted));
+    }
+    out
+}
+
 /// Write scores, segment files and rejects; returns the counts for the manifest.
 /// With `crm`, also the CRM's import file (`icp score`; a run's scores are a
 /// proposal until approved, so `icp run` passes None).
@@ -86,13 +97,7 @@ pub fn write_scoring(
         counts.push((format!("band_{b}"), n));
     }
     w.csv_for_people("rejects.csv", rejects)?;
-    // rows rejected; cells read as missing are lines of rejects.csv too,
-    // counted apart
-    counts.push(("rejects".into(), crate::load::rejected_rows(rejects)));
-    let noted = crate::load::noted_cells(rejects);
-    if noted > 0 {
-        counts.push(("cells_read_as_missing".into(), noted));
-    }
+    counts.extend(reject_counts(rejects));
     Ok(counts)
 }
 
@@ -392,12 +397,6 @@ fn write_ranked(
         counts.push((format!("band_{b}"), n));
     }
     w.csv_for_people("rejects.csv", rejects)?;
-    // rows rejected; cells read as missing are lines of rejects.csv too,
-    // counted apart
-    counts.push(("rejects".into(), crate::load::rejected_rows(rejects)));
-    let noted = crate::load::noted_cells(rejects);
-    if noted > 0 {
-        counts.push(("cells_read_as_missing".into(), noted));
-    }
+    counts.extend(reject_counts(rejects));
     Ok(counts)
 }

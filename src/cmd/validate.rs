@@ -133,7 +133,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for l in input_lines(&data.inputs()) {
             println!("{l}");
         }
-        for l in crate::cmd::data_lines(&data, crate::outcomes::newest_date(&data))? {
+        let report = crate::cmd::LoadReport::of(&data)?;
+        for l in report.lines(&data, crate::outcomes::newest_date(&data)) {
             println!("{l}");
         }
         println!(

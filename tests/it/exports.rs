@@ -219,10 +219,15 @@ fn a_salesforce_report_export_reads_right_with_the_shipped_mapping() {
     let unmapped =
         count("Closed Won - Expansion") + count("Closed Lost - No Decision") + count("Discovery");
     assert!(
-        brief.contains(&format!("{unmapped} deals whose stage the config does not map")),
+        brief.contains(&format!(
+            "{unmapped} deals whose stage the config does not map"
+        )),
         "{brief}"
     );
-    assert!(brief.contains(&format!("annual_revenue: {}", want.len())), "{brief}");
+    assert!(
+        brief.contains(&format!("annual_revenue: {}", want.len())),
+        "{brief}"
+    );
     // the as-of date: the newest created or close date of a closed deal
     // (an open deal's Close Date is its expected close), by hand
     let us = |d: &str| {
@@ -476,17 +481,24 @@ fn a_mapping_for_another_crm_names_the_one_that_fits() {
     );
 }
 
-#[test]
-fn a_stop_suggests_validate_with_the_users_own_config() {
-    // two closed deals: too little to train
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let d = tmp.path().join("few");
+/// A copy of the HubSpot export in `base/name` with its deals file edited.
+fn hubspot_with_deals(base: &Path, name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let d = base.join(name);
     std::fs::create_dir_all(&d).unwrap();
     let src = exports("hubspot");
     std::fs::copy(src.join("companies.csv"), d.join("companies.csv")).unwrap();
     let deals = std::fs::read_to_string(src.join("deals.csv")).unwrap();
-    let few: Vec<&str> = deals.lines().take(6).collect();
-    std::fs::write(d.join("deals.csv"), few.join("\n") + "\n").unwrap();
+    std::fs::write(d.join("deals.csv"), edit(&deals)).unwrap();
+    d
+}
+
+#[test]
+fn a_stop_suggests_validate_with_the_users_own_config() {
+    // two closed deals: too little to train
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = hubspot_with_deals(tmp.path(), "few", |deals| {
+        deals.lines().take(6).collect::<Vec<_>>().join("\n") + "\n"
+    });
     let cfg = root().join("data/examples/hubspot.toml");
     let o = run_stopping(&cfg, &d, &tmp.path().join("o"));
     assert_eq!(o.status.code(), Some(1));
@@ -522,19 +534,15 @@ fn a_stop_suggests_validate_with_the_users_own_config() {
 #[test]
 fn many_deals_with_unmapped_stages_stop_the_run_with_the_lines_to_add() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let d = tmp.path().join("renamed");
-    std::fs::create_dir_all(&d).unwrap();
-    let src = exports("hubspot");
-    std::fs::copy(src.join("companies.csv"), d.join("companies.csv")).unwrap();
     // every "Closed Lost" renamed, as an org that customised its pipeline
-    let deals = std::fs::read_to_string(src.join("deals.csv")).unwrap();
-    let n = deals.matches(",Closed Lost,").count();
+    let n = std::fs::read_to_string(exports("hubspot/deals.csv"))
+        .unwrap()
+        .matches(",Closed Lost,")
+        .count();
     assert!(n > 100);
-    std::fs::write(
-        d.join("deals.csv"),
-        deals.replace(",Closed Lost,", ",Closed Lost - Budget,"),
-    )
-    .unwrap();
+    let d = hubspot_with_deals(tmp.path(), "renamed", |deals| {
+        deals.replace(",Closed Lost,", ",Closed Lost - Budget,")
+    });
     let o = run_stopping(
         &root().join("data/examples/hubspot.toml"),
         &d,
