@@ -36,6 +36,9 @@ pub struct Config {
     pub evidence: EvidenceToml,
     #[serde(default)]
     pub signals: SignalsToml,
+    /// what makes a finding a criterion of the refined ICP
+    #[serde(default)]
+    pub icp: IcpToml,
     #[serde(default)]
     pub brief: BriefToml,
     #[serde(default)]
@@ -104,6 +107,11 @@ pub struct PublishToml {
     pub control_share: Option<f64>,
 }
 
+/// Share of each band withheld as a control unless `[publish]
+/// control_share` says otherwise: without one, a quarter's results cannot
+/// be told apart from the market.
+pub const DEFAULT_CONTROL_SHARE: f64 = 0.10;
+
 /// `[publish]`, checked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PublishParams {
@@ -123,6 +131,8 @@ pub struct BriefToml {
     pub owners: Owners,
     /// days from the run to the review's due date (default 14)
     pub review_days: Option<i64>,
+    /// days the pilot runs before the next brief measures it (default 45)
+    pub pilot_days: Option<i64>,
 }
 
 /// The people who decide, by role (`[brief.owners]` or `[brief] owners = {..}`).
@@ -143,6 +153,12 @@ pub struct BriefParams {
     pub company: Option<String>,
     pub owners: Owners,
     pub review_days: i64,
+    #[serde(default = "default_pilot_days")]
+    pub pilot_days: i64,
+}
+
+fn default_pilot_days() -> i64 {
+    45
 }
 
 impl Default for BriefParams {
@@ -151,6 +167,7 @@ impl Default for BriefParams {
             company: None,
             owners: Owners::default(),
             review_days: 14,
+            pilot_days: default_pilot_days(),
         }
     }
 }
@@ -176,6 +193,19 @@ pub struct SignalsToml {
     pub max_generic_loss_share: Option<f64>,
     pub max_criteria: Option<usize>,
     pub criterion_fwer: Option<f64>,
+    /// loss reasons that name no specifics (replaces the built-in list)
+    pub generic_reasons: Option<Vec<String>>,
+}
+
+/// `[icp]`: when a finding is worth acting on as a criterion.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcpToml {
+    pub min_include_lift: Option<f64>,
+    pub max_exclude_lift: Option<f64>,
+    pub max_exclude_upper_lift: Option<f64>,
+    pub cost_per_prospect: Option<f64>,
+    pub max_excluded_value: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -679,11 +709,17 @@ impl Config {
                 )));
             }
         }
-        let signals = check_signals(self.signals).map_err(bad)?;
+        let signals = check_signals(self.signals, self.icp).map_err(bad)?;
         let review_days = self.brief.review_days.unwrap_or(14);
         if !(1..=365).contains(&review_days) {
             return Err(bad(format!(
                 "[brief] review_days = {review_days}: expected 1 to 365"
+            )));
+        }
+        let pilot_days = self.brief.pilot_days.unwrap_or(default_pilot_days());
+        if !(7..=365).contains(&pilot_days) {
+            return Err(bad(format!(
+                "[brief] pilot_days = {pilot_days}: expected 7 to 365"
             )));
         }
         let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
@@ -695,6 +731,7 @@ impl Config {
                 revenue_leader: clean(self.brief.owners.revenue_leader),
             },
             review_days,
+            pilot_days,
         };
         let audience = match self.publish.audience.as_deref().map(str::trim) {
             None | Some("prospects") => crate::feed::Audience::Prospects,
@@ -705,7 +742,7 @@ impl Config {
                 )));
             }
         };
-        let control_share = self.publish.control_share.unwrap_or(0.0);
+        let control_share = self.publish.control_share.unwrap_or(DEFAULT_CONTROL_SHARE);
         if !(0.0..=0.5).contains(&control_share) {
             return Err(bad(format!(
                 "[publish] control_share = {control_share}: expected 0 (off) to 0.5"
@@ -750,7 +787,53 @@ impl Config {
     }
 }
 
-fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalParams, String> {
+fn check_icp(t: IcpToml) -> std::result::Result<crate::signals::IcpRules, String> {
+    let d = crate::signals::IcpRules::default();
+    let r = crate::signals::IcpRules {
+        min_include_lift: t.min_include_lift.unwrap_or(d.min_include_lift),
+        max_exclude_lift: t.max_exclude_lift.unwrap_or(d.max_exclude_lift),
+        max_exclude_upper_lift: t.max_exclude_upper_lift.unwrap_or(d.max_exclude_upper_lift),
+        cost_per_prospect: t.cost_per_prospect,
+        max_excluded_value: t.max_excluded_value.unwrap_or(d.max_excluded_value),
+    };
+    if !(r.min_include_lift.is_finite() && r.min_include_lift >= 1.0) {
+        return Err(format!(
+            "[icp] min_include_lift = {}: expected 1 or more",
+            r.min_include_lift
+        ));
+    }
+    if !(r.max_exclude_lift > 0.0 && r.max_exclude_lift < 1.0) {
+        return Err(format!(
+            "[icp] max_exclude_lift = {}: expected more than 0 and less than 1",
+            r.max_exclude_lift
+        ));
+    }
+    if !(r.max_exclude_upper_lift >= r.max_exclude_lift && r.max_exclude_upper_lift <= 1.0) {
+        return Err(format!(
+            "[icp] max_exclude_upper_lift = {}: expected from max_exclude_lift ({}) to 1",
+            r.max_exclude_upper_lift, r.max_exclude_lift
+        ));
+    }
+    if let Some(c) = r.cost_per_prospect {
+        if !(c.is_finite() && c > 0.0) {
+            return Err(format!(
+                "[icp] cost_per_prospect = {c}: expected an amount above 0 (the cost of working one prospect)"
+            ));
+        }
+    }
+    if !(0.0..=1.0).contains(&r.max_excluded_value) {
+        return Err(format!(
+            "[icp] max_excluded_value = {}: expected a share from 0 to 1 (0.15 is 15%)",
+            r.max_excluded_value
+        ));
+    }
+    Ok(r)
+}
+
+fn check_signals(
+    t: SignalsToml,
+    icp: IcpToml,
+) -> std::result::Result<crate::signals::SignalParams, String> {
     let d = crate::signals::SignalParams::default();
     let p = crate::signals::SignalParams {
         min_accounts: t.min_accounts.unwrap_or(d.min_accounts),
@@ -772,6 +855,21 @@ fn check_signals(t: SignalsToml) -> std::result::Result<crate::signals::SignalPa
         max_generic_loss_share: t.max_generic_loss_share.unwrap_or(d.max_generic_loss_share),
         max_criteria: t.max_criteria.unwrap_or(d.max_criteria),
         criterion_fwer: t.criterion_fwer.unwrap_or(d.criterion_fwer),
+        generic_reasons: match t.generic_reasons {
+            Some(v) => {
+                let v: Vec<String> = v
+                    .iter()
+                    .map(|r| crate::signals::readiness::reason_key(r))
+                    .filter(|r| !r.is_empty())
+                    .collect();
+                if v.is_empty() {
+                    return Err("[signals] generic_reasons: expected at least one reason (leave it out for the built-in list)".into());
+                }
+                v
+            }
+            None => d.generic_reasons,
+        },
+        icp: check_icp(icp)?,
     };
     if !(p.criterion_fwer > 0.0 && p.criterion_fwer < 1.0) {
         return Err(format!(
@@ -901,11 +999,20 @@ impl ValidConfig {
                 max_generic_loss_share: Some(s.max_generic_loss_share),
                 max_criteria: Some(s.max_criteria),
                 criterion_fwer: Some(s.criterion_fwer),
+                generic_reasons: Some(s.generic_reasons.clone()),
+            },
+            icp: IcpToml {
+                min_include_lift: Some(s.icp.min_include_lift),
+                max_exclude_lift: Some(s.icp.max_exclude_lift),
+                max_exclude_upper_lift: Some(s.icp.max_exclude_upper_lift),
+                cost_per_prospect: s.icp.cost_per_prospect,
+                max_excluded_value: Some(s.icp.max_excluded_value),
             },
             brief: BriefToml {
                 company: self.brief.company.clone(),
                 owners: self.brief.owners.clone(),
                 review_days: Some(self.brief.review_days),
+                pilot_days: Some(self.brief.pilot_days),
             },
             publish: PublishToml {
                 audience: Some(

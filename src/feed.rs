@@ -258,6 +258,100 @@ impl Row {
     }
 }
 
+/// What approving a run publishes, counted before anyone approves: each
+/// segment's accounts as the workflow engine will receive them, with the
+/// run's recommended exclusions applied and its control group withheld.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Preview {
+    /// the exclude criteria it assumes approved
+    pub exclusions: Vec<String>,
+    pub audience: String,
+    pub control_share: f64,
+    /// segment, accounts, of them prospects, of them open opportunities
+    pub segments: Vec<PreviewSegment>,
+    /// scored accounts of the audience withheld as the control group
+    pub control: usize,
+    /// accounts of the audience the exclusions keep out of every segment
+    pub excluded: usize,
+    /// every account by CRM status (the one definition of each status)
+    pub crm_status: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct PreviewSegment {
+    pub segment: String,
+    pub accounts: usize,
+    pub prospects: usize,
+    pub open_opportunities: usize,
+}
+
+/// [`Preview`] of publishing `scores` with `excluded` (account -> exclude
+/// criteria), by the same rows, control rule and membership as [`publish`].
+pub fn preview(
+    scores: &DataFrame,
+    crm: &[CrmStatus],
+    excluded: &HashMap<String, Vec<String>>,
+    exclusions: Vec<String>,
+    model_id: &str,
+    audience: Audience,
+    control_share: f64,
+) -> Result<Preview> {
+    let mut rows = rows(scores, crm, excluded)?;
+    for r in rows.iter_mut() {
+        r.control = r.eligible(audience) && in_control(model_id, &r.account_id, control_share);
+    }
+    let now = members(&rows, audience);
+    let status: HashMap<&str, CrmStatus> = rows
+        .iter()
+        .map(|r| (r.account_id.as_str(), r.crm))
+        .collect();
+    let segments = segment_names()
+        .into_iter()
+        .map(|name| {
+            let ids = &now[&name];
+            let count = |c: CrmStatus| {
+                ids.iter()
+                    .filter(|a| status.get(a.as_str()) == Some(&c))
+                    .count()
+            };
+            PreviewSegment {
+                accounts: ids.len(),
+                prospects: count(CrmStatus::Prospect),
+                open_opportunities: count(CrmStatus::OpenOpportunity),
+                segment: name,
+            }
+        })
+        .collect();
+    let mut crm_status: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &rows {
+        *crm_status.entry(r.crm.as_str().to_string()).or_default() += 1;
+    }
+    let in_audience = |r: &Row| {
+        r.scored()
+            && match audience {
+                Audience::Prospects => {
+                    matches!(r.crm, CrmStatus::Prospect | CrmStatus::OpenOpportunity)
+                }
+                Audience::All => true,
+            }
+    };
+    Ok(Preview {
+        exclusions,
+        audience: match audience {
+            Audience::Prospects => "prospects".into(),
+            Audience::All => "all".into(),
+        },
+        control_share,
+        segments,
+        control: rows.iter().filter(|r| r.control).count(),
+        excluded: rows
+            .iter()
+            .filter(|r| in_audience(r) && !r.excluded_by.is_empty())
+            .count(),
+        crm_status,
+    })
+}
+
 /// The ten segment names, in file order.
 pub fn segment_names() -> Vec<String> {
     THRESHOLDS

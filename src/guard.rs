@@ -253,7 +253,10 @@ pub fn screen(
         } else {
             let s = s.cast(&DataType::String)?;
             let v: Vec<Option<&str>> = s.str()?.iter().collect();
+            // "Has Ops Owner" holding yes and no names no person: a flag's
+            // header words are about the company
             record_name(name)
+                .filter(|_| !is_flag(&v))
                 .or_else(|| contact_details(name, &v))
                 .or_else(|| record_values(&v, date_format))
                 .or_else(|| leak(&groups, &v, |x| x.map(Value::Text)))
@@ -307,6 +310,22 @@ fn groups(accounts: &DataFrame, opportunities: &DataFrame, labels: &DataFrame) -
         won: rows(&|r| closed[r] && won[r]),
         lost: rows(&|r| closed[r] && !won[r]),
     })
+}
+
+/// Values that are all yes/no flags (true/false, yes/no, y/n, 1/0).
+fn is_flag(v: &[Option<&str>]) -> bool {
+    let mut any = false;
+    for x in v.iter().flatten().take(10_000) {
+        any = true;
+        let k = x.trim().to_ascii_lowercase();
+        if !matches!(
+            k.as_str(),
+            "true" | "false" | "yes" | "no" | "y" | "n" | "1" | "0"
+        ) {
+            return false;
+        }
+    }
+    any
 }
 
 /// A header that names people or records.

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::features::Cell;
 use crate::metrics::wilson;
-use crate::signals::Finding;
+use crate::signals::stats::two_proportions;
+use crate::signals::{Finding, IcpRules};
 
 /// Each variable's cell codes, interned, for a set of rows (deals or accounts).
 #[derive(Debug, Clone, Default)]
@@ -122,6 +123,23 @@ impl Bits {
         }
         b
     }
+    /// Every row.
+    pub fn full(n: usize) -> Bits {
+        let mut b = Bits(vec![u64::MAX; n.div_ceil(64)], n);
+        if n % 64 != 0 {
+            if let Some(last) = b.0.last_mut() {
+                *last = (1u64 << (n % 64)) - 1;
+            }
+        }
+        b
+    }
+    /// self & o
+    pub fn and(&self, o: &Bits) -> Bits {
+        Bits(
+            self.0.iter().zip(&o.0).map(|(a, b)| a & b).collect(),
+            self.1,
+        )
+    }
     pub fn set(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
@@ -178,6 +196,9 @@ pub struct DealRows {
     pub account: Vec<u32>,
     pub n_accounts: usize,
     pub velocity_win: Bits,
+    /// deals of the model's time-based holdout: later deals, which choose
+    /// no criterion and check every one
+    pub holdout: Bits,
     /// lost deals, and their loss reason (None: blank)
     pub lost: Bits,
     pub loss_reason: Vec<Option<String>>,
@@ -186,7 +207,9 @@ pub struct DealRows {
 /// Every account, for what a criterion would do to targeting.
 pub struct AccountRows {
     pub cells: Coded,
-    /// no closed deal yet: the accounts targeting acts on
+    /// CRM status prospect (no customer record, no won or open deal; lost
+    /// deals allowed): the accounts outbound targeting acts on, as the feed
+    /// publishes them
     pub prospect: Bits,
     /// P(velocity win) from the model; NaN when unscored
     pub p: Vec<f64>,
@@ -202,38 +225,37 @@ pub struct AccountRows {
     pub quote: Vec<Option<String>>,
 }
 
-/// How many criteria, and how big an effect is worth one.
+/// How many criteria, and what evidence makes one.
 #[derive(Debug, Clone)]
 pub struct IcpParams {
     pub max_criteria: usize,
     pub min_accounts: usize,
-    /// the part a criterion adds must reach this lift (include) or its
-    /// inverse (exclude) over the baseline
-    pub min_lift: f64,
-    /// a criterion's own test must pass a Bonferroni correction at this
-    /// family-wise error rate over the tests of its kind (single conditions,
-    /// or the far more numerous pairs): stricter than the findings' FDR,
-    /// because criteria are acted on, and with many true effects the FDR
-    /// lets a chance pair through
+    /// a criterion's test on the deals that chose it must pass a Bonferroni
+    /// correction at this family-wise error rate over the tests of its kind
+    /// (single conditions, or the far more numerous pairs): criteria are
+    /// acted on, so even one false criterion is guarded against
     pub fwer: f64,
     /// tests on single conditions and on pairs in the screen
     pub single_tests: usize,
     pub pair_tests: usize,
+    pub rules: IcpRules,
 }
 
 impl IcpParams {
-    /// Strong enough evidence to act on (see `fwer`).
-    fn passes(&self, f: &Finding) -> bool {
-        let m = if f.cells.len() > 1 {
+    /// Strong enough evidence to act on (see `fwer`), for a p-value of a
+    /// condition of `n_cells` cells.
+    fn passes(&self, p_value: f64, n_cells: usize) -> bool {
+        let m = if n_cells > 1 {
             self.pair_tests
         } else {
             self.single_tests
         };
-        f.p_value * m.max(1) as f64 <= self.fwer
+        p_value * m.max(1) as f64 <= self.fwer
     }
 }
 
-/// What a criterion adds beyond the criteria chosen before it.
+/// What a criterion adds beyond the criteria chosen before it, on the deals
+/// that chose it (the deals before the holdout).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Added {
     pub deals: usize,
@@ -246,6 +268,108 @@ pub struct Added {
     pub excess_velocity_wins: f64,
 }
 
+/// A condition's velocity-win rate on one set of deals, against that set's
+/// baseline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RateCheck {
+    pub deals: usize,
+    pub velocity_wins: usize,
+    pub velocity_win_rate: Option<f64>,
+    pub velocity_win_rate_ci95: (f64, f64),
+    /// the velocity-win rate of all deals of the set
+    pub baseline: f64,
+    pub lift: Option<f64>,
+}
+
+impl RateCheck {
+    fn of(mask: &Bits, set: &Bits, wins: &Bits, baseline: f64) -> RateCheck {
+        let m = mask.and(set);
+        let n = m.count();
+        let w = m.and_count(wins);
+        let rate = (n > 0).then(|| w as f64 / n as f64);
+        RateCheck {
+            deals: n,
+            velocity_wins: w,
+            velocity_win_rate: rate,
+            velocity_win_rate_ci95: wilson(w, n),
+            baseline,
+            lift: rate.filter(|_| baseline > 0.0).map(|r| r / baseline),
+        }
+    }
+}
+
+/// Fewer later deals than this and a criterion is "too few later deals to check".
+pub const MIN_LATER_DEALS: usize = 10;
+
+/// Does a criterion hold up on the later (holdout) deals?
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LaterVerdict {
+    /// same direction, and the later deals' interval is clear of their baseline
+    Holds,
+    /// same direction, but the later deals alone cannot tell it from the baseline
+    Consistent,
+    /// the later deals went the other way: not recommended
+    Fails,
+    /// fewer than [`MIN_LATER_DEALS`] later deals
+    #[default]
+    TooFew,
+}
+
+impl LaterVerdict {
+    fn judge(c: &RateCheck, up: bool) -> LaterVerdict {
+        let (Some(rate), true) = (c.velocity_win_rate, c.deals >= MIN_LATER_DEALS) else {
+            return LaterVerdict::TooFew;
+        };
+        let (lo, hi) = c.velocity_win_rate_ci95;
+        let b = c.baseline;
+        match up {
+            true if rate <= b => LaterVerdict::Fails,
+            false if rate >= b => LaterVerdict::Fails,
+            true if lo > b => LaterVerdict::Holds,
+            false if hi < b => LaterVerdict::Holds,
+            _ => LaterVerdict::Consistent,
+        }
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            LaterVerdict::Holds => "holds up on later deals",
+            LaterVerdict::Consistent => "same direction on later deals, too few to be sure",
+            LaterVerdict::Fails => "did not hold up on later deals",
+            LaterVerdict::TooFew => "too few later deals to check",
+        }
+    }
+}
+
+/// What the pipeline recommends a person decides.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Recommendation {
+    Keep,
+    Reject,
+    #[default]
+    Hold,
+}
+
+impl Recommendation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recommendation::Keep => "keep",
+            Recommendation::Reject => "reject",
+            Recommendation::Hold => "hold",
+        }
+    }
+}
+
+/// A current customer shown as evidence for a criterion.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NamedAccount {
+    pub account_id: String,
+    pub name: String,
+    pub won_revenue: f64,
+}
+
 /// One criterion of the refined ICP, with the finding it is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Criterion {
@@ -256,11 +380,10 @@ pub struct Criterion {
     pub adds: Added,
     /// ids of findings (signals.csv / exclusions.csv) mostly on the same deals
     pub supporting: Vec<String>,
-    /// prospects (no closed deal) matching, and of them, matching no other
-    /// exclude criterion
+    /// prospects matching, and of them, matching no other exclude criterion
     pub prospects_matching: usize,
     pub prospects_only_this: usize,
-    /// sum over matching prospects of P(velocity win) x the average deal
+    /// matching prospects x [`Criterion::value_per_prospect`]
     pub expected_pipeline: f64,
     /// current customers matching and their won revenue
     pub customers_matching: usize,
@@ -268,6 +391,29 @@ pub struct Criterion {
     /// most common loss reasons of its lost deals: (reason, lost deals)
     pub loss_reasons: Vec<(String, usize)>,
     pub lost_deals: usize,
+    /// the velocity-win rate on the deals that chose it (before the holdout)
+    #[serde(default)]
+    pub chose: RateCheck,
+    /// and on the later deals (the holdout), which played no part in the choice
+    #[serde(default)]
+    pub later: RateCheck,
+    #[serde(default)]
+    pub later_verdict: LaterVerdict,
+    /// keep, reject or hold, and why in one clause
+    #[serde(default)]
+    pub recommendation: Recommendation,
+    #[serde(default)]
+    pub because: String,
+    /// what working one prospect of it is expected to bring: its
+    /// velocity-win rate x its average deal (the segment's own deals)
+    #[serde(default)]
+    pub value_per_prospect: f64,
+    /// up to three current customers it matches, by won revenue
+    #[serde(default)]
+    pub best_customers: Vec<NamedAccount>,
+    /// the rows of `best_customers`, named by the caller
+    #[serde(skip)]
+    pub best_rows: Vec<usize>,
 }
 
 /// How the ICP as a whole does on the closed deals it was chosen from.
@@ -282,6 +428,15 @@ pub struct Coverage {
     pub other_velocity_win_rate: Option<f64>,
 }
 
+/// An exclusion the evidence supports that the value cap held back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HeldByCap {
+    pub id: String,
+    pub condition: String,
+    pub prospects: usize,
+    pub expected_value: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RefinedIcp {
     pub format: String,
@@ -292,6 +447,9 @@ pub struct RefinedIcp {
     pub baseline_velocity_win_rate: f64,
     /// deals matching at least one include criterion, against the rest
     pub include_coverage: Coverage,
+    /// the ICP as a whole on the later (holdout) deals
+    #[serde(default)]
+    pub include_later: RateCheck,
     pub prospects: usize,
     /// prospects matching an include criterion and no exclude criterion
     pub prospects_fitting: usize,
@@ -300,15 +458,34 @@ pub struct RefinedIcp {
     pub prospects_fitting_high: usize,
     /// prospects matching at least one exclude criterion (counted once)
     pub prospects_excluded: usize,
-    /// sum over all prospects of P(velocity win) x the baseline average deal
+    /// what working the average prospect is expected to bring: the
+    /// baseline velocity-win rate x the average deal
+    #[serde(default)]
+    pub value_per_prospect: f64,
+    /// all prospects x `value_per_prospect`
     pub expected_pipeline_all: f64,
-    /// the same over the prospects the exclusions match (each once)
+    /// the prospects the exclusions match, each at its first exclusion's
+    /// value per prospect
     pub expected_pipeline_excluded: f64,
+    /// the fitting prospects, each at its first include criterion's value
+    #[serde(default)]
+    pub expected_pipeline_fitting: f64,
     pub customers: usize,
     pub customer_revenue_all: f64,
     /// current customers matching an exclusion, and their won revenue
     pub customers_excluded: usize,
     pub customer_revenue_excluded: f64,
+    /// the rules the criteria met
+    #[serde(default)]
+    pub rules: IcpRules,
+    /// deals that chose the criteria (before the holdout) and later deals
+    #[serde(default)]
+    pub deals_choosing: usize,
+    #[serde(default)]
+    pub deals_later: usize,
+    /// exclusions the evidence supports beyond `rules.max_excluded_value`
+    #[serde(default)]
+    pub held_by_cap: Vec<HeldByCap>,
 }
 
 struct Cand<'a> {
@@ -317,39 +494,55 @@ struct Cand<'a> {
     mask: &'a Bits,
 }
 
-fn added(
-    mask: &Bits,
-    deals: &DealRows,
+/// The deals the selection reads: the training part, its wins and baseline.
+struct Choosing<'a> {
+    deals: &'a DealRows,
+    train: Bits,
+    wins: usize,
+    n: usize,
     base: f64,
-    up: bool,
-    stamp: &mut Vec<u32>,
-    generation: &mut u32,
-) -> Added {
-    let n = mask.count();
-    let w = mask.and_count(&deals.velocity_win);
-    *generation += 1;
-    let mut accounts = 0;
-    for r in mask.ones() {
-        let a = deals.account[r] as usize;
-        if stamp[a] != *generation {
-            stamp[a] = *generation;
-            accounts += 1;
+}
+
+impl Choosing<'_> {
+    /// What `mask` (already limited to uncovered rows) adds on the training deals.
+    fn added(&self, mask: &Bits, up: bool, stamp: &mut [u32], generation: &mut u32) -> Added {
+        let m = mask.and(&self.train);
+        let n = m.count();
+        let w = m.and_count(&self.deals.velocity_win);
+        *generation += 1;
+        let mut accounts = 0;
+        for r in m.ones() {
+            let a = self.deals.account[r] as usize;
+            if stamp[a] != *generation {
+                stamp[a] = *generation;
+                accounts += 1;
+            }
+        }
+        let rate = if n > 0 { w as f64 / n as f64 } else { f64::NAN };
+        let expected = n as f64 * self.base;
+        Added {
+            deals: n,
+            accounts,
+            velocity_wins: w,
+            velocity_win_rate: rate,
+            velocity_win_rate_ci95: wilson(w, n),
+            lift: rate / self.base,
+            excess_velocity_wins: if up {
+                w as f64 - expected
+            } else {
+                expected - w as f64
+            },
         }
     }
-    let rate = if n > 0 { w as f64 / n as f64 } else { f64::NAN };
-    let expected = n as f64 * base;
-    Added {
-        deals: n,
-        accounts,
-        velocity_wins: w,
-        velocity_win_rate: rate,
-        velocity_win_rate_ci95: wilson(w, n),
-        lift: rate / base,
-        excess_velocity_wins: if up {
-            w as f64 - expected
-        } else {
-            expected - w as f64
-        },
+
+    /// Two-sided p-value of `a` against the other training deals.
+    fn p_value(&self, a: &Added) -> f64 {
+        two_proportions(
+            a.velocity_wins as u64,
+            a.deals as u64,
+            (self.wins - a.velocity_wins) as u64,
+            (self.n - a.deals) as u64,
+        )
     }
 }
 
@@ -368,70 +561,202 @@ fn candidates<'a>(
         .collect()
 }
 
-/// Greedy choice: the next criterion is the one whose uncovered deals carry
-/// the most velocity wins beyond (or short of) the baseline, provided that
-/// uncovered part has the support, the practical lift and an interval that
-/// excludes the baseline. Returns (candidate position, what it adds), in order.
-fn greedy(
+/// Include criteria, greedily on the deals that chose them: the next is the
+/// one whose uncovered deals add the most value (velocity wins beyond the
+/// baseline x its average deal), provided that part has the support, a
+/// material lift, an interval clear of the baseline and a test that passes
+/// the correction. Returns (candidate position, what it adds), in order.
+fn greedy_include(
     cands: &[Cand],
-    deals: &DealRows,
-    base: f64,
-    up: bool,
+    list: &[Finding],
+    ch: &Choosing,
+    base_avg: f64,
     p: &IcpParams,
 ) -> Vec<(usize, Added)> {
-    let mut covered = Bits::new(deals.cells.rows());
+    let mut covered = Bits::new(ch.deals.cells.rows());
     let mut chosen: Vec<(usize, Added)> = Vec::new();
-    let mut stamp = vec![0u32; deals.n_accounts];
+    let mut stamp = vec![0u32; ch.deals.n_accounts];
     let mut generation = 0u32;
     while chosen.len() < p.max_criteria {
-        let mut best: Option<(usize, Added)> = None;
+        let mut best: Option<(usize, Added, f64)> = None;
         for (ci, c) in cands.iter().enumerate() {
             if chosen.iter().any(|(k, _)| *k == ci) {
                 continue;
             }
             let rest = c.mask.and_not(&covered);
-            let n = rest.count();
-            if n == 0 {
+            let a = ch.added(&rest, true, &mut stamp, &mut generation);
+            if a.deals == 0 {
                 continue;
             }
-            let w = rest.and_count(&deals.velocity_win);
-            let rate = w as f64 / n as f64;
-            let (lo, hi) = wilson(w, n);
-            let practical = if up {
-                rate >= p.min_lift * base && lo > base
-            } else {
-                rate <= base / p.min_lift && hi < base
-            };
-            if !practical {
+            let practical = a.velocity_win_rate >= p.rules.min_include_lift * ch.base
+                && a.velocity_win_rate_ci95.0 > ch.base;
+            if !practical || a.accounts < p.min_accounts {
                 continue;
             }
-            let excess = if up {
-                w as f64 - n as f64 * base
-            } else {
-                n as f64 * base - w as f64
-            };
-            if best
-                .as_ref()
-                .is_some_and(|(_, b)| b.excess_velocity_wins >= excess)
-            {
+            let f = &list[c.at];
+            if !p.passes(ch.p_value(&a), f.cells.len()) {
                 continue;
             }
-            let a = added(&rest, deals, base, up, &mut stamp, &mut generation);
-            if a.accounts < p.min_accounts {
+            let value = a.excess_velocity_wins * f.average_deal.unwrap_or(base_avg);
+            if best.as_ref().is_some_and(|(_, _, v)| *v >= value) {
                 continue;
             }
-            best = Some((ci, a));
+            best = Some((ci, a, value));
         }
-        let Some((ci, a)) = best else { break };
+        let Some((ci, a, _)) = best else { break };
         covered.or_with(cands[ci].mask);
         chosen.push((ci, a));
     }
     chosen
 }
 
-/// Choose the criteria, reorder and renumber both finding lists (criteria
-/// first, in the order chosen: S01.. and X01..), mark which criterion each
-/// other finding supports, and cost the exclusions.
+/// A prospect's expected value in a segment: its velocity-win rate x its
+/// average deal.
+fn segment_value(f: &Finding, base_avg: f64) -> f64 {
+    let rate = if f.velocity_win_rate.is_finite() {
+        f.velocity_win_rate
+    } else {
+        0.0
+    };
+    rate * f.average_deal.unwrap_or(base_avg)
+}
+
+/// What the exclusion choice keeps track of across candidates.
+struct ExcludeState {
+    covered: Bits,
+    /// prospects already excluded
+    excluded: Bits,
+    value: f64,
+}
+
+/// Exclude criteria: segments where working a prospect does not pay. Only
+/// candidates that qualify on the deals that chose them (see [`IcpRules`])
+/// compete, so a broad, weak poor fit never outbids a specific, strong one;
+/// among them the next is the one whose uncovered deals fall furthest short
+/// of the baseline's velocity wins. A candidate that would take the exclusions past the value cap
+/// is held back and reported. Returns the chosen (candidate, adds) and those
+/// held back by the cap.
+#[allow(clippy::too_many_arguments)]
+fn choose_exclusions(
+    cands: &[Cand],
+    list: &[Finding],
+    ch: &Choosing,
+    accounts: &AccountRows,
+    base_avg: f64,
+    total_value: f64,
+    p: &IcpParams,
+    acc_mask: &mut dyn FnMut(usize) -> Bits,
+) -> (Vec<(usize, Added)>, Vec<HeldByCap>) {
+    let r = &p.rules;
+    let mut st = ExcludeState {
+        covered: Bits::new(ch.deals.cells.rows()),
+        excluded: Bits::new(accounts.cells.rows()),
+        value: 0.0,
+    };
+    let cap = r.max_excluded_value * total_value;
+    let mut chosen: Vec<(usize, Added)> = Vec::new();
+    let mut held: Vec<HeldByCap> = Vec::new();
+    let mut stamp = vec![0u32; ch.deals.n_accounts];
+    let mut generation = 0u32;
+    let qualifies = |a: &Added, f: &Finding| -> bool {
+        let hi = a.velocity_win_rate_ci95.1;
+        let worse = match r.cost_per_prospect {
+            Some(cost) => {
+                let avg = f.average_deal.unwrap_or(base_avg);
+                a.velocity_win_rate * avg < cost && hi < ch.base
+            }
+            None => {
+                a.velocity_win_rate <= r.max_exclude_lift * ch.base
+                    && hi < r.max_exclude_upper_lift * ch.base
+            }
+        };
+        worse && a.accounts >= p.min_accounts && p.passes(ch.p_value(a), f.cells.len())
+    };
+    while chosen.len() < p.max_criteria {
+        let mut best: Option<(usize, Added, Bits, f64)> = None;
+        for (ci, c) in cands.iter().enumerate() {
+            if chosen.iter().any(|(k, _)| *k == ci) || held.iter().any(|h| h.id == list[c.at].id) {
+                continue;
+            }
+            let f = &list[c.at];
+            // rate exclusions here; retention, fit and margin ones below
+            if !f.kinds.iter().any(|k| k == "rate") {
+                continue;
+            }
+            let rest = c.mask.and_not(&st.covered);
+            let a = ch.added(&rest, false, &mut stamp, &mut generation);
+            if a.deals == 0 || !qualifies(&a, f) {
+                continue;
+            }
+            // among segments that do not pay, the most velocity wins short
+            // of the baseline: the whole strong segment before a slice of it
+            if best
+                .as_ref()
+                .is_some_and(|(_, b, _, _)| b.excess_velocity_wins >= a.excess_velocity_wins)
+            {
+                continue;
+            }
+            let m = acc_mask(c.at).and(&accounts.prospect).and_not(&st.excluded);
+            let add = m.count() as f64 * segment_value(f, base_avg);
+            if st.value + add > cap {
+                held.push(HeldByCap {
+                    id: f.id.clone(),
+                    condition: f.condition.clone(),
+                    prospects: m.count(),
+                    expected_value: add,
+                });
+                continue;
+            }
+            best = Some((ci, a, m, add));
+        }
+        let Some((ci, a, m, add)) = best else { break };
+        st.covered.or_with(cands[ci].mask);
+        st.excluded.or_with(&m);
+        st.value += add;
+        chosen.push((ci, a));
+    }
+    // Exclusions for retention, delivery fit or margin alone (their deals
+    // win about as often): each taken in rank order while it still reaches
+    // accounts the chosen exclusions do not, within the cap.
+    for (ci, c) in cands.iter().enumerate() {
+        if chosen.len() >= p.max_criteria {
+            break;
+        }
+        let f = &list[c.at];
+        if f.kinds.iter().any(|k| k == "rate")
+            || chosen.iter().any(|(k, _)| *k == ci)
+            || !p.passes(f.p_value, f.cells.len())
+        {
+            continue;
+        }
+        let rest = c.mask.and_not(&st.covered);
+        let a = ch.added(&rest, false, &mut stamp, &mut generation);
+        if a.accounts < p.min_accounts || 2 * a.deals < c.mask.and_count(&ch.train) {
+            continue;
+        }
+        let m = acc_mask(c.at).and(&accounts.prospect).and_not(&st.excluded);
+        let add = m.count() as f64 * segment_value(f, base_avg);
+        if st.value + add > cap {
+            held.push(HeldByCap {
+                id: f.id.clone(),
+                condition: f.condition.clone(),
+                prospects: m.count(),
+                expected_value: add,
+            });
+            continue;
+        }
+        st.covered.or_with(c.mask);
+        st.excluded.or_with(&m);
+        st.value += add;
+        chosen.push((ci, a));
+    }
+    (chosen, held)
+}
+
+/// Choose the criteria on the deals before the holdout, check each on the
+/// later deals, reorder and renumber both finding lists (criteria first, in
+/// the order chosen: S01.. and X01..), mark which criterion each other
+/// finding supports, and value what each would do to targeting.
 pub fn refine(
     signals: &mut Vec<Finding>,
     exclusions: &mut Vec<Finding>,
@@ -441,6 +766,8 @@ pub fn refine(
     base_average_deal: Option<f64>,
     p: &IcpParams,
 ) -> (RefinedIcp, Vec<Bits>) {
+    let n_deals = deals.cells.rows();
+    let n_acc = accounts.cells.rows();
     // Mixed evidence: the same condition is a signal and an exclusion (wins
     // faster but churns, or is hard to serve), or an exclusion for retention,
     // fit or margin alone whose deals still win at least as often.
@@ -460,43 +787,54 @@ pub fn refine(
         .map(|f| deals.cells.mask(&f.cells))
         .collect();
 
-    // candidates: not mixed, and strong enough to act on
-    let keep = |f: &Finding| !x_mixed.contains(&f.condition) && p.passes(f);
+    // The deals that choose (before the holdout) and the later ones.
+    let train = Bits::full(n_deals).and_not(&deals.holdout);
+    let later = deals.holdout.clone();
+    let rate_of = |set: &Bits| {
+        let n = set.count();
+        if n == 0 {
+            0.0
+        } else {
+            set.and_count(&deals.velocity_win) as f64 / n as f64
+        }
+    };
+    let ch = Choosing {
+        deals,
+        wins: train.and_count(&deals.velocity_win),
+        n: train.count(),
+        base: rate_of(&train),
+        train: train.clone(),
+    };
+    let base_later = rate_of(&later);
+    let base_avg = base_average_deal.unwrap_or(0.0);
+    let value_per_prospect = base_rate * base_avg;
+    let n_prospects = accounts.prospect.count();
+    let total_value = n_prospects as f64 * value_per_prospect;
+
+    // Candidates: not mixed evidence. Each list's account masks on demand.
+    let keep = |f: &Finding| !x_mixed.contains(&f.condition);
     let inc_cands = candidates(signals, &sig_masks, keep);
     let exc_cands = candidates(exclusions, &exc_masks, keep);
-    let inc = greedy(&inc_cands, deals, base_rate, true, p);
-    let mut exc = greedy(&exc_cands, deals, base_rate, false, p);
-    // Exclusions for retention, delivery fit or margin alone (their deals
-    // win about as often): each taken in rank order while it still reaches
-    // accounts the chosen exclusions do not.
-    {
-        let mut covered = Bits::new(deals.cells.rows());
-        for (ci, _) in &exc {
-            covered.or_with(exc_cands[*ci].mask);
-        }
-        let mut stamp = vec![0u32; deals.n_accounts];
-        let mut generation = 0;
-        for (ci, c) in exc_cands.iter().enumerate() {
-            if exc.len() >= p.max_criteria {
-                break;
-            }
-            let f = &exclusions[c.at];
-            if f.kinds.iter().any(|k| k == "rate") || exc.iter().any(|(k, _)| *k == ci) {
-                continue;
-            }
-            let rest = c.mask.and_not(&covered);
-            let a = added(&rest, deals, base_rate, false, &mut stamp, &mut generation);
-            if a.accounts >= p.min_accounts && 2 * a.deals >= c.mask.count() {
-                covered.or_with(c.mask);
-                exc.push((ci, a));
-            }
-        }
-    }
-    let review_at: Vec<(bool, usize)> = signals
+    let inc = greedy_include(&inc_cands, signals, &ch, base_avg, p);
+    let (exc, held_by_cap) = {
+        let list: &[Finding] = exclusions;
+        let mut acc = |at: usize| accounts.cells.mask(&list[at].cells);
+        choose_exclusions(
+            &exc_cands,
+            list,
+            &ch,
+            accounts,
+            base_avg,
+            total_value,
+            p,
+            &mut acc,
+        )
+    };
+    let mut review_at: Vec<(bool, usize, Option<String>)> = signals
         .iter()
         .enumerate()
         .filter(|(_, f)| x_mixed.contains(&f.condition))
-        .map(|(i, _)| (true, i))
+        .map(|(i, _)| (true, i, None))
         .chain(
             exclusions
                 .iter()
@@ -504,10 +842,54 @@ pub fn refine(
                 .filter(|(_, f)| {
                     x_mixed.contains(&f.condition) && !in_signals.contains(&f.condition)
                 })
-                .map(|(i, _)| (false, i)),
+                .map(|(i, _)| (false, i, None)),
         )
         .take(p.max_criteria)
         .collect();
+    // Broad, weak poor fits: significant, wins less, but not so much that
+    // working a prospect stops paying. At most a review item, the widest
+    // first, each on deals the exclusions and the items before it leave.
+    {
+        let mut covered = Bits::new(n_deals);
+        for (ci, _) in &exc {
+            covered.or_with(exc_cands[*ci].mask);
+        }
+        let mut weak: Vec<(usize, usize)> = exc_cands
+            .iter()
+            .enumerate()
+            .filter(|(ci, c)| {
+                let f = &exclusions[c.at];
+                !exc.iter().any(|(k, _)| k == ci)
+                    && f.cells.len() == 1
+                    && f.kinds.iter().any(|k| k == "rate")
+                    && f.lift > p.rules.max_exclude_lift
+                    && p.passes(f.p_value, 1)
+            })
+            .map(|(_, c)| (c.at, c.mask.count()))
+            .collect();
+        weak.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut n_weak = 0;
+        for (at, size) in weak {
+            if n_weak == 3 {
+                break;
+            }
+            let m = &exc_masks[at];
+            if 2 * m.and_count(&covered) >= size {
+                continue;
+            }
+            covered.or_with(m);
+            n_weak += 1;
+            let f = &exclusions[at];
+            review_at.push((
+                false,
+                at,
+                Some(format!(
+                    "broad and weak: its deals become velocity wins {:.2}x as often as the average, short of the {:.2}x at which working a prospect stops paying; work it, score-ordered",
+                    f.lift, p.rules.max_exclude_lift
+                )),
+            ));
+        }
+    }
 
     // Reorder: criteria first in the order chosen, then the rest as ranked.
     let inc_at: Vec<usize> = inc.iter().map(|(ci, _)| inc_cands[*ci].at).collect();
@@ -535,11 +917,26 @@ pub fn refine(
     };
     let sig_masks = permute(signals, sig_masks, &s_order, "S");
     let exc_masks = permute(exclusions, exc_masks, &x_order, "X");
+    // held back by the cap: named by their new ids
+    let held_by_cap: Vec<HeldByCap> = held_by_cap
+        .into_iter()
+        .filter_map(|mut h| {
+            let f = exclusions.iter().find(|f| f.condition == h.condition)?;
+            h.id = f.id.clone();
+            Some(h)
+        })
+        .collect();
     // positions after the reorder
     let pos = |ord: &[usize], old: usize| ord.iter().position(|&i| i == old).unwrap_or(old);
-    let review_pos: Vec<(bool, usize)> = review_at
-        .iter()
-        .map(|&(is_sig, i)| (is_sig, pos(if is_sig { &s_order } else { &x_order }, i)))
+    let review_pos: Vec<(bool, usize, Option<String>)> = review_at
+        .into_iter()
+        .map(|(is_sig, i, why)| {
+            (
+                is_sig,
+                pos(if is_sig { &s_order } else { &x_order }, i),
+                why,
+            )
+        })
         .collect();
 
     // Supporting evidence: each other finding points at the criterion of
@@ -571,63 +968,15 @@ pub fn refine(
     let s_support = support(signals, &sig_masks, inc.len());
     let x_support = support(exclusions, &exc_masks, exc.len());
 
-    // What the exclusions would do to targeting.
-    let acc_masks_x: Vec<Bits> = exclusions
-        .iter()
-        .take(exc.len())
-        .map(|f| accounts.cells.mask(&f.cells))
-        .collect();
-    let mut any_x = Bits::new(accounts.cells.rows());
-    for m in &acc_masks_x {
-        any_x.or_with(m);
-    }
-    let matched_by: Vec<u8> = {
-        let mut v = vec![0u8; accounts.cells.rows()];
-        for m in &acc_masks_x {
-            for r in m.ones() {
-                v[r] = v[r].saturating_add(1);
-            }
-        }
-        v
+    // Checked on later deals: a criterion that went the other way there is
+    // not recommended; it moves to the review list, marked so.
+    let check = |m: &Bits, up: bool| {
+        let chose = RateCheck::of(m, &train, &deals.velocity_win, ch.base);
+        let later = RateCheck::of(m, &later, &deals.velocity_win, base_later);
+        let verdict = LaterVerdict::judge(&later, up);
+        (chose, later, verdict)
     };
-    // One deal size per prospect for every total: the average deal of the
-    // first exclude criterion it matches, else the baseline's. So the
-    // exclusions' total is never more than the sum of their own figures,
-    // and its share of all prospects' is a share of the same measure.
-    let base_avg = base_average_deal.unwrap_or(0.0);
-    let deal_of: Vec<f64> = {
-        let mut v = vec![base_avg; accounts.cells.rows()];
-        let mut set = vec![false; accounts.cells.rows()];
-        for (k, m) in acc_masks_x.iter().enumerate() {
-            let avg = exclusions[k].average_deal.unwrap_or(base_avg);
-            for r in m.ones() {
-                if !set[r] {
-                    set[r] = true;
-                    v[r] = avg;
-                }
-            }
-        }
-        v
-    };
-    let value = |m: &Bits| -> f64 {
-        m.ones()
-            .filter(|&r| accounts.prospect.get(r) && accounts.p[r].is_finite())
-            .map(|r| accounts.p[r] * deal_of[r])
-            .sum()
-    };
-    let cost = |c: &mut Criterion, m: &Bits, only: Option<&[u8]>| {
-        c.prospects_matching = m.and_count(&accounts.prospect);
-        c.prospects_only_this = match only {
-            Some(v) => m
-                .ones()
-                .filter(|&r| accounts.prospect.get(r) && v[r] == 1)
-                .count(),
-            None => c.prospects_matching,
-        };
-        c.expected_pipeline = value(m);
-        c.customers_matching = m.and_count(&accounts.customer);
-        c.customer_revenue = m.ones().map(|r| accounts.customer_revenue[r]).sum();
-    };
+
     let reasons = |m: &Bits| -> (Vec<(String, usize)>, usize) {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         let mut lost = 0;
@@ -647,10 +996,12 @@ pub fn refine(
         (v, lost)
     };
     // Up to three verbatim notes: buyer interview quotes first, then
-    // customer notes, from the accounts the criterion is about (won accounts
-    // for an include, the others that closed a deal for an exclude).
-    let notes = |m: &Bits, include: bool| -> Vec<String> {
-        let about = |r: usize| !accounts.prospect.get(r) && (accounts.customer.get(r) == include);
+    // customer notes, from the accounts the criterion is about (current
+    // customers for an include, the other accounts with a closed deal for
+    // an exclude). A quote shown under one criterion is not shown again.
+    let mut shown: std::collections::BTreeSet<String> = Default::default();
+    let mut notes = |m: &Bits, include: bool, closed: &dyn Fn(usize) -> bool| -> Vec<String> {
+        let about = |r: usize| closed(r) && (accounts.customer.get(r) == include);
         let quotes = m
             .ones()
             .filter(|&r| about(r))
@@ -664,7 +1015,8 @@ pub fn refine(
         // the words themselves, without who said them and when
         let words = |q: &str| q.split("\" (").next().unwrap_or(q).to_string();
         for q in quotes.chain(plain) {
-            if !q.trim().is_empty() && !out.iter().any(|o| words(o) == words(&q)) {
+            if !q.trim().is_empty() && !shown.contains(&words(&q)) && !shown.contains(&q) {
+                shown.insert(words(&q));
                 out.push(q);
             }
             if out.len() == 3 {
@@ -673,6 +1025,17 @@ pub fn refine(
         }
         out
     };
+    // an account with a closed deal: not a prospect, not an open deal only
+    let closed_deal: Vec<bool> = {
+        let mut v = vec![false; n_acc];
+        for &a in &deals.account {
+            if let Some(x) = v.get_mut(a as usize) {
+                *x = true;
+            }
+        }
+        v
+    };
+    let closed = |r: usize| closed_deal[r];
     let make = |f: &Finding, kind: &str, adds: Added, supporting: Vec<String>, dm: &Bits| {
         let (loss_reasons, lost_deals) = reasons(dm);
         Criterion {
@@ -687,9 +1050,42 @@ pub fn refine(
             customer_revenue: 0.0,
             loss_reasons,
             lost_deals,
+            chose: RateCheck::default(),
+            later: RateCheck::default(),
+            later_verdict: LaterVerdict::TooFew,
+            recommendation: Recommendation::Hold,
+            because: String::new(),
+            value_per_prospect: segment_value(f, base_avg),
+            best_customers: Vec::new(),
+            best_rows: Vec::new(),
         }
     };
+    let cost = |c: &mut Criterion, m: &Bits, only: Option<&[u8]>| {
+        c.prospects_matching = m.and_count(&accounts.prospect);
+        c.prospects_only_this = match only {
+            Some(v) => m
+                .ones()
+                .filter(|&r| accounts.prospect.get(r) && v[r] == 1)
+                .count(),
+            None => c.prospects_matching,
+        };
+        c.expected_pipeline = c.prospects_matching as f64 * c.value_per_prospect;
+        c.customers_matching = m.and_count(&accounts.customer);
+        c.customer_revenue = m.ones().map(|r| accounts.customer_revenue[r]).sum();
+    };
+    let best_rows = |m: &Bits| -> Vec<usize> {
+        let mut v: Vec<usize> = m.and(&accounts.customer).ones().collect();
+        v.sort_by(|a, b| {
+            accounts.customer_revenue[*b]
+                .total_cmp(&accounts.customer_revenue[*a])
+                .then(a.cmp(b))
+        });
+        v.truncate(3);
+        v
+    };
+
     let mut include = Vec::new();
+    let mut review_failed: Vec<Criterion> = Vec::new();
     for (k, (_, a)) in inc.iter().enumerate() {
         let mut c = make(
             &signals[k],
@@ -698,12 +1094,34 @@ pub fn refine(
             s_support[k].clone(),
             &sig_masks[k],
         );
+        (c.chose, c.later, c.later_verdict) = check(&sig_masks[k], true);
         let m = accounts.cells.mask(&signals[k].cells);
         cost(&mut c, &m, None);
-        c.finding.notes = notes(&m, true);
-        include.push(c);
+        c.finding.notes = notes(&m, true, &closed);
+        c.best_rows = best_rows(&m);
+        if c.later_verdict == LaterVerdict::Fails {
+            c.kind = "review".into();
+            c.recommendation = Recommendation::Hold;
+            c.because = format!(
+                "chosen on earlier deals ({} lift), but {}: later deals became velocity wins {} of the time against {} for all later deals",
+                fmt_lift(c.chose.lift),
+                LaterVerdict::Fails.words(),
+                fmt_rate(c.later.velocity_win_rate),
+                fmt_rate(Some(c.later.baseline))
+            );
+            review_failed.push(c);
+        } else {
+            c.recommendation = Recommendation::Keep;
+            c.because = format!(
+                "deals here became velocity wins {} as often as average; {}",
+                fmt_lift(Some(c.finding.lift)),
+                c.later_verdict.words()
+            );
+            include.push((k, c));
+        }
     }
-    let mut exclude = Vec::new();
+    // The exclusions that stand: account masks and the prospects each holds.
+    let mut exclude_k: Vec<(usize, Criterion)> = Vec::new();
     for (k, (_, a)) in exc.iter().enumerate() {
         let mut c = make(
             &exclusions[k],
@@ -712,12 +1130,75 @@ pub fn refine(
             x_support[k].clone(),
             &exc_masks[k],
         );
-        cost(&mut c, &acc_masks_x[k], Some(&matched_by));
-        c.finding.notes = notes(&acc_masks_x[k], false);
+        (c.chose, c.later, c.later_verdict) = check(&exc_masks[k], false);
+        let rate_kind = c.finding.kinds.iter().any(|x| x == "rate");
+        if rate_kind && c.later_verdict == LaterVerdict::Fails {
+            let m = accounts.cells.mask(&exclusions[k].cells);
+            cost(&mut c, &m, None);
+            c.finding.notes = notes(&m, false, &closed);
+            c.kind = "review".into();
+            c.because = format!(
+                "chosen on earlier deals ({} lift), but {}: later deals became velocity wins {} of the time against {} for all later deals",
+                fmt_lift(c.chose.lift),
+                LaterVerdict::Fails.words(),
+                fmt_rate(c.later.velocity_win_rate),
+                fmt_rate(Some(c.later.baseline))
+            );
+            review_failed.push(c);
+        } else {
+            exclude_k.push((k, c));
+        }
+    }
+    let acc_masks_x: Vec<Bits> = exclude_k
+        .iter()
+        .map(|(k, _)| accounts.cells.mask(&exclusions[*k].cells))
+        .collect();
+    let mut any_x = Bits::new(n_acc);
+    for m in &acc_masks_x {
+        any_x.or_with(m);
+    }
+    let matched_by: Vec<u8> = {
+        let mut v = vec![0u8; n_acc];
+        for m in &acc_masks_x {
+            for r in m.ones() {
+                v[r] = v[r].saturating_add(1);
+            }
+        }
+        v
+    };
+    let mut exclude = Vec::new();
+    for ((_, mut c), m) in exclude_k.into_iter().zip(&acc_masks_x) {
+        cost(&mut c, m, Some(&matched_by));
+        c.finding.notes = notes(m, false, &closed);
+        c.recommendation = Recommendation::Keep;
+        let rate_kind = c.finding.kinds.iter().any(|x| x == "rate");
+        c.because = if rate_kind {
+            format!(
+                "a prospect here is worth {} against {} on average; {}",
+                crate::util::money(c.value_per_prospect),
+                crate::util::money(value_per_prospect),
+                c.later_verdict.words()
+            )
+        } else {
+            format!(
+                "wins about as often, but {}",
+                c.finding
+                    .kinds
+                    .iter()
+                    .filter_map(|k| match k.as_str() {
+                        "churn" => Some("churns more"),
+                        "fit" => Some("is hard to serve"),
+                        "margin" => Some("earns less"),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         exclude.push(c);
     }
     let mut review = Vec::new();
-    for (is_sig, k) in review_pos {
+    for (is_sig, k, why) in review_pos {
         let (f, dm) = if is_sig {
             (&signals[k], &sig_masks[k])
         } else {
@@ -732,41 +1213,58 @@ pub fn refine(
             }
         }
         let mut c = make(&f, "review", Added::default(), Vec::new(), dm);
+        (c.chose, c.later, c.later_verdict) = check(dm, is_sig);
         let m = accounts.cells.mask(&f.cells);
         cost(&mut c, &m, None);
-        c.finding.notes = notes(&m, false);
+        c.finding.notes = notes(&m, false, &closed);
+        c.because = why.unwrap_or_else(|| {
+            "mixed evidence: wins more often on one measure, worse on another; people weigh it"
+                .into()
+        });
         review.push(c);
     }
+    review.extend(review_failed);
     for c in &mut review {
         c.finding.criterion = Some(c.finding.id.clone());
     }
 
-    // The ICP as a whole.
-    let mut any_inc = Bits::new(deals.cells.rows());
-    for m in sig_masks.iter().take(inc.len()) {
-        any_inc.or_with(m);
+    // The ICP as a whole, from the include criteria that stand.
+    let mut any_inc = Bits::new(n_deals);
+    for (k, _) in &include {
+        any_inc.or_with(&sig_masks[*k]);
     }
     let n_in = any_inc.count();
     let w_in = any_inc.and_count(&deals.velocity_win);
-    let n_all = deals.cells.rows();
     let w_all = deals.velocity_win.count();
     let rate = |w: usize, n: usize| (n > 0).then(|| w as f64 / n as f64);
-    let mut any_inc_acc = Bits::new(accounts.cells.rows());
-    for f in signals.iter().take(inc.len()) {
-        any_inc_acc.or_with(&accounts.cells.mask(&f.cells));
+    let mut any_inc_acc = Bits::new(n_acc);
+    // each fitting prospect at its first include criterion's value
+    let mut fit_value = 0.0;
+    for (k, c) in &include {
+        let m = accounts.cells.mask(&signals[*k].cells);
+        let new = m
+            .and_not(&any_inc_acc)
+            .and_not(&any_x)
+            .and(&accounts.prospect);
+        fit_value += new.count() as f64 * c.value_per_prospect;
+        any_inc_acc.or_with(&m);
     }
     let fitting = any_inc_acc.and_not(&any_x).and_count(&accounts.prospect);
-    let all = {
-        let mut b = Bits::new(accounts.cells.rows());
-        for r in 0..accounts.cells.rows() {
-            b.set(r);
+    // each excluded prospect at its first exclusion's value
+    let mut excluded_value = 0.0;
+    {
+        let mut seen = Bits::new(n_acc);
+        for (c, m) in exclude.iter().zip(&acc_masks_x) {
+            let new = m.and(&accounts.prospect).and_not(&seen);
+            excluded_value += new.count() as f64 * c.value_per_prospect;
+            seen.or_with(m);
         }
-        b
-    };
+    }
+    let include_later = RateCheck::of(&any_inc, &later, &deals.velocity_win, base_later);
     let icp = RefinedIcp {
-        format: "icp-refined/1".into(),
+        format: "icp-refined/2".into(),
         rule: "An account fits the refined ICP when it matches at least one include criterion and no approved exclude criterion.".into(),
-        include,
+        include: include.into_iter().map(|(_, c)| c).collect(),
         exclude,
         review,
         baseline_velocity_win_rate: base_rate,
@@ -775,14 +1273,17 @@ pub fn refine(
             velocity_wins: w_in,
             velocity_win_rate: rate(w_in, n_in),
             velocity_win_rate_ci95: wilson(w_in, n_in),
-            other_deals: n_all - n_in,
-            other_velocity_win_rate: rate(w_all - w_in, n_all - n_in),
+            other_deals: n_deals - n_in,
+            other_velocity_win_rate: rate(w_all - w_in, n_deals - n_in),
         },
-        prospects: accounts.prospect.count(),
+        include_later,
+        prospects: n_prospects,
         prospects_fitting: fitting,
         prospects_excluded: any_x.and_count(&accounts.prospect),
-        expected_pipeline_all: value(&all),
-        expected_pipeline_excluded: value(&any_x),
+        value_per_prospect,
+        expected_pipeline_all: total_value,
+        expected_pipeline_excluded: excluded_value,
+        expected_pipeline_fitting: fit_value,
         prospects_fitting_high: any_inc_acc
             .and_not(&any_x)
             .and_count(&accounts.prospect_high),
@@ -790,8 +1291,23 @@ pub fn refine(
         customer_revenue_all: accounts.customer_revenue.iter().sum(),
         customers_excluded: any_x.and_count(&accounts.customer),
         customer_revenue_excluded: any_x.ones().map(|r| accounts.customer_revenue[r]).sum(),
+        rules: p.rules.clone(),
+        deals_choosing: ch.n,
+        deals_later: later.count(),
+        held_by_cap,
     };
     (icp, acc_masks_x)
+}
+
+fn fmt_lift(l: Option<f64>) -> String {
+    match l {
+        Some(l) if l.is_finite() => format!("{l:.2}x"),
+        _ => "-".into(),
+    }
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    crate::util::opt_pct(r)
 }
 
 #[cfg(test)]
@@ -850,6 +1366,7 @@ mod tests {
             account: (0..200).collect(),
             n_accounts: 200,
             velocity_win: Bits::from_bools(&wins),
+            holdout: Bits::new(200),
             lost: Bits::from_bools(&wins.iter().map(|w| !w).collect::<Vec<_>>()),
             loss_reason: vec![Some("price".into()); 200],
         };
@@ -872,10 +1389,10 @@ mod tests {
         let p = IcpParams {
             max_criteria: 7,
             min_accounts: 20,
-            min_lift: 1.25,
             fwer: 0.01,
             single_tests: 1,
             pair_tests: 1,
+            rules: IcpRules::default(),
         };
         let (icp, _) = refine(
             &mut signals,
@@ -944,21 +1461,28 @@ mod tests {
             account: (0..300).collect(),
             n_accounts: 300,
             velocity_win: Bits::from_bools(&wins),
+            holdout: Bits::new(300),
             lost: Bits::new(300),
             loss_reason: vec![None; 300],
         };
         let mut signals = vec![];
         let mut exclusions = vec![
             finding("X01", vec![lvl(0, "B")], 0.25, &["rate"]),
-            finding("X02", vec![lvl(1, "b")], 0.25, &["rate"]),
+            Finding {
+                velocity_win_rate: 0.05,
+                ..finding("X02", vec![lvl(1, "b")], 0.25, &["rate"])
+            },
         ];
         let p = IcpParams {
             max_criteria: 7,
             min_accounts: 20,
-            min_lift: 1.25,
             fwer: 0.01,
             single_tests: 1,
             pair_tests: 1,
+            rules: IcpRules {
+                max_excluded_value: 1.0,
+                ..IcpRules::default()
+            },
         };
         let base = 60.0 / 300.0;
         let (icp, masks) = refine(
@@ -983,9 +1507,11 @@ mod tests {
         assert_eq!(icp.exclude[0].prospects_matching, 2);
         assert_eq!(icp.prospects, 3);
         assert_eq!(icp.prospects_excluded, 2);
-        // pipeline: (0.2 + 0.4) x $1,000 (the finding's average deal)
-        assert!((icp.exclude[0].expected_pipeline - 600.0).abs() < 1e-9);
-        // all prospects: the unscored one adds nothing
+        // value: 2 prospects x (5% velocity wins x $1,000, the segment's own)
+        assert!((icp.exclude[0].value_per_prospect - 50.0).abs() < 1e-9);
+        assert!((icp.exclude[0].expected_pipeline - 100.0).abs() < 1e-9);
+        assert!((icp.expected_pipeline_excluded - 100.0).abs() < 1e-9);
+        // all prospects: 3 x (20% baseline x $1,000), scored or not
         assert!((icp.expected_pipeline_all - 600.0).abs() < 1e-9);
         assert_eq!(icp.customers, 1);
         assert!((icp.customer_revenue_all - 500.0).abs() < 1e-9);

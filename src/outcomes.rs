@@ -246,7 +246,8 @@ pub fn newest_date(data: &crate::load::Dataset) -> Option<NaiveDate> {
 pub struct BandNow {
     pub band: String,
     pub accounts: usize,
-    /// no closed deal yet
+    /// CRM status prospect: no customer record, no won or open deal (the
+    /// feed's definition; lost deals allowed)
     pub prospects: usize,
     /// accounts with a won deal (later churned included)
     pub won_accounts: usize,
@@ -268,6 +269,7 @@ pub fn by_band_now(
     labels: &DataFrame,
     opportunities: &DataFrame,
     customers: Option<&DataFrame>,
+    crm: &[crate::feed::CrmStatus],
 ) -> Result<Vec<BandNow>> {
     use crate::signals::{f64_col, text_col};
     // accounts by row number: a million accounts, no map of ids
@@ -321,9 +323,10 @@ pub fn by_band_now(
             continue;
         };
         let i = b as usize;
-        if !x.closed {
+        if crm.get(r) == Some(&crate::feed::CrmStatus::Prospect) {
             out[i].prospects += 1;
-        } else if x.won {
+        }
+        if x.closed && x.won {
             out[i].won_accounts += 1;
             out[i].churned_accounts += x.churned as usize;
             revenue[i].push(x.revenue);

@@ -57,6 +57,9 @@ pub struct RunFindings {
     pub triggers: Vec<crate::signals::TriggerFinding>,
     #[serde(default)]
     pub painful: Option<crate::signals::PainfulSummary>,
+    /// what approving the run publishes, with its recommended exclusions
+    #[serde(default)]
+    pub preview: Option<crate::feed::Preview>,
 }
 
 /// The newest earlier publication (data before `as_of`) that withheld a

@@ -48,6 +48,41 @@ pub const OWNERSHIP: &[(&str, f64, f64)] = &[
     ("pe_backed", 0.15, 0.3),
     ("public", 0.15, -0.1),
 ];
+/// The wide CRM's extra columns (`icp generate --wide`): what richer CRMs
+/// hold beside firmographics. Their planted truth, on the log-odds of
+/// winning:
+/// - `tech_stack = Custom` is a strong, specific poor fit (about 13% of
+///   accounts); SAP and Oracle are milder ones;
+/// - `has_ops_owner = false` is a broad, weak one: about half the accounts,
+///   a velocity-win lift of about 0.8, which working still pays for;
+/// - `multi_location` and `region` (the country's region) carry no effect
+///   of their own: negative controls.
+pub const TECH_STACKS: &[(&str, f64, f64)] = &[
+    ("Salesforce", 0.25, 0.2),
+    ("HubSpot", 0.20, 0.1),
+    ("Microsoft", 0.20, 0.0),
+    ("SAP", 0.12, -0.5),
+    ("Oracle", 0.10, -0.4),
+    ("Custom", 0.13, -1.8),
+];
+/// the strong, specific poor fit of the wide CRM
+pub const STRONG_POOR_FIT_STACK: &str = "Custom";
+/// the broad, weak one: `has_ops_owner` of this value
+pub const WEAK_BROAD_OPS_OWNER: &str = "false";
+const NO_OPS_OWNER_EFFECT: f64 = -0.8;
+const OPS_OWNER_SHARE: f64 = 0.5;
+const MULTI_LOCATION_SHARE: f64 = 0.4;
+
+/// The region of each country of [`COUNTRIES`].
+fn region_of(country: &str) -> &'static str {
+    match country {
+        "United States" | "Canada" => "North America",
+        "Brazil" => "Latin America",
+        "India" | "Japan" | "Australia" => "Asia Pacific",
+        _ => "EMEA",
+    }
+}
+
 /// trigger, share of accounts with it, probability of a deal afterwards.
 /// `office_move` is the null trigger: its probability is the base one, so
 /// it brings no deal (a negative control the findings must not support).
@@ -184,6 +219,11 @@ struct Chunk {
     revenue: Vec<Option<f64>>,
     founded: Vec<Option<i32>>,
     ownership: Vec<Option<&'static str>>,
+    // the wide CRM's columns (empty unless wide)
+    region: Vec<Option<&'static str>>,
+    tech_stack: Vec<Option<&'static str>>,
+    multi_location: Vec<Option<&'static str>>,
+    ops_owner: Vec<Option<&'static str>>,
     truth: Vec<Truth>,
     // opportunities
     opp_id: Vec<String>,
@@ -236,9 +276,14 @@ fn plant_anecdote(all: &mut Chunk) {
     }
 }
 
-fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
+fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize, wide: bool) -> Chunk {
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    // the wide columns draw from their own stream: the narrow CRM's columns
+    // of a seed are the same with or without them
+    let mut wide_rng = ChaCha8Rng::seed_from_u64(
+        (seed ^ 0x5749_4445_0000_0000) ^ (chunk as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    );
     let mut c = Chunk::default();
     let (h0, h1) = (history_start(), as_of());
     let span = (h1 - h0).num_days();
@@ -273,7 +318,23 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
             .floor()
             .min(120.0);
         let founded = h1.format("%Y").to_string().parse::<i32>().unwrap_or(2025) - age as i32;
-        let t = truth_of(ind, cty, own, employees, revenue, age);
+        let mut t = truth_of(ind, cty, own, employees, revenue, age);
+        if wide {
+            let r = &mut wide_rng;
+            let tech = pick(r, TECH_STACKS);
+            let ops = r.r#gen::<f64>() < OPS_OWNER_SHARE;
+            let multi = r.r#gen::<f64>() < MULTI_LOCATION_SHARE;
+            t.win_logit += TECH_STACKS[tech].2 + if ops { 0.0 } else { NO_OPS_OWNER_EFFECT };
+            let mut m = |v: &'static str| (r.r#gen::<f64>() >= MISSING_RATE).then_some(v);
+            let region = m(region_of(COUNTRIES[cty].0));
+            let tech = m(TECH_STACKS[tech].0);
+            let multi = m(if multi { "yes" } else { "no" });
+            let ops = m(if ops { "true" } else { "false" });
+            c.region.push(region);
+            c.tech_stack.push(tech);
+            c.multi_location.push(multi);
+            c.ops_owner.push(ops);
+        }
         let blank = rng.r#gen::<f64>() < 0.01; // a few accounts we know almost nothing about
         let miss = |rng: &mut ChaCha8Rng| blank || rng.r#gen::<f64>() < MISSING_RATE;
         c.acc_id.push(id.clone());
@@ -409,6 +470,28 @@ fn make_chunk(seed: u64, chunk: usize, start: usize, end: usize) -> Chunk {
     c
 }
 
+/// A loss reason as a rep records it: most name what went wrong ("Price:
+/// per-seat cost above budget ..."), some are the picklist word alone.
+/// Chosen by the deal's position, not drawn, so no other draw changes.
+fn loss_reason_text(kind: &'static str, i: usize) -> &'static str {
+    let specific = (i.wrapping_mul(7919) >> 3) % 10 < 7;
+    if !specific {
+        return kind;
+    }
+    let two = (i >> 1) % 2 == 0;
+    match (kind, two) {
+        ("price", true) => "Price: per-seat cost above budget for a team this size",
+        ("price", false) => "Price: wanted monthly terms, we sell annual only",
+        ("competitor", true) => "Competitor: incumbent suite bundled a similar module",
+        ("competitor", false) => "Competitor: rival had a native connector to their ERP",
+        ("no decision", true) => "No decision: champion left during the evaluation",
+        ("no decision", false) => "No decision: budget frozen after a reorganisation",
+        ("timing", _) => "Timing: system migration freeze until next fiscal year",
+        ("product fit", _) => "Product fit: no connector for their warehouse system",
+        (k, _) => k,
+    }
+}
+
 /// Share of accounts with a closed deal that gave a buyer interview.
 const INTERVIEW_SHARE: f64 = 0.05;
 const ROLES: &[&str] = &[
@@ -530,12 +613,17 @@ fn dates(name: &str, v: Vec<Option<NaiveDate>>) -> Result<Column> {
 }
 
 pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
+    generate_shaped(n_accounts, seed, false)
+}
+
+/// [`generate`], with the wide CRM's columns when `wide` (see [`TECH_STACKS`]).
+pub fn generate_shaped(n_accounts: usize, seed: u64, wide: bool) -> Result<Synthetic> {
     if n_accounts == 0 {
         return Err(IcpError::Invalid("--accounts must be at least 1".into()));
     }
     let chunks: Vec<Chunk> = (0..n_accounts.div_ceil(CHUNK))
         .into_par_iter()
-        .map(|k| make_chunk(seed, k, k * CHUNK, ((k + 1) * CHUNK).min(n_accounts)))
+        .map(|k| make_chunk(seed, k, k * CHUNK, ((k + 1) * CHUNK).min(n_accounts), wide))
         .collect();
     let mut all = Chunk::default();
     for c in chunks {
@@ -550,6 +638,10 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
             revenue,
             founded,
             ownership,
+            region,
+            tech_stack,
+            multi_location,
+            ops_owner,
             truth,
             opp_id,
             opp_acc,
@@ -590,20 +682,26 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
         .par_iter()
         .map(|t| p_velocity_win(t, window_days))
         .collect();
-    let accounts = DataFrame::new(
-        n,
-        vec![
-            Column::new("account_id".into(), &all.acc_id),
-            Column::new("account_name".into(), &all.acc_name),
-            Column::new("domain".into(), &all.domain),
-            Column::new("industry".into(), &all.industry),
-            Column::new("country".into(), &all.country),
-            Column::new("employees".into(), &all.employees),
-            Column::new("annual_revenue".into(), &all.revenue),
-            Column::new("founded_year".into(), &all.founded),
-            Column::new("ownership".into(), &all.ownership),
-        ],
-    )?;
+    let mut account_columns = vec![
+        Column::new("account_id".into(), &all.acc_id),
+        Column::new("account_name".into(), &all.acc_name),
+        Column::new("domain".into(), &all.domain),
+        Column::new("industry".into(), &all.industry),
+        Column::new("country".into(), &all.country),
+        Column::new("employees".into(), &all.employees),
+        Column::new("annual_revenue".into(), &all.revenue),
+        Column::new("founded_year".into(), &all.founded),
+        Column::new("ownership".into(), &all.ownership),
+    ];
+    if wide {
+        account_columns.extend([
+            Column::new("region".into(), &all.region),
+            Column::new("tech_stack".into(), &all.tech_stack),
+            Column::new("multi_location".into(), &all.multi_location),
+            Column::new("has_ops_owner".into(), &all.ops_owner),
+        ]);
+    }
+    let accounts = DataFrame::new(n, account_columns)?;
     let m = all.opp_id.len();
     let opportunities = DataFrame::new(
         m,
@@ -617,7 +715,14 @@ pub fn generate(n_accounts: usize, seed: u64) -> Result<Synthetic> {
             dates("closed_date", all.closed)?,
             Column::new("outcome".into(), &all.outcome),
             Column::new("amount".into(), &all.amount),
-            Column::new("loss_reason".into(), &all.loss_reason),
+            Column::new(
+                "loss_reason".into(),
+                all.loss_reason
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| r.map(|r| loss_reason_text(r, i)))
+                    .collect::<Vec<_>>(),
+            ),
             Column::new("product".into(), &all.product),
             Column::new("source".into(), &all.source),
             Column::new("owner".into(), &all.owner),

@@ -6,7 +6,9 @@
 //! proposes; `icp approve` records the decision.
 
 pub mod charts;
+mod decide;
 pub mod doc;
+pub mod pilot;
 
 use chrono::NaiveDate;
 use doc::{Block, Chart};
@@ -14,7 +16,7 @@ use doc::{Block, Chart};
 use crate::config::BriefParams;
 use crate::domain::Band;
 use crate::error::Result;
-use crate::icp::{Criterion, RefinedIcp};
+use crate::icp::Criterion;
 use crate::model::ModelArtifact;
 use crate::outcomes::{BandNow, ScoringOutcomes};
 use crate::signals::{Baseline, Finding, Findings};
@@ -46,6 +48,9 @@ pub struct BriefInput<'a> {
     /// targeted against withheld accounts of the latest earlier publication
     /// with a control group
     pub control: Option<&'a crate::outcomes::ControlComparison>,
+    /// what approving the run publishes, with its recommended exclusions
+    pub preview: &'a crate::feed::Preview,
+    pub publish: &'a crate::config::PublishParams,
 }
 
 pub struct Brief {
@@ -290,10 +295,26 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         readiness(&mut d, f);
     }
 
+    decide::decision_card(&mut d, inp);
+    decide::publication_preview(&mut d, inp);
     d.push(Block::Heading(2, "What to do".into()));
     d.push(Block::Bullets(recommendations(inp)));
 
-    d.push(Block::Heading(2, format!("Decisions asked, by {due}")));
+    decide::refined_icp(&mut d, inp);
+    decide::pilot_plan(&mut d, inp);
+    customers(&mut d, f);
+    triggers(&mut d, f);
+    segments(&mut d, inp);
+    measurement_section(&mut d, inp, &m);
+    if let Some(ch) = inp.changes {
+        d.push(Block::Heading(2, "Changes since the active model".into()));
+        d.extend(ch.iter().cloned());
+    }
+
+    d.push(Block::Heading(
+        2,
+        format!("Recording the decisions, by {due}"),
+    ));
     let mut tasks = Vec::new();
     if r.ready && !(icp.include.is_empty() && icp.exclude.is_empty()) {
         tasks.push(format!(
@@ -346,6 +367,8 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
     d.push(Block::Para(
         "Record the decision with: icp approve RUN --by NAME (repeat --by when several decide), one --accept-exclusion ID or --reject-exclusion ID per exclude criterion (or --accept-all-exclusions), and --note TEXT; RUN is this run directory (printed by icp run; reports/latest is the newest). Approval takes the include criteria and the model as a whole; only exclude criteria are kept or rejected one by one, and findings that are not criteria are evidence, not decisions.".into(),
     ));
+
+    d.push(Block::Heading(2, "Appendix: how we know".into()));
     if r.ready {
         d.push(Block::Para(format!(
             "Readiness: all {} gates pass ({}).",
@@ -356,22 +379,11 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
-    }
-
-    refined_icp(&mut d, inp);
-    model_quality(&mut d, inp)?;
-    supporting(&mut d, f);
-    customers(&mut d, f);
-    triggers(&mut d, f);
-    segments(&mut d, inp);
-    measurement_section(&mut d, inp, &m);
-    if r.ready {
         readiness(&mut d, f);
     }
-    if let Some(ch) = inp.changes {
-        d.push(Block::Heading(2, "Changes since the active model".into()));
-        d.extend(ch.iter().cloned());
-    }
+    decide::criteria_checks(&mut d, inp);
+    model_quality(&mut d, inp)?;
+    supporting(&mut d, f);
     d.push(Block::Heading(2, "Terms".into()));
     d.push(Block::Bullets(vec![
         "Velocity win: a deal won within the velocity window (the median sales cycle) whose customer did not churn: fast, successful, retained.".into(),
@@ -379,7 +391,8 @@ pub fn build(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Result<Brief> {
         "95% CI: the range the true rate lies in, given how few deals there are; narrow means solid.".into(),
         format!("q (BH): the chance a finding is a fluke after allowing for testing many conditions (Benjamini-Hochberg); findings need {} or less. Criteria need more: their own test times the number of tests of their kind (Bonferroni) at {} or less.", f.signal_params.fdr, f.signal_params.criterion_fwer),
         "AUC: how often the model ranks a velocity win above a deal that was not one; 0.5 is chance, 1.0 perfect.".into(),
-        "Expected value: P(velocity win) x average deal, summed over prospects.".into(),
+        "Expected value of a prospect: its segment's velocity-win rate x its average deal (the average prospect: all deals' rate x average deal); summed over prospects.".into(),
+        "Prospect: an account whose CRM status is prospect: no customer record, no won or open deal (lost deals allowed). Open opportunity: an open deal and no win. The published segments hold both.".into(),
         "Model id: the fingerprint of the scoring model; approvals name it so the scores people act on are the ones they approved.".into(),
     ]));
 
@@ -453,10 +466,12 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
     if !icp.include.is_empty() {
         let c = &icp.include_coverage;
         out.push(format!(
-            "Aim new outbound at the refined ICP ({}): on closed deals, accounts matching one became velocity wins {} of the time against {} for the rest; {} of {} prospects fit (match one and no exclusion), {} of them also in the High band: start there.",
+            "Aim new outbound at the refined ICP ({}): on closed deals, accounts matching one became velocity wins {} of the time against {} for the rest ({} against {} on the later deals that played no part in choosing them); {} of {} prospects fit (match one and no exclusion), {} of them also in the High band: start there.",
             named(&icp.include),
             opt_pct(c.velocity_win_rate),
             opt_pct(c.other_velocity_win_rate),
+            opt_pct(icp.include_later.velocity_win_rate),
+            pct(icp.include_later.baseline),
             n(icp.prospects_fitting),
             n(icp.prospects),
             n(icp.prospects_fitting_high)
@@ -470,7 +485,7 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
             .iter()
             .max_by(|x, y| x.expected_pipeline.total_cmp(&y.expected_pipeline));
         out.push(format!(
-            "Stop outbound to the {} of {} prospects ({}) that match an exclusion ({}). The trade-off: they hold {} of the {} expected value of all prospects ({}; P(velocity win) x average deal), and current customers (won, not churned) matching them booked {} of their {}{}.",
+            "Stop outbound to the {} of {} prospects ({}) that match an exclusion ({}). The trade-off: they hold {} of the {} expected value of all prospects ({}; each prospect at its segment's velocity-win rate x average deal), and current customers matching them booked {} of their {}{}.",
             n(icp.prospects_excluded),
             n(icp.prospects),
             share(icp.prospects_excluded, icp.prospects),
@@ -509,7 +524,7 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
     }
     if !icp.review.is_empty() {
         out.push(format!(
-            "Weigh the {} conditions with mixed evidence before targeting or excluding them: {}.",
+            "Weigh the {} review items (mixed evidence, broad but weak, or not holding up on later deals) before targeting or excluding them: {}.",
             icp.review.len(),
             named(&icp.review)
         ));
@@ -534,278 +549,6 @@ fn readiness(d: &mut Vec<Block>, f: &Findings) {
             })
             .collect(),
     });
-}
-
-fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
-    let f = inp.findings;
-    let icp: &RefinedIcp = &f.icp;
-    let b = &f.baseline;
-    d.push(Block::Heading(2, "The refined ICP".into()));
-    d.push(Block::Para(format!(
-        "{} Chosen from the {} best-fit signals and {} exclusions that passed the tests: each criterion adds velocity wins (or losses avoided) that the ones above it do not already explain, and the part it adds must reach a lift of {:.2} (or below {:.2}) with a 95% interval clear of the baseline, with at least {} accounts; its own test must pass a Bonferroni correction at {} over the tests of its kind ({} on single conditions, {} on pairs): criteria are acted on, so even one false criterion is guarded against, not only the share of false findings. At most {} of each (icp.json).",
-        icp.rule,
-        n(f.signals.len()),
-        n(f.exclusions.len()),
-        f.signal_params.min_lift,
-        1.0 / f.signal_params.min_lift,
-        f.signal_params.min_accounts,
-        f.signal_params.criterion_fwer,
-        n(f.single_tests),
-        n(f.pair_tests),
-        f.signal_params.max_criteria
-    )));
-    d.push(Block::Heading(3, "Include".into()));
-    if f.signals.is_empty() {
-        d.push(Block::Callout(
-            "No best-fit signal: nothing in this data passes the support and false-discovery checks, so there is nothing to include.".into(),
-        ));
-    } else if icp.include.is_empty() {
-        d.push(Block::Para(
-            "None: no best-fit signal adds enough velocity wins beyond the baseline to be a criterion.".into(),
-        ));
-    } else {
-        let mut rows: Vec<Vec<String>> = icp
-            .include
-            .iter()
-            .map(|c| {
-                let x = &c.finding;
-                vec![
-                    x.id.clone(),
-                    x.condition.clone(),
-                    n(x.accounts),
-                    n(x.deals),
-                    pct_ci(x.velocity_win_rate, x.velocity_win_rate_ci95),
-                    format!("{:.2}", x.lift),
-                    format!(
-                        "{} deals, +{:.0} velocity wins",
-                        n(c.adds.deals),
-                        c.adds.excess_velocity_wins
-                    ),
-                    opt_pct(x.churn_rate),
-                    opt_num(x.delivery_fit, 2),
-                    opt_pct(x.gross_margin),
-                    opt_money(x.sales_velocity_per_day),
-                    n(c.prospects_matching),
-                    if c.supporting.is_empty() {
-                        "-".into()
-                    } else {
-                        c.supporting.join(", ")
-                    },
-                ]
-            })
-            .collect();
-        rows.push(baseline_row(b, 13));
-        let detail: Vec<String> = icp
-            .include
-            .iter()
-            .filter(|c| !c.finding.notes.is_empty())
-            .map(|c| {
-                format!(
-                    "{} ({}), in their words: {}",
-                    c.finding.id,
-                    c.finding.condition,
-                    c.finding.notes.join("; ")
-                )
-            })
-            .collect();
-        let detail_block = (!detail.is_empty()).then_some(Block::Bullets(detail));
-        d.push(Block::Table {
-            head: [
-                "id",
-                "condition",
-                "accounts",
-                "deals",
-                "velocity-win rate (95% CI)",
-                "lift",
-                "adds beyond those above",
-                "churn",
-                "delivery fit (1-5)",
-                "margin",
-                "velocity per day",
-                "prospects matching",
-                "supporting findings",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            rows,
-        });
-        d.extend(detail_block);
-    }
-    d.push(Block::Heading(3, "Exclude".into()));
-    if !f.readiness.ready {
-        d.push(Block::Callout(
-            "Withheld: the run is NOT READY, so these are evidence only and no exclusion is published.".into(),
-        ));
-    }
-    if icp.exclude.is_empty() {
-        d.push(Block::Para("None: no condition passes.".into()));
-    } else {
-        d.push(Block::Para(format!(
-            "Together the exclusions match {} of {} prospects ({}), each counted once; they hold {} of the {} expected value of all prospects ({}; expected value = P(velocity win) x average deal, so it counts fast, retained wins only), and {} current customers (won, not churned) with {} of their {} won revenue match them.",
-            n(icp.prospects_excluded),
-            n(icp.prospects),
-            share(icp.prospects_excluded, icp.prospects),
-            money(icp.expected_pipeline_excluded),
-            money(icp.expected_pipeline_all),
-            pct(icp.expected_pipeline_excluded / icp.expected_pipeline_all),
-            n(icp.customers_excluded),
-            money(icp.customer_revenue_excluded),
-            money(icp.customer_revenue_all)
-        )));
-        let mut rows: Vec<Vec<String>> = icp
-            .exclude
-            .iter()
-            .map(|c| {
-                let x = &c.finding;
-                vec![
-                    x.id.clone(),
-                    x.condition.clone(),
-                    format!(
-                        "{} ({}); {} only this one",
-                        n(c.prospects_matching),
-                        share(c.prospects_matching, icp.prospects),
-                        n(c.prospects_only_this)
-                    ),
-                    money(c.expected_pipeline),
-                    format!("{}: {}", n(c.customers_matching), money(c.customer_revenue)),
-                    pct_ci(x.velocity_win_rate, x.velocity_win_rate_ci95),
-                    pct(x.close_rate),
-                    opt_num(x.median_cycle_days, 0),
-                    opt_pct(x.churn_rate),
-                    opt_num(x.delivery_fit, 2),
-                    opt_pct(x.gross_margin),
-                    x.kinds
-                        .iter()
-                        .map(|k| match k.as_str() {
-                            "rate" => "fewer velocity wins",
-                            "churn" => "churns",
-                            "fit" => "hard to serve",
-                            "margin" => "low margin",
-                            _ => "other",
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if c.supporting.is_empty() {
-                        "-".into()
-                    } else {
-                        c.supporting.join(", ")
-                    },
-                ]
-            })
-            .collect();
-        rows.push(vec![
-            "all".into(),
-            "all closed deals (baseline)".into(),
-            format!("{} prospects", n(icp.prospects)),
-            money(icp.expected_pipeline_all),
-            format!("{}: {}", n(icp.customers), money(icp.customer_revenue_all)),
-            pct(b.velocity_win_rate),
-            pct(b.close_rate),
-            opt_num(b.median_cycle_days, 0),
-            opt_pct(b.churn_rate),
-            opt_num(b.delivery_fit, 2),
-            opt_pct(b.gross_margin),
-            "-".into(),
-            "-".into(),
-        ]);
-        d.push(Block::Table {
-            head: [
-                "id",
-                "condition",
-                "prospects matching",
-                "expected value given up",
-                "current customers: won revenue",
-                "velocity-win rate (95% CI)",
-                "close rate",
-                "median cycle (days)",
-                "churn",
-                "delivery fit (1-5)",
-                "margin",
-                "why",
-                "supporting findings",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            rows,
-        });
-        let mut why = Vec::new();
-        for c in &icp.exclude {
-            let mut parts = c.finding.evidence.clone();
-            if c.lost_deals > 0 {
-                parts.push(format!(
-                    "loss reasons of its {} lost deals: {}",
-                    n(c.lost_deals),
-                    c.loss_reasons
-                        .iter()
-                        .map(|(r, k)| format!("{r} {}", share(*k, c.lost_deals)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            if !c.finding.notes.is_empty() {
-                parts.push(format!("in their words: {}", c.finding.notes.join("; ")));
-            }
-            why.push(format!("{}: {}", c.finding.id, parts.join("; ")));
-        }
-        d.push(Block::Para("Why, in detail:".into()));
-        d.push(Block::Bullets(why));
-    }
-    d.push(Block::Heading(3, "Review: mixed evidence".into()));
-    if icp.review.is_empty() {
-        d.push(Block::Para(
-            "None: no condition wins more often but churns, serves badly or earns less.".into(),
-        ));
-    } else {
-        d.push(Block::Table {
-            head: ["id", "condition", "for", "against"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            rows: icp
-                .review
-                .iter()
-                .map(|c| {
-                    let x = &c.finding;
-                    vec![
-                        x.id.clone(),
-                        x.condition.clone(),
-                        format!(
-                            "velocity-win rate {} (lift {:.2}), {} deals",
-                            pct_ci(x.velocity_win_rate, x.velocity_win_rate_ci95),
-                            x.lift,
-                            n(x.deals)
-                        ),
-                        x.evidence
-                            .iter()
-                            .filter(|e| !e.starts_with("velocity-win rate"))
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ]
-                })
-                .collect(),
-        });
-    }
-}
-
-fn baseline_row(b: &Baseline, width: usize) -> Vec<String> {
-    let mut r = vec![
-        "all".into(),
-        "all closed deals (baseline)".into(),
-        n(b.accounts),
-        n(b.deals),
-        pct(b.velocity_win_rate),
-        "1.00".into(),
-        "-".into(),
-        opt_pct(b.churn_rate),
-        opt_num(b.delivery_fit, 2),
-        opt_pct(b.gross_margin),
-        opt_money(b.sales_velocity_per_day),
-    ];
-    r.resize(width, "-".into());
-    r
 }
 
 fn model_quality(d: &mut Vec<Block>, inp: &BriefInput) -> Result<()> {

@@ -19,6 +19,12 @@ pub struct Args {
     /// (kept out of the data directory); default: <out>_truth.csv beside it.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Also write the wide CRM's account columns (region, tech_stack,
+    /// multi_location, has_ops_owner) with their planted effects: a strong,
+    /// specific poor fit and a broad, weak one (README, "The synthetic
+    /// ground truth").
+    #[arg(long)]
+    pub wide: bool,
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     pub format: Format,
     #[arg(long, short)]
@@ -41,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let s = synth::generate(args.accounts, args.seed)?;
+    let s = synth::generate_shaped(args.accounts, args.seed, args.wide)?;
     synth::write(&s, &args.out, &truth, args.format)?;
     if !args.quiet {
         println!(

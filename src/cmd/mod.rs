@@ -166,9 +166,10 @@ pub fn require_rows(a: &crate::load::InputFile, lister: Option<String>) -> anyho
 /// (1 is any other error).
 pub const EXIT_NOT_READY: u8 = 2;
 
-/// `icp validate`'s verdict when the data is not ready to train.
+/// The verdict of `icp validate` and of `icp run` at pilot size when the
+/// data is not ready to train (exit status [`EXIT_NOT_READY`]).
 #[derive(Debug, thiserror::Error)]
-#[error("the data is not ready to train (the problems are listed above and in readiness.json)")]
+#[error("the data is not ready to train")]
 pub struct NotReady;
 
 /// The model file: the one given, or the active model's.

@@ -49,14 +49,21 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     stages.rows(data.inputs().iter().map(|i| i.rows).sum());
     crate::cmd::require_accounts(&data, Some(args.data.command("validate")))?;
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
-    let trained = model::train_staged(&data, &cfg, truth.as_ref(), &stages).with_context(|| {
-        format!(
-            "training on {} stopped ({} rows rejected; `{}` lists them)",
-            args.data.data.display(),
-            load::rejected_rows(&data.rejects),
-            args.data.command("validate")
-        )
-    })?;
+    let trained = match model::train_staged(&data, &cfg, truth.as_ref(), &stages) {
+        Ok(t) => t,
+        // a pilot-size CRM: no model, but a brief a leader can read
+        Err(crate::IcpError::NotEnoughEvidence(why)) => {
+            return Err(pilot_run(&args, &cfg, &data, run_date, &why)?);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "training on {} stopped ({} rows rejected; `{}` lists them)",
+                args.data.data.display(),
+                load::rejected_rows(&data.rejects),
+                args.data.command("validate")
+            )));
+        }
+    };
     let artifact = trained.artifact;
     // the labelled deals joined with their accounts' columns served the fit
     // only: let them go before the signals stage, where memory peaks
@@ -72,6 +79,17 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         .opportunities
         .as_ref()
         .context("a training run has an opportunities table")?;
+    // each account's CRM status, as the feed publishes it (the accounts'
+    // own rows: the index was built from them)
+    let crm = {
+        let rows: Vec<Option<u32>> = (0..index.len() as u32).map(Some).collect();
+        crate::feed::crm_status_by_row(
+            &index,
+            &rows,
+            Some(&opportunities.df),
+            data.customers.as_ref().map(|t| &t.df),
+        )?
+    };
     let findings = signals::analyse(
         &signals::Inputs {
             spec: &artifact.model.spec,
@@ -85,10 +103,45 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             index: &index,
             scored: &scored,
             interviews: data.interviews.as_ref().map(|t| &t.df),
+            crm: &crm,
         },
         &cfg.signals,
     )
     .context("computing the signals, exclusions and triggers")?;
+    // What approving this run publishes, with its exclusions (withheld when
+    // the run is not ready, as `icp approve` does)
+    let preview = {
+        let mut excluded: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut ids = Vec::new();
+        if findings.readiness.ready {
+            for (id, mask) in &findings.exclude_masks {
+                ids.push(id.clone());
+                for r in mask.ones() {
+                    if let Some(a) = account_ids.get(r) {
+                        excluded.entry(a.to_string()).or_default().push(id.clone());
+                    }
+                }
+            }
+        }
+        // the CRM status of each score row (the scores are in their own order)
+        let crm_of_scores: Vec<crate::feed::CrmStatus> = index
+            .rows_of(&scores, "account_id")?
+            .into_iter()
+            .map(|r| {
+                r.and_then(|r| crm.get(r as usize).copied())
+                    .context("a scored account the accounts table does not hold")
+            })
+            .collect::<anyhow::Result<_>>()?;
+        crate::feed::preview(
+            &scores,
+            &crm_of_scores,
+            &excluded,
+            ids,
+            &artifact.model_id,
+            cfg.publish.audience,
+            cfg.publish.control_share,
+        )?
+    };
     stages.start("segments");
     stages.rows(scores.height());
     let band_counts = segments::band_counts(&scores)?;
@@ -166,22 +219,9 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
         &trained.labels.df,
         &opportunities.df,
         data.customers.as_ref().map(|t| &t.df),
+        &crm,
     )?;
-    let company = cfg.brief.company.clone().unwrap_or_else(|| {
-        args.data
-            .data
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
-            .map(|n| {
-                // the directory's name as a title: "sample" reads "Sample"
-                let mut c = n.chars();
-                c.next()
-                    .map(|f| f.to_uppercase().chain(c).collect())
-                    .unwrap_or(n)
-            })
-            .unwrap_or_else(|| args.data.data.display().to_string())
-    });
+    let company = company_name(&args, &cfg);
     let brief = crate::brief::build(
         &crate::brief::BriefInput {
             artifact: &artifact,
@@ -198,6 +238,8 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             bands_now: &bands_now,
             earlier: &earlier,
             control: control.as_ref(),
+            preview: &preview,
+            publish: &cfg.publish,
         },
         cfg.signals.min_fit_gap,
         cfg.signals.min_margin_gap,
@@ -208,14 +250,6 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     // what `icp approve` publishes from, once it knows which are approved.
     let mut trace = crate::progress::Trace::start();
     let crm_frame = {
-        // the accounts' own rows: the index was built from them
-        let rows: Vec<Option<u32>> = (0..index.len() as u32).map(Some).collect();
-        let crm = crate::feed::crm_status_by_row(
-            &index,
-            &rows,
-            Some(&opportunities.df),
-            data.customers.as_ref().map(|t| &t.df),
-        )?;
         // the exclude criteria each account matches, from the masks the
         // refined ICP was costed with (accounts in file order)
         let mut exc: Vec<String> = vec![String::new(); crm.len()];
@@ -276,7 +310,15 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
             w.json("evaluation.json", &artifact.evaluation)?;
             let mut counts =
                 crate::cmd::score::write_scoring(w, &scores, &rejects, args.parquet, None)?;
-            write_findings(w, &artifact, &findings, &brief, changes.as_ref(), &about)?;
+            write_findings(
+                w,
+                &artifact,
+                &findings,
+                &brief,
+                changes.as_ref(),
+                &about,
+                &preview,
+            )?;
             w.csv(review::CRM_STATUS, &crm_frame)?;
             w.set_note(
                 "proposal: nothing here is targeting until approved; a workflow engine reads reports/published/, written only by icp approve and icp score",
@@ -356,6 +398,7 @@ fn write_findings(
     brief: &crate::brief::Brief,
     changes: Option<&review::RunDiff>,
     about: &About,
+    preview: &crate::feed::Preview,
 ) -> anyhow::Result<()> {
     w.text("brief.md", &brief.markdown)?;
     w.text("brief.html", &brief.html)?;
@@ -373,6 +416,7 @@ fn write_findings(
             owners: Some(about.owners.clone()),
             triggers: f.triggers.clone(),
             painful: Some(f.painful.clone()),
+            preview: Some(preview.clone()),
         },
     )?;
     w.json(
@@ -429,6 +473,72 @@ pub fn feature_lines(spec: &crate::features::FeatureSpec) -> Vec<String> {
         }
     }
     out
+}
+
+/// Too little evidence to train: write the pilot brief (NOT READY) into a
+/// run directory and return the not-ready error the exit status carries.
+fn pilot_run(
+    args: &Args,
+    cfg: &crate::config::ValidConfig,
+    data: &load::Dataset,
+    run_date: chrono::NaiveDate,
+    why: &str,
+) -> anyhow::Result<anyhow::Error> {
+    let company = company_name(args, cfg);
+    let pilot = crate::brief::pilot::compare(data, why)?;
+    let (md, html) = crate::brief::pilot::render(&pilot, &company, run_date, &cfg.signals);
+    let dest = match &args.out {
+        Some(o) => o.clone(),
+        None => new_run_dir(&args.reports, "pilot"),
+    };
+    let (dir, _) = publish(&dest, "pilot", None, data.inputs(), |w| {
+        w.text("brief.md", &md)?;
+        w.text("brief.html", &html)?;
+        w.json("pilot.json", &pilot)?;
+        w.csv_for_people("rejects.csv", &data.rejects)?;
+        w.set_note(
+            "pilot brief: not enough evidence to train; no model, no criterion, nothing to approve",
+        );
+        Ok(vec![
+            ("best_customers".into(), pilot.best.len()),
+            ("poor_fit_customers".into(), pilot.poor_fit.len()),
+            ("recent_lost".into(), pilot.recent_lost.len()),
+        ])
+    })?;
+    if !args.data.quiet {
+        println!("icp run: NOT READY: not enough evidence to train: {why}");
+        for l in input_lines(&data.inputs()) {
+            println!("{l}");
+        }
+        println!(
+            "no model trained or published, no criterion proposed; pilot brief (best customers beside poor fits and recent losses): {}",
+            dir.join("brief.html").display()
+        );
+    }
+    Ok(anyhow::Error::new(crate::cmd::NotReady).context(format!(
+        "not enough evidence to train: {why}; the pilot brief is {} (`{}` lists what is missing)",
+        dir.join("brief.md").display(),
+        args.data.command("validate")
+    )))
+}
+
+/// The company's name for titles: the config's, else the data folder's.
+fn company_name(args: &Args, cfg: &crate::config::ValidConfig) -> String {
+    cfg.brief.company.clone().unwrap_or_else(|| {
+        args.data
+            .data
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .map(|n| {
+                // the directory's name as a title: "sample" reads "Sample"
+                let mut c = n.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or(n)
+            })
+            .unwrap_or_else(|| args.data.data.display().to_string())
+    })
 }
 
 fn print_summary(

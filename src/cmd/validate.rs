@@ -159,7 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("report: {}", dir.display());
     }
     if !r.ready_to_train {
-        return Err(crate::cmd::NotReady.into());
+        return Err(anyhow::Error::new(crate::cmd::NotReady)
+            .context("the problems are listed above and in readiness.json"));
     }
     Ok(())
 }

@@ -625,6 +625,7 @@ pub fn deal_frame(
             col("cycle_days"),
             col("amount"),
             col("label"),
+            col("holdout"),
             col(crate::label::LOSS_REASON).alias("loss_reason"),
             col("outcome").neq(lit("lost")).alias("__won"),
             col("outcome").eq(lit("churned")).alias("__churned"),
@@ -1314,6 +1315,16 @@ mod tests {
             p: vec![0.5; n],
             band: vec![None; n],
         };
+        // the accounts with a closed deal (i % 3 == 0) are customers here
+        let crm: Vec<crate::feed::CrmStatus> = (0..n)
+            .map(|i| {
+                if i % 3 == 0 {
+                    crate::feed::CrmStatus::Customer
+                } else {
+                    crate::feed::CrmStatus::Prospect
+                }
+            })
+            .collect();
         let rows = super::super::account_rows(
             &codes,
             &index,
@@ -1321,6 +1332,7 @@ mod tests {
             &scored,
             None,
             None,
+            &crm,
             spec.variables.len(),
         )
         .expect("account rows");
@@ -1494,6 +1506,7 @@ mod tests {
             "cycle_days" => cycle,
             "amount" => amount,
             "label" => label,
+            "holdout" => (0..m).map(|i| i % 5 == 0).collect::<Vec<_>>(),
             crate::label::LOSS_REASON => vec![None::<&str>; m],
         ]
         .expect("labels");

@@ -58,6 +58,44 @@ pub struct SignalParams {
     /// its kind, single or pair (Bonferroni), must be at most this
     #[serde(default = "default_criterion_fwer")]
     pub criterion_fwer: f64,
+    /// loss reasons that say nothing specific, as [`readiness::reason_key`]s
+    #[serde(default = "readiness::default_generic_reasons")]
+    pub generic_reasons: Vec<String>,
+    /// when a finding becomes a criterion of the refined ICP (`[icp]`)
+    #[serde(default)]
+    pub icp: IcpRules,
+}
+
+/// When a finding is worth acting on (`[icp]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IcpRules {
+    /// an include criterion's deals become velocity wins at least this
+    /// multiple of the baseline
+    pub min_include_lift: f64,
+    /// an exclusion: a segment where working a prospect does not pay; its
+    /// velocity-win rate at most this multiple of the baseline ...
+    pub max_exclude_lift: f64,
+    /// ... and the upper end of its 95% interval below this multiple
+    pub max_exclude_upper_lift: f64,
+    /// the cost of working one prospect: when set, exclude where a
+    /// prospect's expected value is below it (the rule in dollars)
+    #[serde(default)]
+    pub cost_per_prospect: Option<f64>,
+    /// the exclusions together give up at most this share of all
+    /// prospects' expected value
+    pub max_excluded_value: f64,
+}
+
+impl Default for IcpRules {
+    fn default() -> Self {
+        IcpRules {
+            min_include_lift: 1.5,
+            max_exclude_lift: 0.5,
+            max_exclude_upper_lift: 0.8,
+            cost_per_prospect: None,
+            max_excluded_value: 0.15,
+        }
+    }
 }
 
 fn default_criterion_fwer() -> f64 {
@@ -85,9 +123,11 @@ impl Default for SignalParams {
             painful_revenue_quantile: 0.75,
             min_won: 50,
             min_lost: 50,
-            max_generic_loss_share: 0.5,
+            max_generic_loss_share: 0.6,
             max_criteria: default_max_criteria(),
             criterion_fwer: default_criterion_fwer(),
+            generic_reasons: readiness::default_generic_reasons(),
+            icp: IcpRules::default(),
         }
     }
 }
@@ -141,6 +181,8 @@ pub struct Inputs<'a> {
     pub scored: &'a crate::score::ByRow,
     /// buyer interview quotes (account_id, date, role, quote)
     pub interviews: Option<&'a DataFrame>,
+    /// each account's CRM status, by the accounts' row (as the feed publishes it)
+    pub crm: &'a [crate::feed::CrmStatus],
 }
 
 pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
@@ -209,13 +251,14 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         inp.scored,
         inp.customers,
         inp.interviews,
+        inp.crm,
         nv,
     )?;
     // the accounts' cells live on in the account rows' bits
     drop((codes, customers));
     trace.lap("deal/account rows");
     crate::progress::release_free_memory();
-    let (icp, exclude_masks) = crate::icp::refine(
+    let (mut icp, exclude_masks) = crate::icp::refine(
         &mut screen.signals,
         &mut screen.exclusions,
         &deal_rows,
@@ -225,12 +268,13 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         &crate::icp::IcpParams {
             max_criteria: params.max_criteria,
             min_accounts: params.min_accounts,
-            min_lift: params.min_lift,
             fwer: params.criterion_fwer,
             single_tests: screen.single_tests,
             pair_tests: screen.pair_tests,
+            rules: params.icp.clone(),
         },
     );
+    name_best_customers(&mut icp, inp.accounts)?;
     trace.lap("refine");
     let exclusion_matches = conditions::exclusion_matches(
         &account_rows,
@@ -269,6 +313,45 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         icp,
         best_accounts,
     })
+}
+
+/// Name each criterion's best customers (rows of the accounts frame).
+fn name_best_customers(icp: &mut crate::icp::RefinedIcp, accounts: &DataFrame) -> Result<()> {
+    let ids = text_col(accounts, "account_id")?;
+    let names = if accounts
+        .get_column_names()
+        .iter()
+        .any(|c| c.as_str() == "account_name")
+    {
+        Some(text_col(accounts, "account_name")?)
+    } else {
+        None
+    };
+    for c in icp
+        .include
+        .iter_mut()
+        .chain(icp.exclude.iter_mut())
+        .chain(icp.review.iter_mut())
+    {
+        c.best_customers = c
+            .best_rows
+            .iter()
+            .map(|&r| {
+                let id = ids.get(r).unwrap_or_default().to_string();
+                crate::icp::NamedAccount {
+                    name: names
+                        .as_ref()
+                        .and_then(|n| n.get(r))
+                        .filter(|n| !n.trim().is_empty())
+                        .unwrap_or(&id)
+                        .to_string(),
+                    account_id: id,
+                    won_revenue: 0.0,
+                }
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 /// Days from the first to the last close date of the labelled deals (at
@@ -313,6 +396,14 @@ fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<crate::
         .iter()
         .map(|v| v.unwrap_or(false))
         .collect();
+    let holdout: Vec<bool> = df
+        .column("holdout")?
+        .as_materialized_series()
+        .cast(&DataType::Boolean)?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect();
     let lost: Vec<bool> = text_col(&df, "outcome")?
         .iter()
         .map(|o| o == Some("lost"))
@@ -322,6 +413,7 @@ fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<crate::
         n_accounts: n_accounts + 1,
         account,
         velocity_win: crate::icp::Bits::from_bools(&label),
+        holdout: crate::icp::Bits::from_bools(&holdout),
         lost: crate::icp::Bits::from_bools(&lost),
         loss_reason: str_col(&df, "loss_reason")?,
     })
@@ -337,13 +429,14 @@ fn account_rows(
     scored: &crate::score::ByRow,
     customers: Option<&DataFrame>,
     interviews: Option<&DataFrame>,
+    crm: &[crate::feed::CrmStatus],
     n_vars: usize,
 ) -> Result<crate::icp::AccountRows> {
     let mut trace = crate::progress::Trace::start();
     let cells = crate::icp::Coded::from_frame(codes, n_vars)?;
     trace.lap("account rows: coded");
     let n = index.len();
-    if scored.p.len() != n || scored.band.len() != n || codes.height() != n {
+    if scored.p.len() != n || scored.band.len() != n || codes.height() != n || crm.len() != n {
         return Err(crate::IcpError::Invalid(format!(
             "internal: {} accounts indexed, {} scored, {} coded",
             n,
@@ -351,7 +444,6 @@ fn account_rows(
             codes.height()
         )));
     }
-    let mut closed = vec![false; n];
     let mut customer = vec![false; n];
     let mut revenue = vec![0.0; n];
     let l_out = text_col(labels, "outcome")?;
@@ -364,9 +456,7 @@ fn account_rows(
     {
         let Some(r) = r else { continue };
         let r = r as usize;
-        closed[r] = true;
         if o == Some("won") {
-            customer[r] = true;
             revenue[r] += m.unwrap_or(0.0);
         }
     }
@@ -397,7 +487,8 @@ fn account_rows(
                 SortMultipleOptions::default().with_nulls_last(true),
             )
             .collect()?;
-        let (d, r, q) = (
+        let (ivid, d, r, q) = (
+            str_col(&iv, "account_id")?,
             str_col(&iv, "date")?,
             str_col(&iv, "role")?,
             str_col(&iv, "quote")?,
@@ -410,7 +501,11 @@ fn account_rows(
             if slot.is_some() {
                 continue;
             }
-            let who: Vec<String> = [r[i].clone(), d[i].clone()].into_iter().flatten().collect();
+            let mut who: Vec<String> = [r[i].clone(), d[i].clone()].into_iter().flatten().collect();
+            // tied to its account, so a reader can look it up
+            if let Some(id) = &ivid[i] {
+                who.push(format!("account {id}"));
+            }
             *slot = Some(if who.is_empty() {
                 format!("\"{}\"", text.trim())
             } else {
@@ -419,7 +514,17 @@ fn account_rows(
         }
     }
     trace.lap("account rows: by row");
-    let prospect: Vec<bool> = closed.iter().map(|c| !c).collect();
+    // one definition of each status, the feed's
+    let prospect: Vec<bool> = crm
+        .iter()
+        .map(|c| *c == crate::feed::CrmStatus::Prospect)
+        .collect();
+    for (r, c) in crm.iter().enumerate() {
+        customer[r] = *c == crate::feed::CrmStatus::Customer;
+        if !customer[r] {
+            revenue[r] = 0.0;
+        }
+    }
     let prospect_high: Vec<bool> = prospect
         .iter()
         .zip(&scored.band)

@@ -24,9 +24,11 @@ pub struct Readiness {
     pub gates: Vec<Gate>,
 }
 
-/// Loss reasons that say nothing about why a deal was lost.
+/// Loss reasons that name no specifics: the picklist words every CRM
+/// ships ("Price", "Competitor", "No Decision"), their usual spellings, and
+/// the placeholders. They cannot tell a segment that does not fit from a
+/// deal that was lost the usual way. `[signals] generic_reasons` replaces it.
 const GENERIC_LOSS_REASONS: &[&str] = &[
-    "",
     "-",
     "other",
     "others",
@@ -42,12 +44,68 @@ const GENERIC_LOSS_REASONS: &[&str] = &[
     "miscellaneous",
     "closed lost",
     "tbd",
+    "price",
+    "pricing",
+    "too expensive",
+    "cost",
+    "price too high",
+    "budget",
+    "no budget",
+    "lack of budget",
+    "competitor",
+    "competition",
+    "lost to competitor",
+    "went with competitor",
+    "chose competitor",
+    "competitor chosen",
+    "no decision",
+    "no-decision",
+    "no decision / non-responsive",
+    "non-responsive",
+    "unresponsive",
+    "no response",
+    "went dark",
+    "ghosted",
+    "timing",
+    "bad timing",
+    "not now",
+    "not the right time",
+    "status quo",
+    "do nothing",
 ];
 
-pub fn is_generic_loss_reason(r: Option<&str>) -> bool {
+/// A reason as compared: lower case, punctuation as spaces, one space
+/// between words ("No Decision / Non-Responsive" and "no decision non
+/// responsive" are one reason).
+pub fn reason_key(r: &str) -> String {
+    let lower = r.to_lowercase();
+    let spaced: String = lower
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The built-in generic reasons as keys.
+pub fn default_generic_reasons() -> Vec<String> {
+    let mut v: Vec<String> = GENERIC_LOSS_REASONS
+        .iter()
+        .map(|r| reason_key(r))
+        .filter(|r| !r.is_empty())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Blank, or one of `generic` (keys) as a whole.
+pub fn is_generic_reason(r: Option<&str>, generic: &[String]) -> bool {
     match r {
         None => true,
-        Some(r) => GENERIC_LOSS_REASONS.contains(&r.trim().to_lowercase().as_str()),
+        Some(r) => {
+            let k = reason_key(r);
+            k.is_empty() || generic.iter().any(|g| *g == k)
+        }
     }
 }
 
@@ -121,34 +179,7 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
                 .into()
         },
     });
-    let lost_reasons = inp
-        .opportunities
-        .clone()
-        .lazy()
-        .filter(col("outcome").eq(lit("lost")))
-        .select([col("loss_reason")])
-        .collect()?;
-    let reasons = str_col(&lost_reasons, "loss_reason")?;
-    let generic = reasons
-        .iter()
-        .filter(|r| is_generic_loss_reason(r.as_deref()))
-        .count();
-    let share = if reasons.is_empty() {
-        1.0
-    } else {
-        generic as f64 / reasons.len() as f64
-    };
-    gates.push(Gate {
-        gate: "loss reasons".into(),
-        passed: share <= params.max_generic_loss_share,
-        detail: format!(
-            "{} of {} lost deals ({}) have a blank or generic loss reason; at most {} allowed",
-            thousands(generic),
-            thousands(reasons.len()),
-            crate::util::pct(share),
-            crate::util::pct(params.max_generic_loss_share)
-        ),
-    });
+    gates.push(reasons_gate(inp.opportunities, params)?);
     let e = inp.evaluation;
     gates.push(Gate {
         gate: "holdout quality".into(),
@@ -159,4 +190,138 @@ pub fn assess(inp: &GateInputs, params: &SignalParams) -> Result<Readiness> {
         ready: gates.iter().all(|g| g.passed),
         gates,
     })
+}
+
+/// Loss reasons that carry no specifics are counted; above the share the
+/// gate fails, with the share and the specific reasons worth recording.
+fn reasons_gate(opportunities: &DataFrame, params: &SignalParams) -> Result<Gate> {
+    let lost_reasons = opportunities
+        .clone()
+        .lazy()
+        .filter(col("outcome").eq(lit("lost")))
+        .select([col("loss_reason")])
+        .collect()?;
+    let reasons = str_col(&lost_reasons, "loss_reason")?;
+    let mut generic_counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut specific_counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut blank = 0usize;
+    for r in &reasons {
+        let key = r.as_deref().map(reason_key).unwrap_or_default();
+        if key.is_empty() {
+            blank += 1;
+        } else if params.generic_reasons.contains(&key) {
+            *generic_counts.entry(key).or_default() += 1;
+        } else if let Some(r) = r {
+            *specific_counts.entry(r.trim().to_string()).or_default() += 1;
+        }
+    }
+    let generic = blank + generic_counts.values().sum::<usize>();
+    let share = if reasons.is_empty() {
+        1.0
+    } else {
+        generic as f64 / reasons.len() as f64
+    };
+    let passed = !reasons.is_empty() && share <= params.max_generic_loss_share;
+    let top = |m: &std::collections::BTreeMap<String, usize>| -> Vec<String> {
+        let mut v: Vec<(&String, &usize)> = m.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        v.into_iter()
+            .take(3)
+            .map(|(k, n)| format!("\"{k}\" ({})", thousands(*n)))
+            .collect()
+    };
+    let mut detail = format!(
+        "{} of {} lost deals ({}) have a blank or generic loss reason; at most {} allowed",
+        thousands(generic),
+        thousands(reasons.len()),
+        crate::util::pct(share),
+        crate::util::pct(params.max_generic_loss_share)
+    );
+    if !generic_counts.is_empty() {
+        detail.push_str(&format!(
+            " (most common: {})",
+            top(&generic_counts).join(", ")
+        ));
+    }
+    if !passed {
+        detail.push_str(if specific_counts.is_empty() {
+            ". A reason says why this buyer did not buy, for example \"Price: per-seat cost above budget for a team under 20\", \"Competitor: incumbent's module bundled free\", \"No decision: champion left during evaluation\"; \"price\" or \"competitor\" alone fits every segment, so it cannot tell one from another"
+        } else {
+            ". Record reasons like the team's own specific ones"
+        });
+        if !specific_counts.is_empty() {
+            detail.push_str(&format!(": {}", top(&specific_counts).join(", ")));
+        }
+    }
+    Ok(Gate {
+        gate: "loss reasons".into(),
+        passed,
+        detail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(reasons: &[Option<&str>]) -> DataFrame {
+        df![
+            "outcome" => vec!["lost"; reasons.len()],
+            "loss_reason" => reasons.to_vec(),
+        ]
+        .expect("frame")
+    }
+
+    /// Picklist words in their usual spellings are generic; a reason that
+    /// names what this buyer lacked is not. 7 of 10 generic fails at 60%.
+    #[test]
+    fn generic_loss_reasons_fail_the_gate_and_specific_ones_pass() {
+        let p = SignalParams::default();
+        let generic = lost(&[
+            Some("Price"),
+            Some("pricing"),
+            Some("Competitor"),
+            Some("Lost to Competitor"),
+            Some("No Decision / Non-Responsive"),
+            Some("Timing"),
+            None,
+            Some("Price: per-seat cost above budget for a team of 8"),
+            Some("Needed an SAP connector"),
+            Some("Competitor: incumbent bundled a module"),
+        ]);
+        let g = reasons_gate(&generic, &p).expect("gate");
+        assert!(!g.passed, "{}", g.detail);
+        assert!(
+            g.detail.starts_with("7 of 10 lost deals (70.0%)"),
+            "{}",
+            g.detail
+        );
+        // it names the team's own specific reasons as the example to follow
+        assert!(g.detail.contains("Needed an SAP connector"), "{}", g.detail);
+        // negative control: the same deals with specifics pass
+        let specific = lost(&[
+            Some("Price: per-seat cost above budget for a team of 8"),
+            Some("Needed an SAP connector"),
+            Some("Competitor: incumbent bundled a module"),
+            Some("No decision: champion left"),
+            Some("Timing: ERP migration freeze"),
+            Some("price"),
+            None,
+            Some("Chose a vendor with on-premise hosting"),
+            Some("Security review failed: no SOC 2"),
+            Some("Budget moved to hiring"),
+        ]);
+        let g = reasons_gate(&specific, &p).expect("gate");
+        assert!(g.passed, "{}", g.detail);
+        assert!(
+            g.detail.starts_with("2 of 10 lost deals (20.0%)"),
+            "{}",
+            g.detail
+        );
+        // the list is configurable: "price" alone no longer generic
+        let mut q = p.clone();
+        q.generic_reasons.retain(|r| r != "price" && r != "pricing");
+        let g = reasons_gate(&generic, &q).expect("gate");
+        assert!(g.detail.starts_with("5 of 10"), "{}", g.detail);
+    }
 }

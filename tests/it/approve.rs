@@ -8,17 +8,30 @@ use crate::common::{
 };
 
 fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    setup_with(None)
+}
+
+/// A run of a generated CRM, with `config` as its TOML when given.
+fn setup_with(config: Option<&str>) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let (data, _) = generated(12_000, 31);
     let tmp = tempfile::tempdir().expect("tempdir");
     let reports = tmp.path().join("reports");
     let out = tmp.path().join("q1");
-    run_quiet(Some(&data), &out, &reports, &[]);
+    let cfg = tmp.path().join("icp.toml");
+    let mut extra: Vec<&str> = Vec::new();
+    if let Some(c) = config {
+        std::fs::write(&cfg, c).unwrap();
+        extra.extend(["--config", cfg.to_str().unwrap()]);
+    }
+    run_quiet(Some(&data), &out, &reports, &extra);
     (tmp, data, reports, out)
 }
 
 #[test]
 fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_model() {
-    let (tmp, data, reports, q1) = setup();
+    // a looser exclusion rule than the default, so there are two or more
+    // exclusions to decide one by one
+    let (tmp, data, reports, q1) = setup_with(Some("[icp]\nmax_exclude_lift = 0.6\n"));
     let f = json(&q1.join("findings.json"));
     assert_eq!(f["readiness"]["ready"], true, "{}", f["readiness"]);
     // decisions are about the refined ICP's exclude criteria
@@ -345,4 +358,68 @@ fn a_damaged_run_is_neither_published_nor_made_active() {
     let o = approve(&run);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(reports.join("active.json").exists());
+}
+
+/// The brief's publication preview is what `icp approve` publishes: each
+/// segment file's rows and the control group, counted from the files.
+#[test]
+fn the_publication_preview_is_what_approval_publishes() {
+    let (_tmp, _data, reports, q1) = setup();
+    let f = json(&q1.join("findings.json"));
+    let preview = &f["preview"];
+    let kept: Vec<String> = f["icp"]["exclude"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!kept.is_empty(), "an exclusion to apply");
+    let assumed: Vec<String> = preview["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(assumed, kept);
+    // on by default: a tenth of each band withheld
+    assert_eq!(preview["control_share"].as_f64(), Some(0.1));
+    let o = icp(
+        &[
+            "approve",
+            q1.to_str().unwrap(),
+            "--by",
+            "Dana Revenue",
+            "--accept-all-exclusions",
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let published = reports.join("published").join("segments");
+    let rows = |name: &str| read_csv(&published.join(format!("{name}.csv"))).height();
+    let segments = preview["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 10);
+    for s in segments {
+        let name = s["segment"].as_str().unwrap();
+        assert_eq!(
+            s["accounts"].as_u64(),
+            Some(rows(name) as u64),
+            "{name}: the brief's preview against the published file"
+        );
+    }
+    let control = rows("control");
+    assert!(control > 0);
+    assert_eq!(preview["control"].as_u64(), Some(control as u64));
+    // no published account matches an approved exclusion
+    let matches = read_csv(&q1.join("exclusion_matches.csv"));
+    let excluded: std::collections::BTreeSet<String> = strings(&matches, "exclusion_id")
+        .into_iter()
+        .zip(strings(&matches, "account_id"))
+        .filter(|(x, _)| kept.contains(x))
+        .map(|(_, a)| a)
+        .collect();
+    assert!(!excluded.is_empty());
+    let high = strings(&read_csv(&published.join("band_high.csv")), "account_id");
+    assert!(high.iter().all(|a| !excluded.contains(a)));
 }

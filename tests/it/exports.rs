@@ -501,7 +501,8 @@ fn a_stop_suggests_validate_with_the_users_own_config() {
     });
     let cfg = root().join("data/examples/hubspot.toml");
     let o = run_stopping(&cfg, &d, &tmp.path().join("o"));
-    assert_eq!(o.status.code(), Some(1));
+    // not ready: a pilot brief, exit status 2
+    assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     let suggested = format!(
         "icp validate --data {} --config {}",

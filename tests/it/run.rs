@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{fixture, generated, icp, read_csv, root, stderr, stdout, strings, tree};
+use crate::common::{fixture, generated, icp, json, read_csv, root, stderr, stdout, strings, tree};
 
 /// `icp run` into `out`; active model and events log go beside it, never
 /// into the repository's reports/.
@@ -218,10 +218,12 @@ fn a_missing_column_fails_naming_file_and_column() {
 fn too_little_evidence_stops_with_a_clear_message() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let o = run_to(&fixture("tiny"), &tmp.path().join("out"), &[]);
-    assert_eq!(o.status.code(), Some(1));
+    // not ready (2), with a pilot brief and nothing to approve
+    assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("not enough evidence"), "{e}");
-    assert!(!tmp.path().join("out").exists());
+    assert!(tmp.path().join("out").join("brief.md").is_file());
+    assert!(!tmp.path().join("out").join("model.json").exists());
 }
 
 /// The model ranks deals of accounts it never saw nearly as well as the
@@ -492,4 +494,82 @@ fn lead_cohort_data_is_evaluated_on_its_newest_creation_cohort() {
             && text.contains("too recent to have closed"),
         "{text}"
     );
+}
+
+/// At the seed workflow's pilot size (the sample cut to its last 50 won and
+/// 50 lost deals) there is no model, but there is a brief: NOT READY, best
+/// customers beside poor fits and recent losses on every account column,
+/// no criterion, and exit status 2.
+#[test]
+fn a_pilot_size_crm_gets_a_not_ready_brief_and_exit_status_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("pilot");
+    std::fs::create_dir_all(&data).unwrap();
+    let sample = root().join("data/sample");
+    std::fs::copy(sample.join("accounts.csv"), data.join("accounts.csv")).unwrap();
+    let text = std::fs::read_to_string(sample.join("opportunities.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // columns: opportunity_id, account_id, created, closed, outcome, ...
+    let last = |want: &[&str]| {
+        let mut v: Vec<&Vec<&str>> = rows.iter().filter(|r| want.contains(&r[4])).collect();
+        v.sort_by(|a, b| (a[3], a[0]).cmp(&(b[3], b[0])));
+        v[v.len() - 50..].to_vec()
+    };
+    let mut out = vec![header.to_string()];
+    for r in last(&["won", "churned"]).into_iter().chain(last(&["lost"])) {
+        out.push(r.join(","));
+    }
+    std::fs::write(data.join("opportunities.csv"), out.join("\n") + "\n").unwrap();
+    let run = tmp.path().join("run");
+    let reports = tmp.path().join("reports");
+    let o = icp(
+        &[
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stdout(&o).contains("icp run: NOT READY"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not enough evidence to train"),
+        "{}",
+        stderr(&o)
+    );
+    let brief = std::fs::read_to_string(run.join("brief.md")).unwrap();
+    assert!(brief.contains("NOT READY"), "{brief}");
+    assert!(brief.contains("do not change targeting from one or two anecdotes"));
+    assert!(
+        brief.contains("The data holds 50 won and 50 lost deals"),
+        "{brief}"
+    );
+    for column in [
+        "industry",
+        "country",
+        "employees",
+        "annual_revenue",
+        "ownership",
+    ] {
+        assert!(
+            brief.contains(&format!("| {column} |")),
+            "{column} not compared"
+        );
+    }
+    assert!(run.join("brief.html").is_file());
+    // nothing to approve or publish: no model, no criterion, no latest
+    assert!(!run.join("model.json").exists());
+    assert!(!run.join("icp.json").exists());
+    assert!(!reports.join("latest").exists());
+    let pilot = json(&run.join("pilot.json"));
+    assert_eq!(pilot["won_deals"], 50);
+    assert_eq!(pilot["lost_deals"], 50);
+    assert!(!pilot["best"].as_array().unwrap().is_empty());
+    assert!(!pilot["recent_lost"].as_array().unwrap().is_empty());
 }
