@@ -273,6 +273,13 @@ pub struct Preview {
     pub control: usize,
     /// accounts of the audience the exclusions keep out of every segment
     pub excluded: usize,
+    /// and of them prospects
+    #[serde(default)]
+    pub excluded_prospects: usize,
+    /// from each band to its segment: scored, outside the audience, left
+    /// out by the exclusions, withheld as control, published
+    #[serde(default)]
+    pub bands: Vec<BandBridge>,
     /// every account by CRM status (the one definition of each status)
     pub crm_status: BTreeMap<String, usize>,
 }
@@ -285,56 +292,103 @@ pub struct PreviewSegment {
     pub open_opportunities: usize,
 }
 
-/// [`Preview`] of publishing `scores` with `excluded` (account -> exclude
-/// criteria), by the same rows, control rule and membership as [`publish`].
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct BandBridge {
+    pub band: String,
+    pub scored: usize,
+    pub outside_audience: usize,
+    pub excluded: usize,
+    pub control: usize,
+    pub published: usize,
+}
+
+/// [`Preview`] of publishing `scores` (CRM status `crm` and `excluded` by
+/// score row), by the same rows, control rule and membership as
+/// [`publish`], one row at a time (no account list is kept).
 pub fn preview(
     scores: &DataFrame,
     crm: &[CrmStatus],
-    excluded: &HashMap<String, Vec<String>>,
+    excluded: &[bool],
     exclusions: Vec<String>,
     model_id: &str,
     audience: Audience,
     control_share: f64,
 ) -> Result<Preview> {
-    let mut rows = rows(scores, crm, excluded)?;
-    for r in rows.iter_mut() {
-        r.control = r.eligible(audience) && in_control(model_id, &r.account_id, control_share);
-    }
-    let now = members(&rows, audience);
-    let status: HashMap<&str, CrmStatus> = rows
+    let text = |c: &str| crate::ids::text(scores, c);
+    let (ids, score, band, status) = (
+        text("account_id")?,
+        text("score")?,
+        text("band")?,
+        text("status")?,
+    );
+    let names = segment_names();
+    let mut seg: Vec<PreviewSegment> = names
         .iter()
-        .map(|r| (r.account_id.as_str(), r.crm))
+        .map(|n| PreviewSegment {
+            segment: n.clone(),
+            ..Default::default()
+        })
         .collect();
-    let segments = segment_names()
-        .into_iter()
-        .map(|name| {
-            let ids = &now[&name];
-            let count = |c: CrmStatus| {
-                ids.iter()
-                    .filter(|a| status.get(a.as_str()) == Some(&c))
-                    .count()
-            };
-            PreviewSegment {
-                accounts: ids.len(),
-                prospects: count(CrmStatus::Prospect),
-                open_opportunities: count(CrmStatus::OpenOpportunity),
-                segment: name,
-            }
+    let mut bands: Vec<BandBridge> = BANDS
+        .iter()
+        .map(|b| BandBridge {
+            band: b.to_string(),
+            ..Default::default()
         })
         .collect();
     let mut crm_status: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &rows {
-        *crm_status.entry(r.crm.as_str().to_string()).or_default() += 1;
-    }
-    let in_audience = |r: &Row| {
-        r.scored()
+    let (mut control, mut n_excluded, mut n_excluded_prospects) = (0, 0, 0);
+    for i in 0..ids.len() {
+        let c = crm.get(i).copied().unwrap_or(CrmStatus::Prospect);
+        *crm_status.entry(c.as_str().to_string()).or_default() += 1;
+        let mut r = Row {
+            account_id: ids.get(i).unwrap_or_default().to_string(),
+            score: score.get(i).and_then(|x| x.parse().ok()),
+            band: band.get(i).unwrap_or_default().to_string(),
+            status: status.get(i).unwrap_or_default().to_string(),
+            crm: c,
+            excluded_by: if excluded.get(i).copied().unwrap_or(false) {
+                vec![String::new()]
+            } else {
+                Vec::new()
+            },
+            control: false,
+        };
+        r.control = r.eligible(audience) && in_control(model_id, &r.account_id, control_share);
+        let in_audience = r.scored()
             && match audience {
                 Audience::Prospects => {
                     matches!(r.crm, CrmStatus::Prospect | CrmStatus::OpenOpportunity)
                 }
                 Audience::All => true,
+            };
+        if in_audience && !r.excluded_by.is_empty() {
+            n_excluded += 1;
+            n_excluded_prospects += (r.crm == CrmStatus::Prospect) as usize;
+        }
+        control += r.control as usize;
+        if let Some(b) = bands.iter_mut().find(|b| r.scored() && b.band == r.band) {
+            b.scored += 1;
+            if !in_audience {
+                b.outside_audience += 1;
+            } else if !r.excluded_by.is_empty() {
+                b.excluded += 1;
+            } else if r.control {
+                b.control += 1;
             }
-    };
+        }
+        for name in segments_of(&r, audience) {
+            if let Some(k) = names.iter().position(|n| *n == name) {
+                let s = &mut seg[k];
+                s.accounts += 1;
+                s.prospects += (r.crm == CrmStatus::Prospect) as usize;
+                s.open_opportunities += (r.crm == CrmStatus::OpenOpportunity) as usize;
+            }
+        }
+    }
+    for (b, s) in bands.iter_mut().zip(seg.iter().skip(THRESHOLDS.len())) {
+        b.published = s.accounts;
+    }
     Ok(Preview {
         exclusions,
         audience: match audience {
@@ -342,12 +396,11 @@ pub fn preview(
             Audience::All => "all".into(),
         },
         control_share,
-        segments,
-        control: rows.iter().filter(|r| r.control).count(),
-        excluded: rows
-            .iter()
-            .filter(|r| in_audience(r) && !r.excluded_by.is_empty())
-            .count(),
+        segments: seg,
+        control,
+        excluded: n_excluded,
+        excluded_prospects: n_excluded_prospects,
+        bands,
         crm_status,
     })
 }

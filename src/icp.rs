@@ -335,7 +335,7 @@ impl LaterVerdict {
     pub fn words(self) -> &'static str {
         match self {
             LaterVerdict::Holds => "holds up on later deals",
-            LaterVerdict::Consistent => "same direction on later deals, too few to be sure",
+            LaterVerdict::Consistent => "same direction on later deals, not yet confirmed",
             LaterVerdict::Fails => "did not hold up on later deals",
             LaterVerdict::TooFew => "too few later deals to check",
         }
@@ -884,7 +884,7 @@ pub fn refine(
                 false,
                 at,
                 Some(format!(
-                    "broad and weak: its deals become velocity wins {:.2}x as often as the average, short of the {:.2}x at which working a prospect stops paying; work it, score-ordered",
+                    "wins less ({:.2}x as often as average) but not below the {:.2}x at which working a prospect stops paying: keep working it, lowest priority, unless people decide to exclude it",
                     f.lift, p.rules.max_exclude_lift
                 )),
             ));
@@ -1112,11 +1112,20 @@ pub fn refine(
             review_failed.push(c);
         } else {
             c.recommendation = Recommendation::Keep;
-            c.because = format!(
-                "deals here became velocity wins {} as often as average; {}",
-                fmt_lift(Some(c.finding.lift)),
-                c.later_verdict.words()
-            );
+            c.because = if c.later_verdict == LaterVerdict::Holds {
+                format!(
+                    "deals here became velocity wins {} as often as average on earlier deals and {} on later ones",
+                    fmt_lift(c.chose.lift),
+                    fmt_lift(c.later.lift)
+                )
+            } else {
+                format!(
+                    "deals here became velocity wins {} as often as average on earlier deals; later deals have not confirmed it yet ({} on {}): keep as a pilot",
+                    fmt_lift(c.chose.lift),
+                    fmt_lift(c.later.lift),
+                    c.later.deals
+                )
+            };
             include.push((k, c));
         }
     }
@@ -1174,7 +1183,9 @@ pub fn refine(
         let rate_kind = c.finding.kinds.iter().any(|x| x == "rate");
         c.because = if rate_kind {
             format!(
-                "a prospect here is worth {} against {} on average; {}",
+                "its earlier deals became velocity wins {} as often as average ({} at most excludes); a prospect here is worth {} against {}; {}",
+                fmt_lift(c.chose.lift),
+                fmt_lift(Some(p.rules.max_exclude_lift)),
                 crate::util::money(c.value_per_prospect),
                 crate::util::money(value_per_prospect),
                 c.later_verdict.words()

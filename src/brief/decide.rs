@@ -192,7 +192,7 @@ pub(super) fn decision_card(d: &mut Vec<Block>, inp: &BriefInput) {
     });
     if !icp.exclude.is_empty() {
         d.push(Block::Para(format!(
-            "The exclusions together give up {} of the {} expected value of all {} prospects ({}; at most {} allowed by [icp] max_excluded_value). A prospect is worth its segment's velocity-win rate x its average deal; the average prospect {}.",
+            "The exclusions together give up {} of the {} expected value of all {} prospects ({}; at most {} allowed). The rows above overlap; this total counts each prospect once. A prospect is worth its segment's velocity-win rate x its average deal, one deal if worked; the average prospect {}.",
             money(icp.expected_pipeline_excluded),
             money(icp.expected_pipeline_all),
             n(icp.prospects),
@@ -235,11 +235,40 @@ pub(super) fn publication_preview(d: &mut Vec<Block>, inp: &BriefInput) {
         format!("the recommended exclusions ({})", p.exclusions.join(", "))
     };
     d.push(Block::Para(format!(
-        "Approved as recommended, with {with}, the workflow engine receives these segments of {audience}. {} accounts the exclusions match are left out of every segment; {} accounts ({} of each band) are withheld as the control group (segments/control.csv), so the pilot can be told apart from the market.",
+        "Approved as recommended, with {with}, the workflow engine receives these segments of {audience}. {} accounts the exclusions match ({} prospects and {} open opportunities) are left out of every segment; {} accounts ({} of each band) are withheld as the control group (segments/control.csv), so the pilot can be told apart from the market.",
         n(p.excluded),
+        n(p.excluded_prospects),
+        n(p.excluded - p.excluded_prospects),
         n(p.control),
         pct(p.control_share)
     )));
+    d.push(Block::Table {
+        head: [
+            "band",
+            "scored accounts",
+            "customers and churned (not targeted)",
+            "left out by exclusions",
+            "control",
+            "published",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: p
+            .bands
+            .iter()
+            .map(|b| {
+                vec![
+                    b.band.clone(),
+                    n(b.scored),
+                    n(b.outside_audience),
+                    n(b.excluded),
+                    n(b.control),
+                    n(b.published),
+                ]
+            })
+            .collect(),
+    });
     d.push(Block::Table {
         head: vec![
             "segment".into(),
@@ -399,7 +428,7 @@ pub(super) fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                 ));
                 if !c.best_customers.is_empty() {
                     parts.push(format!(
-                        "best customers: {}",
+                        "largest current customers: {}",
                         c.best_customers
                             .iter()
                             .map(|a| format!("{} ({})", a.name, a.account_id))
@@ -593,22 +622,30 @@ pub(super) fn pilot_plan(d: &mut Vec<Block>, inp: &BriefInput) {
     if let (Some(h), Some(m)) = (high, medium) {
         let need = deals_per_arm(h.velocity_win_share, m.velocity_win_share);
         bullets.push(format!(
-            "Success: the targeted High band's closed deals become velocity wins more often than the control's High accounts' deals, by at least the gap the holdout showed between High and Medium ({} against {}). Seeing a gap that size takes about {} closed deals in each group{}.",
+            "Success: the targeted High accounts open more opportunities and win more of them than their control, and their closed deals become velocity wins more often, by at least the gap the holdout showed between High and Medium ({} against {}). Proving a gap that size takes about {} closed deals in each group{}.",
             pct(h.velocity_win_share),
             pct(m.velocity_win_share),
             need.map(n).unwrap_or_else(|| "n/a".into()),
-            match high_seg {
-                Some(s) => format!(
-                    "; the High segment holds {} accounts and its control about {}",
-                    n(s.accounts),
-                    n((s.accounts as f64 * p.control_share / (1.0 - p.control_share).max(f64::MIN_POSITIVE)).round() as usize)
-                ),
-                None => String::new(),
+            match (high_seg, need) {
+                (Some(s), Some(k)) => {
+                    let ctl = (s.accounts as f64 * p.control_share
+                        / (1.0 - p.control_share).max(f64::MIN_POSITIVE))
+                        .round() as usize;
+                    if ctl < k {
+                        format!(
+                            "; the High control holds about {} accounts, so the first read after {days} days is directional (opportunities opened and won), and the velocity-win comparison firms up over later quarters",
+                            n(ctl)
+                        )
+                    } else {
+                        format!("; the High control holds about {} accounts", n(ctl))
+                    }
+                }
+                _ => String::new(),
             }
         ));
     }
     bullets.push(format!(
-        "Rollback trigger: if at the next brief the targeted High band does no better than its control, or an approved exclusion's accounts win new deals at the average rate, {sales} runs icp rollback to republish the previous approved scoring, and the exclusion is rejected at the next review."
+        "Rollback trigger: if at the next brief the targeted High accounts do no better than their control (opportunities opened and won), {sales} makes the previous approved run active again (icp activate RUN --by NAME), which republishes its scoring; an exclusion whose segment starts winning at the average rate in the next data is rejected at the next review."
     ));
     bullets.push(
         "Measured from the log: measurement.json records, for each published scoring, what its accounts did next by the band they were given (their lead fit: deals opened, won, lost and the loss reasons given), and the control group beside the targeted accounts; reports/events.jsonl records each run and approval.".into(),

@@ -144,7 +144,12 @@ td:nth-child(2){min-width:12em}th{background:#eef3f8}tr:nth-child(even) td{backg
 .charts{display:flex;flex-wrap:wrap;gap:1em;margin:.6em 0}\
 .charts figure{flex:1 1 380px;max-width:560px;margin:0}svg.fit{width:100%;height:auto;display:block}\
 ul.check{list-style:none;padding-left:.4em}ul.check li{margin:.25em 0}\
-ul.check li:before{content:'\\2610  '}";
+ul.check li:before{content:'\\2610  '}\
+@media (max-width:640px){.scroll table,.scroll tbody,.scroll tr,.scroll td{display:block}\
+.scroll thead{display:none}.scroll tr{border:1px solid #c9d3de;margin:0 0 .7em;padding:.2em 0}\
+.scroll td{border:none;padding:.15em .6em;min-width:0}.scroll td:nth-child(2){min-width:0}\
+.scroll td:first-child{font-weight:600}\
+.scroll td[data-label]:before{content:attr(data-label) ': ';color:#4a5a6a;font-weight:400}}";
 
 pub fn html(title: &str, blocks: &[Block]) -> String {
     let mut o = String::new();
@@ -183,8 +188,17 @@ pub fn html(title: &str, blocks: &[Block]) -> String {
                 o.push_str("</tr></thead><tbody>\n");
                 for r in rows {
                     o.push_str("<tr>");
-                    for c in r {
-                        o.push_str(&format!("<td>{}</td>", escape_html(c)));
+                    // on a narrow screen each row is a card, each cell
+                    // labelled with its column
+                    for (k, c) in r.iter().enumerate() {
+                        match head.get(k).filter(|_| k > 0) {
+                            Some(h) => o.push_str(&format!(
+                                "<td data-label=\"{}\">{}</td>",
+                                escape_html(h),
+                                escape_html(c)
+                            )),
+                            None => o.push_str(&format!("<td>{}</td>", escape_html(c))),
+                        }
                     }
                     o.push_str("</tr>\n");
                 }

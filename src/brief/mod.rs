@@ -457,10 +457,7 @@ fn recommendations(inp: &BriefInput) -> Vec<String> {
             "a weak but real ranking: useful for ordering a list, not for judging one account"
         };
         if let Some(first) = out.last_mut() {
-            first.push_str(&format!(
-                " The score is {strength} (holdout AUC {:.2}).",
-                e.auc
-            ));
+            first.push_str(&format!(" The score is {strength}."));
         }
     }
     if !icp.include.is_empty() {
@@ -1003,7 +1000,10 @@ fn segments(d: &mut Vec<Block>, inp: &BriefInput) {
         format!("Low: {}.", low.join("; ")),
     ]));
     d.push(Block::Table {
-        head: vec!["segment file (proposal)".into(), "accounts".into()],
+        head: vec![
+            "run directory's segment file (every scored account: before the audience, exclusions and control)".into(),
+            "accounts".into(),
+        ],
         rows: inp
             .segment_counts
             .iter()

@@ -111,27 +111,27 @@ pub fn run(args: Args) -> anyhow::Result<RunSummary> {
     // What approving this run publishes, with its exclusions (withheld when
     // the run is not ready, as `icp approve` does)
     let preview = {
-        let mut excluded: std::collections::HashMap<String, Vec<String>> = Default::default();
         let mut ids = Vec::new();
+        let mut excluded_row = vec![false; index.len()];
         if findings.readiness.ready {
             for (id, mask) in &findings.exclude_masks {
                 ids.push(id.clone());
                 for r in mask.ones() {
-                    if let Some(a) = account_ids.get(r) {
-                        excluded.entry(a.to_string()).or_default().push(id.clone());
+                    if let Some(x) = excluded_row.get_mut(r) {
+                        *x = true;
                     }
                 }
             }
         }
-        // the CRM status of each score row (the scores are in their own order)
-        let crm_of_scores: Vec<crate::feed::CrmStatus> = index
-            .rows_of(&scores, "account_id")?
-            .into_iter()
-            .map(|r| {
-                r.and_then(|r| crm.get(r as usize).copied())
-                    .context("a scored account the accounts table does not hold")
-            })
-            .collect::<anyhow::Result<_>>()?;
+        // each score row's account row (the scores are in their own order)
+        let rows = index.rows_of(&scores, "account_id")?;
+        let mut crm_of_scores = Vec::with_capacity(rows.len());
+        let mut excluded = Vec::with_capacity(rows.len());
+        for r in rows {
+            let r = r.context("a scored account the accounts table does not hold")? as usize;
+            crm_of_scores.push(crm[r]);
+            excluded.push(excluded_row[r]);
+        }
         crate::feed::preview(
             &scores,
             &crm_of_scores,
