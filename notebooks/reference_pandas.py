@@ -104,7 +104,8 @@ stage("label + holdout")
 # %% 4. Features: derived columns in pandas, transformation in a ColumnTransformer
 ref_year = deals["closed_date"].dt.year.max()
 feat = accounts.drop(columns=ID_COLS).copy()
-numeric = [c for c in feat.columns if pd.api.types.is_numeric_dtype(feat[c])]
+numeric = [c for c in feat.columns if pd.api.types.is_numeric_dtype(feat[c])
+           and not pd.api.types.is_bool_dtype(feat[c])]
 categorical = [c for c in feat.columns if c not in numeric]
 for c in ["employees", "annual_revenue"]:
     if c in feat:
@@ -112,8 +113,8 @@ for c in ["employees", "annual_revenue"]:
 if "founded_year" in feat:
     feat["company_age"] = (ref_year - feat.pop("founded_year")).clip(lower=0)
     numeric = [("company_age" if c == "founded_year" else c) for c in numeric]
-for c in categorical:  # plain object columns with NaN for sklearn
-    feat[c] = feat[c].astype(object).where(feat[c].notna(), np.nan)
+for c in categorical:  # plain text columns with NaN for sklearn (flags read as bool become text)
+    feat[c] = feat[c].astype("string").astype(object).where(feat[c].notna(), np.nan)
 feat.index = accounts["account_id"]
 
 

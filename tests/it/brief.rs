@@ -546,6 +546,25 @@ fn on_a_wide_crm_exclusions_pay_and_the_broad_weak_poor_fit_is_never_one() {
     };
     let icp = check(None, 0.15);
     let exclude = conditions(&icp["exclude"]);
+    // the broad, weak one is a finding (it wins less, and significantly),
+    // which the old rule would have made the first exclusion; it is a
+    // review item: working it still pays
+    let findings = json(&tmp.path().join("run0.15").join("findings.json"));
+    let weak = findings["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["condition"] == "has ops owner = false")
+        .expect("has ops owner = false is an exclusion finding");
+    let lift = weak["lift"].as_f64().unwrap();
+    assert!(lift > 0.5 && lift < 0.85, "{lift}");
+    assert!(
+        conditions(&icp["review"])
+            .iter()
+            .any(|c| c == "has ops owner = false"),
+        "{}",
+        icp["review"]
+    );
     for want in ["tech stack = Custom", "industry = Government"] {
         assert!(
             exclude.iter().any(|c| c == want),
