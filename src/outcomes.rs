@@ -49,6 +49,10 @@ pub struct BandOutcome {
     pub median_cycle_days_won: Option<f64>,
     /// churned of the won
     pub churned: usize,
+    /// the new lost deals' loss reasons, most common first: why leads of
+    /// this fit were disqualified ((blank) when none was given)
+    #[serde(default)]
+    pub loss_reasons: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +80,16 @@ pub fn band_outcomes(
         (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
     };
     let after = day(earlier.as_of);
+    // an opportunities table without loss reasons gives "(blank)" ones
+    let why_col = if opportunities
+        .get_column_names()
+        .iter()
+        .any(|c| c.as_str() == "loss_reason")
+    {
+        col("loss_reason").cast(DataType::String)
+    } else {
+        lit(NULL).cast(DataType::String)
+    };
     let lab = labels.clone().lazy().select([
         col("opportunity_id"),
         col("label").cast(DataType::Boolean).alias("__vw"),
@@ -91,6 +105,7 @@ pub fn band_outcomes(
             (col("closed_date").cast(DataType::Int32) - col("created_date").cast(DataType::Int32))
                 .alias("__cycle"),
             col("outcome"),
+            why_col.alias("__why"),
         ])
         .join(
             lab,
@@ -107,6 +122,7 @@ pub fn band_outcomes(
     let out = crate::signals::str_col(&df, "outcome")?;
     let eff = crate::signals::str_col(&df, "__eff")?;
     let cyc = crate::signals::f64_col(&df, "__cycle")?;
+    let why = crate::signals::str_col(&df, "__why")?;
     let vw: Vec<bool> = df
         .column("__vw")?
         .bool()?
@@ -123,6 +139,7 @@ pub fn band_outcomes(
         vwins: usize,
         churned: usize,
         cycles: Vec<f64>,
+        reasons: std::collections::BTreeMap<String, usize>,
     }
     let mut t: HashMap<&str, T> = BANDS.iter().map(|b| (*b, T::default())).collect();
     for b in earlier.bands.values() {
@@ -158,6 +175,14 @@ pub fn band_outcomes(
         }
         x.churned += (o == Some(Outcome::Churned)) as usize;
         x.vwins += vw[i] as usize;
+        if o == Some(Outcome::Lost) {
+            let r = why[i]
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .unwrap_or("(blank)");
+            *x.reasons.entry(r.to_string()).or_default() += 1;
+        }
     }
     let bands = BANDS
         .iter()
@@ -181,6 +206,13 @@ pub fn band_outcomes(
                 velocity_win_rate_ci95: ci(x.vwins, x.closed),
                 median_cycle_days_won: crate::util::median(&mut x.cycles),
                 churned: x.churned,
+                loss_reasons: {
+                    let mut v: Vec<(String, usize)> =
+                        std::mem::take(&mut x.reasons).into_iter().collect();
+                    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    v.truncate(5);
+                    v
+                },
             }
         })
         .collect();
@@ -435,6 +467,10 @@ mod tests {
                 .cast(&DataType::Date)
                 .unwrap(),
                 Column::new("outcome".into(), outcome.to_vec()),
+                Column::new(
+                    "loss_reason".into(),
+                    vec![None, Some("Price: over budget"), None, None, None, None],
+                ),
             ],
         )
         .unwrap();
@@ -479,6 +515,11 @@ mod tests {
         assert_eq!(high.won, 2);
         assert_eq!(high.velocity_wins, 1);
         assert_eq!(high.median_cycle_days_won, Some(40.0)); // 20 and 60
+        // why the new lost deals were lost, by the band their account had
+        assert_eq!(
+            high.loss_reasons,
+            vec![("Price: over budget".to_string(), 1)]
+        );
         let medium = &o.bands[1];
         assert_eq!(medium.accounts, 0);
         assert_eq!(medium.win_rate, None);
@@ -491,5 +532,6 @@ mod tests {
         assert_eq!(low.won, 0);
         assert_eq!(low.win_rate, Some(0.0));
         assert_eq!(low.velocity_win_rate, Some(0.0));
+        assert_eq!(low.loss_reasons, vec![("(blank)".to_string(), 1)]);
     }
 }

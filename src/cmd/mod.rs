@@ -29,7 +29,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load, check, train, evaluate on a time-based holdout, score every account
-    /// and write a run directory (scores, segments, model, rejects, manifest).
+    /// and write a run directory (scores, segments, model, rejects, manifest,
+    /// and the brief with the refined ICP for approval). Too little evidence
+    /// to train: writes a NOT READY pilot brief and exits 2.
     Run(run::Args),
     /// Check a data directory: write rejects.csv and a readiness report, nothing else.
     /// Exits 2 when the data is not ready to train (1 on any other error).
