@@ -1437,9 +1437,10 @@ mod tests {
         );
     }
 
-    /// Pipeline at stake and the prospect count: each prospect once.
+    /// Value at stake and the prospect count: each prospect once; the rule
+    /// in dollars and the value cap.
     #[test]
-    fn prospects_matching_two_exclusions_count_once_and_pipeline_is_p_times_deal() {
+    fn exclusion_value_prospects_once_cost_rule_and_cap() {
         // 4 accounts: 0 and 1 prospects in B and "b"; 2 a prospect in B only;
         // 3 a customer in C. Deals: 60 on B/b (6 wins), 60 on C/b (30 wins),
         // 60 on C/c (... ) built so both exclusions qualify.
@@ -1526,5 +1527,58 @@ mod tests {
         assert!((icp.expected_pipeline_all - 600.0).abs() < 1e-9);
         assert_eq!(icp.customers, 1);
         assert!((icp.customer_revenue_all - 500.0).abs() < 1e-9);
+
+        // The rule in dollars: a "b" prospect is worth $50 (5% x $1,000).
+        // Working one for $40 still pays: no exclusion. For $60 it does not.
+        for (cost, excluded) in [(40.0, false), (60.0, true)] {
+            let mut signals = vec![];
+            let mut exclusions = vec![Finding {
+                velocity_win_rate: 0.05,
+                ..finding("X01", vec![lvl(1, "b")], 0.25, &["rate"])
+            }];
+            let p = IcpParams {
+                rules: IcpRules {
+                    cost_per_prospect: Some(cost),
+                    max_excluded_value: 1.0,
+                    ..IcpRules::default()
+                },
+                ..p.clone()
+            };
+            let (icp, _) = refine(
+                &mut signals,
+                &mut exclusions,
+                &deals,
+                &accounts,
+                base,
+                Some(1000.0),
+                &p,
+            );
+            assert_eq!(!icp.exclude.is_empty(), excluded, "cost {cost}");
+        }
+
+        // The cap: the exclusion gives up $100 of $600 (16.7%); a 15% cap
+        // holds it back and says so
+        let mut signals = vec![];
+        let mut exclusions = vec![Finding {
+            velocity_win_rate: 0.05,
+            ..finding("X01", vec![lvl(1, "b")], 0.25, &["rate"])
+        }];
+        let capped = IcpParams {
+            rules: IcpRules::default(),
+            ..p.clone()
+        };
+        let (icp, _) = refine(
+            &mut signals,
+            &mut exclusions,
+            &deals,
+            &accounts,
+            base,
+            Some(1000.0),
+            &capped,
+        );
+        assert!(icp.exclude.is_empty());
+        assert_eq!(icp.held_by_cap.len(), 1);
+        assert_eq!(icp.held_by_cap[0].prospects, 2);
+        assert!((icp.held_by_cap[0].expected_value - 100.0).abs() < 1e-9);
     }
 }
