@@ -55,6 +55,9 @@ for so in measurement["band_outcomes"]:
         want(f"{b['velocity_wins']:,} ({pct(b['velocity_win_rate'])}", f"{b['band']} band's velocity wins")
 model = json.loads((run / "model.json").read_text())
 want(model["model_id"], "the model id")
+ev = model["evaluation"]
+want(f"{ev['auc']:.3f}", "this run's holdout AUC")
+want(f"{ev['auc_ci95'][0]:.3f}", "the low end of its interval")
 if problems:
     sys.exit("the notebook disagrees with the run's files:\n  " + "\n  ".join(problems))
 print(f"notebook checked against {run.name}: readiness, {sum(len(icp[k]) for k in ('include', 'exclude', 'review'))} decisions, "
