@@ -637,12 +637,12 @@ impl Config {
                 "[features] max_levels must be >= 1 and max_features >= 4".into(),
             ));
         }
-        if let Some(w) = self.label.velocity_window_days {
-            if w < 1 {
-                return Err(bad(format!(
-                    "[label] velocity_window_days = {w}: expected a whole number of days >= 1"
-                )));
-            }
+        if let Some(w) = self.label.velocity_window_days
+            && w < 1
+        {
+            return Err(bad(format!(
+                "[label] velocity_window_days = {w}: expected a whole number of days >= 1"
+            )));
         }
         let m = self.model;
         let model = ModelParams {
@@ -814,12 +814,12 @@ fn check_icp(t: IcpToml) -> std::result::Result<crate::signals::IcpRules, String
             r.max_exclude_upper_lift, r.max_exclude_lift
         ));
     }
-    if let Some(c) = r.cost_per_prospect {
-        if !(c.is_finite() && c > 0.0) {
-            return Err(format!(
-                "[icp] cost_per_prospect = {c}: expected an amount above 0 (the cost of working one prospect)"
-            ));
-        }
+    if let Some(c) = r.cost_per_prospect
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(format!(
+            "[icp] cost_per_prospect = {c}: expected an amount above 0 (the cost of working one prospect)"
+        ));
     }
     if !(0.0..=1.0).contains(&r.max_excluded_value) {
         return Err(format!(

@@ -464,23 +464,24 @@ fn leak<'a, T: Copy>(
     // a value's purity is a category's trait: a number (nearly every
     // value its own) is judged by its separation below
     let text = cells.iter().flatten().any(|v| matches!(v, Value::Text(_)));
-    if text && enough(won, lost) && prospects_known {
-        if let Some(r) = pure_value(&cells, won, lost, prospect) {
-            return Some(r);
-        }
+    if text
+        && enough(won, lost)
+        && prospects_known
+        && let Some(r) = pure_value(&cells, won, lost, prospect)
+    {
+        return Some(r);
     }
     for (a, an, b) in [
         (won, "won from lost accounts", lost),
         (deal, "accounts with deals from prospects", prospect),
     ] {
-        if enough(a, b) {
-            if let Some(auc) = separation(&cells, a, b) {
-                if auc >= SEPARATES {
-                    return Some(format!(
-                        "set by the sale: alone it separates {an} (AUC {auc:.2}), as no firmographic does"
-                    ));
-                }
-            }
+        if enough(a, b)
+            && let Some(auc) = separation(&cells, a, b)
+            && auc >= SEPARATES
+        {
+            return Some(format!(
+                "set by the sale: alone it separates {an} (AUC {auc:.2}), as no firmographic does"
+            ));
         }
     }
     None

@@ -126,10 +126,10 @@ impl Bits {
     /// Every row.
     pub fn full(n: usize) -> Bits {
         let mut b = Bits(vec![u64::MAX; n.div_ceil(64)], n);
-        if n % 64 != 0 {
-            if let Some(last) = b.0.last_mut() {
-                *last = (1u64 << (n % 64)) - 1;
-            }
+        if !n.is_multiple_of(64)
+            && let Some(last) = b.0.last_mut()
+        {
+            *last = (1u64 << (n % 64)) - 1;
         }
         b
     }
@@ -956,11 +956,11 @@ pub fn refine(
             let best = (0..n_chosen)
                 .map(|c| (c, masks[k].and_count(&masks[c])))
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-            if let Some((c, shared)) = best {
-                if 2 * shared >= own {
-                    list[k].criterion = Some(list[c].id.clone());
-                    by[c].push(list[k].id.clone());
-                }
+            if let Some((c, shared)) = best
+                && 2 * shared >= own
+            {
+                list[k].criterion = Some(list[c].id.clone());
+                by[c].push(list[k].id.clone());
             }
         }
         by
@@ -1217,11 +1217,9 @@ pub fn refine(
         };
         let mut f = f.clone();
         // the other side of the mixed evidence, when it is an exclusion too
-        if is_sig {
-            if let Some(x) = exclusions.iter().find(|x| x.condition == f.condition) {
-                f.evidence.extend(x.evidence.iter().cloned());
-                f.kinds = x.kinds.clone();
-            }
+        if is_sig && let Some(x) = exclusions.iter().find(|x| x.condition == f.condition) {
+            f.evidence.extend(x.evidence.iter().cloned());
+            f.kinds = x.kinds.clone();
         }
         let mut c = make(&f, "review", Added::default(), Vec::new(), dm);
         (c.chose, c.later, c.later_verdict) = check(dm, is_sig);

@@ -238,14 +238,12 @@ pub struct ControlComparison {
 pub fn newest_date(data: &crate::load::Dataset) -> Option<NaiveDate> {
     let mut best: Option<i32> = None;
     let mut see = |df: &DataFrame, c: &str| {
-        if let Ok(col) = df.column(c) {
-            if let Ok(s) = col.as_materialized_series().cast(&DataType::Int32) {
-                if let Ok(ca) = s.i32() {
-                    if let Some(m) = ca.max() {
-                        best = Some(best.map_or(m, |b| b.max(m)));
-                    }
-                }
-            }
+        if let Ok(col) = df.column(c)
+            && let Ok(s) = col.as_materialized_series().cast(&DataType::Int32)
+            && let Ok(ca) = s.i32()
+            && let Some(m) = ca.max()
+        {
+            best = Some(best.map_or(m, |b| b.max(m)));
         }
     };
     if let Some(o) = &data.opportunities {

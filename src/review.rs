@@ -310,7 +310,7 @@ pub fn active_model(reports: &Path) -> Result<Option<PathBuf>> {
     match active(reports)? {
         Some((_, dir)) if dir.join("model.json").is_file() => Ok(Some(dir.join("model.json"))),
         Some((a, dir)) => Err(IcpError::read(
-            &reports.join(ACTIVE),
+            reports.join(ACTIVE),
             format!(
                 "the active run {} ({}) has no model.json and no copy is kept in {} (was the run directory moved or deleted?); approve or activate a run again",
                 a.run_id,

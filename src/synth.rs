@@ -261,12 +261,13 @@ fn plant_anecdote(all: &mut Chunk) {
     let mut picked: Vec<usize> = Vec::new();
     for i in 0..all.opp_acc.len() {
         let fast = all.closed[i].is_some_and(|c| (c - all.created[i]).num_days() <= 30);
-        if all.outcome[i] == "won" && fast {
-            if let Ok(a) = all.opp_acc[i][1..].parse::<usize>() {
-                if !picked.contains(&a) && a < all.industry.len() {
-                    picked.push(a);
-                }
-            }
+        if all.outcome[i] == "won"
+            && fast
+            && let Ok(a) = all.opp_acc[i][1..].parse::<usize>()
+            && !picked.contains(&a)
+            && a < all.industry.len()
+        {
+            picked.push(a);
         }
         if picked.len() == 2 {
             break;
@@ -479,7 +480,7 @@ fn loss_reason_text(kind: &'static str, i: usize) -> &'static str {
     if !specific {
         return kind;
     }
-    let two = (i >> 1) % 2 == 0;
+    let two = (i >> 1).is_multiple_of(2);
     match (kind, two) {
         ("price", true) => "Price: per-seat cost above budget for a team this size",
         ("price", false) => "Price: wanted monthly terms, we sell annual only",

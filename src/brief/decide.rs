@@ -584,7 +584,7 @@ pub(super) fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
 /// from rate `b` (the normal approximation for two proportions).
 pub fn deals_per_arm(a: f64, b: f64) -> Option<usize> {
     let gap = (a - b).abs();
-    if !(gap > 0.0) || !(0.0..=1.0).contains(&a) || !(0.0..=1.0).contains(&b) {
+    if gap.is_nan() || gap <= 0.0 || !(0.0..=1.0).contains(&a) || !(0.0..=1.0).contains(&b) {
         return None;
     }
     let (za, zb) = (1.959_964, 0.841_621);

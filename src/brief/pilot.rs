@@ -203,10 +203,10 @@ pub fn compare(data: &Dataset, reason: &str) -> Result<Pilot> {
         if p.fit.is_some_and(|f| f <= 2.0) {
             w.push("poor delivery fit".into());
         }
-        if let (Some(c), Some(m)) = (p.cycle, median_cycle) {
-            if c > 2 * m {
-                w.push(format!("took {c} days to close"));
-            }
+        if let (Some(c), Some(m)) = (p.cycle, median_cycle)
+            && c > 2 * m
+        {
+            w.push(format!("took {c} days to close"));
         }
         w.join(", ")
     };

@@ -136,8 +136,8 @@ fn evaluate(x: Rows<'_>, y: &[bool], alpha: f64, theta: &[f64], hessian: bool) -
     }
     let w = &theta[..p];
     total.loss += 0.5 * alpha * w.iter().map(|v| v * v).sum::<f64>();
-    for j in 0..p {
-        total.grad[j] += alpha * w[j];
+    for (g, wj) in total.grad.iter_mut().zip(w) {
+        *g += alpha * wj;
     }
     if let Some(h) = total.hess.as_mut() {
         for j in 0..p {
@@ -158,9 +158,9 @@ fn evaluate_block(x: Rows<'_>, y: &[bool], theta: &[f64], hessian: bool) -> Eval
     let mut loss = 0.0;
     let mut grad = vec![0.0; p + 1];
     let mut hess = hessian.then(|| Array2::<f64>::zeros((p + 1, p + 1)));
-    for i in 0..m {
+    for (i, &label) in y.iter().enumerate().take(m) {
         let z = x.linear(i, &theta[..p], theta[p]);
-        let yi = if y[i] { 1.0 } else { 0.0 };
+        let yi = if label { 1.0 } else { 0.0 };
         // one exp serves both: e = exp(-|z|)
         let e = (-z.abs()).exp();
         loss += z.max(0.0) + e.ln_1p() - yi * z;

@@ -421,11 +421,11 @@ impl Counts {
                         out.push(NONE);
                         continue;
                     };
-                    if let Some((lk, lc)) = last {
-                        if lk == k {
-                            out.push(lc);
-                            continue;
-                        }
+                    if let Some((lk, lc)) = last
+                        && lk == k
+                    {
+                        out.push(lc);
+                        continue;
                     }
                     let c = match number.get(k) {
                         Some(&c) => c,
@@ -916,12 +916,12 @@ pub fn screen(
                     pct(base_close)
                 ));
             }
-            if let (Some(c), Some(bc)) = (c.group.median_cycle, total.median_cycle) {
-                if c >= 1.1 * bc {
-                    parts.push(format!(
-                        "closes slower: median cycle {c:.0} vs {bc:.0} days"
-                    ));
-                }
+            if let (Some(c), Some(bc)) = (c.group.median_cycle, total.median_cycle)
+                && c >= 1.1 * bc
+            {
+                parts.push(format!(
+                    "closes slower: median cycle {c:.0} vs {bc:.0} days"
+                ));
             }
             if parts.is_empty() {
                 parts.push("fewer wins stay fast and retained".into());
@@ -932,45 +932,49 @@ pub fn screen(
                 pq("rate"),
             );
         }
-        if let (Some(cr), Some(bc)) = (g.churn_rate(), base_churn) {
-            if sig("churn") && cr >= params.min_lift * bc && bc > 0.0 {
-                take(
-                    format!(
-                        "churns: {} of {} won deals churned vs {} baseline",
-                        pct(cr),
-                        g.won as usize,
-                        pct(bc)
-                    ),
-                    "churn",
-                    pq("churn"),
-                );
-            }
+        if let (Some(cr), Some(bc)) = (g.churn_rate(), base_churn)
+            && sig("churn")
+            && cr >= params.min_lift * bc
+            && bc > 0.0
+        {
+            take(
+                format!(
+                    "churns: {} of {} won deals churned vs {} baseline",
+                    pct(cr),
+                    g.won as usize,
+                    pct(bc)
+                ),
+                "churn",
+                pq("churn"),
+            );
         }
-        if let (Some(f), Some(bf)) = (Tally::mean(g.fit), base_fit) {
-            if sig("fit") && f <= bf - params.min_fit_gap {
-                take(
-                    format!(
-                        "hard to serve: delivery fit {f:.2} of 5 over {} customers vs {bf:.2}",
-                        g.fit.0 as usize
-                    ),
-                    "fit",
-                    pq("fit"),
-                );
-            }
+        if let (Some(f), Some(bf)) = (Tally::mean(g.fit), base_fit)
+            && sig("fit")
+            && f <= bf - params.min_fit_gap
+        {
+            take(
+                format!(
+                    "hard to serve: delivery fit {f:.2} of 5 over {} customers vs {bf:.2}",
+                    g.fit.0 as usize
+                ),
+                "fit",
+                pq("fit"),
+            );
         }
-        if let (Some(m), Some(bm)) = (Tally::mean(g.margin), base_margin) {
-            if sig("margin") && m <= bm - params.min_margin_gap {
-                take(
-                    format!(
-                        "low margin: gross margin {} over {} customers vs {}",
-                        pct(m),
-                        g.margin.0 as usize,
-                        pct(bm)
-                    ),
-                    "margin",
-                    pq("margin"),
-                );
-            }
+        if let (Some(m), Some(bm)) = (Tally::mean(g.margin), base_margin)
+            && sig("margin")
+            && m <= bm - params.min_margin_gap
+        {
+            take(
+                format!(
+                    "low margin: gross margin {} over {} customers vs {}",
+                    pct(m),
+                    g.margin.0 as usize,
+                    pct(bm)
+                ),
+                "margin",
+                pq("margin"),
+            );
         }
         if !why.is_empty() {
             let mut x = finding(why, qual);
@@ -1463,7 +1467,7 @@ mod tests {
         let industry: Vec<Option<&str>> = (0..n)
             .map(|i| match i % 9 {
                 0 => None,
-                1 | 2 | 3 => Some("Software"),
+                1..=3 => Some("Software"),
                 4 | 5 => Some("Retail"),
                 6 if i % 300 == 6 => Some("Rare"),
                 _ => Some("Logistics"),

@@ -404,7 +404,7 @@ fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<crate::
         .iter()
         .map(|v| v.unwrap_or(false))
         .collect();
-    let lost: Vec<bool> = text_col(&df, "outcome")?
+    let lost: Vec<bool> = text_col(df, "outcome")?
         .iter()
         .map(|o| o == Some("lost"))
         .collect();
@@ -415,13 +415,16 @@ fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<crate::
         velocity_win: crate::icp::Bits::from_bools(&label),
         holdout: crate::icp::Bits::from_bools(&holdout),
         lost: crate::icp::Bits::from_bools(&lost),
-        loss_reason: str_col(&df, "loss_reason")?,
+        loss_reason: str_col(df, "loss_reason")?,
     })
 }
 
-/// Every account: its cells, whether it is a prospect (no closed deal) or a
-/// current customer (a won deal, not churned) and its won revenue, the
-/// model's probability and any customer note.
+/// Every account: its cells, whether it is a prospect or a current customer
+/// (its CRM status, as the feed publishes it) and its won revenue, the
+/// model's probability, its first customer note and interview quote.
+// eight inputs, each a different table the rows are gathered from; a
+// struct of them would only rename the list (the unit test builds them)
+#[allow(clippy::too_many_arguments)]
 fn account_rows(
     codes: &DataFrame,
     index: &crate::ids::AccountIndex,
@@ -462,17 +465,17 @@ fn account_rows(
     }
     // the first note of each account
     let mut note: Vec<Option<String>> = vec![None; n];
-    if let Some(c) = customers {
-        if c.get_column_names().iter().any(|n| n.as_str() == "notes") {
-            let notes = text_col(c, "notes")?;
-            for (r, t) in index
-                .rows_of(c, "account_id")?
-                .into_iter()
-                .zip(notes.iter())
-            {
-                if let (Some(r), Some(t)) = (r, t) {
-                    note[r as usize].get_or_insert_with(|| t.to_string());
-                }
+    if let Some(c) = customers
+        && c.get_column_names().iter().any(|n| n.as_str() == "notes")
+    {
+        let notes = text_col(c, "notes")?;
+        for (r, t) in index
+            .rows_of(c, "account_id")?
+            .into_iter()
+            .zip(notes.iter())
+        {
+            if let (Some(r), Some(t)) = (r, t) {
+                note[r as usize].get_or_insert_with(|| t.to_string());
             }
         }
     }

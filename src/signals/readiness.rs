@@ -104,7 +104,7 @@ pub fn is_generic_reason(r: Option<&str>, generic: &[String]) -> bool {
         None => true,
         Some(r) => {
             let k = reason_key(r);
-            k.is_empty() || generic.iter().any(|g| *g == k)
+            k.is_empty() || generic.contains(&k)
         }
     }
 }

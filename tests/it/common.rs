@@ -58,7 +58,9 @@ pub fn stderr(o: &Output) -> String {
 
 /// A generated data set shared by the tests of one process: (dir, truth).
 pub fn generated(n: usize, seed: u64) -> (PathBuf, PathBuf) {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<(usize, u64, PathBuf, PathBuf)>>> = OnceLock::new();
+    /// (accounts, seed, data directory, truth file) of each CRM generated
+    type Generated = Vec<(usize, u64, PathBuf, PathBuf)>;
+    static CACHE: OnceLock<std::sync::Mutex<Generated>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(hit) = c.iter().find(|x| x.0 == n && x.1 == seed) {

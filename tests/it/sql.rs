@@ -114,8 +114,8 @@ fn sql_scores_as_the_binary(shape: &str) {
         .map(|r| r.expect("row"))
         .collect();
     assert_eq!(rows.len(), n, "one row per account in the table");
-    let by_id: HashMap<&str, &(String, Option<i64>, Option<f64>, String)> =
-        rows.iter().map(|r| (r.0.as_str(), r)).collect();
+    type Scored = (String, Option<i64>, Option<f64>, String);
+    let by_id: HashMap<&str, &Scored> = rows.iter().map(|r| (r.0.as_str(), r)).collect();
 
     let scores = read_csv(&out.join("scores.csv"));
     let ids = strings(&scores, "account_id");
