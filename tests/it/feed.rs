@@ -229,13 +229,39 @@ fn days_of_publications_turn_yesterday_into_today() {
             .all(|w| w == "not in today's accounts file")
             && !why(&deleted).is_empty()
     );
-    // an open opportunity stays targeted (the default audience)
+    // an open opportunity stays targeted (the default audience): same
+    // firmographics, same score, same control draw, so no change at all
+    assert!(m2["score_gte_30"].contains(&opened));
+    assert!(find(&ch, &opened).is_empty(), "{:?}", find(&ch, &opened));
+    // five employees in Government: both approved exclusions of the
+    // sample's ICP (under 25 employees, Government) take it out
+    assert!(!why(&moved).is_empty());
     assert!(
-        m2["score_gte_30"].contains(&opened)
-            || find(&ch, &opened)
-                .iter()
-                .all(|c| c.why != "opened an opportunity")
+        why(&moved).iter().all(|w| w.starts_with("excluded by")),
+        "{:?}",
+        why(&moved)
     );
+    assert!(m2.values().all(|s| !s.contains(&moved)));
+    // the new account enters its segments, unless the control draw holds
+    // it out (then it is in no segment and has no change row)
+    let scores = read_csv(&published.join("scores.csv"));
+    let ids = strings(&scores, "account_id");
+    let control = strings(&scores, "control");
+    let k = ids
+        .iter()
+        .position(|a| a == "A9999999")
+        .expect("the new account is scored");
+    let new_why = why("A9999999");
+    if control[k] == "true" {
+        assert!(new_why.is_empty(), "{new_why:?}");
+        assert!(m2.values().all(|s| !s.contains("A9999999")));
+    } else {
+        assert!(!new_why.is_empty());
+        assert!(
+            new_why.iter().all(|w| w == "new in today's accounts file"),
+            "{new_why:?}"
+        );
+    }
     assert!(m2.values().all(|s| !s.contains(&won)));
 
     // a run in between changes nothing in reports/published/
