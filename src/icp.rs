@@ -411,9 +411,9 @@ pub struct Criterion {
     /// up to three current customers it matches, by won revenue
     #[serde(default)]
     pub best_customers: Vec<NamedAccount>,
-    /// the rows of `best_customers`, named by the caller
+    /// the rows of `best_customers` and their won revenue, named by the caller
     #[serde(skip)]
-    pub best_rows: Vec<usize>,
+    pub best_rows: Vec<(usize, f64)>,
 }
 
 /// How the ICP as a whole does on the closed deals it was chosen from.
@@ -627,6 +627,36 @@ struct ExcludeState {
     /// prospects already excluded
     excluded: Bits,
     value: f64,
+    cap: f64,
+}
+
+impl ExcludeState {
+    /// The prospects `acc` adds and their value, or what the cap holds back.
+    fn offer(
+        &self,
+        f: &Finding,
+        acc: Bits,
+        prospect: &Bits,
+        base_avg: f64,
+    ) -> Result<(Bits, f64), HeldByCap> {
+        let m = acc.and(prospect).and_not(&self.excluded);
+        let add = m.count() as f64 * segment_value(f, base_avg);
+        if self.value + add > self.cap {
+            return Err(HeldByCap {
+                id: f.id.clone(),
+                condition: f.condition.clone(),
+                prospects: m.count(),
+                expected_value: add,
+            });
+        }
+        Ok((m, add))
+    }
+
+    fn take(&mut self, deals: &Bits, prospects: &Bits, add: f64) {
+        self.covered.or_with(deals);
+        self.excluded.or_with(prospects);
+        self.value += add;
+    }
 }
 
 /// Exclude criteria: segments where working a prospect does not pay. Only
@@ -652,8 +682,8 @@ fn choose_exclusions(
         covered: Bits::new(ch.deals.cells.rows()),
         excluded: Bits::new(accounts.cells.rows()),
         value: 0.0,
+        cap: r.max_excluded_value * total_value,
     };
-    let cap = r.max_excluded_value * total_value;
     let mut chosen: Vec<(usize, Added)> = Vec::new();
     let mut held: Vec<HeldByCap> = Vec::new();
     let mut stamp = vec![0u32; ch.deals.n_accounts];
@@ -696,23 +726,13 @@ fn choose_exclusions(
             {
                 continue;
             }
-            let m = acc_mask(c.at).and(&accounts.prospect).and_not(&st.excluded);
-            let add = m.count() as f64 * segment_value(f, base_avg);
-            if st.value + add > cap {
-                held.push(HeldByCap {
-                    id: f.id.clone(),
-                    condition: f.condition.clone(),
-                    prospects: m.count(),
-                    expected_value: add,
-                });
-                continue;
+            match st.offer(f, acc_mask(c.at), &accounts.prospect, base_avg) {
+                Ok((m, add)) => best = Some((ci, a, m, add)),
+                Err(h) => held.push(h),
             }
-            best = Some((ci, a, m, add));
         }
         let Some((ci, a, m, add)) = best else { break };
-        st.covered.or_with(cands[ci].mask);
-        st.excluded.or_with(&m);
-        st.value += add;
+        st.take(cands[ci].mask, &m, add);
         chosen.push((ci, a));
     }
     // Exclusions for retention, delivery fit or margin alone (their deals
@@ -734,20 +754,13 @@ fn choose_exclusions(
         if a.accounts < p.min_accounts || 2 * a.deals < c.mask.and_count(&ch.train) {
             continue;
         }
-        let m = acc_mask(c.at).and(&accounts.prospect).and_not(&st.excluded);
-        let add = m.count() as f64 * segment_value(f, base_avg);
-        if st.value + add > cap {
-            held.push(HeldByCap {
-                id: f.id.clone(),
-                condition: f.condition.clone(),
-                prospects: m.count(),
-                expected_value: add,
-            });
-            continue;
+        match st.offer(f, acc_mask(c.at), &accounts.prospect, base_avg) {
+            Ok((m, add)) => st.take(c.mask, &m, add),
+            Err(h) => {
+                held.push(h);
+                continue;
+            }
         }
-        st.covered.or_with(c.mask);
-        st.excluded.or_with(&m);
-        st.value += add;
         chosen.push((ci, a));
     }
     (chosen, held)
@@ -1073,7 +1086,7 @@ pub fn refine(
         c.customers_matching = m.and_count(&accounts.customer);
         c.customer_revenue = m.ones().map(|r| accounts.customer_revenue[r]).sum();
     };
-    let best_rows = |m: &Bits| -> Vec<usize> {
+    let best_rows = |m: &Bits| -> Vec<(usize, f64)> {
         let mut v: Vec<usize> = m.and(&accounts.customer).ones().collect();
         v.sort_by(|a, b| {
             accounts.customer_revenue[*b]
@@ -1081,7 +1094,9 @@ pub fn refine(
                 .then(a.cmp(b))
         });
         v.truncate(3);
-        v
+        v.into_iter()
+            .map(|r| (r, accounts.customer_revenue[r]))
+            .collect()
     };
 
     let mut include = Vec::new();

@@ -5,7 +5,7 @@
 //! tests are in the appendix ("How we know").
 
 use super::doc::Block;
-use super::{BriefInput, band, ids, role, share};
+use super::{BriefInput, band, role, share};
 use crate::domain::Band;
 use crate::icp::{Criterion, LaterVerdict, RefinedIcp};
 use crate::signals::Baseline;
@@ -313,6 +313,19 @@ fn bookings(booked: f64, accounts: usize, b: &Baseline) -> String {
     )
 }
 
+/// "S01 (condition): part; part; in their words: ...".
+fn evidence_line(c: &Criterion, mut parts: Vec<String>) -> String {
+    if !c.finding.notes.is_empty() {
+        parts.push(format!("in their words: {}", c.finding.notes.join("; ")));
+    }
+    format!(
+        "{} ({}): {}.",
+        c.finding.id,
+        c.finding.condition,
+        parts.join("; ")
+    )
+}
+
 fn reasons_words(c: &Criterion) -> String {
     if c.lost_deals == 0 {
         return "none lost".into();
@@ -436,15 +449,7 @@ pub(super) fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                             .join(", ")
                     ));
                 }
-                if !c.finding.notes.is_empty() {
-                    parts.push(format!("in their words: {}", c.finding.notes.join("; ")));
-                }
-                format!(
-                    "{} ({}): {}.",
-                    c.finding.id,
-                    c.finding.condition,
-                    parts.join("; ")
-                )
+                evidence_line(c, parts)
             })
             .collect();
         d.push(Block::Bullets(evidence));
@@ -533,15 +538,7 @@ pub(super) fn refined_icp(d: &mut Vec<Block>, inp: &BriefInput) {
                     n(c.lost_deals),
                     reasons_words(c)
                 ));
-                if !c.finding.notes.is_empty() {
-                    parts.push(format!("in their words: {}", c.finding.notes.join("; ")));
-                }
-                format!(
-                    "{} ({}): {}.",
-                    c.finding.id,
-                    c.finding.condition,
-                    parts.join("; ")
-                )
+                evidence_line(c, parts)
             })
             .collect();
         d.push(Block::Bullets(why));
@@ -732,7 +729,6 @@ pub(super) fn criteria_checks(d: &mut Vec<Block>, inp: &BriefInput) {
         .collect(),
         rows,
     });
-    let _ = ids;
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ fn name_best_customers(icp: &mut crate::icp::RefinedIcp, accounts: &DataFrame) -
         c.best_customers = c
             .best_rows
             .iter()
-            .map(|&r| {
+            .map(|&(r, won_revenue)| {
                 let id = ids.get(r).unwrap_or_default().to_string();
                 crate::icp::NamedAccount {
                     name: names
@@ -346,7 +346,7 @@ fn name_best_customers(icp: &mut crate::icp::RefinedIcp, accounts: &DataFrame) -
                         .unwrap_or(&id)
                         .to_string(),
                     account_id: id,
-                    won_revenue: 0.0,
+                    won_revenue,
                 }
             })
             .collect();
@@ -388,22 +388,19 @@ fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<crate::
         .iter()
         .map(|r| r.unwrap_or(n_accounts as u32))
         .collect();
-    let label: Vec<bool> = df
-        .column("label")?
-        .as_materialized_series()
-        .cast(&DataType::Boolean)?
-        .bool()?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect();
-    let holdout: Vec<bool> = df
-        .column("holdout")?
-        .as_materialized_series()
-        .cast(&DataType::Boolean)?
-        .bool()?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect();
+    // a flag column, a null as false
+    let flags = |name: &str| -> Result<Vec<bool>> {
+        Ok(df
+            .column(name)?
+            .as_materialized_series()
+            .cast(&DataType::Boolean)?
+            .bool()?
+            .iter()
+            .map(|v| v.unwrap_or(false))
+            .collect())
+    };
+    let label = flags("label")?;
+    let holdout = flags("holdout")?;
     let lost: Vec<bool> = text_col(df, "outcome")?
         .iter()
         .map(|o| o == Some("lost"))
