@@ -6,7 +6,23 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Outcome;
 use crate::error::{IcpError, Result};
+
+/// The account columns the contract names; all others are extra features.
+pub const ACCOUNT_COLUMNS: &[&str] = &[
+    "account_id",
+    "account_name",
+    "domain",
+    "industry",
+    "country",
+    "employees",
+    "annual_revenue",
+    "founded_year",
+];
+
+/// The `[files] encoding` value for Excel's default on Windows.
+pub const WINDOWS_1252: &str = "windows-1252";
 
 /// What a user writes in the TOML file. Every field is optional.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -115,7 +131,7 @@ pub const DEFAULT_CONTROL_SHARE: f64 = 0.10;
 /// `[publish]`, checked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PublishParams {
-    pub audience: crate::feed::Audience,
+    pub audience: crate::domain::Audience,
     /// 0 (off) to 0.5
     #[serde(default)]
     pub control_share: f64,
@@ -314,41 +330,6 @@ pub struct EvidenceToml {
     pub min_holdout_per_class: Option<usize>,
 }
 
-/// Canonical outcome of an opportunity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Won,
-    Lost,
-    Churned,
-    Open,
-}
-
-impl Outcome {
-    /// An outcome as the loaded tables write it (lower case, no spaces):
-    /// no allocation, for per-row use.
-    pub fn canonical(s: &str) -> Option<Outcome> {
-        match s {
-            "won" => Some(Outcome::Won),
-            "lost" => Some(Outcome::Lost),
-            "churned" => Some(Outcome::Churned),
-            "open" => Some(Outcome::Open),
-            _ => None,
-        }
-    }
-    pub fn parse(s: &str) -> Option<Outcome> {
-        Outcome::canonical(&s.trim().to_ascii_lowercase())
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Won => "won",
-            Outcome::Lost => "lost",
-            Outcome::Churned => "churned",
-            Outcome::Open => "open",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeatureParams {
     /// account columns never used as features (in addition to the identifiers).
@@ -492,7 +473,7 @@ pub struct ValidConfig {
     pub min_feature_coverage: f64,
     pub evidence: EvidenceParams,
     #[serde(default)]
-    pub signals: crate::signals::SignalParams,
+    pub signals: SignalParams,
     #[serde(default)]
     pub brief: BriefParams,
     #[serde(default)]
@@ -574,69 +555,8 @@ impl Config {
             path: PathBuf::from(path),
             message,
         };
-        let mut outcomes = BTreeMap::new();
-        for (from, to) in &self.outcomes {
-            let o = Outcome::parse(to).ok_or_else(|| {
-                bad(format!(
-                    "[outcomes] \"{from}\" = \"{to}\": expected one of won, lost, churned, open"
-                ))
-            })?;
-            outcomes.insert(from.trim().to_lowercase(), o);
-        }
-        let known = |table: &str, allowed: &[&str], map: &BTreeMap<String, String>| {
-            for k in map.keys() {
-                if !allowed.contains(&k.as_str()) {
-                    return Err(bad(format!(
-                        "[columns.{table}] `{k}` is not a canonical column; expected one of {}",
-                        allowed.join(", ")
-                    )));
-                }
-            }
-            Ok(())
-        };
-        known(
-            "accounts",
-            crate::load::ACCOUNT_COLUMNS,
-            &self.columns.accounts,
-        )?;
-        known(
-            "opportunities",
-            OPPORTUNITY_COLUMNS,
-            &self.columns.opportunities,
-        )?;
-        known("customers", CUSTOMER_COLUMNS, &self.columns.customers)?;
-        known("triggers", TRIGGER_COLUMNS, &self.columns.triggers)?;
-        known("interviews", INTERVIEW_COLUMNS, &self.columns.interviews)?;
-        for (col, f) in &self.scale {
-            if !(f.is_finite() && *f > 0.0) {
-                return Err(bad(format!(
-                    "[scale] {col} = {f}: expected a positive number"
-                )));
-            }
-        }
-        let f = self.features;
-        let features = FeatureParams {
-            exclude: f.exclude.unwrap_or_default(),
-            allow: f.allow.unwrap_or_default(),
-            min_level_count: f.min_level_count.unwrap_or(30).max(1),
-            max_levels: f.max_levels.unwrap_or(30),
-            numeric_bins: f.numeric_bins.unwrap_or(6),
-            numeric_shape: f.numeric_shape.unwrap_or_default(),
-            interactions: f.interactions.unwrap_or(true),
-            min_interaction_count: f.min_interaction_count.unwrap_or(100).max(1),
-            max_features: f.max_features.unwrap_or(400),
-        };
-        if !(2..=20).contains(&features.numeric_bins) {
-            return Err(bad(format!(
-                "[features] numeric_bins = {}: expected 2 to 20",
-                features.numeric_bins
-            )));
-        }
-        if features.max_levels < 1 || features.max_features < 4 {
-            return Err(bad(
-                "[features] max_levels must be >= 1 and max_features >= 4".into(),
-            ));
-        }
+        let outcomes = check_mappings(&self.outcomes, &self.columns, &self.scale).map_err(bad)?;
+        let features = check_features(self.features).map_err(bad)?;
         if let Some(w) = self.label.velocity_window_days
             && w < 1
         {
@@ -644,110 +564,17 @@ impl Config {
                 "[label] velocity_window_days = {w}: expected a whole number of days >= 1"
             )));
         }
-        let m = self.model;
-        let model = ModelParams {
-            holdout_fraction: m.holdout_fraction.unwrap_or(0.2),
-            holdout_by: m.holdout_by.unwrap_or_default(),
-            cv_folds: m.cv_folds.unwrap_or(3),
-            lambdas: m
-                .lambdas
-                .unwrap_or_else(|| vec![1e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
-            max_iterations: m.max_iterations.unwrap_or(300),
-            solver: m.solver.unwrap_or_default(),
-        };
-        if !(model.holdout_fraction > 0.0 && model.holdout_fraction < 0.5) {
-            return Err(bad(format!(
-                "[model] holdout_fraction = {}: expected more than 0 and less than 0.5",
-                model.holdout_fraction
-            )));
-        }
-        if !(1..=10).contains(&model.cv_folds) {
-            return Err(bad(format!(
-                "[model] cv_folds = {}: expected 1 to 10",
-                model.cv_folds
-            )));
-        }
-        if model.lambdas.is_empty() || model.lambdas.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
-            return Err(bad(
-                "[model] lambdas: expected a non-empty list of positive numbers".into(),
-            ));
-        }
-        let min_feature_coverage = self.score.min_feature_coverage.unwrap_or(0.5);
-        if !(0.0..=1.0).contains(&min_feature_coverage) {
-            return Err(bad(format!(
-                "[score] min_feature_coverage = {min_feature_coverage}: expected 0 to 1"
-            )));
-        }
+        let (model, min_feature_coverage) = check_model(self.model, &self.score).map_err(bad)?;
         let e = self.evidence;
         let evidence = EvidenceParams {
             min_train_positives: e.min_train_positives.unwrap_or(20),
             min_train_negatives: e.min_train_negatives.unwrap_or(20),
             min_holdout_per_class: e.min_holdout_per_class.unwrap_or(10),
         };
-        match self.files.encoding.as_deref() {
-            None | Some("utf-8") | Some(crate::load::WINDOWS_1252) => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "[files] encoding = \"{other}\": expected \"utf-8\" or \"windows-1252\""
-                )));
-            }
-        }
-        match self.files.delimiter.as_deref() {
-            None | Some(",") | Some(";") | Some("\t") | Some("tab") | Some("|") => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "[files] delimiter = \"{}\": expected \",\", \";\", \"\\t\" (a tab) or \"|\"",
-                    other.escape_default()
-                )));
-            }
-        }
-        match self.files.decimal.as_deref() {
-            None | Some(".") | Some(",") => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "[files] decimal = \"{other}\": expected \".\" (1,234.56) or \",\" (1.234,56)"
-                )));
-            }
-        }
+        check_files(&self.files).map_err(bad)?;
         let signals = check_signals(self.signals, self.icp).map_err(bad)?;
-        let review_days = self.brief.review_days.unwrap_or(14);
-        if !(1..=365).contains(&review_days) {
-            return Err(bad(format!(
-                "[brief] review_days = {review_days}: expected 1 to 365"
-            )));
-        }
-        let pilot_days = self.brief.pilot_days.unwrap_or(default_pilot_days());
-        if !(7..=365).contains(&pilot_days) {
-            return Err(bad(format!(
-                "[brief] pilot_days = {pilot_days}: expected 7 to 365"
-            )));
-        }
-        let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let brief = BriefParams {
-            company: clean(self.brief.company),
-            owners: Owners {
-                sales: clean(self.brief.owners.sales),
-                delivery: clean(self.brief.owners.delivery),
-                revenue_leader: clean(self.brief.owners.revenue_leader),
-            },
-            review_days,
-            pilot_days,
-        };
-        let audience = match self.publish.audience.as_deref().map(str::trim) {
-            None | Some("prospects") => crate::feed::Audience::Prospects,
-            Some("all") => crate::feed::Audience::All,
-            Some(other) => {
-                return Err(bad(format!(
-                    "[publish] audience = \"{other}\": expected \"prospects\" (prospects and open opportunities) or \"all\" (customers too)"
-                )));
-            }
-        };
-        let control_share = self.publish.control_share.unwrap_or(DEFAULT_CONTROL_SHARE);
-        if !(0.0..=0.5).contains(&control_share) {
-            return Err(bad(format!(
-                "[publish] control_share = {control_share}: expected 0 (off) to 0.5"
-            )));
-        }
+        let brief = check_brief(self.brief).map_err(bad)?;
+        let publish = check_publish(&self.publish).map_err(bad)?;
         if let Some(n) = &self.crm_import {
             let set = [&n.id, &n.score, &n.band, &n.reasons, &n.model];
             if set
@@ -759,10 +586,7 @@ impl Config {
         }
         let valid = ValidConfig {
             crm_import: self.crm_import,
-            publish: PublishParams {
-                audience,
-                control_share,
-            },
+            publish,
             brief,
             signals,
             files: self.files,
@@ -787,9 +611,190 @@ impl Config {
     }
 }
 
-fn check_icp(t: IcpToml) -> std::result::Result<crate::signals::IcpRules, String> {
-    let d = crate::signals::IcpRules::default();
-    let r = crate::signals::IcpRules {
+/// `[outcomes]`, `[columns.*]` and `[scale]`: how the CRM's names and units
+/// map onto the contract; returns the outcomes keyed by lower-cased value.
+fn check_mappings(
+    raw: &BTreeMap<String, String>,
+    columns: &Columns,
+    scale: &BTreeMap<String, f64>,
+) -> std::result::Result<BTreeMap<String, Outcome>, String> {
+    let mut outcomes = BTreeMap::new();
+    for (from, to) in raw {
+        let o = Outcome::parse(to).ok_or_else(|| {
+            format!("[outcomes] \"{from}\" = \"{to}\": expected one of won, lost, churned, open")
+        })?;
+        outcomes.insert(from.trim().to_lowercase(), o);
+    }
+    let known = |table: &str, allowed: &[&str], map: &BTreeMap<String, String>| {
+        for k in map.keys() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(format!(
+                    "[columns.{table}] `{k}` is not a canonical column; expected one of {}",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    };
+    known("accounts", ACCOUNT_COLUMNS, &columns.accounts)?;
+    known("opportunities", OPPORTUNITY_COLUMNS, &columns.opportunities)?;
+    known("customers", CUSTOMER_COLUMNS, &columns.customers)?;
+    known("triggers", TRIGGER_COLUMNS, &columns.triggers)?;
+    known("interviews", INTERVIEW_COLUMNS, &columns.interviews)?;
+    for (col, f) in scale {
+        if !(f.is_finite() && *f > 0.0) {
+            return Err(format!("[scale] {col} = {f}: expected a positive number"));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// `[features]`, defaults filled in: how account columns become features.
+fn check_features(f: FeaturesToml) -> std::result::Result<FeatureParams, String> {
+    let features = FeatureParams {
+        exclude: f.exclude.unwrap_or_default(),
+        allow: f.allow.unwrap_or_default(),
+        min_level_count: f.min_level_count.unwrap_or(30).max(1),
+        max_levels: f.max_levels.unwrap_or(30),
+        numeric_bins: f.numeric_bins.unwrap_or(6),
+        numeric_shape: f.numeric_shape.unwrap_or_default(),
+        interactions: f.interactions.unwrap_or(true),
+        min_interaction_count: f.min_interaction_count.unwrap_or(100).max(1),
+        max_features: f.max_features.unwrap_or(400),
+    };
+    if !(2..=20).contains(&features.numeric_bins) {
+        return Err(format!(
+            "[features] numeric_bins = {}: expected 2 to 20",
+            features.numeric_bins
+        ));
+    }
+    if features.max_levels < 1 || features.max_features < 4 {
+        return Err("[features] max_levels must be >= 1 and max_features >= 4".into());
+    }
+    Ok(features)
+}
+
+/// `[model]` and `[score] min_feature_coverage`, defaults filled in: how the
+/// model is fitted and when a row has too few features to score.
+fn check_model(m: ModelToml, score: &ScoreToml) -> std::result::Result<(ModelParams, f64), String> {
+    let model = ModelParams {
+        holdout_fraction: m.holdout_fraction.unwrap_or(0.2),
+        holdout_by: m.holdout_by.unwrap_or_default(),
+        cv_folds: m.cv_folds.unwrap_or(3),
+        lambdas: m
+            .lambdas
+            .unwrap_or_else(|| vec![1e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
+        max_iterations: m.max_iterations.unwrap_or(300),
+        solver: m.solver.unwrap_or_default(),
+    };
+    if !(model.holdout_fraction > 0.0 && model.holdout_fraction < 0.5) {
+        return Err(format!(
+            "[model] holdout_fraction = {}: expected more than 0 and less than 0.5",
+            model.holdout_fraction
+        ));
+    }
+    if !(1..=10).contains(&model.cv_folds) {
+        return Err(format!(
+            "[model] cv_folds = {}: expected 1 to 10",
+            model.cv_folds
+        ));
+    }
+    if model.lambdas.is_empty() || model.lambdas.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
+        return Err("[model] lambdas: expected a non-empty list of positive numbers".into());
+    }
+    let min_feature_coverage = score.min_feature_coverage.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&min_feature_coverage) {
+        return Err(format!(
+            "[score] min_feature_coverage = {min_feature_coverage}: expected 0 to 1"
+        ));
+    }
+    Ok((model, min_feature_coverage))
+}
+
+/// `[files]`: the encoding, delimiter and decimal mark the loader accepts.
+fn check_files(files: &Files) -> std::result::Result<(), String> {
+    match files.encoding.as_deref() {
+        None | Some("utf-8") | Some(WINDOWS_1252) => {}
+        Some(other) => {
+            return Err(format!(
+                "[files] encoding = \"{other}\": expected \"utf-8\" or \"windows-1252\""
+            ));
+        }
+    }
+    match files.delimiter.as_deref() {
+        None | Some(",") | Some(";") | Some("\t") | Some("tab") | Some("|") => {}
+        Some(other) => {
+            return Err(format!(
+                "[files] delimiter = \"{}\": expected \",\", \";\", \"\\t\" (a tab) or \"|\"",
+                other.escape_default()
+            ));
+        }
+    }
+    match files.decimal.as_deref() {
+        None | Some(".") | Some(",") => {}
+        Some(other) => {
+            return Err(format!(
+                "[files] decimal = \"{other}\": expected \".\" (1,234.56) or \",\" (1.234,56)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[brief]`, defaults filled in: the review and pilot spans; blank names
+/// count as unset.
+fn check_brief(b: BriefToml) -> std::result::Result<BriefParams, String> {
+    let review_days = b.review_days.unwrap_or(14);
+    if !(1..=365).contains(&review_days) {
+        return Err(format!(
+            "[brief] review_days = {review_days}: expected 1 to 365"
+        ));
+    }
+    let pilot_days = b.pilot_days.unwrap_or(default_pilot_days());
+    if !(7..=365).contains(&pilot_days) {
+        return Err(format!(
+            "[brief] pilot_days = {pilot_days}: expected 7 to 365"
+        ));
+    }
+    let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    Ok(BriefParams {
+        company: clean(b.company),
+        owners: Owners {
+            sales: clean(b.owners.sales),
+            delivery: clean(b.owners.delivery),
+            revenue_leader: clean(b.owners.revenue_leader),
+        },
+        review_days,
+        pilot_days,
+    })
+}
+
+/// `[publish]`, defaults filled in: who the segments hold and the control share.
+fn check_publish(p: &PublishToml) -> std::result::Result<PublishParams, String> {
+    let audience = match p.audience.as_deref().map(str::trim) {
+        None | Some("prospects") => crate::domain::Audience::Prospects,
+        Some("all") => crate::domain::Audience::All,
+        Some(other) => {
+            return Err(format!(
+                "[publish] audience = \"{other}\": expected \"prospects\" (prospects and open opportunities) or \"all\" (customers too)"
+            ));
+        }
+    };
+    let control_share = p.control_share.unwrap_or(DEFAULT_CONTROL_SHARE);
+    if !(0.0..=0.5).contains(&control_share) {
+        return Err(format!(
+            "[publish] control_share = {control_share}: expected 0 (off) to 0.5"
+        ));
+    }
+    Ok(PublishParams {
+        audience,
+        control_share,
+    })
+}
+
+fn check_icp(t: IcpToml) -> std::result::Result<IcpRules, String> {
+    let d = IcpRules::default();
+    let r = IcpRules {
         min_include_lift: t.min_include_lift.unwrap_or(d.min_include_lift),
         max_exclude_lift: t.max_exclude_lift.unwrap_or(d.max_exclude_lift),
         max_exclude_upper_lift: t.max_exclude_upper_lift.unwrap_or(d.max_exclude_upper_lift),
@@ -830,12 +835,9 @@ fn check_icp(t: IcpToml) -> std::result::Result<crate::signals::IcpRules, String
     Ok(r)
 }
 
-fn check_signals(
-    t: SignalsToml,
-    icp: IcpToml,
-) -> std::result::Result<crate::signals::SignalParams, String> {
-    let d = crate::signals::SignalParams::default();
-    let p = crate::signals::SignalParams {
+fn check_signals(t: SignalsToml, icp: IcpToml) -> std::result::Result<SignalParams, String> {
+    let d = SignalParams::default();
+    let p = SignalParams {
         min_accounts: t.min_accounts.unwrap_or(d.min_accounts),
         min_wins: t.min_wins.unwrap_or(d.min_wins),
         fdr: t.fdr.unwrap_or(d.fdr),
@@ -859,7 +861,7 @@ fn check_signals(
             Some(v) => {
                 let v: Vec<String> = v
                     .iter()
-                    .map(|r| crate::signals::readiness::reason_key(r))
+                    .map(|r| crate::domain::reason_key(r))
                     .filter(|r| !r.is_empty())
                     .collect();
                 if v.is_empty() {
@@ -1017,8 +1019,8 @@ impl ValidConfig {
             publish: PublishToml {
                 audience: Some(
                     match self.publish.audience {
-                        crate::feed::Audience::Prospects => "prospects",
-                        crate::feed::Audience::All => "all",
+                        crate::domain::Audience::Prospects => "prospects",
+                        crate::domain::Audience::All => "all",
                     }
                     .to_string(),
                 ),
@@ -1053,5 +1055,113 @@ impl ValidConfig {
             .get(&raw.trim().to_lowercase())
             .copied()
             .or_else(|| Outcome::parse(raw))
+    }
+}
+/// The knobs of the findings (`[signals]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignalParams {
+    /// a condition needs this many accounts with a closed deal to be tested
+    pub min_accounts: usize,
+    /// and a best-fit signal this many velocity wins
+    pub min_wins: usize,
+    /// Benjamini-Hochberg false discovery rate
+    pub fdr: f64,
+    /// a signal's rate must be at least this multiple of the baseline
+    /// (an exclusion's at most its inverse)
+    pub min_lift: f64,
+    /// also test pairs of conditions
+    pub pairs: bool,
+    /// delivery fit (1-5) this far below the baseline makes a segment hard to serve
+    pub min_fit_gap: f64,
+    /// gross margin this far below the baseline is a low-margin segment
+    pub min_margin_gap: f64,
+    pub trigger_window_days: i64,
+    /// painful: a cycle longer than this multiple of the velocity window
+    pub painful_slow_factor: f64,
+    pub painful_fit_max: f64,
+    pub painful_margin_below: f64,
+    /// high revenue: at or above this quantile of won revenue per account
+    pub painful_revenue_quantile: f64,
+    pub min_won: usize,
+    pub min_lost: usize,
+    pub max_generic_loss_share: f64,
+    /// the refined ICP keeps at most this many include (and exclude) criteria
+    #[serde(default = "default_max_criteria")]
+    pub max_criteria: usize,
+    /// a refined-ICP criterion's own p-value times the number of tests of
+    /// its kind, single or pair (Bonferroni), must be at most this
+    #[serde(default = "default_criterion_fwer")]
+    pub criterion_fwer: f64,
+    /// loss reasons that say nothing specific, as [`crate::domain::reason_key`]s
+    #[serde(default = "crate::domain::default_generic_reasons")]
+    pub generic_reasons: Vec<String>,
+    /// when a finding becomes a criterion of the refined ICP (`[icp]`)
+    #[serde(default)]
+    pub icp: IcpRules,
+}
+
+/// When a finding is worth acting on (`[icp]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IcpRules {
+    /// an include criterion's deals become velocity wins at least this
+    /// multiple of the baseline
+    pub min_include_lift: f64,
+    /// an exclusion: a segment where working a prospect does not pay; its
+    /// velocity-win rate at most this multiple of the baseline ...
+    pub max_exclude_lift: f64,
+    /// ... and the upper end of its 95% interval below this multiple
+    pub max_exclude_upper_lift: f64,
+    /// the cost of working one prospect: when set, exclude where a
+    /// prospect's expected value is below it (the rule in dollars)
+    #[serde(default)]
+    pub cost_per_prospect: Option<f64>,
+    /// the exclusions together give up at most this share of all
+    /// prospects' expected value
+    pub max_excluded_value: f64,
+}
+
+impl Default for IcpRules {
+    fn default() -> Self {
+        IcpRules {
+            min_include_lift: 1.5,
+            max_exclude_lift: 0.5,
+            max_exclude_upper_lift: 0.8,
+            cost_per_prospect: None,
+            max_excluded_value: 0.15,
+        }
+    }
+}
+
+fn default_criterion_fwer() -> f64 {
+    0.01
+}
+
+fn default_max_criteria() -> usize {
+    7
+}
+
+impl Default for SignalParams {
+    fn default() -> Self {
+        SignalParams {
+            min_accounts: 20,
+            min_wins: 5,
+            fdr: 0.05,
+            min_lift: 1.25,
+            pairs: true,
+            min_fit_gap: 0.5,
+            min_margin_gap: 0.05,
+            trigger_window_days: 90,
+            painful_slow_factor: 2.0,
+            painful_fit_max: 2.0,
+            painful_margin_below: 0.45,
+            painful_revenue_quantile: 0.75,
+            min_won: 50,
+            min_lost: 50,
+            max_generic_loss_share: 0.6,
+            max_criteria: default_max_criteria(),
+            criterion_fwer: default_criterion_fwer(),
+            generic_reasons: crate::domain::default_generic_reasons(),
+            icp: IcpRules::default(),
+        }
     }
 }

@@ -1,4 +1,8 @@
 //! Typed errors of the library. The binary adds context with `anyhow`.
+//! Each variant says which kind of thing went wrong: the data (`Read`,
+//! `MissingColumn`, `MissingInput`, `Data`, `NotEnoughEvidence`, `Fit`), the
+//! usage (`Config`, `Usage`), an artifact (`Artifact`), input or output
+//! (`Write`, `Io`, `Polars`), or this program (`Internal`).
 
 use std::path::PathBuf;
 
@@ -45,8 +49,13 @@ pub enum IcpError {
     #[error("{path}: cannot write: {message}")]
     Write { path: PathBuf, message: String },
 
+    /// A command-line value or setting the program cannot use as given.
     #[error("invalid argument: {0}")]
-    Invalid(String),
+    Usage(String),
+
+    /// A bug: something this program guarantees did not hold.
+    #[error("internal error (a bug; please report it): {0}")]
+    Internal(String),
 
     #[error("data frame engine: {0}")]
     Polars(#[from] polars::prelude::PolarsError),

@@ -15,14 +15,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::domain::{Action, Audience, Band, CrmStatus, Outcome, STATUS_SCORED, Segment};
 use crate::error::{IcpError, Result};
-use crate::features::FeatureSpec;
-use crate::publish::RunWriter;
-use crate::score::STATUS_SCORED;
-use crate::segments::THRESHOLDS;
-use crate::signals::Finding;
+use crate::evidence::signals::Finding;
+use crate::io::publish::RunWriter;
+use crate::stages::features::FeatureSpec;
 
 pub const PUBLISHED: &str = "published";
 pub const PUBLICATIONS: &str = "publications";
@@ -36,51 +34,6 @@ pub const SEGMENT_COLUMNS: [&str; 6] = [
     "band",
     "crm_status",
 ];
-pub const BANDS: [&str; 3] = crate::domain::Band::NAMES;
-
-/// Where an account stands in the CRM today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrmStatus {
-    /// won and not churned, or active in customers
-    Customer,
-    /// won once, churned since
-    ChurnedCustomer,
-    /// an open deal, and not a customer
-    OpenOpportunity,
-    Prospect,
-}
-
-impl CrmStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CrmStatus::Customer => "customer",
-            CrmStatus::ChurnedCustomer => "churned_customer",
-            CrmStatus::OpenOpportunity => "open_opportunity",
-            CrmStatus::Prospect => "prospect",
-        }
-    }
-    pub fn parse(s: &str) -> Option<CrmStatus> {
-        Some(match s {
-            "customer" => CrmStatus::Customer,
-            "churned_customer" => CrmStatus::ChurnedCustomer,
-            "open_opportunity" => CrmStatus::OpenOpportunity,
-            "prospect" => CrmStatus::Prospect,
-            _ => return None,
-        })
-    }
-}
-
-/// Who the targeting segments hold (`[publish] audience`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Audience {
-    /// prospects and open opportunities (new business)
-    #[default]
-    Prospects,
-    /// every scored account, customers included (upsell)
-    All,
-}
 
 /// The CRM status of each account of `ids` (a frame with `account_id`), in
 /// its row order, from its deals and the customers file. An account in
@@ -91,8 +44,8 @@ pub fn crm_status(
     opportunities: Option<&DataFrame>,
     customers: Option<&DataFrame>,
 ) -> Result<Vec<CrmStatus>> {
-    let text = crate::ids::text(ids, "account_id")?;
-    let index = crate::ids::AccountIndex::new(&text);
+    let text = crate::util::ids::text(ids, "account_id")?;
+    let index = crate::util::ids::AccountIndex::new(&text);
     let rows = index.rows_of(ids, "account_id")?;
     crm_status_by_row(&index, &rows, opportunities, customers)
 }
@@ -100,7 +53,7 @@ pub fn crm_status(
 /// [`crm_status`] for the accounts `rows` of an index already built (each
 /// row: its account's row in the index).
 pub fn crm_status_by_row(
-    index: &crate::ids::AccountIndex,
+    index: &crate::util::ids::AccountIndex,
     rows: &[Option<u32>],
     opportunities: Option<&DataFrame>,
     customers: Option<&DataFrame>,
@@ -117,7 +70,7 @@ pub fn crm_status_by_row(
     }
     let mut seen = vec![Seen::default(); n];
     if let Some(o) = opportunities {
-        let outcome = crate::ids::text(o, "outcome")?;
+        let outcome = crate::util::ids::text(o, "outcome")?;
         for (r, v) in index
             .rows_of(o, "account_id")?
             .into_iter()
@@ -125,16 +78,16 @@ pub fn crm_status_by_row(
         {
             let (Some(r), Some(v)) = (r, v) else { continue };
             let s = &mut seen[r as usize];
-            match v {
-                "won" => s.won = true,
-                "churned" => s.churned = true,
-                "open" => s.open = true,
-                _ => {}
+            match Outcome::canonical(v) {
+                Some(Outcome::Won) => s.won = true,
+                Some(Outcome::Churned) => s.churned = true,
+                Some(Outcome::Open) => s.open = true,
+                Some(Outcome::Lost) | None => {}
             }
         }
     }
     if let Some(c) = customers {
-        let status = crate::ids::text(c, "status")?;
+        let status = crate::util::ids::text(c, "status")?;
         // as polars' to_lowercase: Unicode lower case
         let is = |v: &str, word: &str| {
             if v.is_ascii() {
@@ -184,9 +137,9 @@ pub fn criteria_matches(
     if criteria.is_empty() {
         return Ok(out);
     }
-    let codes = crate::signals::conditions::account_codes(spec, accounts)?;
-    let coded = crate::icp::Coded::from_frame(&codes, spec.variables.len())?;
-    let ids = crate::signals::str_col(&codes, "account_id")?;
+    let codes = crate::evidence::signals::conditions::account_codes(spec, accounts)?;
+    let coded = crate::evidence::signals::rows::Coded::from_frame(&codes, spec.variables.len())?;
+    let ids = crate::util::frame::str_col(&codes, "account_id")?;
     for c in criteria {
         for r in coded.mask(&c.cells).ones() {
             if let Some(a) = &ids[r] {
@@ -214,7 +167,7 @@ pub struct Row {
 /// Is an account in the control group of a model? A hash of the model id
 /// and the account id (FNV-1a, 64 bits, then a murmur3 finaliser), so an
 /// account stays in or out for the model's life whatever else changes.
-pub fn in_control(model_id: &str, account_id: &str, share: f64) -> bool {
+fn in_control(model_id: &str, account_id: &str, share: f64) -> bool {
     if share <= 0.0 {
         return false;
     }
@@ -314,7 +267,7 @@ pub fn preview(
     audience: Audience,
     control_share: f64,
 ) -> Result<Preview> {
-    let text = |c: &str| crate::ids::text(scores, c);
+    let text = |c: &str| crate::util::ids::text(scores, c);
     let (ids, score, band, status) = (
         text("account_id")?,
         text("score")?,
@@ -329,10 +282,10 @@ pub fn preview(
             ..Default::default()
         })
         .collect();
-    let mut bands: Vec<BandBridge> = BANDS
+    let mut bands: Vec<BandBridge> = Band::ALL
         .iter()
         .map(|b| BandBridge {
-            band: b.to_string(),
+            band: b.as_str().to_string(),
             ..Default::default()
         })
         .collect();
@@ -386,7 +339,10 @@ pub fn preview(
             }
         }
     }
-    for (b, s) in bands.iter_mut().zip(seg.iter().skip(THRESHOLDS.len())) {
+    for (b, s) in bands
+        .iter_mut()
+        .zip(seg.iter().skip(Segment::THRESHOLDS.len()))
+    {
         b.published = s.accounts;
     }
     Ok(Preview {
@@ -406,12 +362,8 @@ pub fn preview(
 }
 
 /// The ten segment names, in file order.
-pub fn segment_names() -> Vec<String> {
-    THRESHOLDS
-        .iter()
-        .map(|t| format!("score_gte_{t}"))
-        .chain(BANDS.iter().map(|b| format!("band_{b}")))
-        .collect()
+fn segment_names() -> Vec<String> {
+    Segment::all().map(Segment::name).collect()
 }
 
 /// Which segments a row belongs to.
@@ -420,13 +372,13 @@ fn segments_of(r: &Row, audience: Audience) -> Vec<String> {
         return Vec::new();
     }
     let s = r.score.unwrap_or(i64::MIN);
-    let mut v: Vec<String> = THRESHOLDS
-        .iter()
-        .filter(|t| s >= **t as i64)
-        .map(|t| format!("score_gte_{t}"))
+    let mut v: Vec<String> = Segment::THRESHOLDS
+        .into_iter()
+        .filter(|t| s >= *t as i64)
+        .map(|t| Segment::ScoreAtLeast(t).name())
         .collect();
-    if BANDS.contains(&r.band.as_str()) {
-        v.push(format!("band_{}", r.band));
+    if let Some(b) = Band::parse(&r.band) {
+        v.push(Segment::Band(b).name());
     }
     v
 }
@@ -454,7 +406,7 @@ pub fn members(rows: &[Row], audience: Audience) -> Members {
 pub struct Change {
     pub segment: String,
     pub account_id: String,
-    pub action: String,
+    pub action: Action,
     pub previous_score: Option<i64>,
     pub score: Option<i64>,
     pub previous_band: Option<String>,
@@ -542,12 +494,12 @@ pub fn changes(
     let empty = Previous::default();
     let p = prev.unwrap_or(&empty);
     let by_id: HashMap<&str, &Row> = rows.iter().map(|r| (r.account_id.as_str(), r)).collect();
-    let mk = |seg: &str, a: &str, action: &str| {
+    let mk = |seg: &str, a: &str, action: Action| {
         let (pr, nr) = (p.rows.get(a), by_id.get(a).copied());
         Change {
             segment: seg.to_string(),
             account_id: a.to_string(),
-            action: action.to_string(),
+            action,
             previous_score: pr.and_then(|r| r.score),
             score: nr.and_then(|r| r.score),
             previous_band: pr.map(|r| r.band.clone()),
@@ -561,26 +513,27 @@ pub fn changes(
     };
     let none = BTreeSet::new();
     let mut out = Vec::new();
-    for t in THRESHOLDS {
-        let seg = format!("score_gte_{t}");
+    for t in Segment::THRESHOLDS {
+        let seg = Segment::ScoreAtLeast(t).name();
         let (old, new) = (
             p.members.get(&seg).unwrap_or(&none),
             now.get(&seg).unwrap_or(&none),
         );
         for a in new.difference(old) {
-            out.push(mk(&seg, a, "add"));
+            out.push(mk(&seg, a, Action::Add));
         }
         for a in old.difference(new) {
-            out.push(mk(&seg, a, "remove"));
+            out.push(mk(&seg, a, Action::Remove));
         }
     }
     // band segments: each account in at most one
     let band_of = |m: &Members| -> BTreeMap<String, String> {
         let mut v = BTreeMap::new();
-        for b in BANDS {
-            if let Some(set) = m.get(&format!("band_{b}")) {
+        for b in Band::ALL {
+            let seg = Segment::Band(b).name();
+            if let Some(set) = m.get(&seg) {
                 for a in set {
-                    v.insert(a.clone(), format!("band_{b}"));
+                    v.insert(a.clone(), seg.clone());
                 }
             }
         }
@@ -590,9 +543,9 @@ pub fn changes(
     let ids: BTreeSet<&String> = old_b.keys().chain(new_b.keys()).collect();
     for a in ids {
         match (old_b.get(a), new_b.get(a)) {
-            (Some(o), Some(n)) if o != n => out.push(mk(n, a, "move")),
-            (None, Some(n)) => out.push(mk(n, a, "add")),
-            (Some(o), None) => out.push(mk(o, a, "remove")),
+            (Some(o), Some(n)) if o != n => out.push(mk(n, a, Action::Move)),
+            (None, Some(n)) => out.push(mk(n, a, Action::Add)),
+            (Some(o), None) => out.push(mk(o, a, Action::Remove)),
             _ => {}
         }
     }
@@ -619,20 +572,20 @@ pub fn apply(prev: &Members, changes: &[Change]) -> Members {
         })
         .collect();
     for c in changes {
-        match c.action.as_str() {
-            "add" => {
+        match c.action {
+            Action::Add => {
                 m.entry(c.segment.clone())
                     .or_default()
                     .insert(c.account_id.clone());
             }
-            "remove" => {
+            Action::Remove => {
                 m.entry(c.segment.clone())
                     .or_default()
                     .remove(&c.account_id);
             }
-            "move" => {
-                for b in BANDS {
-                    if let Some(set) = m.get_mut(&format!("band_{b}")) {
+            Action::Move => {
+                for b in Band::ALL {
+                    if let Some(set) = m.get_mut(&Segment::Band(b).name()) {
                         set.remove(&c.account_id);
                     }
                 }
@@ -640,7 +593,6 @@ pub fn apply(prev: &Members, changes: &[Change]) -> Members {
                     .or_default()
                     .insert(c.account_id.clone());
             }
-            _ => {}
         }
     }
     m
@@ -653,7 +605,7 @@ pub fn rows(
     crm: &[CrmStatus],
     excluded: &HashMap<String, Vec<String>>,
 ) -> Result<Vec<Row>> {
-    let s = crate::signals::str_col;
+    let s = crate::util::frame::str_col;
     let (ids, score, band, status) = (
         s(scores, "account_id")?,
         s(scores, "score")?,
@@ -724,7 +676,7 @@ fn changes_frame(ch: &[Change]) -> Result<DataFrame> {
         vec![
             Column::new("account_id".into(), s(&|c| c.account_id.clone())),
             Column::new("segment".into(), s(&|c| c.segment.clone())),
-            Column::new("action".into(), s(&|c| c.action.clone())),
+            Column::new("action".into(), s(&|c| c.action.as_str().to_string())),
             Column::new("previous_score".into(), o(&|c| c.previous_score)),
             Column::new("score".into(), o(&|c| c.score)),
             Column::new("previous_band".into(), ob(&|c| c.previous_band.clone())),
@@ -761,10 +713,10 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
         return Ok(None);
     }
     let text = fs::read_to_string(&mpath).map_err(|e| IcpError::read(&mpath, e))?;
-    let m: crate::publish::Manifest = serde_json::from_str(&text)
+    let m: crate::io::publish::Manifest = serde_json::from_str(&text)
         .map_err(|e| IcpError::read(&mpath, format!("not the expected JSON: {e}")))?;
-    let scores = crate::review::read_text_csv(&dir.join("scores.csv"))?;
-    let s = crate::signals::str_col;
+    let scores = crate::io::publish::read_text_csv(&dir.join("scores.csv"))?;
+    let s = crate::util::frame::str_col;
     let crm_col = s(&scores, "crm_status")?;
     let exc_col = s(&scores, "excluded_by")?;
     // an unreadable status would read as a prospect (targeted): stop instead
@@ -807,7 +759,7 @@ pub fn previous(reports: &Path) -> Result<Option<Previous>> {
                 "missing from the current publication: changes against it would be wrong; restore the publication (a copy is under reports/publications/) before publishing again",
             ));
         }
-        let set = s(&crate::review::read_text_csv(&path)?, "account_id")?
+        let set = s(&crate::io::publish::read_text_csv(&path)?, "account_id")?
             .into_iter()
             .flatten()
             .collect();
@@ -837,7 +789,7 @@ pub struct Publish<'a> {
     pub audience: Audience,
     /// share of each band's targeting accounts withheld (0: none)
     pub control_share: f64,
-    pub inputs: Vec<crate::load::InputFile>,
+    pub inputs: Vec<crate::io::load::InputFile>,
     /// scores of every account (a run's scores.csv, typed or as text)
     pub scores: &'a DataFrame,
     /// each score row's CRM status, in the scores' row order
@@ -857,7 +809,7 @@ pub struct Publish<'a> {
 pub fn crm_import(scores: &DataFrame, names: &crate::config::CrmImport) -> Result<DataFrame> {
     // names come checked from the config; an artifact edited by hand may not
     if let Some(h) = names.repeated() {
-        return Err(IcpError::Invalid(format!(
+        return Err(IcpError::Usage(format!(
             "[crm_import]: the name \"{h}\" is given to two columns of crm_import.csv"
         )));
     }
@@ -947,13 +899,14 @@ pub fn publish(p: &Publish) -> Result<Published> {
             return Err(e);
         }
     };
-    let mut actions: BTreeMap<String, usize> = ["add", "move", "remove"]
-        .iter()
-        .map(|a| (a.to_string(), 0))
-        .collect();
+    let mut actions: BTreeMap<Action, usize> = Action::ALL.into_iter().map(|a| (a, 0)).collect();
     for c in &ch {
-        *actions.entry(c.action.clone()).or_default() += 1;
+        *actions.entry(c.action).or_default() += 1;
     }
+    let actions: Vec<(String, usize)> = actions
+        .into_iter()
+        .map(|(a, n)| (a.as_str().to_string(), n))
+        .collect();
     let mut manifest_counts = counts.clone();
     manifest_counts.extend(actions.iter().map(|(a, n)| (format!("changes_{a}"), *n)));
     w.set_publication(
@@ -975,7 +928,7 @@ pub fn publish(p: &Publish) -> Result<Published> {
         p.inputs.clone(),
         manifest_counts,
     )?;
-    let id = crate::review::run_id_of(&dir)?;
+    let id = crate::io::publish::run_id_of(&dir)?;
     let kept = p.reports.join(PUBLICATIONS).join(&id);
     copy_dir(&dir, &kept)?;
     Ok(Published {
@@ -1142,7 +1095,7 @@ mod tests {
         }
         // the first publication: everything is an add
         let first = changes(None, &day1, &m1, "m-1", Audience::Prospects);
-        assert!(first.iter().all(|c| c.action == "add"));
+        assert!(first.iter().all(|c| c.action == Action::Add));
         assert_eq!(apply(&Members::new(), &first), m1);
     }
 

@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::brief::doc::Block;
 use crate::error::{IcpError, Result};
-use crate::segments::THRESHOLDS;
-use crate::signals::{Finding, Readiness};
+use crate::evidence::readiness::Readiness;
+use crate::evidence::signals::Finding;
+use crate::io::publish::{read_json, read_text_csv, run_id_of, write_atomic};
+use crate::report::brief::doc::Block;
 
 pub const ACTIVE: &str = "active.json";
 /// A copy of the active run's model and decisions, so that moving or
@@ -43,7 +44,7 @@ pub struct RunFindings {
     /// the refined ICP: the criteria approvals decide on (runs made before
     /// it existed have none: their exclusions are decided one by one)
     #[serde(default)]
-    pub icp: Option<crate::icp::RefinedIcp>,
+    pub icp: Option<crate::evidence::refine::RefinedIcp>,
     #[serde(default)]
     pub company: Option<String>,
     #[serde(default)]
@@ -54,9 +55,9 @@ pub struct RunFindings {
     #[serde(default)]
     pub owners: Option<crate::config::Owners>,
     #[serde(default)]
-    pub triggers: Vec<crate::signals::TriggerFinding>,
+    pub triggers: Vec<crate::evidence::triggers::TriggerFinding>,
     #[serde(default)]
-    pub painful: Option<crate::signals::PainfulSummary>,
+    pub painful: Option<crate::evidence::painful::PainfulSummary>,
     /// what approving the run publishes, with its recommended exclusions
     #[serde(default)]
     pub preview: Option<crate::feed::Preview>,
@@ -70,8 +71,8 @@ pub fn earlier_control(
     as_of: chrono::NaiveDate,
 ) -> Result<
     Option<(
-        crate::outcomes::EarlierScoring,
-        crate::outcomes::EarlierScoring,
+        crate::evidence::measure::EarlierScoring,
+        crate::evidence::measure::EarlierScoring,
     )>,
 > {
     let Ok(entries) = fs::read_dir(reports.join(crate::feed::PUBLICATIONS)) else {
@@ -82,7 +83,7 @@ pub fn earlier_control(
     for e in entries.flatten() {
         let dir = e.path();
         let control = dir.join("segments/control.csv");
-        let Ok(m) = read_json::<crate::publish::Manifest>(&dir.join("manifest.json")) else {
+        let Ok(m) = read_json::<crate::io::publish::Manifest>(&dir.join("manifest.json")) else {
             continue;
         };
         let Some(then) = m
@@ -112,18 +113,18 @@ pub fn earlier_control(
     };
     let read = |rel: &str| -> Result<std::collections::HashMap<String, String>> {
         let df = read_text_csv(&dir.join(rel))?;
-        Ok(crate::signals::str_col(&df, "account_id")?
+        Ok(crate::util::frame::str_col(&df, "account_id")?
             .into_iter()
-            .zip(crate::signals::str_col(&df, "band")?)
+            .zip(crate::util::frame::str_col(&df, "band")?)
             .filter_map(|(a, b)| Some((a?, b?)))
             .collect())
     };
     let mut targeted = std::collections::HashMap::new();
-    for b in crate::feed::BANDS {
-        targeted.extend(read(&format!("segments/band_{b}.csv"))?);
+    for b in crate::domain::Band::ALL {
+        targeted.extend(read(&crate::domain::Segment::Band(b).file_name())?);
     }
     let control = read("segments/control.csv")?;
-    let mk = |bands| crate::outcomes::EarlierScoring {
+    let mk = |bands| crate::evidence::measure::EarlierScoring {
         run_id: id.clone(),
         as_of: then,
         bands,
@@ -138,7 +139,7 @@ pub fn earlier_scorings(
     skip: &Path,
     as_of: chrono::NaiveDate,
     max: usize,
-) -> Result<Vec<crate::outcomes::EarlierScoring>> {
+) -> Result<Vec<crate::evidence::measure::EarlierScoring>> {
     let Ok(entries) = fs::read_dir(reports) else {
         return Ok(Vec::new());
     };
@@ -184,9 +185,9 @@ pub fn earlier_scorings(
         else {
             continue;
         };
-        let ids = crate::signals::str_col(&df, "account_id")?;
-        let bands = crate::signals::str_col(&df, "band")?;
-        out.push(crate::outcomes::EarlierScoring {
+        let ids = crate::util::frame::str_col(&df, "account_id")?;
+        let bands = crate::util::frame::str_col(&df, "band")?;
+        out.push(crate::evidence::measure::EarlierScoring {
             run_id,
             as_of: then,
             bands: ids
@@ -226,37 +227,6 @@ pub struct Active {
     pub approved_at: String,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| IcpError::read(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| IcpError::read(path, format!("not the expected JSON: {e}")))
-}
-
-/// A CSV this program wrote, every column read as text.
-pub(crate) fn read_text_csv(path: &Path) -> Result<DataFrame> {
-    CsvReadOptions::default()
-        .with_infer_schema_length(Some(0))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))?
-        .finish()
-        .map_err(|e| IcpError::read(path, e))
-}
-
-/// Write a file whole: a temporary sibling, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| IcpError::Invalid(format!("{}: not a file name", path.display())))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = fs::File::create(&tmp).map_err(|e| IcpError::write(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| IcpError::write(&tmp, e))?;
-        f.sync_all().map_err(|e| IcpError::write(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| IcpError::write(path, e))
-}
-
 /// Append one JSON line to the measurement log.
 pub fn log_event(reports: &Path, event: &serde_json::Value) -> Result<()> {
     fs::create_dir_all(reports).map_err(|e| IcpError::write(reports, e))?;
@@ -271,12 +241,6 @@ pub fn log_event(reports: &Path, event: &serde_json::Value) -> Result<()> {
     // one write per line: concurrent appenders do not interleave
     f.write_all(line.as_bytes())
         .map_err(|e| IcpError::write(&path, e))
-}
-
-/// The run id recorded in a run directory's manifest.
-pub fn run_id_of(dir: &Path) -> Result<String> {
-    let m: crate::publish::Manifest = read_json(&dir.join("manifest.json"))?;
-    Ok(m.run_id)
 }
 
 /// The active model's run directory, if a run has been approved. The
@@ -296,7 +260,7 @@ pub fn active(reports: &Path) -> Result<Option<(Active, PathBuf)>> {
 }
 
 /// Where the active model's artifact and approved criteria are kept.
-pub fn active_dir(reports: &Path) -> PathBuf {
+fn active_dir(reports: &Path) -> PathBuf {
     reports.join(ACTIVE_DIR)
 }
 
@@ -338,7 +302,7 @@ pub fn active_exclusions(reports: &Path) -> Result<Vec<Finding>> {
     if !icp_path.is_file() || !appr_path.is_file() {
         return Ok(Vec::new());
     }
-    let icp: crate::icp::RefinedIcp = read_json(&icp_path)?;
+    let icp: crate::evidence::refine::RefinedIcp = read_json(&icp_path)?;
     let appr: Approval = read_json(&appr_path)?;
     Ok(icp
         .exclude
@@ -376,7 +340,7 @@ fn make_active(reports: &Path, dir: &Path, appr: &Approval) -> Result<Active> {
 /// Copy a run's model, refined ICP and decision into `reports/active/`
 /// (replaced whole, atomically).
 fn keep_active(reports: &Path, run: &Path, appr: &Approval) -> Result<()> {
-    let mut w = crate::publish::RunWriter::create(&active_dir(reports))?;
+    let mut w = crate::io::publish::RunWriter::create(&active_dir(reports))?;
     let copied = (|| -> Result<()> {
         for f in ["model.json", "icp.json", FINDINGS] {
             let src = run.join(f);
@@ -410,10 +374,10 @@ fn keep_active(reports: &Path, run: &Path, appr: &Approval) -> Result<()> {
 /// is made active or published.
 struct Prepared {
     scores: DataFrame,
-    crm: Vec<crate::feed::CrmStatus>,
+    crm: Vec<crate::domain::CrmStatus>,
     excluded: std::collections::HashMap<String, Vec<String>>,
     findings: RunFindings,
-    manifest: crate::publish::Manifest,
+    manifest: crate::io::publish::Manifest,
     config: crate::config::ValidConfig,
     rejects: DataFrame,
 }
@@ -427,16 +391,16 @@ fn prepare_publication(run: &Path, approved: &[String]) -> Result<Option<Prepare
     }
     let scores = read_text_csv(&run.join("scores.csv"))?;
     let st = read_text_csv(&status_path)?;
-    let ids = crate::signals::str_col(&st, "account_id")?;
-    let crm_col = crate::signals::str_col(&st, "crm_status")?;
-    let exc_col = crate::signals::str_col(&st, "exclude_criteria")?;
+    let ids = crate::util::frame::str_col(&st, "account_id")?;
+    let crm_col = crate::util::frame::str_col(&st, "crm_status")?;
+    let exc_col = crate::util::frame::str_col(&st, "exclude_criteria")?;
     let mut crm_of = std::collections::HashMap::new();
     let mut excluded = std::collections::HashMap::new();
     for i in 0..ids.len() {
         let Some(a) = ids[i].clone() else { continue };
         if let Some(c) = crm_col[i]
             .as_deref()
-            .and_then(crate::feed::CrmStatus::parse)
+            .and_then(crate::domain::CrmStatus::parse)
         {
             crm_of.insert(a.clone(), c);
         }
@@ -453,8 +417,8 @@ fn prepare_publication(run: &Path, approved: &[String]) -> Result<Option<Prepare
     }
     // in the scores' row order; an account without a known status would
     // read as a prospect, a targeting candidate: the run is incomplete
-    let score_ids = crate::signals::str_col(&scores, "account_id")?;
-    let crm: Vec<crate::feed::CrmStatus> = score_ids
+    let score_ids = crate::util::frame::str_col(&scores, "account_id")?;
+    let crm: Vec<crate::domain::CrmStatus> = score_ids
         .iter()
         .filter_map(|a| a.as_ref().and_then(|a| crm_of.get(a)).copied())
         .collect();
@@ -480,7 +444,7 @@ fn prepare_publication(run: &Path, approved: &[String]) -> Result<Option<Prepare
         // the run's own settings decide the audience and the control
         // group: an unreadable model.json stops the publication, never
         // defaults
-        config: crate::model::ModelArtifact::read(&run.join("model.json"))?.config,
+        config: crate::stages::model::ModelArtifact::read(&run.join("model.json"))?.config,
         rejects: read_text_csv(&run.join("rejects.csv"))?,
         scores,
         crm,
@@ -508,7 +472,7 @@ fn publish_run(reports: &Path, p: Prepared) -> Result<crate::feed::Published> {
 }
 
 /// Resolve a run argument: a directory, or `latest` / a run name under `reports`.
-pub fn resolve_run(reports: &Path, run: &Path) -> Result<PathBuf> {
+fn resolve_run(reports: &Path, run: &Path) -> Result<PathBuf> {
     let candidates = [run.to_path_buf(), reports.join(run)];
     for c in candidates {
         if c.join("manifest.json").is_file() {
@@ -557,22 +521,40 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
         .filter(|b| !b.is_empty())
         .collect();
     if names.is_empty() {
-        return Err(IcpError::Invalid(
-            "--by: the approver's name is empty".into(),
-        ));
+        return Err(IcpError::Usage("--by: the approver's name is empty".into()));
     }
     let by = names.join(", ");
     let dir = resolve_run(req.reports, req.run)?;
     let approval_path = dir.join(APPROVAL);
     if approval_path.exists() {
         let prev: Approval = read_json(&approval_path)?;
-        return Err(IcpError::Invalid(format!(
+        return Err(IcpError::Usage(format!(
             "run {} was already approved by {} at {}; decisions are not rewritten (re-run to make a new proposal)",
             prev.run_id, prev.approved_by, prev.approved_at
         )));
     }
     let f: RunFindings = read_json(&dir.join(FINDINGS))?;
     let run_id = run_id_of(&dir)?;
+    let approved = decide_exclusions(req, &f, &run_id)?;
+    write_approved_exclusions(&dir, &approved)?;
+    let approval = Approval {
+        format: "icp-approval/1".into(),
+        run_id: run_id.clone(),
+        model_id: f.model_id.clone(),
+        approved_by: by.clone(),
+        deciders: names.clone(),
+        approved_at: req.now.clone(),
+        note: req.note.map(str::to_string),
+        ready: f.readiness.ready,
+        exclusions_approved: approved,
+        exclusions_rejected: req.reject_exclusions.to_vec(),
+    };
+    record_approval(req, &dir, &approval_path, approval)
+}
+
+/// The exclude criteria approved: every flag must name a criterion of the
+/// run and, for a ready run, every criterion must be decided.
+fn decide_exclusions(req: &ApproveRequest, f: &RunFindings, run_id: &str) -> Result<Vec<String>> {
     // Decisions are about the refined ICP's exclude criteria; the other
     // exclusions are supporting evidence and never published. Runs made
     // before the refined ICP decide every exclusion.
@@ -601,7 +583,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
                     None => format!(" ({r} is supporting evidence, not a criterion)"),
                 })
                 .unwrap_or_default();
-            return Err(IcpError::Invalid(format!(
+            return Err(IcpError::Usage(format!(
                 "{flag} {r}: run {run_id} has no such exclude criterion{evidence}; the criteria to decide are: {}",
                 if known.is_empty() {
                     "none".to_string()
@@ -614,7 +596,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
     let rejected: BTreeSet<&str> = req.reject_exclusions.iter().map(String::as_str).collect();
     let accepted: BTreeSet<&str> = req.accept_exclusions.iter().map(String::as_str).collect();
     if let Some(both) = rejected.intersection(&accepted).next() {
-        return Err(IcpError::Invalid(format!(
+        return Err(IcpError::Usage(format!(
             "{both} is both accepted and rejected: decide it once"
         )));
     }
@@ -632,7 +614,7 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
                 .filter(|x| undecided.contains(&x.id.as_str()))
                 .map(|x| format!("{} ({})", x.id, x.condition))
                 .collect();
-            return Err(IcpError::Invalid(format!(
+            return Err(IcpError::Usage(format!(
                 "undecided exclude criteria of run {run_id}: {}; add --accept-exclusion ID or --reject-exclusion ID for each (or --accept-all-exclusions to accept every one not rejected)",
                 list.join("; ")
             )));
@@ -647,13 +629,19 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
     } else {
         Vec::new()
     };
+    Ok(approved)
+}
+
+/// Write the run's `exclusions_approved.csv`: the matches of the approved
+/// criteria, by criterion then account.
+fn write_approved_exclusions(dir: &Path, approved: &[String]) -> Result<()> {
     let matches_path = dir.join("exclusion_matches.csv");
     let matches = if matches_path.is_file() {
         read_text_csv(&matches_path)?
     } else {
-        crate::signals::conditions::empty_matches()?
+        crate::evidence::signals::conditions::empty_matches()?
     };
-    let keep = Series::new("__keep".into(), approved.clone());
+    let keep = Series::new("__keep".into(), approved.to_vec());
     let mut published = matches
         .lazy()
         .filter(col("exclusion_id").is_in(lit(keep).implode(false), false))
@@ -668,30 +656,29 @@ pub fn approve(req: &ApproveRequest) -> Result<Approved> {
         .include_header(true)
         .finish(&mut published)?;
     write_atomic(&dir.join(APPROVED_EXCLUSIONS), &buf)?;
-    let approval = Approval {
-        format: "icp-approval/1".into(),
-        run_id: run_id.clone(),
-        model_id: f.model_id.clone(),
-        approved_by: by.clone(),
-        deciders: names.clone(),
-        approved_at: req.now.clone(),
-        note: req.note.map(str::to_string),
-        ready: f.readiness.ready,
-        exclusions_approved: approved,
-        exclusions_rejected: req.reject_exclusions.to_vec(),
-    };
+    Ok(())
+}
+
+/// Make the run's model active, publish its scoring, then record the
+/// approval in the run and the events log.
+fn record_approval(
+    req: &ApproveRequest,
+    dir: &Path,
+    approval_path: &Path,
+    approval: Approval,
+) -> Result<Approved> {
     // Active and published first, recorded in the run last: a crash before
     // the record leaves a run that can be approved again (every step is
     // idempotent), never one marked approved that was not published.
     // a damaged run (model.json, CRM statuses) stops here, before its
     // model is made active
-    let prepared = prepare_publication(&dir, &approval.exclusions_approved)?;
+    let prepared = prepare_publication(dir, &approval.exclusions_approved)?;
     fs::create_dir_all(req.reports).map_err(|e| IcpError::write(req.reports, e))?;
-    make_active(req.reports, &dir, &approval)?;
+    make_active(req.reports, dir, &approval)?;
     let publication = prepared.map(|p| publish_run(req.reports, p)).transpose()?;
     let text =
-        serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(&approval_path, e))?;
-    write_atomic(&approval_path, (text + "\n").as_bytes())?;
+        serde_json::to_string_pretty(&approval).map_err(|e| IcpError::write(approval_path, e))?;
+    write_atomic(approval_path, (text + "\n").as_bytes())?;
     log_event(
         req.reports,
         &serde_json::json!({
@@ -737,12 +724,12 @@ pub fn activate(
 ) -> Result<Active> {
     let by = by.trim();
     if by.is_empty() {
-        return Err(IcpError::Invalid("--by: the name is empty".into()));
+        return Err(IcpError::Usage("--by: the name is empty".into()));
     }
     let dir = resolve_run(reports, run)?;
     let appr_path = dir.join(APPROVAL);
     if !appr_path.is_file() {
-        return Err(IcpError::Invalid(format!(
+        return Err(IcpError::Usage(format!(
             "run {} was never approved, so its model cannot be made active: review it and run icp approve {} --by NAME",
             run_id_of(&dir)?,
             dir.display()
@@ -795,15 +782,15 @@ fn scored(path: &Path) -> Result<BTreeMap<String, Option<i64>>> {
 }
 
 fn scores_map(df: &DataFrame) -> Result<BTreeMap<String, Option<i64>>> {
-    let ids = crate::signals::str_col(df, "account_id")?;
-    let sc = crate::signals::str_col(df, "score")?;
-    let st = crate::signals::str_col(df, "status")?;
+    let ids = crate::util::frame::str_col(df, "account_id")?;
+    let sc = crate::util::frame::str_col(df, "score")?;
+    let st = crate::util::frame::str_col(df, "status")?;
     Ok(ids
         .into_iter()
         .zip(sc)
         .zip(st)
         .filter_map(|((id, s), st)| {
-            let ok = st.as_deref() == Some(crate::score::STATUS_SCORED);
+            let ok = st.as_deref() == Some(crate::domain::STATUS_SCORED);
             id.map(|id| (id, s.filter(|_| ok).and_then(|s| s.parse().ok())))
         })
         .collect())
@@ -841,7 +828,7 @@ pub fn diff(old_dir: &Path, new_signals: &[Finding], new_scores: &DataFrame) -> 
     let old_scores = scored(&old_dir.join("scores.csv"))?;
     let new_scores = scores_map(new_scores)?;
     let ids: BTreeSet<&String> = old_scores.keys().chain(new_scores.keys()).collect();
-    let thresholds = THRESHOLDS
+    let thresholds = crate::domain::Segment::THRESHOLDS
         .iter()
         .map(|&t| {
             let at = |m: &BTreeMap<String, Option<i64>>, id: &String| {
@@ -921,10 +908,10 @@ impl RunDiff {
                 .map(|t| {
                     vec![
                         format!("score >= {}", t.threshold),
-                        crate::cmd::thousands(t.before),
-                        crate::cmd::thousands(t.after),
-                        crate::cmd::thousands(t.entered),
-                        crate::cmd::thousands(t.left),
+                        crate::util::thousands(t.before),
+                        crate::util::thousands(t.after),
+                        crate::util::thousands(t.entered),
+                        crate::util::thousands(t.left),
                     ]
                 })
                 .collect(),

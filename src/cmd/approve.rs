@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.reports.join(review::ACTIVE).display()
         );
         match &done.publication {
-            Some(p) => println!("{}", crate::cmd::score::publication_line(p)),
+            Some(p) => println!("{}", crate::cmd::common::publication_line(p)),
             None => {
                 println!("nothing published: the run predates publications (re-run it to publish)")
             }

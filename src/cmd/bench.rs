@@ -11,9 +11,9 @@ use anyhow::{Context, bail};
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::cmd::thousands;
-use crate::progress::{TIMINGS_ENV, Timings};
-use crate::synth;
+use crate::io::synth;
+use crate::util::progress::{TIMINGS_ENV, Timings};
+use crate::util::thousands;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -313,7 +313,7 @@ fn floor_write(run_dir: &Path, scratch: &Path) -> anyhow::Result<f64> {
 }
 
 fn mem_total() -> Option<u64> {
-    crate::progress::proc_bytes("/proc/meminfo", "MemTotal:")
+    crate::util::progress::proc_bytes("/proc/meminfo", "MemTotal:")
 }
 
 fn mb(b: Option<u64>) -> String {

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::model::ModelArtifact;
-use crate::sql::{self, Dialect, SqlOptions};
+use crate::report::sql::{self, Dialect, SqlOptions};
+use crate::stages::model::ModelArtifact;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let path = crate::cmd::model_path(args.model.as_deref(), &args.reports)?;
+    let path = crate::cmd::common::model_path(args.model.as_deref(), &args.reports)?;
     let artifact = ModelArtifact::read(&path)?;
     let q = sql::export(
         &artifact,
@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     )?;
     match &args.out {
-        Some(p) => crate::review::write_atomic(p, q.as_bytes())?,
+        Some(p) => crate::io::publish::write_atomic(p, q.as_bytes())?,
         None => print!("{q}"),
     }
     Ok(())

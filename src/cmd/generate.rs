@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::synth::{self, Format};
+use crate::io::synth::{self, Format};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

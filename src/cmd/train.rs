@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::cmd::{DataArgs, input_lines, read_truth};
-use crate::load::{self, Need};
-use crate::model;
-use crate::publish::RunWriter;
+use crate::cmd::common::{DataArgs, input_lines, read_truth};
+use crate::io::load::{self, Need};
+use crate::io::publish::RunWriter;
+use crate::stages::model;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::cmd::{DataArgs, input_lines, thousands};
-use crate::label;
-use crate::load::{self, Need};
-use crate::publish::RunWriter;
+use crate::cmd::common::{DataArgs, input_lines};
+use crate::domain::Outcome;
+use crate::io::load::{self, Need};
+use crate::io::publish::RunWriter;
+use crate::stages::label;
+use crate::util::thousands;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -42,10 +44,61 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let data = match load::load_dir(&args.data.data, &cfg, Need::Training) {
         Ok(d) => d,
         Err(e @ crate::IcpError::Data { .. }) => {
-            return Err(anyhow::Error::new(crate::cmd::NotReady).context(e.to_string()));
+            return Err(anyhow::Error::new(crate::pipeline::NotReady).context(e.to_string()));
         }
         Err(e) => return Err(e.into()),
     };
+    let r = readiness(&data, &cfg)?;
+    let mut w = RunWriter::create(&args.out)?;
+    w.csv_for_people("rejects.csv", &data.rejects)?;
+    w.json("readiness.json", &r)?;
+    let dir = w.finish(
+        "validate",
+        None,
+        data.inputs(),
+        vec![("rejects".into(), load::rejected_rows(&data.rejects))],
+    )?;
+    if !args.data.quiet {
+        println!("icp validate: {}", args.data.data.display());
+        for l in input_lines(&data.inputs()) {
+            println!("{l}");
+        }
+        let report = crate::pipeline::LoadReport::of(&data)?;
+        for l in report.lines(&data, crate::evidence::measure::newest_date(&data)) {
+            println!("{l}");
+        }
+        println!(
+            "closed deals: {} ({} won, {} lost, {} churned); {} open",
+            thousands(r.closed_deals),
+            thousands(r.won),
+            thousands(r.lost),
+            thousands(r.churned),
+            thousands(r.open)
+        );
+        if let (Some(w), Some(v)) = (r.velocity_window_days, r.velocity_wins) {
+            println!("velocity window: {w} days; {} velocity wins", thousands(v));
+        }
+        if r.ready_to_train {
+            println!("ready to train: yes");
+        } else {
+            println!("ready to train: NO");
+            for p in &r.problems {
+                println!("  - {p}");
+            }
+        }
+        println!("report: {}", dir.display());
+    }
+    if !r.ready_to_train {
+        return Err(anyhow::Error::new(crate::pipeline::NotReady)
+            .context("the problems are listed above and in readiness.json"));
+    }
+    Ok(())
+}
+
+/// What `readiness.json` says: the deals by outcome, and the problems that
+/// keep the data from training (too few wins or other deals, before or in
+/// the holdout, or no label at all).
+fn readiness(data: &load::Dataset, cfg: &crate::config::ValidConfig) -> anyhow::Result<Readiness> {
     let opps = &data
         .opportunities
         .as_ref()
@@ -60,14 +113,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .height())
     };
     let (won, lost, churned, open) = (
-        count("won")?,
-        count("lost")?,
-        count("churned")?,
-        count("open")?,
+        count(Outcome::Won.as_str())?,
+        count(Outcome::Lost.as_str())?,
+        count(Outcome::Churned.as_str())?,
+        count(Outcome::Open.as_str())?,
     );
     let mut problems = Vec::new();
     let (mut window, mut wins, mut from) = (None, None, None);
-    match label::label(&data, &cfg) {
+    match label::label(data, cfg) {
         Ok(l) => {
             window = Some(l.window.days);
             wins = Some(l.df.column("label")?.bool()?.sum().unwrap_or(0) as usize);
@@ -119,48 +172,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         has_customers: data.customers.is_some(),
         has_triggers: data.triggers.is_some(),
     };
-    let mut w = RunWriter::create(&args.out)?;
-    w.csv_for_people("rejects.csv", &data.rejects)?;
-    w.json("readiness.json", &r)?;
-    let dir = w.finish(
-        "validate",
-        None,
-        data.inputs(),
-        vec![("rejects".into(), load::rejected_rows(&data.rejects))],
-    )?;
-    if !args.data.quiet {
-        println!("icp validate: {}", args.data.data.display());
-        for l in input_lines(&data.inputs()) {
-            println!("{l}");
-        }
-        let report = crate::cmd::LoadReport::of(&data)?;
-        for l in report.lines(&data, crate::outcomes::newest_date(&data)) {
-            println!("{l}");
-        }
-        println!(
-            "closed deals: {} ({} won, {} lost, {} churned); {} open",
-            thousands(r.closed_deals),
-            thousands(won),
-            thousands(lost),
-            thousands(churned),
-            thousands(open)
-        );
-        if let (Some(w), Some(v)) = (r.velocity_window_days, r.velocity_wins) {
-            println!("velocity window: {w} days; {} velocity wins", thousands(v));
-        }
-        if r.ready_to_train {
-            println!("ready to train: yes");
-        } else {
-            println!("ready to train: NO");
-            for p in &r.problems {
-                println!("  - {p}");
-            }
-        }
-        println!("report: {}", dir.display());
-    }
-    if !r.ready_to_train {
-        return Err(anyhow::Error::new(crate::cmd::NotReady)
-            .context("the problems are listed above and in readiness.json"));
-    }
-    Ok(())
+    Ok(r)
 }

@@ -115,7 +115,7 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
     let t = json(&run.join("triggers.json"));
     for trig in t.as_array().unwrap() {
         let name = trig["trigger"].as_str().unwrap();
-        if name == icp::synth::NULL_TRIGGER {
+        if name == icp::io::synth::NULL_TRIGGER {
             // the negative control: no effect planted, none reported
             assert!(
                 !trig["timing_supported"].as_bool().unwrap()

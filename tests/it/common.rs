@@ -16,12 +16,19 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
-pub fn icp(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_icp"))
-        .args(args)
+/// The `icp` binary with `args`, run in `cwd` on the fixed run date: the
+/// one way the tests start it.
+pub fn icp_command(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_icp"));
+    c.args(args)
         // the brief's run date, fixed so outputs are byte-identical
         .env("SOURCE_DATE_EPOCH", RUN_DATE_EPOCH)
-        .current_dir(cwd)
+        .current_dir(cwd);
+    c
+}
+
+pub fn icp(args: &[&str], cwd: &Path) -> Output {
+    icp_command(args, cwd)
         .output()
         .expect("the icp binary runs")
 }
@@ -69,8 +76,8 @@ pub fn generated(n: usize, seed: u64) -> (PathBuf, PathBuf) {
     let base = tempfile::tempdir().expect("tempdir").keep();
     let dir = base.join("data");
     let truth = base.join("truth.csv");
-    let s = icp::synth::generate(n, seed).expect("generate");
-    icp::synth::write(&s, &dir, &truth, icp::synth::Format::Csv).expect("write");
+    let s = icp::io::synth::generate(n, seed).expect("generate");
+    icp::io::synth::write(&s, &dir, &truth, icp::io::synth::Format::Csv).expect("write");
     c.push((n, seed, dir.clone(), truth.clone()));
     (dir, truth)
 }

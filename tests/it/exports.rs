@@ -196,7 +196,7 @@ fn a_salesforce_report_export_reads_right_with_the_shipped_mapping() {
     assert!(
         (0..rejects.height())
             .filter(|&i| rc[i] == "annual_revenue" || rc[i] == "amount")
-            .all(|i| rr[i].starts_with(icp::load::NOTE_PREFIX)),
+            .all(|i| rr[i].starts_with(icp::io::load::NOTE_PREFIX)),
         "a bad number is a cell note, never a rejected row"
     );
     assert!(
@@ -207,7 +207,7 @@ fn a_salesforce_report_export_reads_right_with_the_shipped_mapping() {
     let rejected_deals = (0..rejects.height())
         .filter(|&i| {
             strings(&rejects, "file")[i] == "opportunities_report.csv"
-                && !rr[i].starts_with(icp::load::NOTE_PREFIX)
+                && !rr[i].starts_with(icp::io::load::NOTE_PREFIX)
         })
         .count();
     assert_eq!(
@@ -563,19 +563,20 @@ fn many_deals_with_unmapped_stages_stop_the_run_with_the_lines_to_add() {
 #[test]
 fn a_bad_source_date_epoch_is_an_error_not_today() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_icp"))
-        .args([
+    let o = crate::common::icp_command(
+        &[
             "run",
             "--quiet",
             "--reports",
             tmp.path().join("r").to_str().unwrap(),
             "--out",
             tmp.path().join("o").to_str().unwrap(),
-        ])
-        .env("SOURCE_DATE_EPOCH", "yesterday")
-        .current_dir(root())
-        .output()
-        .unwrap();
+        ],
+        &root(),
+    )
+    .env("SOURCE_DATE_EPOCH", "yesterday")
+    .output()
+    .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("SOURCE_DATE_EPOCH"), "{}", stderr(&o));
 }
@@ -665,11 +666,11 @@ proptest::proptest! {
         std::fs::write(&file, serde_json::to_string(&v).unwrap()).unwrap();
         static ACCOUNTS: OnceLock<DataFrame> = OnceLock::new();
         let accounts = ACCOUNTS.get_or_init(|| {
-            let a = icp::model::ModelArtifact::read(&r.dir.join("model.json")).unwrap();
-            icp::load::load_dir_with(
+            let a = icp::stages::model::ModelArtifact::read(&r.dir.join("model.json")).unwrap();
+            icp::io::load::load_dir_with(
                 &exports("salesforce"),
                 &a.config,
-                icp::load::Need::ScoringOnly,
+                icp::io::load::Need::ScoringOnly,
                 Some(&a.extra_column_kinds),
             )
             .unwrap()
@@ -677,8 +678,8 @@ proptest::proptest! {
             .df
         });
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match icp::model::ModelArtifact::read(&file) {
-                Ok(a) => icp::score::score_by_row(&a, accounts).map(|_| ()).map_err(|e| e.to_string()),
+            match icp::stages::model::ModelArtifact::read(&file) {
+                Ok(a) => icp::stages::score::score_by_row(&a, accounts).map(|_| ()).map_err(|e| e.to_string()),
                 Err(e) => {
                     let m = e.to_string();
                     assert!(m.contains("model.json"), "the error names the file: {m}");

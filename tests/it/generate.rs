@@ -84,7 +84,7 @@ fn truth_inside_data_dir_is_refused() {
 
 #[test]
 fn generated_data_has_the_documented_shape() {
-    let s = icp::synth::generate(20_000, 1).expect("generate");
+    let s = icp::io::synth::generate(20_000, 1).expect("generate");
     let n = s.accounts.height();
     let with_deals = s
         .opportunities

@@ -3,31 +3,31 @@
 //! that a spreadsheet would execute are neutralised in the files people open.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
 use crate::common::{icp, json, read_csv, root, run_quiet, stderr, strings};
 
-fn load_accounts_bytes(bytes: &[u8]) -> (PathBuf, icp::Result<icp::load::Dataset>) {
+fn load_accounts_bytes(bytes: &[u8]) -> (PathBuf, icp::Result<icp::io::load::Dataset>) {
     let dir = tempfile::tempdir().expect("tempdir").keep();
     let path = dir.join("accounts.csv");
     std::fs::write(&path, bytes).expect("write");
     let cfg = icp::config::ValidConfig::default();
-    let r = icp::load::load_files(&path, None, None, None, &cfg, None);
+    let r = icp::io::load::load_files(&path, None, None, None, &cfg, None);
     (dir, r)
 }
 
 /// The loader either accounts for every row it read, or says what is wrong
 /// with the file, naming it.
-fn assert_accounted(r: &icp::Result<icp::load::Dataset>, expected_rows: Option<usize>) {
+fn assert_accounted(r: &icp::Result<icp::io::load::Dataset>, expected_rows: Option<usize>) {
     match r {
         Ok(ds) => {
             let i = &ds.accounts.input;
             assert_eq!(i.used + i.rejected, i.rows, "{i:?}");
             assert_eq!(ds.accounts.df.height(), i.used);
-            assert_eq!(icp::load::rejected_rows(&ds.rejects), i.rejected);
+            assert_eq!(icp::io::load::rejected_rows(&ds.rejects), i.rejected);
             if let Some(n) = expected_rows {
                 assert_eq!(i.rows, n, "rows read");
             }
@@ -45,12 +45,12 @@ fn load_in_pieces(
     rows: usize,
 ) -> icp::Result<(polars::prelude::DataFrame, polars::prelude::DataFrame)> {
     let cfg = icp::config::ValidConfig::default();
-    let mut pieces = icp::load::Pieces::open(path, rows, &cfg)?;
-    let mut seen = icp::load::SeenIds::default();
+    let mut pieces = icp::io::load::Pieces::open(path, rows, &cfg)?;
+    let mut seen = icp::io::load::SeenIds::default();
     let mut rejects = Vec::new();
     let mut used: Option<polars::prelude::DataFrame> = None;
     while let Some(raw) = pieces.next_piece()? {
-        let t = icp::load::accounts_piece(raw, path, &cfg, None, &mut seen, &mut rejects)?;
+        let t = icp::io::load::accounts_piece(raw, path, &cfg, None, &mut seen, &mut rejects)?;
         match &mut used {
             None => used = Some(t.df),
             Some(u) => {
@@ -60,7 +60,7 @@ fn load_in_pieces(
     }
     Ok((
         used.expect("the first piece is always read"),
-        icp::load::concat_rejects(rejects)?,
+        icp::io::load::concat_rejects(rejects)?,
     ))
 }
 
@@ -412,7 +412,7 @@ fn whole(dir: &Path) -> bool {
     m["files"].as_array().is_some_and(|files| {
         files.iter().all(|f| {
             let p = dir.join(f["path"].as_str().unwrap_or("?"));
-            icp::load::sha256_file(&p).ok().as_deref() == f["sha256"].as_str()
+            icp::io::load::sha256_file(&p).ok().as_deref() == f["sha256"].as_str()
         })
     })
 }
@@ -441,21 +441,22 @@ fn a_run_killed_during_publish_leaves_the_previous_run_and_active_model_intact()
 
     // kill -9 at three points inside publish: before, among and after most files
     for files_written in [0u64, 4, 12] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_icp"))
-            .args([
+        let mut child = crate::common::icp_command(
+            &[
                 "run",
                 "--quiet",
                 "--out",
                 fixed.to_str().unwrap(),
                 "--reports",
                 reports.to_str().unwrap(),
-            ])
-            .current_dir(root())
-            .env("ICP_TEST_PUBLISH_DELAY_MS", "200")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+            ],
+            &root(),
+        )
+        .env("ICP_TEST_PUBLISH_DELAY_MS", "200")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
         let tmp_name = format!(".fixed.tmp-{}", child.id());
         let t0 = Instant::now();
         while !reports.join(&tmp_name).exists() {

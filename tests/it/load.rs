@@ -1,7 +1,7 @@
 //! Loading and labelling: a tiny hand-made data set with known rejects and labels.
 
 use icp::config::{Config, ValidConfig};
-use icp::load::{Need, load_dir};
+use icp::io::load::{Need, load_dir};
 use polars::prelude::*;
 
 use crate::common::{fixture, strings};
@@ -49,7 +49,7 @@ fn tiny_rejects_are_exactly_the_bad_rows_with_reasons() {
     let reasons = strings(r, "reason");
     let note = |i: usize, what: &str| {
         assert!(
-            reasons[i].starts_with(icp::load::NOTE_PREFIX) && reasons[i].contains(what),
+            reasons[i].starts_with(icp::io::load::NOTE_PREFIX) && reasons[i].contains(what),
             "{i}: {}",
             reasons[i]
         )
@@ -114,7 +114,7 @@ fn every_row_is_used_or_rejected() {
         let listed = files
             .iter()
             .zip(&reasons)
-            .filter(|(f, r)| **f == input.file && !r.starts_with(icp::load::NOTE_PREFIX))
+            .filter(|(f, r)| **f == input.file && !r.starts_with(icp::io::load::NOTE_PREFIX))
             .count();
         assert_eq!(input.used + input.rejected, input.rows, "{input:?}");
         assert_eq!(listed, input.rejected, "{input:?}");
@@ -127,7 +127,7 @@ fn every_row_is_used_or_rejected() {
 #[test]
 fn labels_follow_the_definition() {
     let data = load_dir(&fixture("tiny"), &tiny_config(), Need::Training).expect("loads");
-    let l = icp::label::label(&data, &tiny_config()).expect("labels");
+    let l = icp::stages::label::label(&data, &tiny_config()).expect("labels");
     assert_eq!(l.window.days, 30);
     let df =
         l.df.sort(["opportunity_id"], SortMultipleOptions::default())
@@ -191,10 +191,10 @@ fn parquet_inputs_load_like_csv() {
     let tmp = tempfile::tempdir().expect("tempdir");
     for t in ["accounts", "opportunities", "customers", "triggers"] {
         let df = crate::common::read_csv(&dir.join(format!("{t}.csv")));
-        icp::synth::write_frame(
+        icp::io::synth::write_frame(
             &tmp.path().join(format!("{t}.parquet")),
             &df,
-            icp::synth::Format::Parquet,
+            icp::io::synth::Format::Parquet,
         )
         .expect("write parquet");
     }
@@ -211,7 +211,7 @@ fn parquet_inputs_load_like_csv() {
 fn the_default_window_is_the_median_won_cycle_before_the_holdout() {
     let cfg = ValidConfig::default();
     let data = load_dir(&fixture("tiny"), &cfg, Need::Training).expect("loads");
-    let l = icp::label::label(&data, &cfg).expect("labels");
+    let l = icp::stages::label::label(&data, &cfg).expect("labels");
     // closed deals by date: O9 01-05, O11 01-05, O3 01-15, O1 01-20,
     // O13 02-10 | O4 03-10, O2 05-01: the holdout starts at the 6th of 7
     // (floor(7 x 0.8) = 5, 0-based)
@@ -540,10 +540,10 @@ fn a_windows_1252_file_is_named_and_reads_with_the_setting() {
     assert!(o.status.success(), "{}", crate::common::stderr(&o));
     let r = crate::common::read_csv(&out.join("rejects.csv"));
     assert_eq!(r.height(), 0);
-    let data = icp::load::load_dir(
+    let data = icp::io::load::load_dir(
         &d,
         &icp::config::Config::from_file(&cfg).unwrap(),
-        icp::load::Need::Training,
+        icp::io::load::Need::Training,
     )
     .unwrap();
     let names = strings(&data.accounts.df, "account_name");

@@ -10,6 +10,7 @@ mod exports;
 mod feed;
 mod generate;
 mod hardening;
+mod layers;
 mod load;
 mod run;
 mod score;

@@ -92,7 +92,7 @@ fn run_writes_a_complete_consistent_run_directory() {
             .iter()
             .zip(strings(&rejects, "reason"))
             .filter(|(f, r)| {
-                *f == i["file"].as_str().unwrap() && !r.starts_with(icp::load::NOTE_PREFIX)
+                *f == i["file"].as_str().unwrap() && !r.starts_with(icp::io::load::NOTE_PREFIX)
             })
             .count() as u64;
         assert_eq!(listed, rej);
@@ -106,7 +106,7 @@ fn run_writes_a_complete_consistent_run_directory() {
     );
     let ids = strings(&scores, "account_id");
     let sc = strings(&scores, "score");
-    for t in icp::segments::THRESHOLDS {
+    for t in icp::domain::Segment::THRESHOLDS {
         let seg = read_csv(&out.join(format!("segments/score_gte_{t}.csv")));
         let mut want: Vec<(i64, String)> = ids
             .iter()
@@ -123,7 +123,7 @@ fn run_writes_a_complete_consistent_run_directory() {
         let want = if s.is_empty() {
             "unscored"
         } else {
-            icp::model::band(s.parse().unwrap())
+            icp::stages::model::band(s.parse().unwrap())
         };
         assert_eq!(b, want);
     }
@@ -237,9 +237,9 @@ fn too_little_evidence_stops_with_a_clear_message() {
 fn model_on_generated_data_ranks_well_and_finds_strong_industries() {
     let (data, truth) = generated(50_000, 2024);
     let cfg = icp::config::ValidConfig::default();
-    let d = icp::load::load_dir(&data, &cfg, icp::load::Need::Training).unwrap();
+    let d = icp::io::load::load_dir(&data, &cfg, icp::io::load::Need::Training).unwrap();
     let t = icp::cmd::read_truth(&truth).unwrap();
-    let out = icp::model::train(&d, &cfg, Some(&t)).unwrap();
+    let out = icp::stages::model::train(&d, &cfg, Some(&t)).unwrap();
     let e = &out.artifact.evaluation;
     let o = e.oracle.as_ref().unwrap();
     assert!(e.reliable, "{}", e.verdict);
@@ -260,7 +260,7 @@ fn model_on_generated_data_ranks_well_and_finds_strong_industries() {
         .iter()
         .zip(&m.coefficients)
         .filter_map(|(f, w)| match f {
-            icp::features::Feature::Level { var, level }
+            icp::stages::features::Feature::Level { var, level }
                 if m.spec.variables[*var].column() == "industry" =>
             {
                 Some((*w, level.clone()))

@@ -127,8 +127,10 @@ fn scoring_in_pieces_writes_the_bytes_of_scoring_at_once() {
         "{reasons:?}"
     );
     assert!(
-        reasons.iter().any(|r| r.starts_with(icp::load::NOTE_PREFIX)
-            && (r.contains("whole number >= 0") || r.contains("not a number"))),
+        reasons
+            .iter()
+            .any(|r| r.starts_with(icp::io::load::NOTE_PREFIX)
+                && (r.contains("whole number >= 0") || r.contains("not a number"))),
         "{reasons:?}"
     );
     let m = json(&pieces.join("manifest.json"));

@@ -1,6 +1,7 @@
 //! Segment files: each is exactly the accounts at or above its threshold.
 
-use icp::segments::{THRESHOLDS, segments};
+use icp::domain::Segment;
+use icp::stages::segments::segments;
 use polars::prelude::*;
 use proptest::prelude::*;
 
@@ -19,7 +20,7 @@ fn scores_frame(rows: &[(u32, Option<u8>)]) -> DataFrame {
         .collect();
     let band: Vec<&str> = rows
         .iter()
-        .map(|r| r.1.map(icp::model::band).unwrap_or("unscored"))
+        .map(|r| r.1.map(icp::stages::model::band).unwrap_or("unscored"))
         .collect();
     let n = rows.len();
     DataFrame::new(
@@ -47,7 +48,7 @@ proptest! {
         let rows: Vec<(u32, Option<u8>)> = raw.into_iter().filter(|r| seen.insert(r.0)).collect();
         let df = scores_frame(&rows);
         let all = segments(&df).expect("segments");
-        prop_assert_eq!(all.iter().map(|x| x.0).collect::<Vec<_>>(), THRESHOLDS.to_vec());
+        prop_assert_eq!(all.iter().map(|x| x.0).collect::<Vec<_>>(), Segment::THRESHOLDS.to_vec());
         for (t, seg) in all {
             let got: Vec<(String, u8)> = (0..seg.height())
                 .map(|i| {

@@ -31,7 +31,7 @@ fn validate_writes_rejects_and_readiness_only() {
     assert_eq!(rejects.height(), 18);
     let notes = strings(&rejects, "reason")
         .iter()
-        .filter(|r| r.starts_with(icp::load::NOTE_PREFIX))
+        .filter(|r| r.starts_with(icp::io::load::NOTE_PREFIX))
         .count();
     assert_eq!(notes, 4);
     let r: serde_json::Value =

@@ -1,0 +1,30 @@
+//! Frame columns as plain Rust values, for the loops polars expressions do
+//! not fit.
+
+use polars::prelude::*;
+
+use crate::error::Result;
+
+/// A column as optional strings (any dtype is cast).
+pub fn str_col(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    let s = df
+        .column(name)?
+        .as_materialized_series()
+        .cast(&DataType::String)?;
+    Ok(s.str()?.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+/// A column as text, to iterate as borrowed `Option<&str>` (no allocation
+/// per row, unlike [`str_col`]).
+pub fn text_col(df: &DataFrame, name: &str) -> Result<StringChunked> {
+    super::ids::text(df, name)
+}
+
+/// A column as optional floats (any numeric dtype is cast).
+pub fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    let s = df
+        .column(name)?
+        .as_materialized_series()
+        .cast(&DataType::Float64)?;
+    Ok(s.f64()?.iter().collect())
+}
