@@ -458,8 +458,10 @@ pub struct EvidenceParams {
     pub min_holdout_per_class: usize,
 }
 
-/// A configuration whose every value has been checked.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A configuration whose every value has been checked: made by
+/// [`Config::check`] from a TOML file, or by [`RawValidConfig::check`] from
+/// a model artifact; never deserialised unchecked.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ValidConfig {
     pub files: Files,
     pub columns: Columns,
@@ -481,6 +483,57 @@ pub struct ValidConfig {
     /// left out of artifacts when unset, so model ids do not change
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crm_import: Option<CrmImportNames>,
+}
+
+/// A checked configuration as a model artifact holds it, read back before
+/// its checks: the only form of it that is deserialised.
+#[derive(Deserialize)]
+pub(crate) struct RawValidConfig {
+    files: Files,
+    columns: Columns,
+    /// lower-cased CRM value -> outcome
+    outcomes: BTreeMap<String, Outcome>,
+    scale: BTreeMap<String, f64>,
+    date_format: Option<String>,
+    features: FeatureParams,
+    velocity_window_days: Option<i64>,
+    model: ModelParams,
+    min_feature_coverage: f64,
+    evidence: EvidenceParams,
+    #[serde(default)]
+    signals: SignalParams,
+    #[serde(default)]
+    brief: BriefParams,
+    #[serde(default)]
+    publish: PublishParams,
+    /// left out of artifacts when unset, so model ids do not change
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crm_import: Option<CrmImportNames>,
+}
+
+impl RawValidConfig {
+    /// The artifact's config checked again as if read from a file: an
+    /// artifact edited by hand cannot smuggle in a value `check` refuses.
+    pub(crate) fn check(self, path: &Path) -> Result<ValidConfig> {
+        let v = ValidConfig {
+            files: self.files,
+            columns: self.columns,
+            outcomes: self.outcomes,
+            scale: self.scale,
+            date_format: self.date_format,
+            features: self.features,
+            velocity_window_days: self.velocity_window_days,
+            model: self.model,
+            min_feature_coverage: self.min_feature_coverage,
+            evidence: self.evidence,
+            signals: self.signals,
+            brief: self.brief,
+            publish: self.publish,
+            crm_import: self.crm_import,
+        };
+        v.recheck(path)?;
+        Ok(v)
+    }
 }
 
 impl ValidConfig {
@@ -939,7 +992,7 @@ impl ValidConfig {
     /// Check a configuration read back from an artifact through the same
     /// checks as a TOML file: a hand-edited or version-skewed model.json
     /// is an error naming the value, never a panic further in.
-    pub fn recheck(&self, path: &Path) -> Result<()> {
+    fn recheck(&self, path: &Path) -> Result<()> {
         let s = &self.signals;
         let f = &self.features;
         let m = &self.model;

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // numbers or dates, many unmapped stages) is "not ready", exit 2
     let data = match load::load_dir(&args.data.data, &cfg, Need::Training) {
         Ok(d) => d,
-        Err(e @ crate::IcpError::Data { .. }) => {
+        Err(e @ crate::error::IcpError::Data { .. }) => {
             return Err(anyhow::Error::new(crate::pipeline::NotReady).context(e.to_string()));
         }
         Err(e) => return Err(e.into()),

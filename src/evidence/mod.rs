@@ -79,6 +79,10 @@ pub struct Inputs<'a> {
     pub interviews: Option<&'a DataFrame>,
     /// each account's CRM status, by the accounts' row (as the feed publishes it)
     pub crm: &'a [crate::domain::CrmStatus],
+    /// called between the steps, when the step's frames are gone: the
+    /// caller's say over process memory (the run hands free pages back to
+    /// the system there), not the analysis's
+    pub between_steps: fn(),
 }
 
 pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
@@ -87,7 +91,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     // while, and here it does not stack on the frames built below
     let (readiness, triggers) = readiness_and_triggers(inp, params)?;
     trace.lap("readiness+triggers");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     let codes = conditions::account_codes(inp.spec, inp.accounts)?;
     let (painful_accounts, painful, best_accounts) = painful::painful(
         inp.spec,
@@ -99,14 +103,14 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         params,
     )?;
     trace.lap("codes+painful");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     let (deals, customers) = deal_and_customer_frames(inp, &codes)?;
     let period_days = period_days(inp.labels)?;
     trace.lap("deal/customer frames");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     let mut screen = conditions::screen(inp.spec, &deals, customers.as_ref(), params, period_days)?;
     trace.lap("screen");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     let nv = inp.spec.variables.len();
     let deal_rows = deal_rows(&deals, inp.index.len(), nv)?;
     let account_rows = account_rows(
@@ -122,7 +126,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     // the accounts' cells live on in the account rows' bits
     drop((codes, customers));
     trace.lap("deal/account rows");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     let (icp, exclude_masks) =
         refined_icp(&mut screen, &deal_rows, &account_rows, params, inp.accounts)?;
     trace.lap("refine");
@@ -133,11 +137,11 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     )?;
     drop((deal_rows, account_rows));
     trace.lap("exclusion_matches");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
     let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
     trace.lap("finding_accounts");
-    crate::util::progress::release_free_memory();
+    (inp.between_steps)();
     Ok(Findings {
         signal_params: params.clone(),
         readiness,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SignalParams;
 use crate::domain::Outcome;
 use crate::error::Result;
-use crate::evidence::signals::conditions::code_col;
+use crate::evidence::signals::rows::code_col;
 use crate::stages::features::FeatureSpec;
 use crate::util::frame::{f64_col, str_col};
 use crate::util::metrics::wilson;

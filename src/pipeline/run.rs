@@ -88,7 +88,7 @@ pub fn run(req: &RunRequest) -> anyhow::Result<Outcome> {
     let trained = match model::train_staged(&data, req.cfg, req.truth.as_ref(), &stages) {
         Ok(t) => t,
         // a pilot-size CRM: no model, but a brief a leader can read
-        Err(crate::IcpError::NotEnoughEvidence(why)) => {
+        Err(crate::error::IcpError::NotEnoughEvidence(why)) => {
             return Ok(Outcome::Pilot(pilot(req, &data, run_date, why)?));
         }
         Err(e) => {
@@ -325,6 +325,7 @@ fn analyse(
             scored: &scored.by_row,
             interviews: data.interviews.as_ref().map(|t| &t.df),
             crm: &scored.crm,
+            between_steps: crate::util::progress::release_free_memory,
         },
         &cfg.signals,
     )
@@ -419,7 +420,7 @@ fn measure(
         Some(d) => review::earlier_scorings(reports, dest, d, 4)?
             .iter()
             .map(|s| measure::band_outcomes(s, d, opportunities, labels))
-            .collect::<crate::Result<Vec<_>>>()?,
+            .collect::<crate::error::Result<Vec<_>>>()?,
         None => Vec::new(),
     };
     let control = match as_of {

@@ -245,26 +245,7 @@ struct RawArtifact {
     min_feature_coverage: f64,
     evaluation: Evaluation,
     /// column and stage mapping used at training; `icp score` reuses it
-    config: ValidConfig,
-}
-
-impl RawArtifact {
-    fn fields(self) -> ModelArtifact {
-        ModelArtifact {
-            format: self.format,
-            model_id: self.model_id,
-            program_version: self.program_version,
-            training_fingerprint: self.training_fingerprint,
-            inputs: self.inputs,
-            velocity_window: self.velocity_window,
-            model: self.model,
-            extra_column_kinds: self.extra_column_kinds,
-            reference: self.reference,
-            min_feature_coverage: self.min_feature_coverage,
-            evaluation: self.evaluation,
-            config: self.config,
-        }
-    }
+    config: crate::config::RawValidConfig,
 }
 
 impl ModelArtifact {
@@ -286,18 +267,44 @@ impl RawArtifact {
     /// every index, kind and number ([`ModelArtifact::check`]) and the
     /// embedded config.
     fn check(self, path: &std::path::Path) -> Result<ModelArtifact> {
-        let a = self.fields();
-        if a.format != ARTIFACT_FORMAT {
+        let RawArtifact {
+            format,
+            model_id,
+            program_version,
+            training_fingerprint,
+            inputs,
+            velocity_window,
+            model,
+            extra_column_kinds,
+            reference,
+            min_feature_coverage,
+            evaluation,
+            config,
+        } = self;
+        if format != ARTIFACT_FORMAT {
             return Err(IcpError::Artifact {
                 path: path.into(),
-                message: format!("format {} is not {ARTIFACT_FORMAT}", a.format),
+                message: format!("format {format} is not {ARTIFACT_FORMAT}"),
             });
         }
+        let a = ModelArtifact {
+            format,
+            model_id,
+            program_version,
+            training_fingerprint,
+            inputs,
+            velocity_window,
+            model,
+            extra_column_kinds,
+            reference,
+            min_feature_coverage,
+            evaluation,
+            config: config.check(path)?,
+        };
         a.check().map_err(|message| IcpError::Artifact {
             path: path.into(),
             message: format!("{message} (the file was edited by hand, damaged, or written by another version: retrain with `icp run`)"),
         })?;
-        a.config.recheck(path)?;
         Ok(a)
     }
 }

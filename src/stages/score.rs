@@ -81,7 +81,7 @@ fn require_inputs(artifact: &ModelArtifact, accounts: &DataFrame, inputs: &[Stri
         .filter(|c| accounts.column(c).is_err())
         .collect();
     if !missing.is_empty() {
-        return Err(crate::IcpError::Usage(format!(
+        return Err(crate::error::IcpError::Usage(format!(
             "the accounts lack the column(s) `{}` that model {} uses as features (map them in the config, or score with a model trained without them)",
             missing.join("`, `"),
             artifact.model_id

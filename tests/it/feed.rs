@@ -224,6 +224,8 @@ fn days_of_publications_turn_yesterday_into_today() {
     let (m0, ch) = check(&published, &Members::new());
     assert!(ch.iter().all(|c| c.action == icp::domain::Action::Add));
     assert!(m0["score_gte_30"].len() > 100);
+    // negative control: the oracle notices one change row missing
+    assert_ne!(apply_by_hand(&Members::new(), &ch[1..]), m0);
 
     // day 1, same CRM: nothing changes
     score_day(&day1, &reports);

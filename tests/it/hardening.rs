@@ -226,15 +226,32 @@ fn ragged_rows_huge_cells_and_empty_files_get_clear_answers() {
         "the reject shows a prefix"
     );
 
-    // a row with more fields than the header: an error naming the file
+    // a row with more fields than the header: that row rejected, by line
+    // and with the count, the others used
     let (_d, r) = load_accounts_bytes(b"account_id,industry\na1,Retail\na2,Retail,extra,more\n");
-    assert_accounted(&r, None);
+    let ds = r.expect("a ragged row is a reject, not a stop");
+    assert_eq!(strings(&ds.accounts.df, "account_id"), ["a1"]);
+    assert_eq!(strings(&ds.rejects, "row"), ["3"]);
+    assert_eq!(
+        strings(&ds.rejects, "reason"),
+        ["too_many_fields: 4 fields where the header has 2 (a value with a comma not in quotes?)"]
+    );
 
-    // empty file, header only
-    for bytes in [&b""[..], &b"account_id,industry\n"[..]] {
-        let (_d, r) = load_accounts_bytes(bytes);
-        assert_accounted(&r, Some(0));
-    }
+    // an empty file: an error naming the file and what was expected
+    let (_d, r) = load_accounts_bytes(b"");
+    let Err(e) = r.map(|_| ()) else {
+        panic!("an empty file is an error")
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("accounts.csv") && e.contains("the file is empty"),
+        "{e}"
+    );
+
+    // a header and no rows: read, nothing used, nothing rejected
+    let (_d, r) = load_accounts_bytes(b"account_id,industry\n");
+    let i = r.expect("a header-only file loads").accounts.input;
+    assert_eq!((i.rows, i.used, i.rejected), (0, 0, 0));
 }
 
 #[test]

@@ -11,17 +11,13 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::rows::{ACCOUNT_ROW, code_col};
 use crate::config::SignalParams;
 use crate::error::Result;
 use crate::stages::features::{Cell, FeatureSpec, Variable};
 use crate::util::frame::f64_col;
 use crate::util::metrics::wilson;
 use crate::util::stats::{two_means, two_proportions};
-
-/// Name of variable `i`'s cell-code column in the frames of this module.
-pub fn code_col(i: usize) -> String {
-    format!("__c{i}")
-}
 
 /// account_id and each variable's cell code (a kept category value or a bin
 /// number, as text; null where the value is missing).
@@ -43,9 +39,6 @@ pub fn account_codes(spec: &FeatureSpec, accounts: &DataFrame) -> Result<DataFra
         .with_row_index(ACCOUNT_ROW, None)
         .collect()?)
 }
-
-/// Column of [`account_codes`] holding the account's row number.
-pub const ACCOUNT_ROW: &str = "__acc";
 
 /// The cell a code names, or None for "(other)" values that have no cell.
 pub fn cell_of(spec: &FeatureSpec, var: usize, code: &str) -> Option<Cell> {
@@ -1137,7 +1130,7 @@ pub fn exclusion_matches(
         return empty_matches();
     }
     if ids.len() != accounts.cells.rows() {
-        return Err(crate::IcpError::Internal(format!(
+        return Err(crate::error::IcpError::Internal(format!(
             "{} account ids for {} coded accounts",
             ids.len(),
             accounts.cells.rows()

@@ -11,6 +11,14 @@ use crate::error::Result;
 use crate::stages::features::Cell;
 use crate::util::frame::{f64_col, str_col, text_col};
 
+/// Name of variable `i`'s cell-code column in the frames of the signals.
+pub fn code_col(i: usize) -> String {
+    format!("__c{i}")
+}
+
+/// Column of [`super::conditions::account_codes`] holding the account's row number.
+pub const ACCOUNT_ROW: &str = "__acc";
+
 /// Each variable's cell codes, interned, for a set of rows (deals or accounts).
 #[derive(Debug, Clone, Default)]
 pub struct Coded {
@@ -22,14 +30,14 @@ pub struct Coded {
 }
 
 impl Coded {
-    /// From a frame with the code columns of [`crate::evidence::signals::conditions::code_col`].
+    /// From a frame with the code columns of [`code_col`].
     pub fn from_frame(df: &DataFrame, n_vars: usize) -> Result<Coded> {
         use rayon::prelude::*;
         let rows = df.height();
         let cols: Vec<StringChunked> = (0..n_vars)
             .map(|i| {
                 Ok(df
-                    .column(&crate::evidence::signals::conditions::code_col(i))?
+                    .column(&code_col(i))?
                     .as_materialized_series()
                     .cast(&DataType::String)?
                     .str()?
@@ -218,7 +226,7 @@ pub fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<Dea
     // the account's row number (a deal of an unknown account, which the
     // loader rejects, would count as one more account)
     let account: Vec<u32> = df
-        .column(super::conditions::ACCOUNT_ROW)?
+        .column(ACCOUNT_ROW)?
         .as_materialized_series()
         .cast(&DataType::UInt32)?
         .u32()?
@@ -274,7 +282,7 @@ pub fn account_rows(
     trace.lap("account rows: coded");
     let n = index.len();
     if scored.p.len() != n || scored.band.len() != n || codes.height() != n || crm.len() != n {
-        return Err(crate::IcpError::Internal(format!(
+        return Err(crate::error::IcpError::Internal(format!(
             "{} accounts indexed, {} scored, {} coded",
             n,
             scored.p.len(),

@@ -191,7 +191,7 @@ pub fn measurement(inp: &BriefInput, fit_gap: f64, margin_gap: f64) -> Measureme
 /// brief can be byte-identical; otherwise today (UTC). A value that is not
 /// a time is an error: a silent "today" would break the reproducibility it
 /// was set for.
-pub fn run_date() -> crate::Result<NaiveDate> {
+pub fn run_date() -> crate::error::Result<NaiveDate> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Err(_) => Ok(chrono::Utc::now().date_naive()),
         Ok(s) => s
@@ -201,7 +201,7 @@ pub fn run_date() -> crate::Result<NaiveDate> {
             .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .map(|t| t.date_naive())
             .ok_or_else(|| {
-                crate::IcpError::Usage(format!(
+                crate::error::IcpError::Usage(format!(
                     "SOURCE_DATE_EPOCH = {s:?}: expected whole seconds since 1970-01-01 (unset it to use today's date)"
                 ))
             }),

@@ -82,7 +82,8 @@ impl Variable {
 }
 
 /// A single indicator cell of a variable (used by interactions and signals).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A finding is identified by its cells, not by their words.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Cell {
     Level { var: usize, level: String },
