@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{IcpError, Result};
 use crate::evidence::readiness::Readiness;
 use crate::evidence::signals::Finding;
-use crate::io::publish::{read_json, read_text_csv, run_id_of, write_atomic};
+use crate::io::publish::{
+    neutralise_formulas, read_json, read_parquet, read_text_csv, run_id_of, write_atomic,
+};
 use crate::report::brief::doc::Block;
 
 pub const ACTIVE: &str = "active.json";
@@ -32,6 +34,10 @@ pub const APPROVAL: &str = "approval.json";
 pub const APPROVED_EXCLUSIONS: &str = "exclusions_approved.csv";
 /// What a run writes for review (see `cmd::run`).
 pub const FINDINGS: &str = "findings.json";
+/// Each proposed exclusion's matching prospects (a run that is ready).
+pub const EXCLUSION_MATCHES: &str = "exclusion_matches.parquet";
+/// The accounts behind every signal and exclusion.
+pub const FINDING_ACCOUNTS: &str = "finding_accounts.parquet";
 
 /// A run's findings.json: what was found and what is asked, self-describing
 /// (every condition in words and as column / level / range).
@@ -635,14 +641,18 @@ fn decide_exclusions(req: &ApproveRequest, f: &RunFindings, run_id: &str) -> Res
 /// Write the run's `exclusions_approved.csv`: the matches of the approved
 /// criteria, by criterion then account.
 fn write_approved_exclusions(dir: &Path, approved: &[String]) -> Result<()> {
-    let matches_path = dir.join("exclusion_matches.csv");
+    let matches_path = dir.join(EXCLUSION_MATCHES);
+    // runs written before the Parquet file listed the matches as CSV
+    let old_csv = dir.join("exclusion_matches.csv");
     let matches = if matches_path.is_file() {
-        read_text_csv(&matches_path)?
+        read_parquet(&matches_path)?
+    } else if old_csv.is_file() {
+        read_text_csv(&old_csv)?
     } else {
         crate::evidence::signals::conditions::empty_matches()?
     };
     let keep = Series::new("__keep".into(), approved.to_vec());
-    let mut published = matches
+    let published = matches
         .lazy()
         .filter(col("exclusion_id").is_in(lit(keep).implode(false), false))
         .sort(
@@ -650,7 +660,8 @@ fn write_approved_exclusions(dir: &Path, approved: &[String]) -> Result<()> {
             SortMultipleOptions::default(),
         )
         .collect()?;
-    // read back from exclusion_matches.csv, already neutralised for spreadsheets
+    // a file people open: formula starts neutralised, as in every such CSV
+    let mut published = neutralise_formulas(&published)?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .include_header(true)

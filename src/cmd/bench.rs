@@ -33,6 +33,13 @@ pub struct Args {
     /// to train on here, e.g. a model from a 1M-account bench).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Generate only the project's own account columns. By default the
+    /// bench runs on the wide CRM's (`icp generate --wide`: region, tech
+    /// stack, multi-location, operations owner), where more conditions,
+    /// findings and membership rows cost more; results then go to
+    /// <dir>/<accounts>-s<seed>-narrow/.
+    #[arg(long)]
+    pub narrow: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,9 +81,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.threads.is_empty() || args.threads.contains(&0) {
         bail!("--threads takes thread counts of 1 or more, e.g. 1,2");
     }
-    let base = args.dir.join(format!("{}-s{}", args.accounts, args.seed));
+    let shape = if args.narrow { "-narrow" } else { "" };
+    let base = args
+        .dir
+        .join(format!("{}-s{}{shape}", args.accounts, args.seed));
     let data = base.join("data");
-    let generated = ensure_data(&data, &base.join("truth.csv"), args.accounts, args.seed)?;
+    let generated = ensure_data(
+        &data,
+        &base.join("truth.csv"),
+        (args.accounts, args.seed, !args.narrow),
+    )?;
     let opportunities = csv_rows(&data.join("opportunities.csv"))?;
     let exe = std::env::current_exe().context("locating the icp binary")?;
 
@@ -189,15 +203,21 @@ fn s(p: &Path) -> anyhow::Result<&str> {
 
 /// Generate the data set unless a complete one of this size and seed is there.
 /// Returns the seconds spent generating (None when reused).
-fn ensure_data(data: &Path, truth: &Path, n: usize, seed: u64) -> anyhow::Result<Option<f64>> {
+/// `(n, seed, wide)`: the generator's size, seed and shape.
+fn ensure_data(
+    data: &Path,
+    truth: &Path,
+    (n, seed, wide): (usize, u64, bool),
+) -> anyhow::Result<Option<f64>> {
     let marker = data.join(".complete");
     if marker.is_file() {
         return Ok(None);
     }
     let t0 = Instant::now();
-    let g = synth::generate(n, seed)?;
+    let g = synth::generate_shaped(n, seed, wide)?;
     synth::write(&g, data, truth, synth::Format::Csv)?;
-    std::fs::write(&marker, format!("{n} accounts, seed {seed}\n"))
+    let shape = if wide { "wide" } else { "narrow" };
+    std::fs::write(&marker, format!("{n} accounts, seed {seed}, {shape}\n"))
         .with_context(|| format!("writing {}", marker.display()))?;
     Ok(Some(t0.elapsed().as_secs_f64()))
 }

@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
-
 use crate::util::thousands;
 
 /// Options shared by the commands that read a data directory.
@@ -51,27 +49,6 @@ pub fn shell_quoted(p: &Path) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
-}
-
-/// Read a generator truth file (account_id, p_velocity_win_true).
-pub fn read_truth(path: &Path) -> anyhow::Result<DataFrame> {
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|r| r.finish())
-        .map_err(|e| anyhow::anyhow!("{}: cannot read the truth file: {e}", path.display()))?;
-    for c in ["account_id", "p_velocity_win_true"] {
-        if df.column(c).is_err() {
-            anyhow::bail!("{}: truth file lacks the column `{c}`", path.display());
-        }
-    }
-    Ok(df
-        .lazy()
-        .select([
-            col("account_id").cast(DataType::String),
-            col("p_velocity_win_true"),
-        ])
-        .collect()?)
 }
 
 /// The model file: the one given, or the active model's.

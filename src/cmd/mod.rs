@@ -14,8 +14,8 @@ pub mod score;
 pub mod train;
 pub mod validate;
 
+pub use crate::io::synth::read_truth;
 pub use crate::pipeline::{EXIT_NOT_READY, NotReady};
-pub use common::read_truth;
 
 /// Sales Velocity ICP: learn which accounts become fast, successful, retained
 /// customers from CRM history, score every account 0-100 with reasons, and

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::cmd::common::{DataArgs, band_line, input_lines, read_truth};
+use crate::cmd::common::{DataArgs, band_line, input_lines};
 use crate::io::load;
 use crate::pipeline::{
     self,
@@ -32,14 +32,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = args.data.config()?;
-    let truth = args.truth.as_deref().map(read_truth).transpose()?;
     let outcome = pipeline::run::run(&RunRequest {
         data: &args.data.data,
         cfg: &cfg,
         out: args.out.as_deref(),
         reports: &args.reports,
         parquet: args.parquet,
-        truth,
+        truth: args.truth.as_deref(),
         quiet: args.data.quiet,
         validate_command: args.data.command("validate"),
     })?;

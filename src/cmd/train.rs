@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::cmd::common::{DataArgs, input_lines, read_truth};
+use crate::cmd::common::{DataArgs, input_lines};
 use crate::io::load::{self, Need};
 use crate::io::publish::RunWriter;
+use crate::io::synth::read_truth;
 use crate::stages::model;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -445,7 +445,7 @@ fn remove_stale_temporaries(parent: &Path) {
 
 /// Prefix text cells that begin like a spreadsheet formula (`=`, `+`, `-`,
 /// `@`, tab, carriage return) with `'`, so a spreadsheet shows them as text.
-fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
+pub fn neutralise_formulas(df: &DataFrame) -> Result<DataFrame> {
     fn needs(s: &str) -> bool {
         s.starts_with(['=', '+', '-', '@', '\t', '\r'])
     }
@@ -538,6 +538,14 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| IcpError::read(path, e))?;
     serde_json::from_str(&text)
         .map_err(|e| IcpError::read(path, format!("not the expected JSON: {e}")))
+}
+
+/// A Parquet file this program wrote, its text columns as text.
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let f = fs::File::open(path).map_err(|e| IcpError::read(path, e))?;
+    ParquetReader::new(f)
+        .finish()
+        .map_err(|e| IcpError::read(path, e))
 }
 
 /// A CSV this program wrote, every column read as text.

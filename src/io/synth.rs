@@ -890,3 +890,28 @@ pub fn write_frame(path: &Path, df: &DataFrame, format: Format) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| IcpError::write(path, e))?;
     Ok(())
 }
+/// Read a generator truth file (account_id, p_velocity_win_true), to
+/// report the oracle AUC beside the model's.
+pub fn read_truth(path: &std::path::Path) -> Result<DataFrame> {
+    let bad = |message: String| IcpError::Data {
+        path: path.to_path_buf(),
+        message,
+    };
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|r| r.finish())
+        .map_err(|e| bad(format!("cannot read the truth file: {e}")))?;
+    for c in ["account_id", "p_velocity_win_true"] {
+        if df.column(c).is_err() {
+            return Err(bad(format!("truth file lacks the column `{c}`")));
+        }
+    }
+    Ok(df
+        .lazy()
+        .select([
+            col("account_id").cast(DataType::String),
+            col("p_velocity_win_true"),
+        ])
+        .collect()?)
+}

@@ -15,7 +15,7 @@ use crate::evidence::{self, Findings};
 use crate::io::load::{self, Dataset, InputFile, Need};
 use crate::io::publish::{RunWriter, new_run_dir, point_latest};
 use crate::report::brief::{self, Brief};
-use crate::review::{self, RunDiff, RunFindings};
+use crate::review::{self, EXCLUSION_MATCHES, FINDING_ACCOUNTS, RunDiff, RunFindings};
 use crate::stages::model::{self, ModelArtifact};
 use crate::stages::score::{self, ByRow};
 use crate::stages::segments;
@@ -32,8 +32,8 @@ pub struct RunRequest<'a> {
     pub reports: &'a Path,
     /// also write scores.parquet
     pub parquet: bool,
-    /// the generator's truth (synthetic data only), for the oracle AUC
-    pub truth: Option<DataFrame>,
+    /// the generator's truth file (synthetic data only), for the oracle AUC
+    pub truth: Option<&'a Path>,
     pub quiet: bool,
     /// the command that lists the rejects, with the user's own options
     pub validate_command: String,
@@ -85,7 +85,8 @@ pub fn run(req: &RunRequest) -> anyhow::Result<Outcome> {
     let data = load::load_dir(req.data, req.cfg, Need::Training)?;
     stages.rows(data.inputs().iter().map(|i| i.rows).sum());
     super::require_accounts(&data, Some(req.validate_command.clone()))?;
-    let trained = match model::train_staged(&data, req.cfg, req.truth.as_ref(), &stages) {
+    let truth = req.truth.map(crate::io::synth::read_truth).transpose()?;
+    let trained = match model::train_staged(&data, req.cfg, truth.as_ref(), &stages) {
         Ok(t) => t,
         // a pilot-size CRM: no model, but a brief a leader can read
         Err(crate::error::IcpError::NotEnoughEvidence(why)) => {
@@ -105,10 +106,10 @@ pub fn run(req: &RunRequest) -> anyhow::Result<Outcome> {
     // only: let them go before the signals stage, where memory peaks
     drop(trained.rows);
     let labels = trained.labels.df;
+    stages.start("score");
+    stages.rows(data.accounts.df.height());
     let account_ids = crate::util::ids::text(&data.accounts.df, "account_id")?;
     let scored = score_accounts(&artifact, &data, &account_ids, &stages)?;
-    stages.start("signals");
-    stages.rows(data.accounts.df.height());
     let findings = analyse(req.cfg, &artifact, &data, &labels, &scored)?;
     let preview = preview(req.cfg, &artifact, &findings, &scored)?;
     let Draft {
@@ -267,18 +268,19 @@ fn draft(
     })
 }
 
-/// Score every account, index the accounts by row and find each one's CRM
-/// status (the accounts' own rows: the index was built from them).
+/// Score every account and index the accounts by row (the "score" stage),
+/// then find each one's CRM status (the accounts' own rows: the index was
+/// built from them), the first step of the "signals" stage.
 fn score_accounts<'a>(
     artifact: &ModelArtifact,
     data: &Dataset,
     account_ids: &'a StringChunked,
     stages: &Stages,
 ) -> anyhow::Result<Scored<'a>> {
-    stages.start("score");
-    stages.rows(data.accounts.df.height());
     let (scores, by_row) = score::score_by_row(artifact, &data.accounts.df)?;
     let index = AccountIndex::new(account_ids);
+    stages.start("signals");
+    stages.rows(data.accounts.df.height());
     let opportunities = data
         .opportunities
         .as_ref()
@@ -588,10 +590,13 @@ impl RunFiles<'_> {
                 "exclusions": f.exclusions }),
         )?;
         w.csv_for_people("exclusions.csv", &frame(&f.exclusions)?)?;
+        // membership rows, millions at scale, for analysts and `icp
+        // approve`: Parquet (ids and conditions dictionary-encoded), values
+        // exact
         if f.readiness.ready {
-            w.csv_for_people("exclusion_matches.csv", &f.exclusion_matches)?;
+            w.parquet(EXCLUSION_MATCHES, &f.exclusion_matches)?;
         }
-        w.csv_for_people("finding_accounts.csv", &f.finding_accounts)?;
+        w.parquet(FINDING_ACCOUNTS, &f.finding_accounts)?;
         w.csv_for_people("painful_customers.csv", &f.painful_accounts)?;
         w.csv_for_people("best_customers.csv", &f.best_accounts)?;
         w.json("icp.json", &f.icp)?;

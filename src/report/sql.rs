@@ -30,8 +30,13 @@ use crate::stages::model::ModelArtifact;
 pub enum Dialect {
     /// DuckDB (also fine for most engines with ANSI SQL and DOUBLE).
     Duckdb,
-    /// PostgreSQL (and Redshift): constants cast to DOUBLE PRECISION.
+    /// PostgreSQL 12+: constants cast to DOUBLE PRECISION, the CTEs
+    /// MATERIALIZED (Postgres would otherwise inline the logit into each of
+    /// the score's hundred branches).
     Postgres,
+    /// Amazon Redshift: PostgreSQL's SQL without MATERIALIZED, which
+    /// Redshift rejects (not run on a real Redshift).
+    Redshift,
     /// Snowflake: constants cast to DOUBLE.
     Snowflake,
     /// SQLite 3.35+ built with its math functions (LN, EXP).
@@ -45,7 +50,7 @@ pub enum Dialect {
 impl Dialect {
     fn double(self) -> &'static str {
         match self {
-            Dialect::Postgres => "DOUBLE PRECISION",
+            Dialect::Postgres | Dialect::Redshift => "DOUBLE PRECISION",
             Dialect::Bigquery => "FLOAT64",
             Dialect::Sqlite => "REAL",
             Dialect::Duckdb | Dialect::Snowflake | Dialect::Spark => "DOUBLE",
@@ -56,7 +61,19 @@ impl Dialect {
         match self {
             Dialect::Bigquery | Dialect::Spark => "STRING",
             Dialect::Sqlite => "TEXT",
-            Dialect::Duckdb | Dialect::Postgres | Dialect::Snowflake => "VARCHAR",
+            Dialect::Duckdb | Dialect::Postgres | Dialect::Redshift | Dialect::Snowflake => {
+                "VARCHAR"
+            }
+        }
+    }
+
+    /// How a CTE that later steps read many times is introduced: computed
+    /// once where the engine lets the query say so (PostgreSQL 12+, SQLite
+    /// 3.35+, DuckDB), so no engine re-evaluates the model per branch.
+    fn cte(self) -> &'static str {
+        match self {
+            Dialect::Postgres | Dialect::Sqlite | Dialect::Duckdb => "AS MATERIALIZED",
+            Dialect::Redshift | Dialect::Snowflake | Dialect::Bigquery | Dialect::Spark => "AS",
         }
     }
 
@@ -89,7 +106,9 @@ impl Dialect {
         }
         let t = format!("{x:e}");
         Ok(match self {
-            Dialect::Postgres | Dialect::Snowflake => format!("CAST({t} AS {})", self.double()),
+            Dialect::Postgres | Dialect::Redshift | Dialect::Snowflake => {
+                format!("CAST({t} AS {})", self.double())
+            }
             _ => t,
         })
     }
@@ -463,7 +482,8 @@ fn write_inputs(
     let n_vars = spec.variables.len();
     writeln!(
         w_,
-        "WITH icp_inputs AS (\n  SELECT\n    {} AS account_id,",
+        "WITH icp_inputs {} (\n  SELECT\n    {} AS account_id,",
+        d.cte(),
         d.ident(a.config.source("accounts", "account_id"))
     )
     .expect("string");
@@ -500,7 +520,8 @@ fn write_scores(w_: &mut String, a: &ModelArtifact, d: Dialect) -> Result<()> {
         (0..spec.n_groups()).fold(d.num(a.model.base())?, |acc, k| format!("({acc} + g{k})"));
     writeln!(
         w_,
-        "icp_logits AS (\n  SELECT account_id, coverage, {logit} AS logit\n  FROM icp_inputs\n),"
+        "icp_logits {} (\n  SELECT account_id, coverage, {logit} AS logit\n  FROM icp_inputs\n),",
+        d.cte()
     )
     .expect("string");
     let mut pct = String::from("CASE");
@@ -517,7 +538,8 @@ fn write_scores(w_: &mut String, a: &ModelArtifact, d: Dialect) -> Result<()> {
     pct.push_str("\n        ELSE 0 END");
     writeln!(
         w_,
-        "icp_scores AS (\n  SELECT account_id, logit,\n    CASE WHEN coverage < {} THEN NULL ELSE {pct}\n    END AS score\n  FROM icp_logits\n)",
+        "icp_scores {} (\n  SELECT account_id, logit,\n    CASE WHEN coverage < {} THEN NULL ELSE {pct}\n    END AS score\n  FROM icp_logits\n)",
+        d.cte(),
         d.num(a.min_feature_coverage)?
     )
     .expect("string");

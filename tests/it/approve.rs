@@ -154,7 +154,7 @@ fn approval_records_the_decision_publishes_kept_exclusions_and_activates_the_mod
         !pub_ids.contains(&ids[0]),
         "a rejected exclusion is not published"
     );
-    let matches = read_csv(&q1.join("exclusion_matches.csv"));
+    let matches = crate::common::read_parquet(&q1.join("exclusion_matches.parquet"));
     let want = strings(&matches, "exclusion_id")
         .iter()
         .filter(|i| **i != ids[0] && ids.contains(i))
@@ -416,7 +416,7 @@ fn the_publication_preview_is_what_approval_publishes() {
     assert!(control > 0);
     assert_eq!(preview["control"].as_u64(), Some(control as u64));
     // no published account matches an approved exclusion
-    let matches = read_csv(&q1.join("exclusion_matches.csv"));
+    let matches = crate::common::read_parquet(&q1.join("exclusion_matches.parquet"));
     let excluded: std::collections::BTreeSet<String> = strings(&matches, "exclusion_id")
         .into_iter()
         .zip(strings(&matches, "account_id"))

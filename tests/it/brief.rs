@@ -135,7 +135,7 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
     assert_eq!(t.as_array().unwrap().len(), 4);
 
     // the accounts behind each finding are listed
-    let behind = read_csv(&run.join("finding_accounts.csv"));
+    let behind = crate::common::read_parquet(&run.join("finding_accounts.parquet"));
     let ids = strings(&behind, "finding_id");
     assert!(ids.iter().any(|i| i == "S01") && ids.iter().any(|i| i == "X01"));
 }
@@ -266,7 +266,7 @@ fn thin_evidence_is_not_ready_and_markup_in_names_is_text() {
         "{failed:?}"
     );
     assert!(
-        !out.join("exclusion_matches.csv").exists(),
+        !out.join("exclusion_matches.parquet").exists(),
         "no exclusions published"
     );
     // the scores still work

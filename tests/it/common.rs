@@ -92,6 +92,12 @@ pub fn read_csv(path: &Path) -> DataFrame {
         .expect("read csv")
 }
 
+/// A Parquet file of a run directory (the membership files).
+pub fn read_parquet(path: &Path) -> DataFrame {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetReader::new(f).finish().expect("read parquet")
+}
+
 pub fn strings(df: &DataFrame, c: &str) -> Vec<String> {
     df.column(c)
         .expect("column")

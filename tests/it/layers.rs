@@ -112,23 +112,128 @@ fn unit_of<'a>(path: &[String], ranks: &BTreeMap<&'a str, (usize, usize)>) -> Op
         .map(|(k, _)| *k)
 }
 
-/// Production code only: comments and test modules removed.
+/// Production code only: every test module (from `#[cfg(test)]` to its
+/// closing brace at the start of a line, as rustfmt writes a file's items)
+/// removed, and comments and the insides of string literals blanked, so a
+/// path in a message or a doc comment is not an import.
 fn production(src: &str) -> String {
-    let cut = src.find("#[cfg(test)]\nmod ").map_or(src, |i| &src[..i]);
-    cut.lines()
-        .map(|l| match l.find("//") {
-            Some(i) => &l[..i],
-            None => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut kept = Vec::new();
+    let mut in_test = false;
+    for l in src.lines() {
+        if l.starts_with("#[cfg(test)]") {
+            in_test = true;
+        }
+        if in_test {
+            in_test = l != "}";
+            continue;
+        }
+        kept.push(l);
+    }
+    let text = kept.join("\n");
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        if rest.starts_with(b"//") {
+            // a comment, to the end of its line
+            while i < b.len() && b[i] != b'\n' {
+                out.push(b' ');
+                i += 1;
+            }
+        } else if rest.starts_with(b"'\"'") {
+            out.extend_from_slice(b"' '");
+            i += 3;
+        } else if rest.starts_with(b"r#\"") || rest.starts_with(b"\"") {
+            // a string (raw with one #, or with escapes), blanked
+            let raw = rest.starts_with(b"r");
+            let close: &[u8] = if raw { b"\"#" } else { b"\"" };
+            let start = if raw { 3 } else { 1 };
+            out.resize(out.len() + start, b' ');
+            i += start;
+            while i < b.len() && !b[i..].starts_with(close) {
+                if !raw && b[i] == b'\\' {
+                    out.push(b' ');
+                    i += 1;
+                }
+                if i < b.len() {
+                    out.push(if b[i] == b'\n' { b'\n' } else { b' ' });
+                    i += 1;
+                }
+            }
+            out.resize(out.len() + close.len().min(b.len() - i), b' ');
+            i += close.len();
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Every module path a file names: `crate::a::b`, `super::x` resolved, and
-/// in a folder root the children it declares (`signals::rows`).
+/// Identifiers joined by `::` from byte `i` of `code`, and where they end.
+fn chain(code: &str, mut i: usize) -> (Vec<String>, usize) {
+    let b = code.as_bytes();
+    let mut segs = Vec::new();
+    loop {
+        let s = i;
+        while i < b.len() && ident(b[i]) {
+            i += 1;
+        }
+        segs.push(code[s..i].to_string());
+        if code[i..].starts_with("::") && i + 2 < b.len() && ident(b[i + 2]) {
+            i += 2;
+        } else {
+            return (segs, i);
+        }
+    }
+}
+
+fn ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The paths a use-tree names from byte `i` (just after `prefix::`): a
+/// chain, or a chain followed by `::{...}` (each item expanded with the
+/// chain as its prefix, recursively). Returns the paths and the end.
+fn use_tree(code: &str, prefix: &[String], i: usize) -> (Vec<Vec<String>>, usize) {
+    let b = code.as_bytes();
+    if b.get(i) == Some(&b'{') {
+        return group(code, prefix, i);
+    }
+    let (segs, j) = chain(code, i);
+    let path: Vec<String> = prefix.iter().cloned().chain(segs).collect();
+    if code[j..].starts_with("::{") {
+        return group(code, &path, j + 2);
+    }
+    (vec![path], j)
+}
+
+/// `{a, b::c, d::{e}}` from the `{` at byte `i`.
+fn group(code: &str, prefix: &[String], i: usize) -> (Vec<Vec<String>>, usize) {
+    let b = code.as_bytes();
+    let mut out = Vec::new();
+    let mut k = i + 1;
+    while k < b.len() {
+        match b[k] {
+            b'}' => return (out, k + 1),
+            c if ident(c) || c == b'{' => {
+                let (paths, end) = use_tree(code, prefix, k);
+                out.extend(paths);
+                k = end;
+            }
+            _ => k += 1,
+        }
+    }
+    (out, k)
+}
+
+/// Every module path a file names: `crate::`, `self::` and `super::` paths
+/// (use-trees with groups, nesting and globs expanded), and paths into the
+/// child modules the file declares (`signals::rows` in evidence/mod.rs,
+/// `newton::` in stages/model.rs).
 fn imports(file: &str, src: &str) -> Vec<Vec<String>> {
     let here = module_of(file);
-    let is_root = file.ends_with("mod.rs") || file == "lib.rs";
     let code = production(src);
     let children: Vec<String> = code
         .lines()
@@ -139,64 +244,40 @@ fn imports(file: &str, src: &str) -> Vec<Vec<String>> {
                 .map(str::to_string)
         })
         .collect();
-    let mut out = Vec::new();
-    let bytes = code.as_bytes();
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    // identifiers joined by `::` from byte `j`; the byte after them
-    let chain = |mut j: usize| {
-        let mut segs = Vec::new();
-        loop {
-            let s = j;
-            while j < bytes.len() && ident(bytes[j]) {
-                j += 1;
-            }
-            segs.push(code[s..j].to_string());
-            if code[j..].starts_with("::") && j + 2 < bytes.len() && ident(bytes[j + 2]) {
-                j += 2;
-            } else {
-                return (segs, j);
-            }
-        }
+    // where a file's children live: lib.rs's at the crate root
+    let base: Vec<String> = if file == "lib.rs" {
+        Vec::new()
+    } else {
+        here.clone()
     };
+    let bytes = code.as_bytes();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         if !(ident(bytes[i]) && (i == 0 || !ident(bytes[i - 1]) && bytes[i - 1] != b':')) {
             i += 1;
             continue;
         }
-        let (segs, j) = chain(i);
-        i = j;
-        // `a::{b, c::d}`: each item's leading names after the prefix
-        let mut paths = vec![segs.clone()];
-        if code[j..].starts_with("::{") {
-            let (mut depth, mut k) = (0, j + 2);
-            let mut item_start = j + 3;
-            while k < bytes.len() {
-                match bytes[k] {
-                    b'{' => depth += 1,
-                    b'}' | b',' if depth == 1 => {
-                        let first = code[item_start..k].find(|c: char| ident(c as u8));
-                        if let Some(f) = first {
-                            let (more, _) = chain(item_start + f);
-                            paths.push(segs.iter().cloned().chain(more).collect());
-                        }
-                        item_start = k + 1;
-                        if bytes[k] == b'}' {
-                            break;
-                        }
-                    }
-                    b'}' => depth -= 1,
-                    _ => {}
-                }
-                k += 1;
-            }
-        }
+        let (first, j) = chain(code.as_str(), i);
+        // a head word followed by `::{` or `::*` is a use-tree too
+        let tail_group = code[j..].starts_with("::{") || code[j..].starts_with("::*");
+        let (paths, end) = if code[j..].starts_with("::{") {
+            group(&code, &first, j + 2)
+        } else {
+            (vec![first.clone()], j)
+        };
+        i = end.max(i + 1);
         for segs in paths {
-            if segs.len() < 2 {
+            if segs.len() < 2 && !tail_group {
                 continue;
             }
             let resolved: Vec<String> = match segs[0].as_str() {
                 "crate" => segs[1..].to_vec(),
+                "self" => here
+                    .iter()
+                    .cloned()
+                    .chain(segs[1..].iter().cloned())
+                    .collect(),
                 // `super` of `a/b.rs` and of `a/b/mod.rs` is `a`
                 "super" => {
                     let mut b = here.clone();
@@ -206,13 +287,8 @@ fn imports(file: &str, src: &str) -> Vec<Vec<String>> {
                     }
                     b.into_iter().chain(segs[ups..].iter().cloned()).collect()
                 }
-                s if is_root && children.iter().any(|c| c == s) => {
-                    let b = if file == "lib.rs" {
-                        Vec::new()
-                    } else {
-                        here.clone()
-                    };
-                    b.into_iter().chain(segs.iter().cloned()).collect()
+                s if children.iter().any(|c| c == s) => {
+                    base.iter().cloned().chain(segs.iter().cloned()).collect()
                 }
                 _ => continue,
             };
@@ -221,6 +297,9 @@ fn imports(file: &str, src: &str) -> Vec<Vec<String>> {
     }
     out
 }
+
+/// The crate root's own names: `lib.rs` re-exports these from `error`.
+const ROOT_NAMES: [&str; 2] = ["Result", "IcpError"];
 
 /// Each import that runs up (or sideways to a later unit), as
 /// "file: unit -> unit (path)"; a file outside the table is one too.
@@ -234,8 +313,16 @@ fn violations(files: &[(String, String)]) -> Vec<String> {
             continue;
         };
         for path in imports(file, src) {
-            let Some(to) = unit_of(&path, &ranks) else {
-                continue; // a name of the crate root (`crate::Result`)
+            let to = match unit_of(&path, &ranks) {
+                Some(to) => to,
+                None if path.is_empty() || ROOT_NAMES.contains(&path[0].as_str()) => "error",
+                None => {
+                    out.push(format!(
+                        "{file}: names crate::{} that no layer holds",
+                        path.join("::")
+                    ));
+                    continue;
+                }
             };
             if to == from || to == "lib" {
                 continue;
@@ -289,41 +376,107 @@ fn every_import_runs_down_the_layers() {
     );
 }
 
-/// Negative controls: a planted back-edge of each kind is found, by file,
-/// units and path; an import down the layers is not.
+/// Negative controls: a planted back-edge of each kind the parser reads is
+/// found, by file, units and path; an import down the layers and one in a
+/// comment or a string are not.
 #[test]
 fn a_planted_back_edge_is_caught() {
     let mut files = source_files();
-    let plant = |files: &mut Vec<(String, String)>, file: &str, line: &str| {
+    let plant = |files: &mut Vec<(String, String)>, file: &str, line: &str, at_end: bool| {
         let f = files.iter_mut().find(|f| f.0 == file).expect("file");
-        f.1 = format!("{line}\n{}", f.1);
+        f.1 = if at_end {
+            format!("{}\n{line}\n", f.1)
+        } else {
+            format!("{line}\n{}", f.1)
+        };
     };
     // a helper reaching up to the feed
-    plant(&mut files, "util/frame.rs", "use crate::feed::Row;");
+    plant(&mut files, "util/frame.rs", "use crate::feed::Row;", false);
     // a stage reaching sideways to a later stage, through super
-    plant(&mut files, "stages/label.rs", "use super::score::ByRow;");
+    plant(
+        &mut files,
+        "stages/label.rs",
+        "use super::score::ByRow;",
+        false,
+    );
     // the domain reaching up to the config in an expression
     plant(
         &mut files,
         "domain.rs",
         "fn f() { let _ = crate::config::ValidConfig::default(); }",
+        false,
     );
     // a folder root at the bottom of its layer naming its child
-    plant(&mut files, "pipeline/mod.rs", "fn g() { run::run(); }");
-    // an import down the layers, and one in a comment: fine
+    plant(
+        &mut files,
+        "pipeline/mod.rs",
+        "fn g() { run::run(); }",
+        false,
+    );
+    // a group, and a nested group
+    plant(
+        &mut files,
+        "util/stats.rs",
+        "use crate::{error::Result, review::Approval};",
+        false,
+    );
+    plant(
+        &mut files,
+        "config.rs",
+        "use crate::{io::{load::Dataset}};",
+        false,
+    );
+    // a glob into the folder root above, and self:: into a later unit
+    plant(
+        &mut files,
+        "evidence/signals/rows.rs",
+        "use super::*;",
+        false,
+    );
+    plant(
+        &mut files,
+        "stages/mod.rs",
+        "fn h() { self::score::score(); }",
+        false,
+    );
+    // super::super, and code after the first test module of a file
+    plant(
+        &mut files,
+        "evidence/signals/conditions.rs",
+        "use super::super::refine::Criterion;",
+        false,
+    );
+    plant(
+        &mut files,
+        "util/mod.rs",
+        "fn late() { crate::feed::apply(); }",
+        true,
+    );
+    // a name the crate root does not hold from error
+    plant(&mut files, "error.rs", "use crate::Findings;", false);
+    // down the layers, in a comment and in a string: fine
     plant(
         &mut files,
         "review.rs",
-        "use crate::util::thousands; // crate::cmd::x",
+        r#"use crate::util::thousands; // crate::cmd::x
+fn s() -> &'static str { "crate::cmd::y // z" }"#,
+        false,
     );
     let v = violations(&files);
     assert_eq!(
         v,
         vec![
+            "config.rs: config (config) imports io/load (io) via io::load::Dataset",
             "domain.rs: domain (domain) imports config (config) via config::ValidConfig::default",
+            "error.rs: names crate::Findings that no layer holds",
+            "evidence/signals/conditions.rs: evidence/signals/conditions (evidence) imports evidence/refine (evidence) via evidence::refine::Criterion",
+            "evidence/signals/rows.rs: evidence/signals/rows (evidence) imports evidence/signals (evidence) via evidence::signals",
             "pipeline/mod.rs: pipeline (pipeline) imports pipeline/run (pipeline) via pipeline::run::run",
             "stages/label.rs: stages/label (stages) imports stages/score (stages) via stages::score::ByRow",
+            "stages/mod.rs: stages (stages) imports stages/score (stages) via stages::score::score",
             "util/frame.rs: util/frame (util) imports feed (feed) via feed::Row",
+            "util/mod.rs: util (util) imports feed (feed) via feed::apply",
+            "util/stats.rs: util/stats (util) imports review (review) via review::Approval",
         ]
     );
 }

@@ -240,7 +240,7 @@ fn model_on_generated_data_ranks_well_and_finds_strong_industries() {
     let (data, truth) = generated(50_000, 2024);
     let cfg = icp::config::ValidConfig::default();
     let d = icp::io::load::load_dir(&data, &cfg, icp::io::load::Need::Training).unwrap();
-    let t = icp::cmd::read_truth(&truth).unwrap();
+    let t = icp::io::synth::read_truth(&truth).unwrap();
     let out = icp::stages::model::train(&d, &cfg, Some(&t)).unwrap();
     let e = &out.artifact.evaluation;
     let o = e.oracle.as_ref().unwrap();
@@ -357,7 +357,7 @@ fn maven_crm_export_maps_and_reports_no_reliable_signal() {
         serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
     assert_eq!(f["readiness"]["ready"], false);
     assert_eq!(f["signals"].as_array().map(|a| a.len()), Some(0));
-    assert!(!out.join("exclusion_matches.csv").exists());
+    assert!(!out.join("exclusion_matches.parquet").exists());
     let brief = std::fs::read_to_string(out.join("brief.md")).unwrap();
     assert!(brief.contains("NOT READY") && brief.contains("No best-fit signal"));
 }
