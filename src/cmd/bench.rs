@@ -62,6 +62,8 @@ struct Report {
     accounts: usize,
     opportunities: usize,
     seed: u64,
+    /// "wide" (the wide CRM's account columns) or "narrow"
+    shape: &'static str,
     machine: Machine,
     floor_read_seconds: f64,
     floor_read_rows: usize,
@@ -172,6 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         accounts: args.accounts,
         opportunities,
         seed: args.seed,
+        shape: if args.narrow { "narrow" } else { "wide" },
         machine: Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes: mem_total(),
@@ -343,10 +346,11 @@ fn mb(b: Option<u64>) -> String {
 fn print_report(r: &Report, base: &Path, generated: Option<f64>) {
     let floor = r.floor_read_seconds + r.floor_write_seconds;
     println!(
-        "icp bench: {} accounts, {} opportunities (seed {}); {} cores, {} RAM; {} build",
+        "icp bench: {} accounts, {} opportunities (seed {}, {} CRM); {} cores, {} RAM; {} build",
         thousands(r.accounts),
         thousands(r.opportunities),
         r.seed,
+        r.shape,
         r.machine.cores,
         r.machine.memory_bytes.map_or("?".into(), |b| format!(
             "{:.1} GiB",

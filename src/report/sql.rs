@@ -126,15 +126,31 @@ struct Gen<'a> {
     d: Dialect,
     spec: &'a FeatureSpec,
     cfg: &'a ValidConfig,
+    /// read each variable's cleaned value, pre-log value and transform from
+    /// the `icp_values` step (`icp_v0`, `icp_u0`, `icp_t0`, ...) instead of
+    /// computing them from the raw column at every use
+    staged: bool,
 }
 
 impl Gen<'_> {
+    /// A variable's position in the spec: its staged columns' number.
+    fn index(&self, var: &Variable) -> usize {
+        self.spec
+            .variables
+            .iter()
+            .position(|x| std::ptr::eq(x, var))
+            .expect("a variable of the model's spec")
+    }
+
     fn column(&self, var: &Variable) -> String {
         self.d.ident(self.cfg.source("accounts", var.column()))
     }
 
     /// Text as the loader sees it: trimmed, empty = missing.
     fn text(&self, var: &Variable) -> String {
+        if self.staged {
+            return format!("icp_v{}", self.index(var));
+        }
         format!(
             "NULLIF(TRIM(CAST({} AS {})), '')",
             self.column(var),
@@ -153,6 +169,9 @@ impl Gen<'_> {
         else {
             unreachable!("pre_log of a categorical variable")
         };
+        if self.staged {
+            return Ok(format!("icp_u{}", self.index(var)));
+        }
         let mut x = format!("CAST({} AS {})", self.column(var), self.d.double());
         if let Some(s) = self.cfg.scale.get(column.as_str())
             && *s != 1.0
@@ -171,6 +190,9 @@ impl Gen<'_> {
 
     /// The transformed value (null where missing).
     fn transformed(&self, var: &Variable) -> Result<String> {
+        if self.staged {
+            return Ok(format!("icp_t{}", self.index(var)));
+        }
         let u = self.pre_log(var)?;
         let Variable::Numeric { log, .. } = var else {
             unreachable!()
@@ -203,6 +225,9 @@ impl Gen<'_> {
     /// The raw input of a variable, null where missing: trimmed text of a
     /// category, the number of a numeric column.
     fn value(&self, var: &Variable) -> String {
+        if self.staged {
+            return format!("icp_v{}", self.index(var));
+        }
         match var {
             Variable::Categorical { .. } => self.text(var),
             Variable::Numeric { .. } => {
@@ -360,10 +385,17 @@ fn raw_threshold(edge: f64) -> f64 {
 pub fn export(a: &ModelArtifact, opts: &SqlOptions) -> Result<String> {
     let d = opts.dialect;
     let spec = &a.model.spec;
-    let g = Gen {
+    // the raw columns are read once, in `icp_values`; every later step
+    // reads the staged values
+    let raw = Gen {
         d,
         spec,
         cfg: &a.config,
+        staged: false,
+    };
+    let g = Gen {
+        staged: true,
+        ..raw
     };
     let groups = group_sums(&g, a)?;
     let coverage = coverage_sql(&g)?;
@@ -371,6 +403,7 @@ pub fn export(a: &ModelArtifact, opts: &SqlOptions) -> Result<String> {
     let mut q = String::new();
     let w_ = &mut q;
     write_header(w_, a, d);
+    write_values(w_, &raw, a, opts)?;
     write_inputs(w_, a, opts, &groups, &coverage)?;
     write_scores(w_, a, d)?;
     Ok(q)
@@ -378,6 +411,9 @@ pub fn export(a: &ModelArtifact, opts: &SqlOptions) -> Result<String> {
 
 /// Each group's weighted, centred features as one SQL sum (None for a
 /// group without features).
+/// Sums are written flat (`a + b + c`, which SQL adds left to right as the
+/// binary does): nested parentheses over a wide model's terms overflow
+/// SQLite's parser stack.
 fn group_sums(g: &Gen<'_>, a: &ModelArtifact) -> Result<Vec<Option<String>>> {
     let d = g.d;
     let spec = g.spec;
@@ -393,7 +429,7 @@ fn group_sums(g: &Gen<'_>, a: &ModelArtifact) -> Result<Vec<Option<String>>> {
         );
         let k = f.group(n_vars);
         groups[k] = Some(match groups[k].take() {
-            Some(acc) => format!("({acc}\n      + {term})"),
+            Some(acc) => format!("{acc}\n      + {term}"),
             None => term,
         });
     }
@@ -414,9 +450,9 @@ fn coverage_sql(g: &Gen<'_>) -> Result<String> {
             .collect::<Result<_>>()?;
         let sum = known
             .into_iter()
-            .reduce(|acc, t| format!("({acc}\n      + {t})"))
+            .reduce(|acc, t| format!("{acc}\n      + {t}"))
             .expect("non-empty");
-        format!("{sum} / {}", d.num(spec.variables.len() as f64)?)
+        format!("({sum}) / {}", d.num(spec.variables.len() as f64)?)
     };
     Ok(coverage)
 }
@@ -480,13 +516,7 @@ fn write_inputs(
     let d = opts.dialect;
     let spec = &a.model.spec;
     let n_vars = spec.variables.len();
-    writeln!(
-        w_,
-        "WITH icp_inputs {} (\n  SELECT\n    {} AS account_id,",
-        d.cte(),
-        d.ident(a.config.source("accounts", "account_id"))
-    )
-    .expect("string");
+    writeln!(w_, "icp_inputs {} (\n  SELECT\n    account_id,", d.cte()).expect("string");
     writeln!(w_, "    {coverage} AS coverage,").expect("string");
     for (k, grp) in groups.iter().enumerate() {
         let sep = if k + 1 == groups.len() { "" } else { "," };
@@ -508,34 +538,76 @@ fn write_inputs(
         )
         .expect("string");
     }
+    writeln!(w_, "  FROM icp_values\n),").expect("string");
+    Ok(())
+}
+
+/// `icp_values`: each variable's raw column read once, as the loader reads
+/// it (`icp_v`: trimmed text, or the number), with a numeric variable's
+/// pre-log value (`icp_u`) and transform (`icp_t`): later steps use each
+/// many times, and an engine need not recompute them per use.
+fn write_values(
+    w_: &mut String,
+    raw: &Gen<'_>,
+    a: &ModelArtifact,
+    opts: &SqlOptions,
+) -> Result<()> {
+    let d = opts.dialect;
+    writeln!(
+        w_,
+        "WITH icp_values {} (\n  SELECT\n    {} AS account_id",
+        d.cte(),
+        d.ident(a.config.source("accounts", "account_id"))
+    )
+    .expect("string");
+    for (i, v) in raw.spec.variables.iter().enumerate() {
+        write!(w_, "    , {} AS icp_v{i}", raw.value(v)).expect("string");
+        if matches!(v, Variable::Numeric { .. }) {
+            write!(w_, "\n    , {} AS icp_u{i}", raw.pre_log(v)?).expect("string");
+            write!(w_, "\n    , {} AS icp_t{i}", raw.transformed(v)?).expect("string");
+        }
+        writeln!(w_, "  -- {}", v.display_name().replace('\n', " ")).expect("string");
+    }
     writeln!(w_, "  FROM {}\n),", opts.table).expect("string");
     Ok(())
+}
+
+/// The score: how many of the ascending cut points `reach` the logit
+/// reaches (plus `base`), as nested CASEs that halve the points at each
+/// level, so an engine makes seven comparisons per account, not up to a
+/// hundred. The artifact's check guarantees the points ascend; a NULL logit
+/// reaches none (every comparison goes ELSE), as in a ladder.
+fn percentile(reach: &[String], base: usize, indent: usize) -> String {
+    if reach.is_empty() {
+        return base.to_string();
+    }
+    let mid = reach.len() / 2;
+    let pad = " ".repeat(4 * indent);
+    format!(
+        "CASE WHEN logit >= {}\n{pad}THEN {}\n{pad}ELSE {} END",
+        reach[mid],
+        percentile(&reach[mid + 1..], base + mid + 1, indent + 1),
+        percentile(&reach[..mid], base, indent + 1)
+    )
 }
 
 /// `icp_logits`, `icp_scores` and the final `SELECT`: logit, score
 /// (percentile of the reference logits), p_velocity_win and band.
 fn write_scores(w_: &mut String, a: &ModelArtifact, d: Dialect) -> Result<()> {
     let spec = &a.model.spec;
-    let logit =
-        (0..spec.n_groups()).fold(d.num(a.model.base())?, |acc, k| format!("({acc} + g{k})"));
+    let logit = (0..spec.n_groups()).fold(d.num(a.model.base())?, |acc, k| format!("{acc} + g{k}"));
     writeln!(
         w_,
         "icp_logits {} (\n  SELECT account_id, coverage, {logit} AS logit\n  FROM icp_inputs\n),",
         d.cte()
     )
     .expect("string");
-    let mut pct = String::from("CASE");
-    for (k, c) in a.reference.iter().enumerate().rev() {
-        let reach = c - crate::stages::model::CUT_TOLERANCE;
-        write!(
-            pct,
-            "\n        WHEN logit >= {} THEN {}",
-            d.num(reach)?,
-            k + 1
-        )
-        .expect("string");
-    }
-    pct.push_str("\n        ELSE 0 END");
+    let reach = a
+        .reference
+        .iter()
+        .map(|c| d.num(c - crate::stages::model::CUT_TOLERANCE))
+        .collect::<Result<Vec<_>>>()?;
+    let pct = percentile(&reach, 0, 2);
     writeln!(
         w_,
         "icp_scores {} (\n  SELECT account_id, logit,\n    CASE WHEN coverage < {} THEN NULL ELSE {pct}\n    END AS score\n  FROM icp_logits\n)",
