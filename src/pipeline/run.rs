@@ -268,6 +268,15 @@ fn draft(
     })
 }
 
+/// The deals of a training run (the loader requires them for training).
+fn opportunities(data: &Dataset) -> anyhow::Result<&DataFrame> {
+    Ok(&data
+        .opportunities
+        .as_ref()
+        .context("a training run has an opportunities table")?
+        .df)
+}
+
 /// Score every account and index the accounts by row (the "score" stage),
 /// then find each one's CRM status (the accounts' own rows: the index was
 /// built from them), the first step of the "signals" stage.
@@ -281,15 +290,11 @@ fn score_accounts<'a>(
     let index = AccountIndex::new(account_ids);
     stages.start("signals");
     stages.rows(data.accounts.df.height());
-    let opportunities = data
-        .opportunities
-        .as_ref()
-        .context("a training run has an opportunities table")?;
     let rows: Vec<Option<u32>> = (0..index.len() as u32).map(Some).collect();
     let crm = crate::feed::crm_status_by_row(
         &index,
         &rows,
-        Some(&opportunities.df),
+        Some(opportunities(data)?),
         data.customers.as_ref().map(|t| &t.df),
     )?;
     Ok(Scored {
@@ -309,15 +314,11 @@ fn analyse(
     labels: &DataFrame,
     scored: &Scored,
 ) -> anyhow::Result<Findings> {
-    let opportunities = data
-        .opportunities
-        .as_ref()
-        .context("a training run has an opportunities table")?;
     evidence::analyse(
         &evidence::Inputs {
             spec: &artifact.model.spec,
             accounts: &data.accounts.df,
-            opportunities: &opportunities.df,
+            opportunities: opportunities(data)?,
             customers: data.customers.as_ref().map(|t| &t.df),
             triggers: data.triggers.as_ref().map(|t| &t.df),
             labels,
@@ -413,11 +414,7 @@ fn measure(
     scored: &Scored,
 ) -> anyhow::Result<Measured> {
     use crate::evidence::measure::{self, ControlComparison};
-    let opportunities = &data
-        .opportunities
-        .as_ref()
-        .context("a training run has an opportunities table")?
-        .df;
+    let opportunities = opportunities(data)?;
     let earlier = match as_of {
         Some(d) => review::earlier_scorings(reports, dest, d, 4)?
             .iter()

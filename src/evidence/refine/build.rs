@@ -251,13 +251,7 @@ impl<'a> Build<'a> {
             if c.later_verdict == LaterVerdict::Fails {
                 c.kind = "review".into();
                 c.recommendation = Recommendation::Hold;
-                c.because = format!(
-                    "chosen on earlier deals ({} lift), but {}: later deals became velocity wins {} of the time against {} for all later deals",
-                    fmt_lift(c.chose.lift),
-                    LaterVerdict::Fails.words(),
-                    fmt_rate(c.later.velocity_win_rate),
-                    fmt_rate(Some(c.later.baseline))
-                );
+                c.because = failed_later(&c);
                 review_failed.push(c);
             } else {
                 c.recommendation = Recommendation::Keep;
@@ -309,13 +303,7 @@ impl<'a> Build<'a> {
                 self.cost(&mut c, &m, None);
                 c.finding.notes = self.notes(&m, false);
                 c.kind = "review".into();
-                c.because = format!(
-                    "chosen on earlier deals ({} lift), but {}: later deals became velocity wins {} of the time against {} for all later deals",
-                    fmt_lift(c.chose.lift),
-                    LaterVerdict::Fails.words(),
-                    fmt_rate(c.later.velocity_win_rate),
-                    fmt_rate(Some(c.later.baseline))
-                );
+                c.because = failed_later(&c);
                 review_failed.push(c);
             } else {
                 exclude_k.push((k, c));
@@ -514,6 +502,18 @@ impl<'a> Build<'a> {
             held_by_cap,
         }
     }
+}
+
+/// Why a criterion chosen on earlier deals goes to review: later deals did
+/// not bear it out.
+fn failed_later(c: &Criterion) -> String {
+    format!(
+        "chosen on earlier deals ({} lift), but {}: later deals became velocity wins {} of the time against {} for all later deals",
+        fmt_lift(c.chose.lift),
+        LaterVerdict::Fails.words(),
+        fmt_rate(c.later.velocity_win_rate),
+        fmt_rate(Some(c.later.baseline))
+    )
 }
 
 fn fmt_lift(l: Option<f64>) -> String {
