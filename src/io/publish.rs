@@ -202,6 +202,7 @@ impl RunWriter {
 
     /// Create a file of the run at `rel`; [`RunWriter::record`] it once written.
     pub fn open(&self, rel: &str) -> Result<(PathBuf, fs::File)> {
+        self.trace.restart();
         let path = self.tmp.join(rel);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| IcpError::write(dir, e))?;

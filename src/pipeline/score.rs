@@ -228,6 +228,7 @@ pub fn score_in_pieces(
             }
         }
     }
+    let mut trace = crate::util::progress::Trace::start();
     let rejects = load::concat_rejects(rejects)?;
     let input = InputFile {
         table: "accounts".into(),
@@ -238,6 +239,7 @@ pub fn score_in_pieces(
         rejected: load::rejected_rows(&rejects),
         footer_lines: pieces.footer_lines(),
     };
+    trace.lap("accounts: fingerprint");
     inputs.push(input.clone());
     super::require_rows(&input, None)?;
     stages.start("publish");

@@ -412,6 +412,10 @@ fn top_effects(groups: &[f64], z: f64, p: f64) -> ([(f64, usize); 3], usize) {
             }
         }
         fn offer(&mut self, g: f64, i: usize) {
+            // full and not above the last kept: the common case, one compare
+            if self.len == N && g.abs() <= self.items[N - 1].0.abs() {
+                return;
+            }
             let at = self.items[..self.len]
                 .iter()
                 .position(|&(h, _)| g.abs() > h.abs())

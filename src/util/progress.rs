@@ -166,11 +166,19 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Sub-step timer for profiling a stage: with `ICP_TRACE` set, each lap
 /// prints its label and the seconds since the previous one to stderr.
-pub struct Trace(Option<Instant>);
+pub struct Trace(Option<std::cell::Cell<Instant>>);
 
 impl Trace {
     pub fn start() -> Trace {
-        Trace(std::env::var_os("ICP_TRACE").map(|_| Instant::now()))
+        Trace(std::env::var_os("ICP_TRACE").map(|_| std::cell::Cell::new(Instant::now())))
+    }
+
+    /// Start the next lap now: what ran since the last lap is not its cost
+    /// (a writer's file laps would otherwise include the stages between files).
+    pub fn restart(&self) {
+        if let Some(t) = &self.0 {
+            t.set(Instant::now());
+        }
     }
 
     /// Also prints the resident set now and at its peak, and the bytes
@@ -183,16 +191,16 @@ impl Trace {
     }
 
     pub fn lap(&mut self, label: &str) {
-        if let Some(t) = self.0.as_mut() {
+        if let Some(t) = &self.0 {
             let mb = |b: Option<u64>| b.map_or("-".to_string(), |b| (b / (1 << 20)).to_string());
             eprintln!(
                 "  trace {label:<28} {:7.3} s  rss {:>5} MiB  peak {:>5} MiB  live {:>5} MiB",
-                t.elapsed().as_secs_f64(),
+                t.get().elapsed().as_secs_f64(),
                 mb(status_bytes("VmRSS:")),
                 mb(status_bytes("VmHWM:")),
                 mb(live_heap_bytes()),
             );
-            *t = Instant::now();
+            t.set(Instant::now());
         }
     }
 }

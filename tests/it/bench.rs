@@ -34,6 +34,8 @@ fn bench_reports_every_stage_and_identical_outputs_across_threads() {
     let b = json(&tmp.path().join("3000-s5/bench.json"));
     assert_eq!(b["accounts"], 3000);
     assert!(b["floor_read_seconds"].as_f64().unwrap() > 0.0);
+    assert!(b["rescore_floor_seconds"].as_f64().unwrap() > 0.0);
+    assert!(out.contains("re-score floor"), "{out}");
     assert!(b["run"]["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
     let runs = b["score"].as_array().unwrap();
     assert_eq!(runs.len(), 2);

@@ -7,8 +7,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::checks::{
-    Check, Note, check, clean, duplicate, map_columns, note, parse_number, unreadable_number,
-    with_raw,
+    Check, Note, check, clean, map_columns, note, parse_number, unreadable_number, with_raw,
 };
 use super::raw::Raw;
 use super::split_rows::split;
@@ -17,10 +16,11 @@ use crate::config::{ACCOUNT_COLUMNS, ValidConfig};
 use crate::error::{IcpError, Result};
 use crate::util::DecimalMark;
 
-/// Account ids met in earlier pieces (as 128-bit hashes: 16 bytes an id,
-/// and a false match is as likely as two random 128-bit keys colliding).
+/// Account ids met so far in a file, in earlier pieces and earlier rows
+/// of this one (as 128-bit hashes: 16 bytes an id, and a false match is as
+/// likely as two random 128-bit keys colliding).
 #[derive(Debug, Default)]
-pub struct SeenIds(std::collections::HashSet<u128>);
+pub struct SeenIds(rustc_hash::FxHashSet<u128>);
 
 impl SeenIds {
     fn key(id: &str) -> u128 {
@@ -63,11 +63,12 @@ pub fn accounts_piece(
     Ok(load_accounts(raw, path, cfg, kind_hints, Some(seen), None, rejects)?.0)
 }
 
-/// Flags rows whose account id appeared in an earlier piece of the file.
+/// Flags rows whose account id appeared in an earlier row of the file.
 const EARLIER: &str = "__earlier";
 
-/// For each row of a piece: was its (cleaned) id seen in an earlier piece?
-/// Then remember this piece's ids.
+/// For each row of a piece: was its (cleaned) id seen in an earlier row,
+/// of this piece or an earlier one? One pass in row order, remembering
+/// each id as it goes: the first row of an id is kept, as in a whole file.
 fn seen_before(raw: &DataFrame, cfg: &ValidConfig, seen: &mut SeenIds) -> Result<Column> {
     let src = cfg.source("accounts", "account_id");
     let ids = raw
@@ -77,12 +78,10 @@ fn seen_before(raw: &DataFrame, cfg: &ValidConfig, seen: &mut SeenIds) -> Result
         .select([clean("account_id")])
         .collect()?;
     let ids = ids.column("account_id")?.str()?.clone();
-    let keys: Vec<Option<u128>> = ids.iter().map(|v| v.map(SeenIds::key)).collect();
-    let before: BooleanChunked = keys
+    let before: BooleanChunked = ids
         .iter()
-        .map(|k| Some(k.is_some_and(|k| seen.0.contains(&k))))
+        .map(|v| Some(v.is_some_and(|v| !seen.0.insert(SeenIds::key(v)))))
         .collect();
-    seen.0.extend(keys.into_iter().flatten());
     Ok(before.with_name(EARLIER.into()).into_column())
 }
 
@@ -97,6 +96,15 @@ fn extra_kinds(
     kind_hints: Option<&BTreeMap<String, ColumnKind>>,
 ) -> Result<BTreeMap<String, ColumnKind>> {
     let mut kinds = BTreeMap::new();
+    if let Some(hints) = kind_hints {
+        // scoring: the model's kinds; a column it was not trained with is
+        // only carried (no need to read the cells)
+        for c in extras {
+            let kind = hints.get(c).copied().unwrap_or(ColumnKind::Categorical);
+            kinds.insert(c.clone(), kind);
+        }
+        return Ok(kinds);
+    }
     if !extras.is_empty() {
         let text = lf
             .clone()
@@ -122,14 +130,12 @@ fn extra_kinds(
                     }
                 }
             }
-            let kind = match kind_hints.and_then(|h| h.get(c)) {
-                Some(k) => *k,
-                // scoring: a column the model was not trained with is only carried
-                None if kind_hints.is_some() => ColumnKind::Categorical,
-                // numbers but for a stray few (at most 1 in 10): those are
-                // cells read as missing, noted
-                None if n > 0 && bad * 10 <= n => ColumnKind::Numeric,
-                None => ColumnKind::Categorical,
+            // numbers but for a stray few (at most 1 in 10): those are
+            // cells read as missing, noted
+            let kind = if n > 0 && bad * 10 <= n {
+                ColumnKind::Numeric
+            } else {
+                ColumnKind::Categorical
             };
             kinds.insert(c.clone(), kind);
         }
@@ -139,8 +145,8 @@ fn extra_kinds(
 
 /// An account needs an id, once: a repeat (in this piece of the file, or
 /// in an earlier one) is rejected and the first row kept.
-fn account_id_checks(have_earlier: bool) -> Result<Vec<Check>> {
-    Ok(vec![
+fn account_id_checks() -> Vec<Check> {
+    vec![
         check(
             "account_id",
             col("account_id").is_null(),
@@ -148,14 +154,10 @@ fn account_id_checks(have_earlier: bool) -> Result<Vec<Check>> {
         ),
         check(
             "account_id",
-            if have_earlier {
-                duplicate("account_id")?.or(col(EARLIER))
-            } else {
-                duplicate("account_id")?
-            },
+            col(EARLIER),
             "duplicate account_id (an earlier row has the same id; the first is kept)",
         ),
-    ])
+    ]
 }
 
 /// The notes, typed values and parsed numbers of the account's number
@@ -262,12 +264,12 @@ pub(super) fn load_accounts(
     // a file read in pieces is not judged whole by one piece: its
     // unreadable numbers are noted, never a stop
     let judge_numbers = earlier.is_none();
-    if let Some(seen) = earlier {
-        let earlier = seen_before(&raw, cfg, seen)?;
-        raw.with_column(earlier)?;
-        exprs.push(col(EARLIER));
-    }
-    let have_earlier = raw.column(EARLIER).is_ok();
+    // a whole file: its ids start here
+    let mut whole = SeenIds::default();
+    let flags = seen_before(&raw, cfg, earlier.unwrap_or(&mut whole))?;
+    drop(whole);
+    raw.with_column(flags)?;
+    exprs.push(col(EARLIER));
     let mut lf = raw.lazy().select(exprs);
     let text_cols: Vec<String> = present
         .iter()
@@ -280,7 +282,7 @@ pub(super) fn load_accounts(
     let mut trace = crate::util::progress::Trace::start();
     let kinds = extra_kinds(&lf, &extras, path, mark, kind_hints)?;
     trace.lap("accounts: kinds of extra columns");
-    let checks = account_id_checks(have_earlier)?;
+    let checks = account_id_checks();
     let (mut notes, typed, parsed) = number_notes(&present, &extras, &kinds, cfg, mark, newest);
     if !judge_numbers {
         notes.iter_mut().for_each(|n| n.unreadable = None);

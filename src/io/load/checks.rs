@@ -13,11 +13,31 @@ use crate::util::DecimalMark;
 
 /// Trim text, and turn empty cells into nulls.
 pub(super) fn clean(name: &str) -> Expr {
-    let t = col(name).str().strip_chars(lit(NULL));
-    when(t.clone().str().len_bytes().eq(lit(0)))
-        .then(lit(NULL).cast(DataType::String))
-        .otherwise(t)
+    col(name)
+        .map(
+            |c: Column| {
+                let s = c.cast(&DataType::String)?;
+                Ok(clean_text(s.str()?).into_column())
+            },
+            |_, f| Ok(Field::new(f.name().clone(), DataType::String)),
+        )
         .alias(name)
+}
+
+/// [`clean`] on one column: trimmed as `str::trim` trims, empty cells null.
+/// A column with nothing to trim or blank (the usual export) is returned
+/// as it is, not copied.
+fn clean_text(ca: &StringChunked) -> StringChunked {
+    let untidy = |v: &str| v.is_empty() || v.trim().len() != v.len();
+    if !ca.iter().flatten().any(untidy) {
+        return ca.clone();
+    }
+    let mut out: StringChunked = ca
+        .iter()
+        .map(|v| v.map(str::trim).filter(|v| !v.is_empty()))
+        .collect();
+    out.rename(ca.name().clone());
+    out
 }
 
 /// A row check: rows where `bad` is true are rejected for `reason` on `column`.
@@ -266,4 +286,43 @@ pub(super) fn date_checks(column: &str, parsed: &Expr, cfg: &ValidConfig) -> Vec
             "impossible date (expected a year from 1900 to 2100)",
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polars' own trim and blank-to-null: what [`clean`] must give.
+    fn by_polars(df: &DataFrame) -> DataFrame {
+        let t = col("v").str().strip_chars(lit(NULL));
+        df.clone()
+            .lazy()
+            .select([when(t.clone().str().len_bytes().eq(lit(0)))
+                .then(lit(NULL).cast(DataType::String))
+                .otherwise(t)
+                .alias("v")])
+            .collect()
+            .unwrap()
+    }
+
+    #[test]
+    fn clean_trims_and_blanks_as_polars_does() {
+        let cases: [Vec<Option<&str>>; 3] = [
+            vec![Some("a"), Some("b c"), None],
+            vec![
+                Some(" a "),
+                Some(""),
+                Some("  "),
+                Some("\u{a0}x\u{2003}"),
+                None,
+                Some("x\t\r"),
+            ],
+            vec![Some("tidy"), Some(" ")],
+        ];
+        for cells in cases {
+            let df = DataFrame::new(cells.len(), vec![Column::new("v".into(), &cells)]).unwrap();
+            let ours = df.clone().lazy().select([clean("v")]).collect().unwrap();
+            assert_eq!(ours, by_polars(&df), "{cells:?}");
+        }
+    }
 }

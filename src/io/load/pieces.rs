@@ -90,6 +90,7 @@ impl Pieces {
             return Ok(None);
         }
         let path = self.path.clone();
+        let mut trace = crate::util::progress::Trace::start();
         let mut ragged = Vec::new();
         let df = match &mut self.source {
             Source::Frame { df, at } => {
@@ -101,15 +102,8 @@ impl Pieces {
             }
             Source::Csv { reader, header } => {
                 let mut buf = header.clone();
-                let mut records = 0;
-                while records < self.rows {
-                    let got =
-                        read_record(reader, &mut buf).map_err(|e| IcpError::read(&path, e))?;
-                    if got == 0 {
-                        break;
-                    }
-                    records += 1;
-                }
+                let records = read_records(reader, &mut buf, self.rows)
+                    .map_err(|e| IcpError::read(&path, e))?;
                 let at_end = reader
                     .fill_buf()
                     .map_err(|e| IcpError::read(&path, e))?
@@ -118,6 +112,7 @@ impl Pieces {
                 if records == 0 && self.started {
                     return Ok(None);
                 }
+                trace.lap("piece: records");
                 let first = self.next_row;
                 let (cp1252, delimiter) = (self.cp1252, self.delimiter);
                 // a footer is at the file's end: in the last piece
@@ -131,9 +126,45 @@ impl Pieces {
             }
         };
         self.started = true;
+        trace.lap("piece: parsed");
         let raw = checked_cells(&path, df)?;
+        trace.lap("piece: cells checked");
         Ok(Some(split_ragged(&path, raw, &ragged)?))
     }
+}
+
+/// Append up to `max` CSV records to `buf`, a block at a time (as
+/// [`read_record`] would one by one). Returns the records appended.
+fn read_records(
+    r: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<usize> {
+    let (mut records, mut quoted, mut open) = (0, false, false);
+    while records < max {
+        let block = r.fill_buf()?;
+        if block.is_empty() {
+            // a last record without its line end
+            return Ok(records + open as usize);
+        }
+        let mut used = block.len();
+        for at in memchr::memchr2_iter(b'"', b'\n', block) {
+            if block[at] == b'"' {
+                quoted = !quoted;
+            } else if !quoted {
+                records += 1;
+                if records == max {
+                    used = at + 1;
+                    break;
+                }
+            }
+        }
+        buf.extend_from_slice(&block[..used]);
+        // bytes of a record not yet ended
+        open = buf.last().is_some_and(|&b| b != b'\n') || quoted;
+        r.consume(used);
+    }
+    Ok(records)
 }
 
 /// Append one CSV record, through its end of line, to `buf`: lines are
@@ -152,6 +183,67 @@ fn read_record(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Res
         }
         if !quoted {
             return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records one by one: what a block at a time must give.
+    fn one_by_one(bytes: &[u8], max: usize) -> (usize, Vec<u8>) {
+        let mut r = std::io::BufReader::new(bytes);
+        let mut buf = Vec::new();
+        let mut n = 0;
+        while n < max && read_record(&mut r, &mut buf).unwrap() > 0 {
+            n += 1;
+        }
+        (n, buf)
+    }
+
+    #[test]
+    fn records_a_block_at_a_time_are_the_records_one_by_one() {
+        let files: [&[u8]; 6] = [
+            b"a,b\n1,2\n3,4\n",
+            b"a,b\n1,\"x\ny\"\n3,4",
+            b"a,\"b\"\"\n\"\n\n\n1,2\r\n",
+            b"",
+            b"\"never closed\n1,2\n",
+            b"1\n2\n3\n4\n5\n6\n7\n",
+        ];
+        for bytes in files {
+            for max in [1, 2, 3, 100] {
+                // blocks of 1 to 5 bytes: record ends fall on every boundary
+                for cap in 1..6 {
+                    let mut r = std::io::BufReader::with_capacity(cap, bytes);
+                    let mut buf = Vec::new();
+                    let mut got = Vec::new();
+                    loop {
+                        let n = read_records(&mut r, &mut buf, max).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        got.push((n, std::mem::take(&mut buf)));
+                    }
+                    let mut want = Vec::new();
+                    let mut rest: &[u8] = bytes;
+                    loop {
+                        let (n, b) = one_by_one(rest, max);
+                        if n == 0 {
+                            break;
+                        }
+                        rest = &rest[b.len()..];
+                        want.push((n, b));
+                    }
+                    assert_eq!(
+                        got,
+                        want,
+                        "{:?} max {max} cap {cap}",
+                        String::from_utf8_lossy(bytes)
+                    );
+                }
+            }
         }
     }
 }

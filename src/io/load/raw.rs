@@ -278,7 +278,7 @@ pub(super) fn parse_csv_bytes(
     let (header, bad) = ragged_records(&bytes);
     if bad.is_empty() {
         // the bytes are in memory already: parse them, not the file again
-        let df = text_csv_options(first_row)
+        let df = text_csv_options(first_row, std::str::from_utf8(&bytes).is_ok())
             .into_reader_with_file_handle(std::io::Cursor::new(bytes))
             .finish()
             .map_err(|e| csv_error(path, e))?;
@@ -322,7 +322,7 @@ pub(super) fn parse_csv_bytes(
         at = range.end;
     }
     fixed.extend_from_slice(&bytes[at..]);
-    let df = text_csv_options(first_row)
+    let df = text_csv_options(first_row, std::str::from_utf8(&fixed).is_ok())
         .into_reader_with_file_handle(std::io::Cursor::new(fixed))
         .finish()
         .map_err(|e| csv_error(path, e))?;
@@ -330,12 +330,19 @@ pub(super) fn parse_csv_bytes(
 }
 
 /// Every column as text, undecodable bytes kept visible (U+FFFD) so the row
-/// can be rejected, and each row's number from `first_row` on.
-fn text_csv_options(first_row: u64) -> CsvReadOptions {
+/// can be rejected, and each row's number from `first_row` on. `valid`:
+/// the bytes are known to be UTF-8, so the reader need not decode them
+/// lossily (a copy of every cell).
+fn text_csv_options(first_row: u64, valid: bool) -> CsvReadOptions {
+    let encoding = if valid {
+        CsvEncoding::Utf8
+    } else {
+        CsvEncoding::LossyUtf8
+    };
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
-        .map_parse_options(|o| o.with_encoding(CsvEncoding::LossyUtf8))
+        .map_parse_options(move |o| o.with_encoding(encoding))
         .with_row_index(Some(RowIndex {
             name: ROW.into(),
             offset: first_row as IdxSize,
