@@ -328,7 +328,7 @@ fn floor_read_files(files: &[PathBuf]) -> anyhow::Result<(f64, usize)> {
 /// timed).
 fn floor_write(files: &[PathBuf], scratch: &Path) -> anyhow::Result<f64> {
     let mut frames = Vec::new();
-    for f in files.iter().cloned() {
+    for f in files {
         let df = CsvReadOptions::default()
             .with_has_header(true)
             .try_into_reader_with_file_path(Some(f.clone()))?
