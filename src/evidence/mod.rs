@@ -135,11 +135,12 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
         &crate::util::ids::text(inp.accounts, "account_id")?,
         &screen.exclusions,
     )?;
-    drop((deal_rows, account_rows));
+    drop(account_rows);
     trace.lap("exclusion_matches");
     (inp.between_steps)();
     let behind: Vec<&Finding> = screen.signals.iter().chain(&screen.exclusions).collect();
-    let finding_accounts = conditions::finding_accounts(&deals, &behind)?;
+    let finding_accounts = conditions::finding_accounts(&deals, &deal_rows, &behind)?;
+    drop(deal_rows);
     trace.lap("finding_accounts");
     (inp.between_steps)();
     Ok(Findings {

@@ -28,3 +28,20 @@ pub fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
         .cast(&DataType::Float64)?;
     Ok(s.f64()?.iter().collect())
 }
+
+/// A text column of runs of one value each (`(value, rows)`, in order),
+/// each value's bytes held once: the membership tables repeat a finding's
+/// id and condition on every one of its accounts, millions of rows.
+pub fn repeated_text<'a>(
+    name: &str,
+    runs: impl IntoIterator<Item = (&'a str, usize)>,
+) -> Result<Column> {
+    let mut out = StringChunked::full_null(name.into(), 0);
+    for (value, rows) in runs {
+        if rows > 0 {
+            out.append(&StringChunked::full(name.into(), value, rows))?;
+        }
+    }
+    out.set_sorted_flag(polars::series::IsSorted::Not);
+    Ok(out.into_column())
+}

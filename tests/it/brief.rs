@@ -138,6 +138,41 @@ fn generated_truth_comes_out_as_signals_exclusions_painful_and_triggers() {
     let behind = crate::common::read_parquet(&run.join("finding_accounts.parquet"));
     let ids = strings(&behind, "finding_id");
     assert!(ids.iter().any(|i| i == "S01") && ids.iter().any(|i| i == "X01"));
+    // each finding's accounts, deals and velocity wins, as the screen
+    // counted them (signals.csv, exclusions.csv), add up from its rows; its
+    // accounts are listed once each, by account_id
+    let accounts = strings(&behind, "account_id");
+    let num = |c: &str| -> Vec<u64> {
+        strings(&behind, c)
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let (deals, wins) = (num("deals"), num("velocity_wins"));
+    let mut checked = 0;
+    for f in ["signals.csv", "exclusions.csv"] {
+        let t = read_csv(&run.join(f));
+        let (fid, n_acc, n_deals, n_wins) = (
+            strings(&t, "id"),
+            strings(&t, "accounts"),
+            strings(&t, "deals"),
+            strings(&t, "velocity_wins"),
+        );
+        for k in 0..t.height() {
+            let rows: Vec<usize> = (0..ids.len()).filter(|&r| ids[r] == fid[k]).collect();
+            assert_eq!(rows.len().to_string(), n_acc[k], "{} accounts", fid[k]);
+            let sum = |v: &[u64]| rows.iter().map(|&r| v[r]).sum::<u64>().to_string();
+            assert_eq!(sum(&deals), n_deals[k], "{} deals", fid[k]);
+            assert_eq!(sum(&wins), n_wins[k], "{} velocity wins", fid[k]);
+            assert!(
+                rows.windows(2).all(|w| accounts[w[0]] < accounts[w[1]]),
+                "{}: accounts not in id order, or listed twice",
+                fid[k]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
 }
 
 #[test]

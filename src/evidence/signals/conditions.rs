@@ -444,16 +444,6 @@ impl Counts {
                 customer_cell.push(cells_of(c)?);
             }
         }
-        let bools = |df: &DataFrame, c: &str| -> Result<Vec<bool>> {
-            Ok(df
-                .column(c)?
-                .as_materialized_series()
-                .cast(&DataType::Boolean)?
-                .bool()?
-                .iter()
-                .map(|v| v.unwrap_or(false))
-                .collect())
-        };
         let account: Vec<u32> = deals
             .column(ACCOUNT_ROW)?
             .as_materialized_series()
@@ -1057,51 +1047,30 @@ pub fn sales_velocity(
 /// The period of "opportunities per period" in sales velocity.
 pub const VELOCITY_PERIOD_DAYS: f64 = 30.0;
 
-/// The expression that selects a finding's accounts from a frame with codes.
-fn condition_expr(cells: &[Cell]) -> Expr {
-    cells.iter().fold(lit(true), |e, c| {
-        let (var, code) = match c {
-            Cell::Level { var, level } => (*var, level.clone()),
-            Cell::Bin { var, bin } => (*var, bin.to_string()),
-        };
-        e.and(col(code_col(var)).eq(lit(code)).fill_null(lit(false)))
-    })
+/// A flag column, a null as false.
+fn bools(df: &DataFrame, c: &str) -> Result<Vec<bool>> {
+    Ok(df
+        .column(c)?
+        .as_materialized_series()
+        .cast(&DataType::Boolean)?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect())
 }
 
 /// The accounts behind each finding: one row per (finding, account) with the
-/// account's deals, velocity wins and churned deals.
-pub fn finding_accounts(deals: &DataFrame, findings: &[&Finding]) -> Result<DataFrame> {
-    let deals = deals.clone().lazy();
-    let mut parts = Vec::with_capacity(findings.len());
-    for f in findings {
-        parts.push(
-            deals
-                .clone()
-                .filter(condition_expr(&f.cells))
-                .group_by([col("account_id")])
-                .agg([
-                    len().cast(DataType::UInt32).alias("deals"),
-                    col("label")
-                        .cast(DataType::UInt32)
-                        .sum()
-                        .alias("velocity_wins"),
-                    col("__churned")
-                        .cast(DataType::UInt32)
-                        .sum()
-                        .alias("churned_deals"),
-                ])
-                .select([
-                    lit(f.id.clone()).alias("finding_id"),
-                    lit(f.condition.clone()).alias("condition"),
-                    col("account_id"),
-                    col("deals"),
-                    col("velocity_wins"),
-                    col("churned_deals"),
-                ])
-                .sort(["account_id"], SortMultipleOptions::default()),
-        );
-    }
-    if parts.is_empty() {
+/// account's deals, velocity wins and churned deals; findings in order, each
+/// one's accounts by account_id. Counted on the deals' rows (`rows`, built
+/// from `deals`) by account row: no million-row filter, group-by and sort
+/// of id text per finding.
+pub fn finding_accounts(
+    deals: &DataFrame,
+    rows: &super::rows::DealRows,
+    findings: &[&Finding],
+) -> Result<DataFrame> {
+    use rayon::prelude::*;
+    if findings.is_empty() {
         return Ok(DataFrame::new(
             0,
             vec![
@@ -1114,7 +1083,90 @@ pub fn finding_accounts(deals: &DataFrame, findings: &[&Finding]) -> Result<Data
             ],
         )?);
     }
-    Ok(concat(parts, UnionArgs::default())?.collect()?)
+    if deals.height() != rows.account.len() {
+        return Err(crate::error::IcpError::Internal(format!(
+            "{} deals for {} deal rows",
+            deals.height(),
+            rows.account.len()
+        )));
+    }
+    let ids = crate::util::frame::text_col(deals, "account_id")?;
+    let churned = bools(deals, "__churned")?;
+    // each account row's id (as its deals give it), and the accounts in id
+    // order once: a finding's accounts are then sorted by this rank
+    let mut id_of: Vec<Option<&str>> = vec![None; rows.n_accounts];
+    for (d, &a) in rows.account.iter().enumerate() {
+        if let Some(id) = ids.get(d) {
+            id_of[a as usize] = Some(id);
+        }
+    }
+    let mut by_id: Vec<u32> = (0..rows.n_accounts as u32)
+        .filter(|&a| id_of[a as usize].is_some())
+        .collect();
+    by_id.par_sort_unstable_by_key(|&a| id_of[a as usize]);
+    let mut rank = vec![u32::MAX; rows.n_accounts];
+    for (k, &a) in by_id.iter().enumerate() {
+        rank[a as usize] = k as u32;
+    }
+    // per finding: (rank, deals, velocity wins, churned), in rank order;
+    // each thread counts into a slot per ranked account, cleared after use
+    let per: Vec<Vec<(u32, u32, u32, u32)>> = findings
+        .par_iter()
+        .map_init(
+            || vec![u32::MAX; by_id.len()],
+            |slot, f| {
+                let mut out: Vec<(u32, u32, u32, u32)> = Vec::new();
+                for d in rows.cells.mask(&f.cells).ones() {
+                    let r = rank[rows.account[d] as usize];
+                    if r == u32::MAX {
+                        continue; // a deal without an account id: no row to list
+                    }
+                    if slot[r as usize] == u32::MAX {
+                        slot[r as usize] = out.len() as u32;
+                        out.push((r, 0, 0, 0));
+                    }
+                    let row = &mut out[slot[r as usize] as usize];
+                    row.1 += 1;
+                    row.2 += rows.velocity_win.get(d) as u32;
+                    row.3 += churned[d] as u32;
+                }
+                for row in &out {
+                    slot[row.0 as usize] = u32::MAX;
+                }
+                out.sort_unstable_by_key(|r| r.0);
+                out
+            },
+        )
+        .collect();
+    let n: usize = per.iter().map(Vec::len).sum();
+    let repeat = |name: &str, text: &dyn Fn(&Finding) -> &str| -> Result<Column> {
+        let runs = findings.iter().zip(&per).map(|(f, p)| (text(f), p.len()));
+        crate::util::frame::repeated_text(name, runs)
+    };
+    // the ids in rank order, gathered by rank (no lookup per row)
+    let ranked: StringChunked = by_id.iter().map(|&a| id_of[a as usize]).collect();
+    let account = ranked.take(&IdxCa::from_vec(
+        "".into(),
+        per.iter().flatten().map(|r| r.0 as IdxSize).collect(),
+    ))?;
+    let count = |name: &str, pick: fn(&(u32, u32, u32, u32)) -> u32| -> Column {
+        Column::new(
+            name.into(),
+            per.iter().flatten().map(pick).collect::<Vec<u32>>(),
+        )
+    };
+    let out = DataFrame::new(
+        n,
+        vec![
+            repeat("finding_id", &|f| f.id.as_str())?,
+            repeat("condition", &|f| f.condition.as_str())?,
+            account.with_name("account_id".into()).into_column(),
+            count("deals", |r| r.1),
+            count("velocity_wins", |r| r.2),
+            count("churned_deals", |r| r.3),
+        ],
+    )?;
+    Ok(out)
 }
 
 /// The prospects (accounts with no labelled deal) each exclusion matches:
@@ -1142,26 +1194,29 @@ pub fn exclusion_matches(
     // the prospects in account_id order, found and sorted once
     let mut order: Vec<u32> = accounts.prospect.ones().map(|r| r as u32).collect();
     order.par_sort_unstable_by(|&a, &b| text[a as usize].cmp(text[b as usize]));
-    let (mut exclusion, mut criterion, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut runs, mut rows) = (Vec::with_capacity(exclusions.len()), Vec::new());
     for x in exclusions {
         // a condition of no cells holds for every account (as a filter on
         // no terms does); the screen never proposes one
         let mask = (!x.cells.is_empty()).then(|| accounts.cells.mask(&x.cells));
+        let before = rows.len();
         for &r in &order {
             if mask.as_ref().is_none_or(|m| m.get(r as usize)) {
-                exclusion.push(x.id.as_str());
-                criterion.push(x.condition.as_str());
                 rows.push(r as IdxSize);
             }
         }
+        runs.push((x, rows.len() - before));
     }
     let n = rows.len();
     let account_id = ids.take(&IdxCa::from_vec("".into(), rows))?;
+    let repeat = |name: &str, text: fn(&Finding) -> &str| {
+        crate::util::frame::repeated_text(name, runs.iter().map(|&(x, k)| (text(x), k)))
+    };
     Ok(DataFrame::new(
         n,
         vec![
-            Column::new("exclusion_id".into(), exclusion),
-            Column::new("criterion".into(), criterion),
+            repeat("exclusion_id", |x| x.id.as_str())?,
+            repeat("criterion", |x| x.condition.as_str())?,
             account_id.with_name("account_id".into()).into_column(),
         ],
     )?)
@@ -1183,6 +1238,18 @@ pub fn empty_matches() -> Result<DataFrame> {
 mod tests {
     use super::*;
     use crate::config::FeatureParams;
+
+    /// The polars filter that selects a finding's rows from a frame with
+    /// codes: the oracle the bit sets are checked against.
+    fn condition_expr(cells: &[Cell]) -> Expr {
+        cells.iter().fold(lit(true), |e, c| {
+            let (var, code) = match c {
+                Cell::Level { var, level } => (*var, level.clone()),
+                Cell::Bin { var, bin } => (*var, bin.to_string()),
+            };
+            e.and(col(code_col(var)).eq(lit(code)).fill_null(lit(false)))
+        })
+    }
 
     /// Main effects of `accounts` in four numeric bands (no interactions)
     /// and the accounts' cell codes.
