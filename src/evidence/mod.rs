@@ -186,7 +186,7 @@ fn readiness_and_triggers(
     )?;
     let triggers = match inp.triggers {
         Some(t) if t.height() > 0 => triggers::summarise(
-            inp.accounts,
+            inp.index,
             inp.opportunities,
             t,
             params.trigger_window_days,

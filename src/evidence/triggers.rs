@@ -61,17 +61,26 @@ pub struct TriggerFinding {
 }
 
 /// Summarise every trigger type. `opportunities` holds all deals, open included.
+/// Accounts are joined by their row in `index` (the accounts' table), not
+/// by id text.
 pub fn summarise(
-    accounts: &DataFrame,
+    index: &crate::util::ids::AccountIndex,
     opportunities: &DataFrame,
     triggers: &DataFrame,
     window_days: i64,
     min_events: usize,
     fdr: f64,
 ) -> Result<Vec<TriggerFinding>> {
-    let (per_event, opps) = event_frame(opportunities, triggers, window_days);
+    let triggered = index.rows_of(triggers, "account_id")?;
+    let (per_event, opps) = event_frame(
+        opportunities,
+        index.rows_of(opportunities, "account_id")?,
+        triggers,
+        &triggered,
+        window_days,
+    )?;
     let per_type = type_counts(&per_event)?;
-    let pool = Pool::of(accounts, triggers, opps)?;
+    let pool = Pool::of(index.len(), &triggered, opps)?;
     let ev = Events::of(per_event)?;
     let cover = coverage(&pool, &ev.day, window_days);
     let (mut out, pvals) = findings(&per_type, &ev, &cover, &pool, window_days)?;
@@ -100,27 +109,42 @@ pub fn summarise(
 /// before. Also the opportunities, as read, for the comparison pool.
 fn event_frame(
     opportunities: &DataFrame,
+    opp_rows: Vec<Option<u32>>,
     triggers: &DataFrame,
+    trigger_rows: &[Option<u32>],
     window_days: i64,
-) -> (LazyFrame, LazyFrame) {
+) -> Result<(LazyFrame, LazyFrame)> {
     let day = |c: &str| col(c).cast(DataType::Int32);
+    let row = |r: Vec<Option<u32>>| Column::new(ACCOUNT.into(), r);
     let events = triggers
         .clone()
+        .with_column(row(trigger_rows.to_vec()))?
+        .clone()
         .lazy()
-        .select([col("account_id"), col("trigger"), day("date").alias("__d")])
+        .select([
+            col("account_id"),
+            col(ACCOUNT),
+            col("trigger"),
+            day("date").alias("__d"),
+        ])
         .with_row_index("__e", None);
-    let opps = opportunities.clone().lazy().select([
-        col("account_id"),
-        col("opportunity_id"),
-        day("created_date").alias("__c"),
-        col("outcome"),
-    ]);
+    let opps = opportunities
+        .clone()
+        .with_column(row(opp_rows))?
+        .clone()
+        .lazy()
+        .select([
+            col(ACCOUNT),
+            col("opportunity_id"),
+            day("created_date").alias("__c"),
+            col("outcome"),
+        ]);
     let first = events
         .clone()
         .join(
             opps.clone(),
-            [col("account_id")],
-            [col("account_id")],
+            [col(ACCOUNT)],
+            [col(ACCOUNT)],
             JoinArgs::new(JoinType::Inner),
         )
         .with_column((col("__c") - col("__d")).alias("__lag"))
@@ -140,7 +164,7 @@ fn event_frame(
         ]);
     let first_opp = opps
         .clone()
-        .group_by([col("account_id")])
+        .group_by([col(ACCOUNT)])
         .agg([col("__c").min().alias("__f")]);
     let per_event = events
         .clone()
@@ -152,8 +176,8 @@ fn event_frame(
         )
         .join(
             first_opp,
-            [col("account_id")],
-            [col("account_id")],
+            [col(ACCOUNT)],
+            [col(ACCOUNT)],
             JoinArgs::new(JoinType::Left),
         )
         .with_column(
@@ -163,8 +187,11 @@ fn event_frame(
                 .alias("__prior"),
         )
         .sort(["__e"], SortMultipleOptions::default());
-    (per_event, opps)
+    Ok((per_event, opps))
 }
+
+/// The account's row in the accounts table, what events and deals join on.
+const ACCOUNT: &str = "__a";
 
 /// Per trigger type, sorted by name: events, accounts, events followed,
 /// median lag, and the followed deals closed and won.
@@ -204,38 +231,39 @@ fn type_counts(per_event: &LazyFrame) -> Result<DataFrame> {
 }
 
 /// The comparison pool: never-triggered accounts, their opportunities
-/// (sorted by account, day) and the closed and won counts among them.
+/// (sorted by account row, day) and the closed and won counts among them.
 struct Pool {
     /// accounts in the pool
     n: usize,
-    acc: StringChunked,
+    /// each opportunity's account row
+    acc: Vec<Option<u32>>,
     day: Vec<Option<f64>>,
     closed: usize,
     won: usize,
 }
 
 impl Pool {
-    fn of(accounts: &DataFrame, triggers: &DataFrame, opps: LazyFrame) -> Result<Pool> {
+    /// `n_accounts` accounts, `triggered` the account row of each trigger.
+    fn of(n_accounts: usize, triggered: &[Option<u32>], opps: LazyFrame) -> Result<Pool> {
         // Never-triggered accounts: their opportunity days and closed outcomes.
-        let untriggered = accounts.clone().lazy().select([col("account_id")]).join(
-            triggers.clone().lazy().select([col("account_id")]),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Anti),
-        );
-        let n_untriggered = untriggered.clone().collect()?.height();
+        let mut has_trigger = vec![false; n_accounts];
+        for r in triggered.iter().flatten() {
+            has_trigger[*r as usize] = true;
+        }
+        let n_untriggered = has_trigger.iter().filter(|t| !**t).count();
+        let opps = opps.collect()?;
+        let untriggered: BooleanChunked = opps
+            .column(ACCOUNT)?
+            .u32()?
+            .iter()
+            .map(|r| Some(r.is_some_and(|r| !has_trigger[r as usize])))
+            .collect();
         let u_opps = opps
-            .join(
-                untriggered,
-                [col("account_id")],
-                [col("account_id")],
-                JoinArgs::new(JoinType::Semi),
-            )
-            .sort(["account_id", "__c"], SortMultipleOptions::default())
-            .collect()?;
-        // borrowed text: no string allocated per opportunity
-        let u_acc_ca = crate::util::frame::text_col(&u_opps, "account_id")?;
+            .filter(&untriggered)?
+            .sort([ACCOUNT, "__c"], SortMultipleOptions::default())?;
+        let u_acc: Vec<Option<u32>> = u_opps.column(ACCOUNT)?.u32()?.iter().collect();
         let u_day = f64_col(&u_opps, "__c")?;
+        // borrowed text: no string allocated per opportunity
         let u_out = crate::util::frame::text_col(&u_opps, "outcome")?;
         let closed_u = u_out
             .iter()
@@ -250,7 +278,7 @@ impl Pool {
             .count();
         Ok(Pool {
             n: n_untriggered,
-            acc: u_acc_ca,
+            acc: u_acc,
             day: u_day,
             closed: closed_u,
             won: won_u,
@@ -295,7 +323,7 @@ impl Events {
 /// day its first opportunity was created. Intervals per account are
 /// merged first.
 fn coverage(pool: &Pool, ev_day: &[i64], window_days: i64) -> Cover {
-    let u_acc: Vec<Option<&str>> = pool.acc.iter().collect();
+    let u_acc = &pool.acc;
     let u_day = &pool.day;
     let (lo, hi) = (
         ev_day.iter().copied().min().unwrap_or(0),
