@@ -96,6 +96,7 @@ pub fn analyse(inp: &Inputs, params: &SignalParams) -> Result<Findings> {
     let (painful_accounts, painful, best_accounts) = painful::painful(
         inp.spec,
         inp.accounts,
+        inp.index,
         &codes,
         inp.labels,
         inp.customers,

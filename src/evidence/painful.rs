@@ -62,16 +62,21 @@ fn list_columns(painful: bool) -> Vec<Expr> {
 }
 
 /// The painful-customer list (a frame) and its summary.
+/// `codes` ([`crate::evidence::signals::conditions::account_codes`]) has
+/// the accounts' rows; both are reached by account row through `index`.
+// the accounts, their codes and index, and the tables behind the lists
+#[allow(clippy::too_many_arguments)]
 pub fn painful(
     spec: &FeatureSpec,
     accounts: &DataFrame,
+    index: &crate::util::ids::AccountIndex,
     codes: &DataFrame,
     labels: &DataFrame,
     customers: Option<&DataFrame>,
     window_days: i64,
     params: &SignalParams,
 ) -> Result<(DataFrame, PainfulSummary, DataFrame)> {
-    let base = won_accounts_frame(accounts, labels, customers)?;
+    let base = won_accounts_frame(accounts, index, labels, customers)?;
     let won_accounts = base.height();
     let mut rev: Vec<f64> = f64_col(&base, "won_revenue")?
         .into_iter()
@@ -105,17 +110,16 @@ pub fn painful(
         .collect()?
         .height();
 
-    // Conditions the painful share, among high-revenue customers.
-    let hr = flagged
+    // Conditions the painful share, among high-revenue customers: their
+    // codes gathered by account row
+    let high = flagged
         .lazy()
         .filter(col("__high"))
         .select([col("account_id"), col("__painful")])
-        .join(
-            codes.clone().lazy(),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Left),
-        );
+        .collect()?;
+    let hr = high
+        .hstack(gather(codes.drop("account_id")?, index, &high)?.columns())?
+        .lazy();
     let total_painful = list.height();
     let cands = condition_counts(spec, &hr, params)?;
     let shared = shared_conditions(cands, total_painful, high_n, params);
@@ -137,6 +141,7 @@ pub fn painful(
 /// cycle, churn and velocity win, with delivery fit, margin and name.
 fn won_accounts_frame(
     accounts: &DataFrame,
+    index: &crate::util::ids::AccountIndex,
     labels: &DataFrame,
     customers: Option<&DataFrame>,
 ) -> Result<DataFrame> {
@@ -171,16 +176,6 @@ fn won_accounts_frame(
         )?
         .lazy(),
     };
-    let mut names = vec![col("account_id")];
-    if accounts
-        .get_column_names()
-        .iter()
-        .any(|c| c.as_str() == "account_name")
-    {
-        names.push(col("account_name"));
-    } else {
-        names.push(lit(NULL).cast(DataType::String).alias("account_name"));
-    }
     let base = won
         .join(
             cust,
@@ -188,14 +183,36 @@ fn won_accounts_frame(
             [col("account_id")],
             JoinArgs::new(JoinType::Left),
         )
-        .join(
-            accounts.clone().lazy().select(names),
-            [col("account_id")],
-            [col("account_id")],
-            JoinArgs::new(JoinType::Left),
-        )
         .collect()?;
-    Ok(base)
+    // the account's name, gathered by its row
+    let names = match accounts.column("account_name") {
+        Ok(c) => DataFrame::new(accounts.height(), vec![c.cast(&DataType::String)?])?,
+        Err(_) => DataFrame::new(
+            accounts.height(),
+            vec![Column::full_null(
+                "account_name".into(),
+                accounts.height(),
+                &DataType::String,
+            )],
+        )?,
+    };
+    let names = gather(names, index, &base)?;
+    Ok(base.hstack(names.columns())?)
+}
+
+/// Rows of `by_row` (a frame in the accounts' row order) for each account
+/// of `of`'s `account_id` column; nulls for an id the accounts do not hold.
+fn gather(
+    by_row: DataFrame,
+    index: &crate::util::ids::AccountIndex,
+    of: &DataFrame,
+) -> Result<DataFrame> {
+    let idx: IdxCa = index
+        .rows_of(of, "account_id")?
+        .into_iter()
+        .map(|r| r.map(|r| r as IdxSize))
+        .collect();
+    Ok(by_row.take(&idx)?)
 }
 
 /// Per won account, why it hurts: churned, slow, poor fit, low margin
