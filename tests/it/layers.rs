@@ -9,8 +9,8 @@ use std::path::Path;
 
 /// Bottom to top. A unit is a module path under `src/`: a file, or a folder
 /// with everything in it that is not listed as a unit of its own (a module
-/// and the children it declares may use each other; `farm-studio look`
-/// shows no circle among files either).
+/// and the children it declares may use each other; a drawing of the
+/// file-level imports shows no circle among files either).
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "util",

@@ -1096,9 +1096,15 @@ pub fn finding_accounts(
     // order once: a finding's accounts are then sorted by this rank
     let mut id_of: Vec<Option<&str>> = vec![None; rows.n_accounts];
     for (d, &a) in rows.account.iter().enumerate() {
-        if let Some(id) = ids.get(d) {
-            id_of[a as usize] = Some(id);
+        // the row past the accounts holds every deal of an unknown account,
+        // which the loader rejects: listed under one id, they would be wrong
+        if a as usize + 1 >= rows.n_accounts {
+            return Err(crate::error::IcpError::Internal(format!(
+                "deal {} has no account in the accounts table",
+                ids.get(d).unwrap_or("(blank id)")
+            )));
         }
+        id_of[a as usize] = ids.get(d);
     }
     let mut by_id: Vec<u32> = (0..rows.n_accounts as u32)
         .filter(|&a| id_of[a as usize].is_some())
@@ -1116,7 +1122,13 @@ pub fn finding_accounts(
             || vec![u32::MAX; by_id.len()],
             |slot, f| {
                 let mut out: Vec<(u32, u32, u32, u32)> = Vec::new();
-                for d in rows.cells.mask(&f.cells).ones() {
+                // a condition of no cells holds for every deal (as a filter
+                // on no terms does); the screen never proposes one
+                let mask = match f.cells.is_empty() {
+                    true => super::rows::Bits::full(rows.account.len()),
+                    false => rows.cells.mask(&f.cells),
+                };
+                for d in mask.ones() {
                     let r = rank[rows.account[d] as usize];
                     if r == u32::MAX {
                         continue; // a deal without an account id: no row to list
@@ -1419,6 +1431,154 @@ mod tests {
             .count();
         assert_eq!(x01, retail_prospects);
         assert!(retail_prospects > 500);
+    }
+
+    /// The polars filter, group-by and sort `finding_accounts` replaced:
+    /// what it must equal.
+    fn finding_accounts_by_polars(deals: &DataFrame, findings: &[&Finding]) -> DataFrame {
+        let parts: Vec<LazyFrame> = findings
+            .iter()
+            .map(|f| {
+                deals
+                    .clone()
+                    .lazy()
+                    .filter(condition_expr(&f.cells))
+                    .group_by([col("account_id")])
+                    .agg([
+                        len().cast(DataType::UInt32).alias("deals"),
+                        col("label")
+                            .cast(DataType::UInt32)
+                            .sum()
+                            .alias("velocity_wins"),
+                        col("__churned")
+                            .cast(DataType::UInt32)
+                            .sum()
+                            .alias("churned_deals"),
+                    ])
+                    .select([
+                        lit(f.id.clone()).alias("finding_id"),
+                        lit(f.condition.clone()).alias("condition"),
+                        col("account_id"),
+                        col("deals"),
+                        col("velocity_wins"),
+                        col("churned_deals"),
+                    ])
+                    .sort(["account_id"], SortMultipleOptions::default())
+            })
+            .collect();
+        concat(parts, UnionArgs::default())
+            .expect("concat")
+            .collect()
+            .expect("polars")
+    }
+
+    #[test]
+    fn finding_accounts_are_the_polars_group_by() {
+        let n = 2000;
+        // ids whose byte order is not their case-blind or numeric order
+        let ids: Vec<String> = (0..n)
+            .map(|i| match i % 3 {
+                0 => format!("a{}", (i * 7919) % n),
+                1 => format!("B{}", (i * 7919) % n),
+                _ => format!("{}", (i * 7919) % n),
+            })
+            .collect();
+        let industry: Vec<Option<&str>> = (0..n)
+            .map(|i| match i % 5 {
+                0 => None,
+                1 | 2 => Some("Retail"),
+                _ => Some("Software"),
+            })
+            .collect();
+        let employees: Vec<Option<f64>> = (0..n)
+            .map(|i| (i % 13 != 0).then(|| ((i * 37) % 900) as f64))
+            .collect();
+        let accounts = df![
+            "account_id" => ids.clone(),
+            "industry" => industry,
+            "employees" => employees,
+        ]
+        .expect("accounts");
+        let (spec, codes) = banded(&accounts);
+        // one to three deals for two accounts in three; outcomes and labels
+        // mixed, some labels blank
+        let mut acc = Vec::new();
+        for i in (0..n).filter(|i| i % 3 != 2) {
+            for _ in 0..=(i % 4).min(2) {
+                acc.push(i);
+            }
+        }
+        let m = acc.len();
+        let outcome: Vec<&str> = (0..m)
+            .map(|k| ["won", "lost", "churned", "lost"][k % 4])
+            .collect();
+        let label: Vec<Option<bool>> = (0..m)
+            .map(|k| (k % 11 != 0).then_some(k % 4 == 0 && k % 3 != 0))
+            .collect();
+        let labels = df![
+            "opportunity_id" => (0..m).map(|k| format!("O{k}")).collect::<Vec<_>>(),
+            "account_id" => acc.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>(),
+            "outcome" => outcome,
+            "cycle_days" => vec![30.0; m],
+            "amount" => vec![1000.0; m],
+            "label" => label,
+            "holdout" => (0..m).map(|k| k % 5 == 0).collect::<Vec<_>>(),
+            crate::stages::label::LOSS_REASON => vec![None::<&str>; m],
+        ]
+        .expect("labels");
+        let id_text = crate::util::ids::text(&accounts, "account_id").expect("ids");
+        let index = crate::util::ids::AccountIndex::new(&id_text);
+        let deals = deal_frame(&labels, &codes, &index).expect("deals");
+        let rows = super::super::rows::deal_rows(&deals, n, spec.variables.len()).expect("rows");
+        let var = |c: &str| {
+            spec.variables
+                .iter()
+                .position(|v| v.column() == c)
+                .expect("variable")
+        };
+        let (ind, emp) = (var("industry"), var("employees"));
+        let retail = Cell::Level {
+            var: ind,
+            level: "Retail".into(),
+        };
+        let finding = |id: &str, cells: Vec<Cell>| Finding {
+            condition: format!("condition {id}, with a comma"),
+            ..Finding::bare(id, cells)
+        };
+        let findings = [
+            finding("S01", vec![retail.clone()]),
+            finding("S02", vec![Cell::Bin { var: emp, bin: 1 }]),
+            finding("X01", vec![retail, Cell::Bin { var: emp, bin: 3 }]),
+            // matches no deal
+            finding(
+                "X02",
+                vec![Cell::Level {
+                    var: ind,
+                    level: "Nowhere".into(),
+                }],
+            ),
+            // no cells: every deal
+            finding("X03", vec![]),
+        ];
+        let behind: Vec<&Finding> = findings.iter().collect();
+        let got = finding_accounts(&deals, &rows, &behind).expect("finding accounts");
+        let want = finding_accounts_by_polars(&deals, &behind);
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        assert!(got.height() > 1000, "{}", got.height());
+        let churned: u64 = got
+            .column("churned_deals")
+            .expect("churned")
+            .u32()
+            .expect("u32")
+            .iter()
+            .flatten()
+            .map(u64::from)
+            .sum();
+        assert!(churned > 0);
+        // no findings: an empty table of the same columns
+        let none = finding_accounts(&deals, &rows, &[]).expect("empty");
+        assert_eq!(none.height(), 0);
+        assert_eq!(none.get_column_names(), want.get_column_names());
     }
 
     /// The polars group-by the tallies replaced: what they must equal, to
