@@ -56,7 +56,9 @@ pub enum Command {
     /// for a warehouse, DuckDB or Spark: for account universes beyond one machine.
     ExportSql(export_sql::Args),
     /// Measure: generate N accounts, run every stage, print time per stage,
-    /// rows per second and peak memory against a polars-only floor.
+    /// rows per second and peak memory against a polars-only floor, then
+    /// re-score against the re-score floor (polars reads the accounts and
+    /// writes files of the same size).
     Bench(bench::Args),
 }
 
