@@ -29,6 +29,18 @@ pub fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     Ok(s.f64()?.iter().collect())
 }
 
+/// A flag column as booleans, a null as false.
+pub fn flag_col(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
+    Ok(df
+        .column(name)?
+        .as_materialized_series()
+        .cast(&DataType::Boolean)?
+        .bool()?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect())
+}
+
 /// A text column of runs of one value each (`(value, rows)`, in order),
 /// each value's bytes held once: the membership tables repeat a finding's
 /// id and condition on every one of its accounts, millions of rows.

@@ -15,7 +15,7 @@ use super::rows::{ACCOUNT_ROW, code_col};
 use crate::config::SignalParams;
 use crate::error::Result;
 use crate::stages::features::{Cell, FeatureSpec, Variable};
-use crate::util::frame::f64_col;
+use crate::util::frame::{f64_col, flag_col};
 use crate::util::metrics::wilson;
 use crate::util::stats::{two_means, two_proportions};
 
@@ -464,9 +464,9 @@ impl Counts {
             customer_cell,
             account,
             by_account,
-            label: bools(deals, "label")?,
-            won: bools(deals, "__won")?,
-            churned: bools(deals, "__churned")?,
+            label: flag_col(deals, "label")?,
+            won: flag_col(deals, "__won")?,
+            churned: flag_col(deals, "__churned")?,
             cycle: f64_col(deals, "cycle_days")?,
             amount: f64_col(deals, "amount")?,
             fit,
@@ -1047,18 +1047,6 @@ pub fn sales_velocity(
 /// The period of "opportunities per period" in sales velocity.
 pub const VELOCITY_PERIOD_DAYS: f64 = 30.0;
 
-/// A flag column, a null as false.
-fn bools(df: &DataFrame, c: &str) -> Result<Vec<bool>> {
-    Ok(df
-        .column(c)?
-        .as_materialized_series()
-        .cast(&DataType::Boolean)?
-        .bool()?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect())
-}
-
 /// The accounts behind each finding: one row per (finding, account) with the
 /// account's deals, velocity wins and churned deals; findings in order, each
 /// one's accounts by account_id. Counted on the deals' rows (`rows`, built
@@ -1091,7 +1079,7 @@ pub fn finding_accounts(
         )));
     }
     let ids = crate::util::frame::text_col(deals, "account_id")?;
-    let churned = bools(deals, "__churned")?;
+    let churned = flag_col(deals, "__churned")?;
     // each account row's id (as its deals give it), and the accounts in id
     // order once: a finding's accounts are then sorted by this rank
     let mut id_of: Vec<Option<&str>> = vec![None; rows.n_accounts];
@@ -1265,6 +1253,31 @@ mod tests {
 
     /// Main effects of `accounts` in four numeric bands (no interactions)
     /// and the accounts' cell codes.
+    /// The test frames' industry and employees variables, and the cell
+    /// "industry = Retail".
+    fn industry_and_employees(spec: &FeatureSpec) -> (usize, usize, Cell) {
+        let var = |c: &str| {
+            spec.variables
+                .iter()
+                .position(|v| v.column() == c)
+                .expect("variable")
+        };
+        let (ind, emp) = (var("industry"), var("employees"));
+        let retail = Cell::Level {
+            var: ind,
+            level: "Retail".into(),
+        };
+        (ind, emp, retail)
+    }
+
+    /// A finding whose condition text has a comma (quoted in CSV).
+    fn named_finding(id: &str, cells: Vec<Cell>) -> Finding {
+        Finding {
+            condition: format!("condition {id}, with a comma"),
+            ..Finding::bare(id, cells)
+        }
+    }
+
     fn banded(accounts: &DataFrame) -> (FeatureSpec, DataFrame) {
         let params = FeatureParams {
             exclude: vec![],
@@ -1359,21 +1372,8 @@ mod tests {
             "amount" => vec![1.0; m],
         ]
         .expect("labels");
-        let var = |c: &str| {
-            spec.variables
-                .iter()
-                .position(|v| v.column() == c)
-                .expect("variable")
-        };
-        let (ind, emp) = (var("industry"), var("employees"));
-        let retail = Cell::Level {
-            var: ind,
-            level: "Retail".into(),
-        };
-        let exclusion = |id: &str, cells: Vec<Cell>| Finding {
-            condition: format!("condition {id}, with a comma"),
-            ..Finding::bare(id, cells)
-        };
+        let (ind, emp, retail) = industry_and_employees(&spec);
+        let exclusion = named_finding;
         let exclusions = vec![
             exclusion("X01", vec![retail.clone()]),
             exclusion("X02", vec![Cell::Bin { var: emp, bin: 0 }]),
@@ -1530,21 +1530,8 @@ mod tests {
         let index = crate::util::ids::AccountIndex::new(&id_text);
         let deals = deal_frame(&labels, &codes, &index).expect("deals");
         let rows = super::super::rows::deal_rows(&deals, n, spec.variables.len()).expect("rows");
-        let var = |c: &str| {
-            spec.variables
-                .iter()
-                .position(|v| v.column() == c)
-                .expect("variable")
-        };
-        let (ind, emp) = (var("industry"), var("employees"));
-        let retail = Cell::Level {
-            var: ind,
-            level: "Retail".into(),
-        };
-        let finding = |id: &str, cells: Vec<Cell>| Finding {
-            condition: format!("condition {id}, with a comma"),
-            ..Finding::bare(id, cells)
-        };
+        let (ind, emp, retail) = industry_and_employees(&spec);
+        let finding = named_finding;
         let findings = [
             finding("S01", vec![retail.clone()]),
             finding("S02", vec![Cell::Bin { var: emp, bin: 1 }]),

@@ -233,17 +233,7 @@ pub fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<Dea
         .iter()
         .map(|r| r.unwrap_or(n_accounts as u32))
         .collect();
-    // a flag column, a null as false
-    let flags = |name: &str| -> Result<Vec<bool>> {
-        Ok(df
-            .column(name)?
-            .as_materialized_series()
-            .cast(&DataType::Boolean)?
-            .bool()?
-            .iter()
-            .map(|v| v.unwrap_or(false))
-            .collect())
-    };
+    let flags = |name: &str| crate::util::frame::flag_col(df, name);
     let label = flags("label")?;
     let holdout = flags("holdout")?;
     let lost: Vec<bool> = text_col(df, "outcome")?
