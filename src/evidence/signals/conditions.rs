@@ -1251,8 +1251,6 @@ mod tests {
         })
     }
 
-    /// Main effects of `accounts` in four numeric bands (no interactions)
-    /// and the accounts' cell codes.
     /// The test frames' industry and employees variables, and the cell
     /// "industry = Retail".
     fn industry_and_employees(spec: &FeatureSpec) -> (usize, usize, Cell) {
@@ -1278,6 +1276,8 @@ mod tests {
         }
     }
 
+    /// Main effects of `accounts` in four numeric bands (no interactions)
+    /// and the accounts' cell codes.
     fn banded(accounts: &DataFrame) -> (FeatureSpec, DataFrame) {
         let params = FeatureParams {
             exclude: vec![],
@@ -1373,19 +1373,18 @@ mod tests {
         ]
         .expect("labels");
         let (ind, emp, retail) = industry_and_employees(&spec);
-        let exclusion = named_finding;
         let exclusions = vec![
-            exclusion("X01", vec![retail.clone()]),
-            exclusion("X02", vec![Cell::Bin { var: emp, bin: 0 }]),
-            exclusion("X03", vec![retail, Cell::Bin { var: emp, bin: 2 }]),
-            exclusion(
+            named_finding("X01", vec![retail.clone()]),
+            named_finding("X02", vec![Cell::Bin { var: emp, bin: 0 }]),
+            named_finding("X03", vec![retail, Cell::Bin { var: emp, bin: 2 }]),
+            named_finding(
                 "X04",
                 vec![Cell::Level {
                     var: ind,
                     level: "Nowhere".into(),
                 }],
             ),
-            exclusion("X05", vec![]),
+            named_finding("X05", vec![]),
         ];
         let id_text = crate::util::ids::text(&accounts, "account_id").expect("ids");
         let index = crate::util::ids::AccountIndex::new(&id_text);
@@ -1531,13 +1530,12 @@ mod tests {
         let deals = deal_frame(&labels, &codes, &index).expect("deals");
         let rows = super::super::rows::deal_rows(&deals, n, spec.variables.len()).expect("rows");
         let (ind, emp, retail) = industry_and_employees(&spec);
-        let finding = named_finding;
         let findings = [
-            finding("S01", vec![retail.clone()]),
-            finding("S02", vec![Cell::Bin { var: emp, bin: 1 }]),
-            finding("X01", vec![retail, Cell::Bin { var: emp, bin: 3 }]),
+            named_finding("S01", vec![retail.clone()]),
+            named_finding("S02", vec![Cell::Bin { var: emp, bin: 1 }]),
+            named_finding("X01", vec![retail, Cell::Bin { var: emp, bin: 3 }]),
             // matches no deal
-            finding(
+            named_finding(
                 "X02",
                 vec![Cell::Level {
                     var: ind,
@@ -1545,7 +1543,7 @@ mod tests {
                 }],
             ),
             // no cells: every deal
-            finding("X03", vec![]),
+            named_finding("X03", vec![]),
         ];
         let behind: Vec<&Finding> = findings.iter().collect();
         let got = finding_accounts(&deals, &rows, &behind).expect("finding accounts");

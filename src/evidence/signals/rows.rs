@@ -9,7 +9,7 @@ use polars::prelude::*;
 use crate::domain::Outcome;
 use crate::error::Result;
 use crate::stages::features::Cell;
-use crate::util::frame::{f64_col, str_col, text_col};
+use crate::util::frame::{f64_col, flag_col, str_col, text_col};
 
 /// Name of variable `i`'s cell-code column in the frames of the signals.
 pub fn code_col(i: usize) -> String {
@@ -233,9 +233,8 @@ pub fn deal_rows(df: &DataFrame, n_accounts: usize, n_vars: usize) -> Result<Dea
         .iter()
         .map(|r| r.unwrap_or(n_accounts as u32))
         .collect();
-    let flags = |name: &str| crate::util::frame::flag_col(df, name);
-    let label = flags("label")?;
-    let holdout = flags("holdout")?;
+    let label = flag_col(df, "label")?;
+    let holdout = flag_col(df, "holdout")?;
     let lost: Vec<bool> = text_col(df, "outcome")?
         .iter()
         .map(|o| o.and_then(Outcome::canonical) == Some(Outcome::Lost))
